@@ -1,0 +1,418 @@
+//! Render step, charts: a chart (templates + values) or a plain stack file,
+//! rendered to compose text and then to the desired state.
+//!
+//! The default `logging` chart is embedded in the binary, so `swarmlog render`
+//! needs no files at all.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::compose::load;
+use crate::desired::{self, DesiredState};
+use crate::diag::{Problem, Problems};
+use crate::values;
+use crate::yaml;
+
+/// The compose template of a chart, under `templates/`.
+pub const MAIN_TEMPLATE: &str = "stack.yml.j2";
+/// Largest file a chart may hold (templates, values, config files).
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+const EMBEDDED: &[(&str, &str)] = &[
+    ("Chart.yaml", include_str!("../charts/logging/Chart.yaml")),
+    ("values.yaml", include_str!("../charts/logging/values.yaml")),
+    ("templates/stack.yml.j2", include_str!("../charts/logging/templates/stack.yml.j2")),
+    ("files/logstash.conf", include_str!("../charts/logging/files/logstash.conf")),
+];
+
+/// Where a chart's files come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The `logging` chart built into the binary.
+    Embedded,
+    /// A chart directory (`Chart.yaml`, `values.yaml`, `templates/`, `files/`).
+    Dir(PathBuf),
+    /// A plain stack file, used as it is (no templating, compose interpolation only).
+    StackFile(PathBuf),
+}
+
+/// A loaded chart.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    pub name: String,
+    pub version: String,
+    pub source: Source,
+    /// The defaults (`values.yaml`), which are also the values schema.
+    pub defaults: Json,
+    /// Templates by name relative to `templates/`, or the stack file's text.
+    pub templates: Vec<(String, String)>,
+}
+
+/// What a chart renders to.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub stack: String,
+    /// Name of the compose text in messages (the template or the stack file).
+    pub compose_name: String,
+    /// The compose file, as `docker stack deploy` would read it.
+    pub compose_text: String,
+    pub desired: DesiredState,
+    /// Files the compose text references (config and secret files), by the
+    /// path written in it, for ejecting to a directory.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub warnings: Vec<String>,
+}
+
+/// Inputs of a render beside the chart.
+pub struct RenderOptions<'a> {
+    /// Values files, in order (later wins): (name for messages, text).
+    pub values_files: Vec<(String, String)>,
+    /// `--set key.path=value` pairs, applied after the files.
+    pub set: Vec<(String, String)>,
+    /// `--stack`, overriding the values' `stack`.
+    pub stack: Option<String>,
+    /// Environment for compose interpolation.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+fn read_limited(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is {} bytes, larger than the limit of {MAX_FILE_BYTES} bytes",
+            path.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Reads a values or other input file with the size limit.
+pub fn read_input(path: &Path) -> Result<String, Problem> {
+    read_limited(path).map_err(|e| Problem::new(path.display().to_string(), e))
+}
+
+impl Chart {
+    /// The chart built into the binary.
+    pub fn embedded() -> Result<Chart, Problems> {
+        let get = |name: &str| EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, t)| t.to_string());
+        let meta = get("Chart.yaml").unwrap_or_default();
+        let values = get("values.yaml").unwrap_or_default();
+        let templates = EMBEDDED
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix("templates/").map(|n| (n.to_string(), t.to_string())))
+            .collect();
+        Chart::from_parts(Source::Embedded, "embedded:logging", &meta, &values, templates)
+    }
+
+    /// A chart directory, or a single stack file.
+    pub fn load(path: &Path) -> Result<Chart, Problems> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Problem::new(path.display().to_string(), format!("cannot open the chart: {e}")))?;
+        if meta.is_file() {
+            let text = read_input(path)?;
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("stack").to_string();
+            return Ok(Chart {
+                name,
+                version: String::new(),
+                source: Source::StackFile(path.to_path_buf()),
+                defaults: Json::Object(Default::default()),
+                templates: vec![(path.display().to_string(), text)],
+            });
+        }
+        let chart_yaml = path.join("Chart.yaml");
+        let meta_text = read_input(&chart_yaml).map_err(|mut p| {
+            p.message = format!("{} (a chart directory needs Chart.yaml)", p.message);
+            p
+        })?;
+        let values_path = path.join("values.yaml");
+        let values_text = if values_path.exists() { read_input(&values_path)? } else { String::new() };
+        let tdir = path.join("templates");
+        let mut templates = Vec::new();
+        let entries = std::fs::read_dir(&tdir)
+            .map_err(|e| Problem::new(tdir.display().to_string(), format!("cannot list the templates: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Problem::new(tdir.display().to_string(), e.to_string()))?;
+            let p = entry.path();
+            if p.extension().and_then(|e| e.to_str()) == Some("j2") {
+                let name = entry.file_name().to_string_lossy().to_string();
+                templates.push((name, read_input(&p)?));
+            }
+        }
+        templates.sort();
+        Chart::from_parts(
+            Source::Dir(path.to_path_buf()),
+            &path.display().to_string(),
+            &meta_text,
+            &values_text,
+            templates,
+        )
+    }
+
+    fn from_parts(
+        source: Source,
+        origin: &str,
+        meta: &str,
+        values_text: &str,
+        templates: Vec<(String, String)>,
+    ) -> Result<Chart, Problems> {
+        let meta_file = format!("{origin}/Chart.yaml");
+        let meta_node = yaml::parse(&meta_file, meta).map_err(|e| Problem::new(&meta_file, e.to_string()))?;
+        let field = |k: &str| match meta_node.get(k).map(|n| &n.value) {
+            Some(yaml::Value::String(s)) => Ok(s.clone()),
+            _ => Err(Problem::new(&meta_file, format!("`{k}` must be set to a string")).at(meta_node.pos)),
+        };
+        let name = field("name")?;
+        let version = field("version")?;
+        let values_file = format!("{origin}/values.yaml");
+        let defaults = yaml::parse(&values_file, values_text)
+            .map_err(|e| Problem::new(&values_file, e.to_string()))?
+            .to_json();
+        let defaults = match defaults {
+            Json::Null => Json::Object(Default::default()),
+            Json::Object(m) => Json::Object(m),
+            _ => return Err(Problem::new(&values_file, "the defaults must be a mapping").into()),
+        };
+        if !templates.iter().any(|(n, _)| n == MAIN_TEMPLATE) {
+            return Err(Problem::new(origin, format!("the chart has no templates/{MAIN_TEMPLATE}")).into());
+        }
+        Ok(Chart {
+            name,
+            version,
+            source,
+            defaults,
+            templates,
+        })
+    }
+
+    /// Reads a file the stack file references, relative to the chart (or the
+    /// stack file's directory); absolute paths are read as they are.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        let rel = path.strip_prefix("./").unwrap_or(path);
+        let on_disk = |p: PathBuf| -> Result<Vec<u8>, String> {
+            let meta = std::fs::metadata(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            if meta.len() > MAX_FILE_BYTES {
+                return Err(format!("{} is larger than the limit of {MAX_FILE_BYTES} bytes", p.display()));
+            }
+            std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        if Path::new(path).is_absolute() {
+            return on_disk(PathBuf::from(path));
+        }
+        match &self.source {
+            Source::Embedded => EMBEDDED
+                .iter()
+                .find(|(n, _)| *n == rel)
+                .map(|(_, t)| t.as_bytes().to_vec())
+                .ok_or_else(|| format!("the built-in chart has no file {path:?}")),
+            Source::Dir(dir) => on_disk(dir.join(rel)),
+            Source::StackFile(file) => on_disk(file.parent().unwrap_or(Path::new(".")).join(rel)),
+        }
+    }
+
+    /// Merged values: defaults, then each values file, then `--set`.
+    pub fn values(&self, opts: &RenderOptions) -> Result<Json, Problems> {
+        let mut problems = Vec::new();
+        let mut merged = self.defaults.clone();
+        if matches!(self.source, Source::StackFile(_)) && (!opts.values_files.is_empty() || !opts.set.is_empty()) {
+            return Err(Problem::new(
+                self.templates.first().map(|t| t.0.as_str()).unwrap_or("stack file"),
+                "values (--values, --set) apply to charts only; a plain stack file takes its variables from the environment",
+            )
+            .into());
+        }
+        for (name, text) in &opts.values_files {
+            match yaml::parse(name, text) {
+                Ok(node) => {
+                    if !matches!(node.value, yaml::Value::Map(_) | yaml::Value::Null) {
+                        problems.push(
+                            Problem::new(name, format!("a values file must be a mapping, found {}", node.value.kind()))
+                                .at(node.pos),
+                        );
+                        continue;
+                    }
+                    let before = problems.len();
+                    values::check(name, &node, &self.defaults, &mut problems);
+                    if problems.len() == before {
+                        values::merge(&mut merged, &node.to_json());
+                    }
+                }
+                Err(e) => problems.push(Problem::new(name, e.to_string())),
+            }
+        }
+        for (path, value) in &opts.set {
+            let parsed = yaml::parse("--set", value)
+                .map(|n| n.to_json())
+                .unwrap_or_else(|_| Json::String(value.clone()));
+            let mut over = Json::Object(Default::default());
+            if let Err(e) = values::set_path(&mut over, path, parsed) {
+                problems.push(Problem::new("--set", e));
+                continue;
+            }
+            let text = serde_json::to_string(&over).unwrap_or_default();
+            match yaml::parse("--set", &text) {
+                Ok(node) => {
+                    let before = problems.len();
+                    values::check(&format!("--set {path}"), &node, &self.defaults, &mut problems);
+                    if problems.len() == before {
+                        values::merge(&mut merged, &over);
+                    }
+                }
+                Err(e) => problems.push(Problem::new("--set", e.to_string())),
+            }
+        }
+        if problems.is_empty() {
+            Ok(merged)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// Renders the chart with its values into compose text and the desired state.
+    pub fn render(&self, opts: &RenderOptions) -> Result<Rendered, Problems> {
+        let values = self.values(opts)?;
+        let stack = opts
+            .stack
+            .clone()
+            .or_else(|| values.get("stack").and_then(Json::as_str).map(str::to_string))
+            .unwrap_or_else(|| "logging".to_string());
+        let (compose_name, compose_text) = match &self.source {
+            Source::StackFile(p) => (p.display().to_string(), self.templates[0].1.clone()),
+            _ => {
+                let name = self.template_path(MAIN_TEMPLATE);
+                (format!("{name} (rendered)"), self.render_template(&stack, &values)?)
+            }
+        };
+        let loaded = load::load(&compose_name, &compose_text, opts.env)?;
+        let desired = desired::convert(&stack, &loaded, &|p| self.read_file(p))?;
+        let mut files = Vec::new();
+        for def in loaded.compose.configs.values().chain(loaded.compose.secrets.values()) {
+            if let (Some(f), false) = (&def.file, def.external) {
+                if let Ok(data) = self.read_file(f) {
+                    files.push((f.clone(), data));
+                }
+            }
+        }
+        Ok(Rendered {
+            stack,
+            compose_name,
+            compose_text,
+            desired,
+            files,
+            warnings: loaded.warnings,
+        })
+    }
+
+    fn template_path(&self, name: &str) -> String {
+        match &self.source {
+            Source::Embedded => format!("embedded:logging/templates/{name}"),
+            Source::Dir(d) => d.join("templates").join(name).display().to_string(),
+            Source::StackFile(p) => p.display().to_string(),
+        }
+    }
+
+    fn render_template(&self, stack: &str, values: &Json) -> Result<String, Problems> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        for (name, text) in &self.templates {
+            env.add_template_owned(name.clone(), text.clone())
+                .map_err(|e| self.template_problem(&e))?;
+        }
+        let template = env.get_template(MAIN_TEMPLATE).map_err(|e| self.template_problem(&e))?;
+        let ctx = serde_json::json!({
+            "values": values,
+            "stack": stack,
+            "chart": {"name": self.name, "version": self.version},
+        });
+        template.render(ctx).map_err(|e| self.template_problem(&e))
+    }
+
+    fn template_problem(&self, e: &minijinja::Error) -> Problems {
+        let file = self.template_path(e.name().unwrap_or(MAIN_TEMPLATE));
+        let mut message = e.kind().to_string();
+        if let Some(detail) = e.detail() {
+            message = format!("{message}: {detail}");
+        }
+        if e.kind() == minijinja::ErrorKind::UndefinedError {
+            message.push_str(" (a value the template uses is not set: check the values file and the chart's values.yaml)");
+        }
+        let mut p = Problem::new(file, message);
+        if let Some(line) = e.line() {
+            let column = e
+                .range()
+                .and_then(|r| {
+                    let text = self.templates.iter().find(|(n, _)| Some(n.as_str()) == e.name())?;
+                    let before = text.1.get(..r.start)?;
+                    Some(before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1)
+                })
+                .unwrap_or(1);
+            p = p.at(yaml::Pos {
+                line: line as u64,
+                column: column as u64,
+            });
+        }
+        p.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn opts(values: &[&str]) -> RenderOptions<'static> {
+        RenderOptions {
+            values_files: values
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("v{i}.yaml"), t.to_string()))
+                .collect(),
+            set: Vec::new(),
+            stack: None,
+            env: &no_env,
+        }
+    }
+
+    #[test]
+    fn embedded_chart_renders() {
+        let chart = Chart::embedded().unwrap();
+        let r = chart.render(&opts(&[])).unwrap();
+        assert_eq!(r.stack, "logging");
+        let names: Vec<_> = r.desired.services.iter().map(|s| s.spec.name.clone().unwrap()).collect();
+        assert_eq!(names, ["logging_elasticsearch", "logging_kibana", "logging_logstash"]);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn later_values_win_and_change_the_output() {
+        let chart = Chart::embedded().unwrap();
+        let r = chart
+            .render(&opts(&["kibana:\n  domain: a.example.org\n  replicas: 2\n", "kibana:\n  domain: b.example.org\n"]))
+            .unwrap();
+        let kibana = r.desired.services.iter().find(|s| s.key == "kibana").unwrap();
+        let labels = kibana.spec.labels.as_ref().unwrap();
+        assert_eq!(labels["com.df.serviceDomain"], "b.example.org");
+        let replicas = kibana.spec.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas;
+        assert_eq!(replicas, Some(2));
+    }
+
+    #[test]
+    fn values_problems_name_file_line_and_field() {
+        let chart = Chart::embedded().unwrap();
+        let err = chart.render(&opts(&["kibana:\n  domian: x\n"])).unwrap_err();
+        assert_eq!(err.0[0].to_string().split(": ").next(), Some("v0.yaml:2:3"));
+        assert!(err.to_string().contains("did you mean `domain`"), "{err}");
+    }
+
+    #[test]
+    fn bad_constraint_from_values_is_reported() {
+        let chart = Chart::embedded().unwrap();
+        let err = chart.render(&opts(&["nodeSelector:\n  value: \"a b\"\n"])).unwrap_err();
+        assert!(err.to_string().contains("constraints"), "{err}");
+    }
+}

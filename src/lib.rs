@@ -1,0 +1,7 @@
+//! swarmlog: a reconciliation operator for a logging stack on Docker Swarm.
+pub mod chart;
+pub mod compose;
+pub mod desired;
+pub mod diag;
+pub mod values;
+pub mod yaml;
