@@ -316,6 +316,9 @@ impl Chart {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        // minijinja looks through `.j2` to `.yml` and would JSON-escape every
+        // output; templates quote what needs quoting with `tojson` instead.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         for (name, text) in &self.templates {
             env.add_template_owned(name.clone(), text.clone())
                 .map_err(|e| self.template_problem(&e))?;

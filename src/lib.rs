@@ -1,5 +1,6 @@
 //! swarmlog: a reconciliation operator for a logging stack on Docker Swarm.
 pub mod chart;
+pub mod cli;
 pub mod compose;
 pub mod desired;
 pub mod diag;

@@ -1,1 +1,150 @@
-fn main(){}
+//! The `swarmlog` binary: parses the command line and runs one subcommand.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
+use swarmlog::cli::{ChartArgs, Cli, Command, LogFormat, RenderArgs, RenderFormat};
+use swarmlog::diag::{Problem, Problems};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, &cli.log);
+    let result = match &cli.command {
+        Command::Render(args) => render(args),
+        Command::Validate(args) => validate(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the chart and renders it; every problem is printed, one per line.
+fn load_and_render(args: &ChartArgs) -> Result<Rendered, Problems> {
+    let chart = match &args.chart {
+        Some(path) => Chart::load(path)?,
+        None => Chart::embedded()?,
+    };
+    let mut problems = Vec::new();
+    let mut values_files = Vec::new();
+    for path in &args.values {
+        match chart::read_input(path) {
+            Ok(text) => values_files.push((path.display().to_string(), text)),
+            Err(p) => problems.push(p),
+        }
+    }
+    let mut set = Vec::new();
+    for s in &args.set {
+        match s.split_once('=') {
+            Some((k, v)) => set.push((k.to_string(), v.to_string())),
+            None => problems.push(Problem::new("--set", format!("{s:?} must be KEY=VALUE"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let rendered = chart.render(&RenderOptions {
+        values_files,
+        set,
+        stack: args.stack.clone(),
+        env: &env_lookup,
+    })?;
+    for w in &rendered.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(rendered)
+}
+
+fn report(problems: &Problems) -> ExitCode {
+    for p in &problems.0 {
+        eprintln!("error: {p}");
+    }
+    eprintln!(
+        "{} problem{} found; nothing was changed.",
+        problems.0.len(),
+        if problems.0.len() == 1 { "" } else { "s" }
+    );
+    ExitCode::FAILURE
+}
+
+fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let rendered = match load_and_render(&args.chart) {
+        Ok(r) => r,
+        Err(p) => return Ok(report(&p)),
+    };
+    if let Some(dir) = &args.output_dir {
+        write_eject(dir, &rendered)?;
+        eprintln!(
+            "wrote {}; deploy it with: docker stack deploy -c {} {}",
+            dir.join("docker-stack.yml").display(),
+            dir.join("docker-stack.yml").display(),
+            rendered.stack
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.output {
+        RenderFormat::Yaml => print!("{}", rendered.compose_text),
+        RenderFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rendered.desired).context("serialising the desired state")?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stack_file = dir.join("docker-stack.yml");
+    std::fs::write(&stack_file, &rendered.compose_text).with_context(|| format!("writing {}", stack_file.display()))?;
+    for (path, data) in &rendered.files {
+        if Path::new(path).is_absolute() {
+            continue;
+        }
+        let rel = path.strip_prefix("./").unwrap_or(path);
+        if rel.split('/').any(|part| part == "..") {
+            anyhow::bail!("refusing to write {path:?} outside {}", dir.display());
+        }
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, data).with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+fn validate(args: &ChartArgs) -> anyhow::Result<ExitCode> {
+    match load_and_render(args) {
+        Ok(r) => {
+            println!(
+                "ok: stack {} renders to {} services, {} networks, {} configs",
+                r.stack,
+                r.desired.services.len(),
+                r.desired.networks.len(),
+                r.desired.configs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(p) => Ok(report(&p)),
+    }
+}

@@ -97,7 +97,12 @@ impl Node {
         for part in path {
             let next = match &node.value {
                 Value::Map(entries) => entries.iter().find(|(k, _)| &k.name == part).map(|(_, v)| v),
-                Value::Seq(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
+                // A list can stand for a mapping (`networks: [a, b]`): find the item by its text.
+                Value::Seq(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)).or_else(|| {
+                    items
+                        .iter()
+                        .find(|n| matches!(&n.value, Value::String(s) if s == part))
+                }),
                 _ => None,
             };
             match next {

@@ -42,8 +42,15 @@ pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
     }
     let json = tree.to_json();
     let compose: ComposeFile = serde_path_to_error::deserialize(&json).map_err(|e| {
-        let path: Vec<String> = path_parts(e.path());
-        let message = e.inner().to_string();
+        let mut path: Vec<String> = path_parts(e.path());
+        let mut message = e.inner().to_string();
+        // Deserializers of long forms name the inner field as "field `x`: ...".
+        if let Some(rest) = message.strip_prefix("field `") {
+            if let Some((field, msg)) = rest.split_once("`: ") {
+                path.push(field.to_string());
+                message = msg.to_string();
+            }
+        }
         Problem::new(file, message).at(tree.locate(&path)).field(&path)
     })?;
     for (name, svc) in &compose.services {

@@ -549,16 +549,16 @@ fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         Some(Json::Number(n)) => n
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| de::Error::custom(format!("file mode {n} is not a valid mode")))?,
+            .ok_or_else(|| de::Error::custom(format!("field `mode`: file mode {n} is not a valid mode")))?,
         Some(Json::String(s)) => {
             let digits = s.strip_prefix("0o").unwrap_or(&s);
             u32::from_str_radix(digits, 8)
-                .map_err(|_| de::Error::custom(format!("file mode {s:?} is not an octal number (like 0440)")))?
+                .map_err(|_| de::Error::custom(format!("field `mode`: file mode {s:?} is not an octal number (like 0440)")))?
         }
-        Some(other) => return Err(de::Error::custom(format!("file mode must be an octal number, not {}", json_kind(&other)))),
+        Some(other) => return Err(de::Error::custom(format!("field `mode`: file mode must be an octal number, not {}", json_kind(&other)))),
     };
     if mode > 0o7777 {
-        return Err(de::Error::custom(format!("file mode {mode:o} (octal) is larger than 7777")));
+        return Err(de::Error::custom(format!("field `mode`: file mode {mode:o} (octal) is larger than 7777")));
     }
     Ok(Some(mode))
 }
