@@ -32,6 +32,9 @@ pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
 pub const LABEL_STACK: &str = "io.swarmlog.stack";
 /// Label holding the hash of the desired spec an object was written from.
 pub const LABEL_SPEC_HASH: &str = "io.swarmlog.spec-hash";
+/// Label listing (comma separated) the service label keys swarmlog sets, so
+/// labels others add to an owned service are told apart and kept.
+pub const LABEL_MANAGED: &str = "io.swarmlog.labels";
 /// Label holding the compose key of a config or secret (its name carries a hash).
 pub const LABEL_KEY: &str = "io.swarmlog.key";
 
@@ -251,6 +254,12 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
     for (key, svc) in &compose.services {
         if let Some(spec) = service_spec(&mut ctx, key, svc, &network_names, &config_names, &secret_names, &mut volumes, &mut external.volumes) {
             let mut spec = spec;
+            if let Some(l) = spec.labels.as_mut() {
+                let mut keys: Vec<&String> = l.keys().filter(|k| !k.starts_with("io.swarmlog.")).collect();
+                keys.sort();
+                let managed = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",");
+                l.insert(LABEL_MANAGED.to_string(), managed);
+            }
             let hash = spec_hash(&spec);
             if let Some(l) = spec.labels.as_mut() {
                 l.insert(LABEL_SPEC_HASH.to_string(), hash.clone());

@@ -4,5 +4,8 @@ pub mod cli;
 pub mod compose;
 pub mod desired;
 pub mod diag;
+pub mod engine;
+pub mod observe;
+pub mod plan;
 pub mod values;
 pub mod yaml;

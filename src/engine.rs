@@ -1,0 +1,248 @@
+//! The edge to Docker: the one place that holds the engine client. Observe
+//! and apply call through here; every write is counted by kind.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::Docker;
+
+/// Oldest Engine API swarmlog supports (Docker 20.10).
+pub const MIN_API: (u32, u32) = (1, 41);
+
+/// What went wrong talking to the engine, in one sentence each.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker engine at {host}: {detail} (is dockerd running, and is DOCKER_HOST right?)")]
+    Unreachable { host: String, detail: String },
+    #[error("permission denied on the Docker socket {host} (run as root or as a member of the docker group)")]
+    PermissionDenied { host: String },
+    #[error("the Docker engine speaks API {found}, older than the {}.{} swarmlog needs (Docker 20.10 or newer)", MIN_API.0, MIN_API.1)]
+    ApiTooOld { found: String },
+    #[error("this Docker engine is not part of a swarm (run `docker swarm init` or join one)")]
+    NotSwarm,
+    #[error("this node is not a swarm manager: swarmlog must talk to a manager (run it on a manager node)")]
+    NotManager,
+    #[error("the swarm has no quorum: a majority of managers is unreachable, so nothing can be written")]
+    NoQuorum,
+    #[error("{what}: {name} already exists")]
+    Conflict { what: String, name: String },
+    #[error("{what}: {name} changed since it was read (update out of sequence)")]
+    OutOfSequence { what: String, name: String },
+    #[error("{what}: {name} does not exist")]
+    NotFound { what: String, name: String },
+    #[error("{what}: the engine answered {status}: {message}")]
+    Api {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{what}: {detail}")]
+    Other { what: String, detail: String },
+}
+
+impl EngineError {
+    /// A static category, for exit codes, metrics and status.
+    pub fn category(&self) -> &'static str {
+        match self {
+            EngineError::Unreachable { .. } => "unreachable",
+            EngineError::PermissionDenied { .. } => "permission_denied",
+            EngineError::ApiTooOld { .. } => "api_too_old",
+            EngineError::NotSwarm => "not_swarm",
+            EngineError::NotManager => "not_manager",
+            EngineError::NoQuorum => "no_quorum",
+            EngineError::Conflict { .. } => "conflict",
+            EngineError::OutOfSequence { .. } => "out_of_sequence",
+            EngineError::NotFound { .. } => "not_found",
+            EngineError::Api { .. } => "api",
+            EngineError::Other { .. } => "other",
+        }
+    }
+
+    /// Whether re-reading the swarm and planning again may resolve it.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Conflict { .. } | EngineError::OutOfSequence { .. } | EngineError::NotFound { .. }
+        )
+    }
+
+    /// Process exit code for one-shot commands (1 is input errors; 2 is "changes" for plan).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::Unreachable { .. } => 3,
+            EngineError::PermissionDenied { .. } => 4,
+            EngineError::ApiTooOld { .. } => 5,
+            EngineError::NotSwarm => 6,
+            EngineError::NotManager => 7,
+            EngineError::NoQuorum => 8,
+            _ => 9,
+        }
+    }
+
+    /// Classifies a bollard error for the call `what` on object `name`.
+    pub fn from_bollard(what: &str, name: &str, host: &str, e: bollard::errors::Error) -> EngineError {
+        use bollard::errors::Error as B;
+        match e {
+            B::DockerResponseServerError { status_code, message } => {
+                let lower = message.to_lowercase();
+                if status_code == 409 {
+                    EngineError::Conflict {
+                        what: what.to_string(),
+                        name: name.to_string(),
+                    }
+                } else if lower.contains("update out of sequence") || lower.contains("version") && lower.contains("out of") {
+                    EngineError::OutOfSequence {
+                        what: what.to_string(),
+                        name: name.to_string(),
+                    }
+                } else if status_code == 404 {
+                    EngineError::NotFound {
+                        what: what.to_string(),
+                        name: name.to_string(),
+                    }
+                } else if lower.contains("not part of a swarm")
+                    || (lower.contains("not a swarm manager") && lower.contains("swarm init"))
+                {
+                    EngineError::NotSwarm
+                } else if lower.contains("not a swarm manager") {
+                    EngineError::NotManager
+                } else if lower.contains("quorum") || lower.contains("no leader") || lower.contains("does not have a leader") {
+                    EngineError::NoQuorum
+                } else {
+                    EngineError::Api {
+                        what: what.to_string(),
+                        status: status_code,
+                        message,
+                    }
+                }
+            }
+            other => {
+                let detail = other.to_string();
+                let lower = detail.to_lowercase();
+                if lower.contains("permission denied") {
+                    EngineError::PermissionDenied { host: host.to_string() }
+                } else if lower.contains("connection refused")
+                    || lower.contains("no such file")
+                    || lower.contains("connect")
+                    || lower.contains("timed out")
+                    || lower.contains("broken pipe")
+                {
+                    EngineError::Unreachable {
+                        host: host.to_string(),
+                        detail,
+                    }
+                } else {
+                    EngineError::Other {
+                        what: what.to_string(),
+                        detail,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The engine client, with counters of writes by kind.
+pub struct Engine {
+    pub docker: Docker,
+    pub host: String,
+    pub api_version: String,
+    writes: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Engine {
+    /// Connects to `host` (`unix:///path` or `tcp://addr`), negotiates the API
+    /// version and refuses engines older than [`MIN_API`].
+    pub async fn connect(host: &str, timeout: Duration) -> Result<Engine, EngineError> {
+        let secs = timeout.as_secs().max(1);
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(host, secs, bollard::API_DEFAULT_VERSION)
+        } else if host.starts_with('/') {
+            Docker::connect_with_unix(host, secs, bollard::API_DEFAULT_VERSION)
+        } else {
+            return Err(EngineError::Unreachable {
+                host: host.to_string(),
+                detail: "unsupported address (use unix:///path/to/docker.sock or tcp://host:port)".to_string(),
+            });
+        }
+        .map_err(|e| EngineError::from_bollard("connect", host, host, e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| EngineError::from_bollard("negotiate the API version", host, host, e))?;
+        let version = docker.client_version();
+        let api_version = format!("{}.{}", version.major_version, version.minor_version);
+        if (version.major_version as u32, version.minor_version as u32) < MIN_API {
+            return Err(EngineError::ApiTooOld { found: api_version });
+        }
+        Ok(Engine {
+            docker,
+            host: host.to_string(),
+            api_version,
+            writes: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Maps a bollard error with this engine's address.
+    pub fn err(&self, what: &str, name: &str, e: bollard::errors::Error) -> EngineError {
+        EngineError::from_bollard(what, name, &self.host, e)
+    }
+
+    /// Records one write call of `kind` (such as `service_update`).
+    pub fn count_write(&self, kind: &'static str) {
+        if let Ok(mut w) = self.writes.lock() {
+            *w.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// Write calls made so far, by kind.
+    pub fn writes(&self) -> BTreeMap<&'static str, u64> {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+/// The engine address: the flag, else `DOCKER_HOST`, else the default socket.
+pub fn default_host(flag: Option<&str>, docker_host_env: Option<&str>) -> String {
+    flag.or(docker_host_env)
+        .filter(|h| !h.is_empty())
+        .unwrap_or("unix:///var/run/docker.sock")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status: u16, message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: status,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn classifies_engine_answers() {
+        let c = |s, m| EngineError::from_bollard("update service", "x", "unix:///s", server(s, m));
+        assert!(matches!(c(500, "rpc error: code = Unknown desc = update out of sequence"), EngineError::OutOfSequence { .. }));
+        assert!(matches!(c(409, "name conflicts with an existing object"), EngineError::Conflict { .. }));
+        assert!(matches!(c(404, "service x not found"), EngineError::NotFound { .. }));
+        assert!(matches!(
+            c(503, "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."),
+            EngineError::NotSwarm
+        ));
+        assert!(matches!(c(503, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager."), EngineError::NotManager));
+        assert!(matches!(c(500, "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online."), EngineError::NoQuorum));
+        assert!(c(409, "x").is_conflict());
+        assert_eq!(EngineError::NotSwarm.exit_code(), 6);
+    }
+
+    #[test]
+    fn host_precedence() {
+        assert_eq!(default_host(Some("unix:///a"), Some("unix:///b")), "unix:///a");
+        assert_eq!(default_host(None, Some("unix:///b")), "unix:///b");
+        assert_eq!(default_host(None, None), "unix:///var/run/docker.sock");
+    }
+}

@@ -1,0 +1,69 @@
+//! Observe step (I/O): the live swarm in a constant number of list calls,
+//! whatever the number of services.
+
+use bollard::models::{Config, Network, Node, Secret, Service, Task};
+use bollard::query_parameters::{
+    ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
+    ListTasksOptions,
+};
+
+use crate::engine::{Engine, EngineError};
+
+/// Everything a plan is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// This engine's node id in the swarm.
+    pub node_id: String,
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub networks: Vec<Network>,
+    pub configs: Vec<Config>,
+    pub secrets: Vec<Secret>,
+    /// Tasks whose desired state is running.
+    pub tasks: Vec<Task>,
+}
+
+/// API calls one [`observe`] makes: info, nodes, services, networks, configs,
+/// secrets, tasks.
+pub const CALLS_PER_OBSERVE: u64 = 7;
+
+/// Reads the swarm. Fails with a clear error when the engine is not a swarm
+/// manager.
+pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
+    let d = &engine.docker;
+    let info = d.info().await.map_err(|e| engine.err("read engine info", "", e))?;
+    let swarm = info.swarm.unwrap_or_default();
+    let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
+    if state != "active" {
+        return Err(EngineError::NotSwarm);
+    }
+    if swarm.control_available != Some(true) {
+        return Err(EngineError::NotManager);
+    }
+    let running = {
+        let mut f = std::collections::HashMap::new();
+        f.insert("desired-state".to_string(), vec!["running".to_string()]);
+        f
+    };
+    let (nodes, services, networks, configs, secrets, tasks) = tokio::try_join!(
+        async { d.list_nodes(None::<ListNodesOptions>).await.map_err(|e| engine.err("list nodes", "", e)) },
+        async { d.list_services(None::<ListServicesOptions>).await.map_err(|e| engine.err("list services", "", e)) },
+        async { d.list_networks(None::<ListNetworksOptions>).await.map_err(|e| engine.err("list networks", "", e)) },
+        async { d.list_configs(None::<ListConfigsOptions>).await.map_err(|e| engine.err("list configs", "", e)) },
+        async { d.list_secrets(None::<ListSecretsOptions>).await.map_err(|e| engine.err("list secrets", "", e)) },
+        async {
+            d.list_tasks(Some(ListTasksOptions { filters: Some(running) }))
+                .await
+                .map_err(|e| engine.err("list tasks", "", e))
+        },
+    )?;
+    Ok(Observed {
+        node_id: swarm.node_id.unwrap_or_default(),
+        nodes,
+        services,
+        networks,
+        configs,
+        secrets,
+        tasks,
+    })
+}

@@ -1,0 +1,378 @@
+use super::*;
+use crate::chart::{Chart, RenderOptions};
+use bollard::models::{
+    Config, Network, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, Service,
+    Task,
+};
+use proptest::prelude::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn desired_with(values: &str) -> DesiredState {
+    let chart = Chart::embedded().expect("chart");
+    chart
+        .render(&RenderOptions {
+            values_files: vec![("v.yaml".into(), values.into())],
+            set: Vec::new(),
+            stack: None,
+            env: &no_env,
+        })
+        .expect("renders")
+        .desired
+}
+
+fn desired() -> DesiredState {
+    desired_with("")
+}
+
+fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
+    Node {
+        id: Some(id.into()),
+        spec: Some(NodeSpec {
+            role: Some(NodeSpecRoleEnum::WORKER),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        }),
+        description: Some(NodeDescription {
+            hostname: Some(host.into()),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            state: Some(NodeState::READY),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The swarm as the daemon would show it after creating `d`: IDs for
+/// network names, defaults filled in.
+fn observed_from(d: &DesiredState) -> Observed {
+    let mut networks: Vec<Network> = d
+        .networks
+        .iter()
+        .map(|n| Network {
+            id: Some(format!("id-{}", n.spec.name)),
+            name: Some(n.spec.name.clone()),
+            scope: Some("swarm".into()),
+            labels: n.spec.labels.clone(),
+            ..Default::default()
+        })
+        .collect();
+    networks.push(Network {
+        id: Some("id-main".into()),
+        name: Some("main".into()),
+        scope: Some("swarm".into()),
+        ..Default::default()
+    });
+    let configs = d
+        .configs
+        .iter()
+        .map(|c| Config {
+            id: Some(format!("id-{}", c.spec.name.clone().unwrap_or_default())),
+            spec: Some(c.spec.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let services = d
+        .services
+        .iter()
+        .map(|s| {
+            let mut spec = s.spec.clone();
+            let tt = spec.task_template.get_or_insert_with(Default::default);
+            tt.runtime = Some("container".into());
+            tt.force_update = Some(0);
+            for n in tt.networks.iter_mut().flatten() {
+                n.target = n.target.as_ref().map(|t| format!("id-{t}"));
+            }
+            let c = tt.container_spec.get_or_insert_with(Default::default);
+            c.isolation = Some(bollard::models::TaskSpecContainerSpecIsolationEnum::DEFAULT);
+            for cfg in c.configs.iter_mut().flatten() {
+                cfg.config_id = Some(format!("id-{}", cfg.config_name.clone().unwrap_or_default()));
+            }
+            let e = spec.endpoint_spec.get_or_insert_with(Default::default);
+            e.mode = Some(bollard::models::EndpointSpecModeEnum::VIP);
+            Service {
+                id: Some(format!("id-{}", s.spec.name.clone().unwrap_or_default())),
+                version: Some(ObjectVersion { index: Some(10) }),
+                spec: Some(spec),
+                ..Default::default()
+            }
+        })
+        .collect();
+    Observed {
+        node_id: "n1".into(),
+        nodes: vec![node("n1", "manager-1", &[]), node("n2", "logger-1", &[("logger", "true")])],
+        services,
+        networks,
+        configs,
+        secrets: Vec::new(),
+        tasks: Vec::new(),
+    }
+}
+
+fn service_mut<'a>(o: &'a mut Observed, name: &str) -> &'a mut ServiceSpec {
+    o.services
+        .iter_mut()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
+        .and_then(|s| s.spec.as_mut())
+        .expect("service exists")
+}
+
+#[test]
+fn empty_swarm_creates_everything_in_order() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    o.services.clear();
+    o.configs.clear();
+    o.networks.retain(|n| n.name.as_deref() == Some("main"));
+    let p = plan(&d, &o, PlanOptions::default());
+    let got: Vec<String> = p.actions.iter().map(|a| format!("{} {} {}", a.verb(), a.kind(), a.name())).collect();
+    assert_eq!(
+        got,
+        [
+            "create network logging_log_net",
+            &format!("create config {}", d.configs[0].spec.name.clone().unwrap()),
+            "create service logging_elasticsearch",
+            "create service logging_kibana",
+            "create service logging_logstash",
+        ]
+    );
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+}
+
+#[test]
+fn converged_swarm_plans_nothing() {
+    let d = desired();
+    let p = plan(&d, &observed_from(&d), PlanOptions::default());
+    assert!(p.is_empty(), "{:#?}", p.actions);
+    assert_eq!(p.in_sync.len(), 5);
+}
+
+#[test]
+fn env_drift_is_repaired_and_named() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    let env = service_mut(&mut o, "logging_kibana")
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+        .and_then(|c| c.env.as_mut())
+        .expect("env");
+    env.push("EXTRA=1".into());
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(p.actions.len(), 1);
+    let Action::UpdateService { reason, changes, version, .. } = &p.actions[0] else {
+        panic!("expected an update: {:?}", p.actions[0]);
+    };
+    assert_eq!(*reason, Reason::Drifted);
+    assert_eq!(*version, 10);
+    assert_eq!(changes[0].field, "TaskTemplate.ContainerSpec.Env");
+}
+
+#[test]
+fn replicas_image_constraint_and_label_drift() {
+    let d = desired();
+    for mutate in [
+        (|s: &mut ServiceSpec| s.mode = Some(bollard::models::ServiceSpecMode { replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(3) }), ..Default::default() })) as fn(&mut ServiceSpec),
+        |s| s.task_template.as_mut().unwrap().container_spec.as_mut().unwrap().image = Some("other:1".into()),
+        |s| s.task_template.as_mut().unwrap().placement = None,
+        |s| {
+            s.labels.as_mut().unwrap().remove("com.df.notify");
+        },
+        |s| {
+            s.labels.as_mut().unwrap().remove("io.swarmlog.spec-hash");
+        },
+    ] {
+        let mut o = observed_from(&d);
+        mutate(service_mut(&mut o, "logging_kibana"));
+        let p = plan(&d, &o, PlanOptions::default());
+        assert_eq!(p.count("update"), 1, "{:#?}", p.actions);
+    }
+}
+
+#[test]
+fn zero_replicas_is_not_the_default() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    service_mut(&mut o, "logging_kibana").mode = Some(bollard::models::ServiceSpecMode {
+        replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(0) }),
+        ..Default::default()
+    });
+    assert_eq!(plan(&d, &o, PlanOptions::default()).count("update"), 1);
+}
+
+#[test]
+fn foreign_labels_are_kept_and_not_drift() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    service_mut(&mut o, "logging_kibana")
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("team".into(), "ops".into());
+    assert!(plan(&d, &o, PlanOptions::default()).is_empty());
+    // And kept on an update for another reason.
+    service_mut(&mut o, "logging_kibana")
+        .task_template
+        .as_mut()
+        .unwrap()
+        .container_spec
+        .as_mut()
+        .unwrap()
+        .image = Some("x:1".into());
+    let p = plan(&d, &o, PlanOptions::default());
+    let Action::UpdateService { spec, .. } = &p.actions[0] else { panic!() };
+    assert_eq!(spec.labels.as_ref().unwrap().get("team").map(String::as_str), Some("ops"));
+}
+
+#[test]
+fn a_label_swarmlog_no_longer_sets_is_removed() {
+    let d = desired_with("");
+    let mut o = observed_from(&d);
+    // The running service has a label from an older desired state.
+    let labels = service_mut(&mut o, "logging_kibana").labels.as_mut().unwrap();
+    labels.insert("com.df.old".into(), "x".into());
+    let managed = labels.get(LABEL_MANAGED).cloned().unwrap_or_default();
+    labels.insert(LABEL_MANAGED.into(), format!("{managed},com.df.old"));
+    let p = plan(&d, &o, PlanOptions::default());
+    let Action::UpdateService { spec, .. } = &p.actions[0] else { panic!("{:?}", p.actions) };
+    assert!(!spec.labels.as_ref().unwrap().contains_key("com.df.old"));
+}
+
+#[test]
+fn changed_values_are_an_update_not_drift() {
+    let old = desired();
+    let new = desired_with("kibana:\n  domain: logs.example.org\n");
+    let p = plan(&new, &observed_from(&old), PlanOptions::default());
+    assert_eq!(p.actions.len(), 1);
+    let Action::UpdateService { reason, changes, name, .. } = &p.actions[0] else { panic!() };
+    assert_eq!(name, "logging_kibana");
+    assert_eq!(*reason, Reason::Changed);
+    assert!(changes.iter().any(|c| c.field == "Labels.com.df.serviceDomain"), "{changes:?}");
+}
+
+#[test]
+fn pipeline_edit_creates_new_config_updates_logstash_then_removes_old() {
+    let old = desired();
+    let dir = std::env::temp_dir().join(format!("swarmlog-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.conf");
+    std::fs::write(&file, "input { tcp { port => 9000 } }\n").unwrap();
+    let new = desired_with(&format!("logstash:\n  pipelineFile: {}\n", file.display()));
+    let p = plan(&new, &observed_from(&old), PlanOptions::default());
+    let got: Vec<String> = p.actions.iter().map(|a| format!("{} {}", a.verb(), a.kind())).collect();
+    assert_eq!(got, ["create config", "update service", "remove config"]);
+    assert_eq!(p.actions[1].name(), "logging_logstash");
+}
+
+#[test]
+fn unowned_service_is_a_conflict_unless_adopted() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    service_mut(&mut o, "logging_kibana").labels = Some(HashMap::new());
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(p.actions.is_empty());
+    assert_eq!(p.conflicts.len(), 1);
+    assert!(p.conflicts[0].contains("logging_kibana"));
+    let p = plan(&d, &o, PlanOptions { adopt: true, ..Default::default() });
+    let Action::UpdateService { reason, .. } = &p.actions[0] else { panic!() };
+    assert_eq!(*reason, Reason::Adopted);
+}
+
+#[test]
+fn removing_every_owned_service_is_refused() {
+    let d = desired();
+    let o = observed_from(&d);
+    let other = desired_with("stack: other\n");
+    // Stack "logging" as observed, desired with a renamed stack: nothing of "other" exists,
+    // so the plan for "other" creates; but a desired state with different names for
+    // "logging" removes all of it:
+    let mut renamed = d.clone();
+    for s in &mut renamed.services {
+        s.spec.name = Some(format!("{}-x", s.spec.name.clone().unwrap()));
+    }
+    let p = plan(&renamed, &o, PlanOptions::default());
+    assert_eq!(p.count("remove"), 3);
+    assert!(p.blockers.iter().any(|b| b.contains("removes every service")), "{:?}", p.blockers);
+    let p = plan(&renamed, &o, PlanOptions { allow_remove_all: true, ..Default::default() });
+    assert!(p.blockers.is_empty());
+    // Another stack's objects are never touched.
+    let p = plan(&other, &o, PlanOptions::default());
+    assert_eq!(p.count("remove"), 0);
+}
+
+#[test]
+fn missing_preconditions_block() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    o.networks.retain(|n| n.name.as_deref() != Some("main"));
+    o.nodes.retain(|n| n.id.as_deref() != Some("n2"));
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(p.blockers.iter().any(|b| b.contains("external network main")), "{:?}", p.blockers);
+    assert!(p.blockers.iter().any(|b| b.contains("no node satisfies") && b.contains("--label-add logger=true")), "{:?}", p.blockers);
+}
+
+#[test]
+fn elasticsearch_is_not_moved_off_its_volume() {
+    let d = desired_with("nodeSelector:\n  label: storage\n");
+    let old = desired();
+    let mut o = observed_from(&old);
+    o.nodes.push(node("n3", "storage-1", &[("storage", "true")]));
+    o.tasks.push(Task {
+        service_id: Some("id-logging_elasticsearch".into()),
+        node_id: Some("n2".into()),
+        ..Default::default()
+    });
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(p.blockers.iter().any(|b| b.contains("logging_elasticsearch") && b.contains("logger-1")), "{:?}", p.blockers);
+    let p = plan(&d, &o, PlanOptions { allow_move: true, ..Default::default() });
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+}
+
+#[test]
+fn constraint_evaluation() {
+    let n = node("n2", "logger-1", &[("logger", "true")]);
+    assert!(node_matches(&n, &["node.labels.logger == true".into()]));
+    assert!(node_matches(&n, &["node.labels.logger==TRUE".into(), "node.role != manager".into()]));
+    assert!(!node_matches(&n, &["node.labels.other == true".into()]));
+    assert!(node_matches(&n, &["node.labels.other != true".into()]));
+    assert!(node_matches(&n, &["node.hostname == logger-1".into()]));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the values, a swarm that holds exactly the desired state plans
+    /// nothing, plans are deterministic, and no plan removes a volume.
+    #[test]
+    fn desired_against_itself_is_empty(
+        replicas in 0u32..5,
+        domain in "[a-z]{1,10}\\.example\\.org",
+        label in "[a-z]{1,8}",
+        env in proptest::collection::btree_map("[A-Z]{1,6}", "[a-z0-9]{0,6}", 0..4),
+    ) {
+        let mut values = format!("kibana:\n  replicas: {replicas}\n  domain: {domain}\n  env:\n");
+        for (k, v) in &env {
+            values.push_str(&format!("    {k}: \"{v}\"\n"));
+        }
+        if env.is_empty() {
+            values = values.replace("  env:\n", "");
+        }
+        values.push_str(&format!("nodeSelector:\n  label: {label}\n"));
+        let d = desired_with(&values);
+        let mut o = observed_from(&d);
+        o.nodes.push(node("n9", "x", &[(label.as_str(), "true")]));
+        let p1 = plan(&d, &o, PlanOptions::default());
+        prop_assert!(p1.is_empty(), "{:#?}", p1.actions);
+        let from_old = plan(&d, &observed_from(&desired()), PlanOptions::default());
+        let again = plan(&d, &observed_from(&desired()), PlanOptions::default());
+        prop_assert_eq!(&from_old, &again);
+        for a in &from_old.actions {
+            let tag = serde_json::to_value(a).unwrap()["action"].as_str().unwrap_or_default().to_string();
+            prop_assert!(!tag.contains("volume"), "a plan never acts on a volume: {}", tag);
+        }
+    }
+}

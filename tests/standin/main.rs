@@ -1,0 +1,156 @@
+//! Stand-in for the images of the logging stack (Elasticsearch, Logstash,
+//! Kibana, the letsencrypt companion, ...) in the local swarm sandbox
+//! (`scripts/sandbox`), where no image can be pulled from a registry.
+//!
+//! It is built as one static binary, std only, with
+//!
+//! ```text
+//! rustc -O -C target-feature=+crt-static --target x86_64-unknown-linux-gnu \
+//!     -o standin tests/standin/main.rs
+//! ```
+//!
+//! and put into a `FROM scratch` image that is tagged with every name in
+//! `tests/standin/images.txt`.
+//!
+//! What it does:
+//! - listens on every TCP port in `STANDIN_PORTS` (comma separated, default
+//!   `5601,9000,9200,9300,9600,8080`), one thread per listener; a port that
+//!   fails to bind is reported on stderr and skipped;
+//! - answers any request on any port with `HTTP/1.1 200 OK` and a small JSON
+//!   body, then closes the connection;
+//! - stays up until it gets SIGTERM or SIGINT, then exits 0 at once. As PID 1
+//!   of a container a signal without a handler is ignored, so without the
+//!   handlers every `docker stop` / service removal would wait for the whole
+//!   grace period (10 s) and then SIGKILL;
+//! - accepts and ignores every command-line argument (services may pass
+//!   some, e.g. `elasticsearch -E ...`).
+
+use std::env;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::raw::c_int;
+use std::thread;
+use std::time::Duration;
+
+/// Ports listened on when `STANDIN_PORTS` is not set: Kibana, the
+/// letsencrypt companion / misc, Elasticsearch HTTP and transport, the
+/// Logstash API and a generic HTTP port.
+const DEFAULT_PORTS: &str = "5601,9000,9200,9300,9600,8080";
+
+const SIGINT: c_int = 2;
+const SIGTERM: c_int = 15;
+
+// The two libc functions needed for signal handling, declared by hand to keep
+// this program std only (no `libc` crate). The handler is passed as a
+// function pointer, which has the same ABI as C's `sighandler_t`; the
+// previous handler that `signal` returns is not used, so it is declared as a
+// plain pointer-sized integer.
+extern "C" {
+    fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
+    fn _exit(status: c_int) -> !;
+}
+
+/// Signal handler: leave at once with status 0. `_exit` is async-signal-safe
+/// (unlike `std::process::exit`, which runs atexit handlers and flushes).
+extern "C" fn on_stop_signal(_signum: c_int) {
+    // SAFETY: `_exit` takes a plain integer, never returns and may be called
+    // from a signal handler.
+    unsafe { _exit(0) }
+}
+
+fn install_signal_handlers() {
+    for signum in [SIGTERM, SIGINT] {
+        // SAFETY: `signal` is called with a valid signal number and a handler
+        // that only calls the async-signal-safe `_exit`. This runs at start,
+        // before any other thread exists.
+        unsafe {
+            signal(signum, on_stop_signal);
+        }
+    }
+}
+
+/// Parses the comma-separated port list; bad entries are reported and skipped.
+fn parse_ports(spec: &str) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for item in spec.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        match item.parse::<u16>() {
+            Ok(port) if !ports.contains(&port) => ports.push(port),
+            Ok(_) => {}
+            Err(err) => eprintln!("standin: ignoring bad port {item:?} in STANDIN_PORTS: {err}"),
+        }
+    }
+    ports
+}
+
+/// Reads what the client sends (up to the end of the request head, a size cap
+/// or a short timeout, whichever comes first), then answers 200 with JSON.
+fn answer(mut stream: TcpStream, port: u16) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 16 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                head.extend_from_slice(&buf[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    let body = format!("{{\"standin\":true,\"port\":{port},\"status\":\"green\"}}\n");
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        body
+    );
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+    // Dropping the stream closes the connection.
+}
+
+fn serve(listener: TcpListener, port: u16) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => answer(stream, port),
+            Err(err) => {
+                eprintln!("standin: accept on port {port} failed: {err}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn main() {
+    install_signal_handlers();
+
+    // Arguments are accepted and ignored on purpose.
+    let args: Vec<String> = env::args().skip(1).collect();
+    if !args.is_empty() {
+        eprintln!("standin: ignoring arguments {args:?}");
+    }
+
+    let spec = env::var("STANDIN_PORTS").unwrap_or_else(|_| DEFAULT_PORTS.to_string());
+    let mut listening = Vec::new();
+    for port in parse_ports(&spec) {
+        match TcpListener::bind(("0.0.0.0", port)) {
+            Ok(listener) => {
+                listening.push(port);
+                thread::spawn(move || serve(listener, port));
+            }
+            Err(err) => eprintln!("standin: cannot listen on port {port}, skipped: {err}"),
+        }
+    }
+    eprintln!("standin: up, listening on {listening:?}");
+
+    // Stay up until a signal ends the process.
+    loop {
+        thread::park();
+    }
+}
