@@ -31,6 +31,70 @@ pub enum Command {
     Render(RenderArgs),
     /// Check the chart and values offline; exit 0, or 1 listing every problem.
     Validate(ChartArgs),
+    /// Show what apply would change in the swarm. Exit 0: no changes, 2: changes, 1: error.
+    Plan(PlanArgs),
+    /// Make the swarm hold the desired state, changing only what differs.
+    Apply(ApplyArgs),
+}
+
+/// Where the Docker engine is.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Engine address (unix:///path or tcp://host:port); default: DOCKER_HOST, else the local socket.
+    #[arg(long, env = "SWARMLOG_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Timeout of one engine call (humantime: 30s, 2m).
+    #[arg(long, env = "SWARMLOG_ENGINE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub engine_timeout: std::time::Duration,
+}
+
+/// Safety options of plan and apply (all off by default).
+#[derive(Debug, Clone, Args)]
+pub struct SafetyArgs {
+    /// Take over existing objects of the desired names that swarmlog does not own.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Allow removing every service the stack owns.
+    #[arg(long)]
+    pub allow_remove_all: bool,
+    /// Allow moving a service with a volume (Elasticsearch) off the node that holds its data.
+    #[arg(long)]
+    pub allow_move: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
+    /// `text` for people, `json` for scripts.
+    #[arg(long, short = 'o', value_enum, default_value_t = PlanFormat::Text)]
+    pub output: PlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
+    /// Wait until every task of the stack runs.
+    #[arg(long)]
+    pub wait: bool,
+    /// Deadline of --wait (humantime: 90s, 5m).
+    #[arg(long, env = "SWARMLOG_WAIT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub wait_timeout: std::time::Duration,
 }
 
 /// Which chart, which values, which stack.
@@ -40,7 +104,12 @@ pub struct ChartArgs {
     #[arg(long, env = "SWARMLOG_CHART")]
     pub chart: Option<PathBuf>,
     /// A values file; repeatable, later files win (deep merge).
-    #[arg(long = "values", short = 'f', env = "SWARMLOG_VALUES", value_delimiter = ',')]
+    #[arg(
+        long = "values",
+        short = 'f',
+        env = "SWARMLOG_VALUES",
+        value_delimiter = ','
+    )]
     pub values: Vec<PathBuf>,
     /// Set one value, as `key.path=value` (after the values files); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]

@@ -8,15 +8,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use base64::Engine as _;
 use bollard::models::{
-    ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType, MountVolumeOptions,
-    MountVolumeOptionsDriverConfig, NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, SecretSpec,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
-    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
-    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
+    ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum,
+    EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit,
+    Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, NetworkAttachmentConfig,
+    NetworkCreateRequest, ResourceObject, SecretSpec, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
     TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
-    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecPlacementPreferences,
-    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -96,7 +99,9 @@ pub type FileReader<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
 
 /// Hex SHA-256 of the canonical JSON (keys sorted) of a value, first 16 digits.
 pub fn spec_hash<T: Serialize>(value: &T) -> String {
-    let json = serde_json::to_value(value).map(canonical).unwrap_or(serde_json::Value::Null);
+    let json = serde_json::to_value(value)
+        .map(canonical)
+        .unwrap_or(serde_json::Value::Null);
     let digest = Sha256::digest(json.to_string().as_bytes());
     hex(&digest)[..16].to_string()
 }
@@ -109,10 +114,13 @@ fn hex(bytes: &[u8]) -> String {
 pub fn canonical(v: serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::Object(m) => {
-            let sorted: BTreeMap<String, serde_json::Value> = m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            let sorted: BTreeMap<String, serde_json::Value> =
+                m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
             serde_json::Value::Object(sorted.into_iter().collect())
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(canonical).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(canonical).collect())
+        }
         other => other,
     }
 }
@@ -122,7 +130,8 @@ fn scope(stack: &str, name: &str) -> String {
 }
 
 fn stack_labels(stack: &str, labels: &BTreeMap<String, String>) -> HashMap<String, String> {
-    let mut out: HashMap<String, String> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: HashMap<String, String> =
+        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     out.insert(LABEL_NAMESPACE.to_string(), stack.to_string());
     out
 }
@@ -137,8 +146,13 @@ fn owned_labels(stack: &str, labels: &BTreeMap<String, String>) -> HashMap<Strin
 pub fn check_stack_name(stack: &str) -> Result<(), String> {
     let ok = !stack.is_empty()
         && stack.len() <= 63
-        && stack.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && stack.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        && stack
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && stack
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if ok {
         Ok(())
     } else {
@@ -158,8 +172,11 @@ impl Ctx<'_> {
     fn problem(&mut self, path: &[&str], message: impl Into<String>) {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         let pos = self.loaded.tree.locate(&path);
-        self.problems
-            .push(Problem::new(&self.loaded.file, message).at(pos).field(&path));
+        self.problems.push(
+            Problem::new(&self.loaded.file, message)
+                .at(pos)
+                .field(&path),
+        );
     }
 
     fn duration(&mut self, path: &[&str], value: &Option<String>) -> Option<i64> {
@@ -175,7 +192,11 @@ impl Ctx<'_> {
 }
 
 /// Converts a loaded stack file to the desired state of stack `stack`.
-pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<DesiredState, Problems> {
+pub fn convert(
+    stack: &str,
+    loaded: &Loaded,
+    read_file: FileReader,
+) -> Result<DesiredState, Problems> {
     let mut ctx = Ctx {
         stack,
         loaded,
@@ -198,7 +219,10 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         }
         for net in svc.networks.keys() {
             if net != "default" && !compose.networks.contains_key(net) {
-                ctx.problem(&["services", name, "networks", net], format!("network {net:?} is not defined under the top-level networks"));
+                ctx.problem(
+                    &["services", name, "networks", net],
+                    format!("network {net:?} is not defined under the top-level networks"),
+                );
             }
             used_networks.insert(net.clone());
         }
@@ -220,8 +244,12 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
             driver: Some(def.driver.clone().unwrap_or_else(|| "overlay".to_string())),
             internal: def.internal.filter(|i| *i),
             attachable: def.attachable.filter(|a| *a),
-            options: (!def.driver_opts.is_empty())
-                .then(|| def.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            options: (!def.driver_opts.is_empty()).then(|| {
+                def.driver_opts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
             labels: Some(owned_labels(stack, &def.labels)),
             ..Default::default()
         };
@@ -236,28 +264,76 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         });
     }
 
-    let configs = file_objects(&mut ctx, "configs", &compose.configs, read_file, &mut external.configs);
-    let secrets = file_objects(&mut ctx, "secrets", &compose.secrets, read_file, &mut external.secrets);
+    let configs = file_objects(
+        &mut ctx,
+        "configs",
+        &compose.configs,
+        read_file,
+        &mut external.configs,
+    );
+    let secrets = file_objects(
+        &mut ctx,
+        "secrets",
+        &compose.secrets,
+        read_file,
+        &mut external.secrets,
+    );
     let config_names: BTreeMap<String, String> = compose
         .configs
         .iter()
-        .map(|(k, d)| (k.clone(), object_name(stack, k, d, configs.iter().find(|c| &c.0 == k).map(|c| c.1.as_str()))))
+        .map(|(k, d)| {
+            (
+                k.clone(),
+                object_name(
+                    stack,
+                    k,
+                    d,
+                    configs.iter().find(|c| &c.0 == k).map(|c| c.1.as_str()),
+                ),
+            )
+        })
         .collect();
     let secret_names: BTreeMap<String, String> = compose
         .secrets
         .iter()
-        .map(|(k, d)| (k.clone(), object_name(stack, k, d, secrets.iter().find(|c| &c.0 == k).map(|c| c.1.as_str()))))
+        .map(|(k, d)| {
+            (
+                k.clone(),
+                object_name(
+                    stack,
+                    k,
+                    d,
+                    secrets.iter().find(|c| &c.0 == k).map(|c| c.1.as_str()),
+                ),
+            )
+        })
         .collect();
 
     let mut volumes = BTreeSet::new();
     let mut services = Vec::new();
     for (key, svc) in &compose.services {
-        if let Some(spec) = service_spec(&mut ctx, key, svc, &network_names, &config_names, &secret_names, &mut volumes, &mut external.volumes) {
+        if let Some(spec) = service_spec(
+            &mut ctx,
+            key,
+            svc,
+            &network_names,
+            &config_names,
+            &secret_names,
+            &mut volumes,
+            &mut external.volumes,
+        ) {
             let mut spec = spec;
             if let Some(l) = spec.labels.as_mut() {
-                let mut keys: Vec<&String> = l.keys().filter(|k| !k.starts_with("io.swarmlog.")).collect();
+                let mut keys: Vec<&String> = l
+                    .keys()
+                    .filter(|k| !k.starts_with("io.swarmlog."))
+                    .collect();
                 keys.sort();
-                let managed = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",");
+                let managed = keys
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 l.insert(LABEL_MANAGED.to_string(), managed);
             }
             let hash = spec_hash(&spec);
@@ -334,7 +410,13 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
 }
 
 /// Contents of a config or secret: (key, content hash, data, labels, template driver).
-type FileObject = (String, String, Vec<u8>, HashMap<String, String>, Option<String>);
+type FileObject = (
+    String,
+    String,
+    Vec<u8>,
+    HashMap<String, String>,
+    Option<String>,
+);
 
 fn file_objects(
     ctx: &mut Ctx,
@@ -350,7 +432,10 @@ fn file_objects(
             continue;
         }
         let Some(file) = &def.file else {
-            ctx.problem(&[section, key], format!("{section}.{key} needs `file:` (or `external: true`)"));
+            ctx.problem(
+                &[section, key],
+                format!("{section}.{key} needs `file:` (or `external: true`)"),
+            );
             continue;
         };
         match read_file(file) {
@@ -433,7 +518,10 @@ fn service_spec(
                     continue;
                 };
                 let Some(def) = compose.volumes.get(source) else {
-                    ctx.problem(&path, format!("volume {source:?} is not defined under the top-level volumes"));
+                    ctx.problem(
+                        &path,
+                        format!("volume {source:?} is not defined under the top-level volumes"),
+                    );
                     continue;
                 };
                 let name = def.name.clone().unwrap_or_else(|| scope(stack, source));
@@ -468,7 +556,12 @@ fn service_spec(
             "bind" => {
                 let source = v.source.clone().unwrap_or_default();
                 if !source.starts_with('/') {
-                    ctx.problem(&path, format!("bind mount source {source:?} must be an absolute path on the node"));
+                    ctx.problem(
+                        &path,
+                        format!(
+                            "bind mount source {source:?} must be an absolute path on the node"
+                        ),
+                    );
                     continue;
                 }
                 mounts.push(Mount {
@@ -485,7 +578,10 @@ fn service_spec(
                 read_only: v.read_only.then_some(true),
                 ..Default::default()
             }),
-            other => ctx.problem(&path, format!("unsupported mount type {other:?} (expected volume, bind or tmpfs)")),
+            other => ctx.problem(
+                &path,
+                format!("unsupported mount type {other:?} (expected volume, bind or tmpfs)"),
+            ),
         }
     }
 
@@ -495,7 +591,13 @@ fn service_spec(
         .enumerate()
         .filter_map(|(i, r)| {
             let Some(name) = config_names.get(&r.source) else {
-                ctx.problem(&["services", key, "configs", &i.to_string()], format!("config {:?} is not defined under the top-level configs", r.source));
+                ctx.problem(
+                    &["services", key, "configs", &i.to_string()],
+                    format!(
+                        "config {:?} is not defined under the top-level configs",
+                        r.source
+                    ),
+                );
                 return None;
             };
             let (target, uid, gid, mode) = file_target(r);
@@ -517,7 +619,13 @@ fn service_spec(
         .enumerate()
         .filter_map(|(i, r)| {
             let Some(name) = secret_names.get(&r.source) else {
-                ctx.problem(&["services", key, "secrets", &i.to_string()], format!("secret {:?} is not defined under the top-level secrets", r.source));
+                ctx.problem(
+                    &["services", key, "secrets", &i.to_string()],
+                    format!(
+                        "secret {:?} is not defined under the top-level secrets",
+                        r.source
+                    ),
+                );
                 return None;
             };
             let (target, uid, gid, mode) = file_target(r);
@@ -534,12 +642,12 @@ fn service_spec(
         })
         .collect();
 
-    let health_check = svc.healthcheck.as_ref().and_then(|h| {
+    let health_check = svc.healthcheck.as_ref().map(|h| {
         if h.disable {
-            return Some(HealthConfig {
+            return HealthConfig {
                 test: Some(vec!["NONE".to_string()]),
                 ..Default::default()
-            });
+            };
         }
         let p = |f: &str| ["services", key, "healthcheck", f].map(str::to_string);
         let d = |ctx: &mut Ctx, f: &str, v: &Option<String>| {
@@ -547,20 +655,30 @@ fn service_spec(
             let refs: Vec<&str> = path.iter().map(String::as_str).collect();
             ctx.duration(&refs, v).filter(|n| *n != 0)
         };
-        Some(HealthConfig {
+        HealthConfig {
             test: h.test.clone(),
             interval: d(ctx, "interval", &h.interval),
             timeout: d(ctx, "timeout", &h.timeout),
             retries: h.retries.map(|r| r as i64).filter(|r| *r != 0),
             start_period: d(ctx, "start_period", &h.start_period),
             start_interval: d(ctx, "start_interval", &h.start_interval),
-        })
+        }
     });
 
     let deploy = &svc.deploy;
     for (i, c) in deploy.placement.constraints.iter().enumerate() {
         if let Err(e) = units::constraint(c) {
-            ctx.problem(&["services", key, "deploy", "placement", "constraints", &i.to_string()], e);
+            ctx.problem(
+                &[
+                    "services",
+                    key,
+                    "deploy",
+                    "placement",
+                    "constraints",
+                    &i.to_string(),
+                ],
+                e,
+            );
         }
     }
     let resources = {
@@ -576,7 +694,10 @@ fn service_spec(
             let mem = a.memory.as_ref().and_then(|m| match units::ram_bytes(m) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    ctx.problem(&["services", key, "deploy", "resources", which, "memory"], e);
+                    ctx.problem(
+                        &["services", key, "deploy", "resources", which, "memory"],
+                        e,
+                    );
                     None
                 }
             });
@@ -607,15 +728,26 @@ fn service_spec(
             Some("on-failure") => Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
             Some("any") => Some(TaskSpecRestartPolicyConditionEnum::ANY),
             Some(other) => {
-                ctx.problem(&["services", key, "deploy", "restart_policy", "condition"], format!("invalid restart condition {other:?} (expected none, on-failure or any)"));
+                ctx.problem(
+                    &["services", key, "deploy", "restart_policy", "condition"],
+                    format!(
+                        "invalid restart condition {other:?} (expected none, on-failure or any)"
+                    ),
+                );
                 None
             }
         };
         TaskSpecRestartPolicy {
             condition,
-            delay: ctx.duration(&["services", key, "deploy", "restart_policy", "delay"], &rp.delay),
+            delay: ctx.duration(
+                &["services", key, "deploy", "restart_policy", "delay"],
+                &rp.delay,
+            ),
             max_attempts: rp.max_attempts.map(|m| m as i64),
-            window: ctx.duration(&["services", key, "deploy", "restart_policy", "window"], &rp.window),
+            window: ctx.duration(
+                &["services", key, "deploy", "restart_policy", "window"],
+                &rp.window,
+            ),
         }
     });
     let update_config = deploy
@@ -664,7 +796,10 @@ fn service_spec(
         },
         Some("global") => {
             if deploy.replicas.is_some() {
-                ctx.problem(&["services", key, "deploy", "replicas"], "replicas cannot be set in global mode");
+                ctx.problem(
+                    &["services", key, "deploy", "replicas"],
+                    "replicas cannot be set in global mode",
+                );
             }
             ServiceSpecMode {
                 global: Some(HashMap::new()),
@@ -672,16 +807,27 @@ fn service_spec(
             }
         }
         Some(other) => {
-            ctx.problem(&["services", key, "deploy", "mode"], format!("invalid mode {other:?} (expected replicated or global)"));
+            ctx.problem(
+                &["services", key, "deploy", "mode"],
+                format!("invalid mode {other:?} (expected replicated or global)"),
+            );
             ServiceSpecMode::default()
         }
     };
-    let endpoint_mode = match deploy.endpoint_mode.as_deref().map(str::to_lowercase).as_deref() {
+    let endpoint_mode = match deploy
+        .endpoint_mode
+        .as_deref()
+        .map(str::to_lowercase)
+        .as_deref()
+    {
         None | Some("") => None,
         Some("vip") => Some(EndpointSpecModeEnum::VIP),
         Some("dnsrr") => Some(EndpointSpecModeEnum::DNSRR),
         Some(other) => {
-            ctx.problem(&["services", key, "deploy", "endpoint_mode"], format!("invalid endpoint mode {other:?} (expected vip or dnsrr)"));
+            ctx.problem(
+                &["services", key, "deploy", "endpoint_mode"],
+                format!("invalid endpoint mode {other:?} (expected vip or dnsrr)"),
+            );
             None
         }
     };
@@ -692,7 +838,10 @@ fn service_spec(
             "udp" => EndpointPortConfigProtocolEnum::UDP,
             "sctp" => EndpointPortConfigProtocolEnum::SCTP,
             other => {
-                ctx.problem(&["services", key, "ports", &i.to_string()], format!("invalid protocol {other:?}"));
+                ctx.problem(
+                    &["services", key, "ports", &i.to_string()],
+                    format!("invalid protocol {other:?}"),
+                );
                 continue;
             }
         };
@@ -700,7 +849,10 @@ fn service_spec(
             "ingress" => EndpointPortConfigPublishModeEnum::INGRESS,
             "host" => EndpointPortConfigPublishModeEnum::HOST,
             other => {
-                ctx.problem(&["services", key, "ports", &i.to_string()], format!("invalid publish mode {other:?} (expected ingress or host)"));
+                ctx.problem(
+                    &["services", key, "ports", &i.to_string()],
+                    format!("invalid publish mode {other:?} (expected ingress or host)"),
+                );
                 continue;
             }
         };
@@ -715,16 +867,20 @@ fn service_spec(
     ports.sort_by_key(|p| p.published_port.unwrap_or(0));
 
     let mut nets: Vec<NetworkAttachmentConfig> = Vec::new();
-    let attachments: Vec<(String, Vec<String>, BTreeMap<String, String>)> = if svc.networks.is_empty() {
-        vec![("default".to_string(), Vec::new(), BTreeMap::new())]
-    } else {
-        svc.networks
-            .iter()
-            .map(|(k, n)| (k.clone(), n.aliases.clone(), n.driver_opts.clone()))
-            .collect()
-    };
+    let attachments: Vec<(String, Vec<String>, BTreeMap<String, String>)> =
+        if svc.networks.is_empty() {
+            vec![("default".to_string(), Vec::new(), BTreeMap::new())]
+        } else {
+            svc.networks
+                .iter()
+                .map(|(k, n)| (k.clone(), n.aliases.clone(), n.driver_opts.clone()))
+                .collect()
+        };
     for (net, aliases, driver_opts) in attachments {
-        let target = network_names.get(&net).cloned().unwrap_or_else(|| scope(stack, &net));
+        let target = network_names
+            .get(&net)
+            .cloned()
+            .unwrap_or_else(|| scope(stack, &net));
         let mut aliases = aliases;
         aliases.push(key.to_string());
         nets.push(NetworkAttachmentConfig {
@@ -735,7 +891,10 @@ fn service_spec(
     }
     nets.sort_by(|a, b| a.target.cmp(&b.target));
 
-    let stop_grace_period = ctx.duration(&["services", key, "stop_grace_period"], &svc.stop_grace_period);
+    let stop_grace_period = ctx.duration(
+        &["services", key, "stop_grace_period"],
+        &svc.stop_grace_period,
+    );
     if ctx.problems.len() > before {
         return None;
     }
@@ -768,7 +927,8 @@ fn service_spec(
             resources: Some(resources),
             restart_policy,
             placement: Some(TaskSpecPlacement {
-                constraints: (!deploy.placement.constraints.is_empty()).then(|| deploy.placement.constraints.clone()),
+                constraints: (!deploy.placement.constraints.is_empty())
+                    .then(|| deploy.placement.constraints.clone()),
                 preferences: (!deploy.placement.preferences.is_empty()).then(|| {
                     deploy
                         .placement
@@ -781,7 +941,11 @@ fn service_spec(
                         })
                         .collect()
                 }),
-                max_replicas: deploy.placement.max_replicas_per_node.map(|m| m as i64).filter(|m| *m != 0),
+                max_replicas: deploy
+                    .placement
+                    .max_replicas_per_node
+                    .map(|m| m as i64)
+                    .filter(|m| *m != 0),
                 ..Default::default()
             }),
             networks: Some(nets),
@@ -830,19 +994,30 @@ fn convert_update(ctx: &mut Ctx, key: &str, which: &str, u: &UpdateConfig) -> Up
             &["pause", "continue"]
         };
         if !allowed.contains(&f) {
-            ctx.problem(&with("failure_action"), format!("invalid failure_action {f:?} (expected one of {})", allowed.join(", ")));
+            ctx.problem(
+                &with("failure_action"),
+                format!(
+                    "invalid failure_action {f:?} (expected one of {})",
+                    allowed.join(", ")
+                ),
+            );
         }
     }
     if let Some(o) = u.order.as_deref() {
         if o != "start-first" && o != "stop-first" {
-            ctx.problem(&with("order"), format!("invalid order {o:?} (expected stop-first or start-first)"));
+            ctx.problem(
+                &with("order"),
+                format!("invalid order {o:?} (expected stop-first or start-first)"),
+            );
         }
     }
     Update {
         parallelism: u.parallelism.unwrap_or(1) as i64,
         delay: ctx.duration(&with("delay"), &u.delay).filter(|d| *d != 0),
         failure_action: u.failure_action.clone(),
-        monitor: ctx.duration(&with("monitor"), &u.monitor).filter(|d| *d != 0),
+        monitor: ctx
+            .duration(&with("monitor"), &u.monitor)
+            .filter(|d| *d != 0),
         max_failure_ratio: u.max_failure_ratio.filter(|r| *r != 0.0),
         order: u.order.clone(),
     }

@@ -1,4 +1,5 @@
 //! swarmlog: a reconciliation operator for a logging stack on Docker Swarm.
+pub mod apply;
 pub mod chart;
 pub mod cli;
 pub mod compose;
@@ -7,5 +8,6 @@ pub mod diag;
 pub mod engine;
 pub mod observe;
 pub mod plan;
+pub mod report;
 pub mod values;
 pub mod yaml;

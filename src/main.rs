@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
-use swarmlog::cli::{ChartArgs, Cli, Command, LogFormat, RenderArgs, RenderFormat};
+use swarmlog::cli::{
+    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs,
+    RenderFormat, SafetyArgs,
+};
 use swarmlog::diag::{Problem, Problems};
+use swarmlog::engine::{self, Engine};
+use swarmlog::plan::PlanOptions;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,6 +20,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Render(args) => render(args),
         Command::Validate(args) => validate(args),
+        Command::Plan(args) => with_runtime(|| plan(args)),
+        Command::Apply(args) => with_runtime(|| apply(args)),
     };
     match result {
         Ok(code) => code,
@@ -28,7 +35,9 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -106,7 +115,8 @@ fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         RenderFormat::Yaml => print!("{}", rendered.compose_text),
         RenderFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&rendered.desired).context("serialising the desired state")?
+            serde_json::to_string_pretty(&rendered.desired)
+                .context("serialising the desired state")?
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -115,7 +125,8 @@ fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
 fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stack_file = dir.join("docker-stack.yml");
-    std::fs::write(&stack_file, &rendered.compose_text).with_context(|| format!("writing {}", stack_file.display()))?;
+    std::fs::write(&stack_file, &rendered.compose_text)
+        .with_context(|| format!("writing {}", stack_file.display()))?;
     for (path, data) in &rendered.files {
         if Path::new(path).is_absolute() {
             continue;
@@ -126,7 +137,8 @@ fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
         }
         let target = dir.join(rel);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&target, data).with_context(|| format!("writing {}", target.display()))?;
     }
@@ -147,4 +159,128 @@ fn validate(args: &ChartArgs) -> anyhow::Result<ExitCode> {
         }
         Err(p) => Ok(report(&p)),
     }
+}
+
+fn with_runtime<F, Fut>(f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(f())
+}
+
+async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    let host = engine::default_host(args.docker_host.as_deref(), env_host.as_deref());
+    Engine::connect(&host, args.engine_timeout)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        })
+}
+
+fn options(s: &SafetyArgs) -> PlanOptions {
+    PlanOptions {
+        adopt: s.adopt,
+        allow_remove_all: s.allow_remove_all,
+        allow_move: s.allow_move,
+    }
+}
+
+async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let rendered = match load_and_render(&args.chart) {
+        Ok(r) => r,
+        Err(p) => return Ok(report(&p)),
+    };
+    let engine = match connect(&args.engine).await {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let observed = match swarmlog::observe::observe(&engine).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let p = swarmlog::plan::plan(&rendered.desired, &observed, options(&args.safety));
+    match args.output {
+        PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&p)),
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&p).context("serialising the plan")?
+        ),
+    }
+    Ok(if !p.blockers.is_empty() || !p.conflicts.is_empty() {
+        ExitCode::FAILURE
+    } else if p.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let rendered = match load_and_render(&args.chart) {
+        Ok(r) => r,
+        Err(p) => return Ok(report(&p)),
+    };
+    let engine = match connect(&args.engine).await {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let result = swarmlog::apply::apply(&engine, &rendered.desired, options(&args.safety)).await;
+    let writes: u64 = engine.writes().values().sum();
+    match result {
+        Ok(r) => {
+            for line in &r.done {
+                println!("{line}");
+            }
+            if r.done.is_empty() {
+                println!(
+                    "Stack {}: no changes; {} objects are as desired.",
+                    rendered.stack,
+                    r.last_plan.in_sync.len()
+                );
+            } else {
+                println!(
+                    "Stack {}: {} write{} in {} round{}.",
+                    rendered.stack,
+                    writes,
+                    if writes == 1 { "" } else { "s" },
+                    r.rounds,
+                    if r.rounds == 1 { "" } else { "s" }
+                );
+            }
+        }
+        Err(swarmlog::apply::ApplyError::Engine(e)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    if args.wait {
+        match swarmlog::apply::wait_running(&engine, &rendered.desired, args.wait_timeout).await {
+            Ok(p) => {
+                let summary: Vec<String> = p
+                    .iter()
+                    .map(|s| format!("{} {}/{}", s.service, s.running, s.wanted))
+                    .collect();
+                println!("All tasks running: {}", summary.join(", "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,8 @@
 
 use bollard::models::{Config, Network, Node, Secret, Service, Task};
 use bollard::query_parameters::{
-    ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
-    ListTasksOptions,
+    ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions,
+    ListServicesOptions, ListTasksOptions,
 };
 
 use crate::engine::{Engine, EngineError};
@@ -31,9 +31,15 @@ pub const CALLS_PER_OBSERVE: u64 = 7;
 /// manager.
 pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
     let d = &engine.docker;
-    let info = d.info().await.map_err(|e| engine.err("read engine info", "", e))?;
+    let info = d
+        .info()
+        .await
+        .map_err(|e| engine.err("read engine info", "", e))?;
     let swarm = info.swarm.unwrap_or_default();
-    let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
+    let state = swarm
+        .local_node_state
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     if state != "active" {
         return Err(EngineError::NotSwarm);
     }
@@ -46,15 +52,37 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
         f
     };
     let (nodes, services, networks, configs, secrets, tasks) = tokio::try_join!(
-        async { d.list_nodes(None::<ListNodesOptions>).await.map_err(|e| engine.err("list nodes", "", e)) },
-        async { d.list_services(None::<ListServicesOptions>).await.map_err(|e| engine.err("list services", "", e)) },
-        async { d.list_networks(None::<ListNetworksOptions>).await.map_err(|e| engine.err("list networks", "", e)) },
-        async { d.list_configs(None::<ListConfigsOptions>).await.map_err(|e| engine.err("list configs", "", e)) },
-        async { d.list_secrets(None::<ListSecretsOptions>).await.map_err(|e| engine.err("list secrets", "", e)) },
         async {
-            d.list_tasks(Some(ListTasksOptions { filters: Some(running) }))
+            d.list_nodes(None::<ListNodesOptions>)
                 .await
-                .map_err(|e| engine.err("list tasks", "", e))
+                .map_err(|e| engine.err("list nodes", "", e))
+        },
+        async {
+            d.list_services(None::<ListServicesOptions>)
+                .await
+                .map_err(|e| engine.err("list services", "", e))
+        },
+        async {
+            d.list_networks(None::<ListNetworksOptions>)
+                .await
+                .map_err(|e| engine.err("list networks", "", e))
+        },
+        async {
+            d.list_configs(None::<ListConfigsOptions>)
+                .await
+                .map_err(|e| engine.err("list configs", "", e))
+        },
+        async {
+            d.list_secrets(None::<ListSecretsOptions>)
+                .await
+                .map_err(|e| engine.err("list secrets", "", e))
+        },
+        async {
+            d.list_tasks(Some(ListTasksOptions {
+                filters: Some(running),
+            }))
+            .await
+            .map_err(|e| engine.err("list tasks", "", e))
         },
     )?;
     Ok(Observed {

@@ -50,10 +50,22 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    CreateNetwork { name: String, spec: NetworkCreateRequest },
-    CreateConfig { name: String, spec: ConfigSpec },
-    CreateSecret { name: String, spec: SecretSpec },
-    CreateService { name: String, spec: ServiceSpec },
+    CreateNetwork {
+        name: String,
+        spec: NetworkCreateRequest,
+    },
+    CreateConfig {
+        name: String,
+        spec: ConfigSpec,
+    },
+    CreateSecret {
+        name: String,
+        spec: SecretSpec,
+    },
+    CreateService {
+        name: String,
+        spec: ServiceSpec,
+    },
     UpdateService {
         name: String,
         id: String,
@@ -62,17 +74,34 @@ pub enum Action {
         changes: Vec<Change>,
         spec: ServiceSpec,
     },
-    RemoveService { name: String, id: String },
-    RemoveConfig { name: String, id: String },
-    RemoveSecret { name: String, id: String },
-    RemoveNetwork { name: String, id: String },
+    RemoveService {
+        name: String,
+        id: String,
+    },
+    RemoveConfig {
+        name: String,
+        id: String,
+    },
+    RemoveSecret {
+        name: String,
+        id: String,
+    },
+    RemoveNetwork {
+        name: String,
+        id: String,
+        /// A second network of a name the stack already has (removed first).
+        duplicate: bool,
+    },
 }
 
 impl Action {
     /// `create`, `update` or `remove`.
     pub fn verb(&self) -> &'static str {
         match self {
-            Action::CreateNetwork { .. } | Action::CreateConfig { .. } | Action::CreateSecret { .. } | Action::CreateService { .. } => "create",
+            Action::CreateNetwork { .. }
+            | Action::CreateConfig { .. }
+            | Action::CreateSecret { .. }
+            | Action::CreateService { .. } => "create",
             Action::UpdateService { .. } => "update",
             _ => "remove",
         }
@@ -106,12 +135,17 @@ impl Action {
     /// and updates; then removals of services, configs, secrets, networks.
     pub fn phase(&self) -> u8 {
         match self {
+            Action::RemoveNetwork {
+                duplicate: true, ..
+            } => 0,
             Action::CreateNetwork { .. } => 0,
             Action::CreateConfig { .. } | Action::CreateSecret { .. } => 1,
             Action::CreateService { .. } | Action::UpdateService { .. } => 2,
             Action::RemoveService { .. } => 3,
             Action::RemoveConfig { .. } | Action::RemoveSecret { .. } => 4,
-            Action::RemoveNetwork { .. } => 5,
+            Action::RemoveNetwork {
+                duplicate: false, ..
+            } => 5,
         }
     }
 }
@@ -153,7 +187,11 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     };
 
     // Preconditions: what the stack uses but does not create must exist.
-    let network_names: BTreeSet<&str> = observed.networks.iter().filter_map(|n| n.name.as_deref()).collect();
+    let network_names: BTreeSet<&str> = observed
+        .networks
+        .iter()
+        .filter_map(|n| n.name.as_deref())
+        .collect();
     for name in &desired.external.networks {
         if !network_names.contains(name.as_str()) {
             p.blockers.push(format!(
@@ -161,13 +199,22 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
             ));
         }
     }
-    let config_names: BTreeSet<&str> = observed.configs.iter().filter_map(|c| c.spec.as_ref()?.name.as_deref()).collect();
+    let config_names: BTreeSet<&str> = observed
+        .configs
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.name.as_deref())
+        .collect();
     for name in &desired.external.configs {
         if !config_names.contains(name.as_str()) {
-            p.blockers.push(format!("external config {name} does not exist"));
+            p.blockers
+                .push(format!("external config {name} does not exist"));
         }
     }
-    let secret_names: BTreeSet<&str> = observed.secrets.iter().filter_map(|c| c.spec.as_ref()?.name.as_deref()).collect();
+    let secret_names: BTreeSet<&str> = observed
+        .secrets
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.name.as_deref())
+        .collect();
     for name in &desired.external.secrets {
         if !secret_names.contains(name.as_str()) {
             p.blockers.push(format!("external secret {name} does not exist (create it: docker secret create {name} FILE)"));
@@ -178,7 +225,11 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         if constraints.is_empty() {
             continue;
         }
-        let matching: Vec<&Node> = observed.nodes.iter().filter(|n| node_matches(n, &constraints)).collect();
+        let matching: Vec<&Node> = observed
+            .nodes
+            .iter()
+            .filter(|n| node_matches(n, &constraints))
+            .collect();
         let name = svc.spec.name.clone().unwrap_or_default();
         if matching.is_empty() {
             p.blockers.push(format!(
@@ -187,7 +238,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
                 label_hint(&constraints)
             ));
         } else if !matching.iter().any(|n| node_ready(n)) {
-            p.warnings.push(format!("every node that may run {name} is down"));
+            p.warnings
+                .push(format!("every node that may run {name} is down"));
         }
     }
 
@@ -206,6 +258,36 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         .iter()
         .filter_map(|n| Some((n.id.clone()?, n.name.clone()?)))
         .collect();
+    // Engines before API 1.44 accept two networks of one name when two
+    // writers race; keep the oldest (then smallest ID) and remove the others
+    // first, or services cannot resolve the name.
+    let mut duplicates: BTreeSet<String> = BTreeSet::new();
+    let mut by_name: BTreeMap<&str, Vec<&bollard::models::Network>> = BTreeMap::new();
+    for n in observed
+        .networks
+        .iter()
+        .filter(|n| owned_by(n.labels.as_ref(), stack))
+    {
+        if let Some(name) = n.name.as_deref() {
+            by_name.entry(name).or_default().push(n);
+        }
+    }
+    for (name, mut nets) in by_name {
+        if nets.len() < 2 {
+            continue;
+        }
+        nets.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        for extra in &nets[1..] {
+            let id = extra.id.clone().unwrap_or_default();
+            duplicates.insert(id.clone());
+            p.actions.push(Action::RemoveNetwork {
+                name: name.to_string(),
+                id,
+                duplicate: true,
+            });
+        }
+        net_by_name.insert(name, nets[0]);
+    }
     let mut wanted_networks = BTreeSet::new();
     for n in &desired.networks {
         wanted_networks.insert(n.spec.name.clone());
@@ -228,7 +310,10 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
                 }
             }
             Some(existing) => {
-                let hash = existing.labels.as_ref().and_then(|l| l.get(LABEL_SPEC_HASH));
+                let hash = existing
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_SPEC_HASH));
                 if hash != Some(&n.hash) {
                     p.warnings.push(format!(
                         "network {} differs from the desired one; networks cannot be changed in place (remove the stack's services and the network to re-create it)",
@@ -277,7 +362,11 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for d in &desired.services {
         let name = d.spec.name.clone().unwrap_or_default();
         wanted_services.insert(name.clone());
-        let Some(o) = observed.services.iter().find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str())) else {
+        let Some(o) = observed
+            .services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
+        else {
             p.actions.push(Action::CreateService {
                 name,
                 spec: d.spec.clone(),
@@ -329,7 +418,11 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         .collect();
     let mut removed = 0;
     for s in &owned_services {
-        let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        let name = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
         if !wanted_services.contains(&name) {
             removed += 1;
             p.actions.push(Action::RemoveService {
@@ -343,15 +436,13 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
             "this plan removes every service of stack {stack} ({removed}); refusing (an empty or truncated values file?). Pass --allow-remove-all if that is what you want"
         ));
     }
-    // Configs still referenced by a service that stays (another stack's, say) are kept.
+    // Configs still referenced by a service that stays (another stack's, say) are kept;
+    // the stack's own services will reference only the wanted configs.
     let referenced: BTreeSet<String> = observed
         .services
         .iter()
-        .filter(|s| {
-            let n = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
-            !(owned_by(s.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !wanted_services.contains(&n))
-                && !wanted_services.contains(&n)
-        })
+        // Services of others stay as they are, with the configs they use.
+        .filter(|s| !owned_by(s.spec.as_ref().and_then(|s| s.labels.as_ref()), stack))
         .flat_map(|s| {
             s.spec
                 .as_ref()
@@ -366,7 +457,10 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for c in &observed.configs {
         let spec = c.spec.as_ref();
         let name = spec.and_then(|s| s.name.clone()).unwrap_or_default();
-        if owned_by(spec.and_then(|s| s.labels.as_ref()), stack) && !wanted_configs.contains(&name) && !referenced.contains(&name) {
+        if owned_by(spec.and_then(|s| s.labels.as_ref()), stack)
+            && !wanted_configs.contains(&name)
+            && !referenced.contains(&name)
+        {
             p.actions.push(Action::RemoveConfig {
                 name,
                 id: c.id.clone().unwrap_or_default(),
@@ -376,7 +470,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for c in &observed.secrets {
         let spec = c.spec.as_ref();
         let name = spec.and_then(|s| s.name.clone()).unwrap_or_default();
-        if owned_by(spec.and_then(|s| s.labels.as_ref()), stack) && !wanted_secrets.contains(&name) {
+        if owned_by(spec.and_then(|s| s.labels.as_ref()), stack) && !wanted_secrets.contains(&name)
+        {
             p.actions.push(Action::RemoveSecret {
                 name,
                 id: c.id.clone().unwrap_or_default(),
@@ -385,14 +480,23 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     }
     for n in &observed.networks {
         let name = n.name.clone().unwrap_or_default();
-        if owned_by(n.labels.as_ref(), stack) && !wanted_networks.contains(&name) {
+        let id = n.id.clone().unwrap_or_default();
+        if owned_by(n.labels.as_ref(), stack)
+            && !wanted_networks.contains(&name)
+            && !duplicates.contains(&id)
+        {
             p.actions.push(Action::RemoveNetwork {
                 name,
-                id: n.id.clone().unwrap_or_default(),
+                id,
+                duplicate: false,
             });
         }
     }
-    p.actions.sort_by(|a, b| a.phase().cmp(&b.phase()).then_with(|| a.name().cmp(b.name())));
+    p.actions.sort_by(|a, b| {
+        a.phase()
+            .cmp(&b.phase())
+            .then_with(|| a.name().cmp(b.name()))
+    });
     p.conflicts.sort();
     p.blockers.sort();
     p.in_sync.sort();
@@ -411,7 +515,9 @@ fn with_foreign_labels(desired: &ServiceSpec, observed: &ServiceSpec) -> Service
         .unwrap_or_default();
     let labels = spec.labels.get_or_insert_with(HashMap::new);
     for (k, v) in olabels {
-        let ours = k.starts_with("io.swarmlog.") || previously.contains(k.as_str()) || labels.contains_key(k);
+        let ours = k.starts_with("io.swarmlog.")
+            || previously.contains(k.as_str())
+            || labels.contains_key(k);
         if !ours {
             labels.insert(k.clone(), v.clone());
         }
@@ -500,7 +606,11 @@ fn diff(path: &str, have: Option<&Json>, want: Option<&Json>, out: &mut Vec<Chan
         (Some(Json::Object(a)), Some(Json::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 diff(&p, a.get(k), b.get(k), out);
             }
         }
@@ -547,9 +657,17 @@ fn constraint_matches(node: &Node, c: &str) -> bool {
         "node.role" => spec.and_then(|s| s.role).map(|r| r.to_string()),
         "node.platform.os" => desc.and_then(|d| d.platform.as_ref()?.os.clone()),
         "node.platform.arch" => desc.and_then(|d| d.platform.as_ref()?.architecture.clone()),
-        k if k.starts_with("node.labels.") => spec.and_then(|s| s.labels.as_ref()?.get(&k["node.labels.".len()..]).cloned()),
-        k if k.starts_with("engine.labels.") => desc
-            .and_then(|d| d.engine.as_ref()?.labels.as_ref()?.get(&k["engine.labels.".len()..]).cloned()),
+        k if k.starts_with("node.labels.") => {
+            spec.and_then(|s| s.labels.as_ref()?.get(&k["node.labels.".len()..]).cloned())
+        }
+        k if k.starts_with("engine.labels.") => desc.and_then(|d| {
+            d.engine
+                .as_ref()?
+                .labels
+                .as_ref()?
+                .get(&k["engine.labels.".len()..])
+                .cloned()
+        }),
         _ => None,
     };
     // Swarm compares case-insensitively; a missing value never equals.
@@ -563,7 +681,10 @@ fn label_hint(constraints: &[String]) -> String {
         .find_map(|c| {
             let (k, v) = c.split_once("==")?;
             let label = k.trim().strip_prefix("node.labels.")?;
-            Some(format!("; label a node: docker node update --label-add {label}={} NODE", v.trim()))
+            Some(format!(
+                "; label a node: docker node update --label-add {label}={} NODE",
+                v.trim()
+            ))
         })
         .unwrap_or_default()
 }
@@ -594,13 +715,25 @@ fn relocation_blocker(
     }
     let constraints = constraints_of(desired);
     let sid = observed.id.as_deref()?;
-    let nodes: BTreeMap<&str, &Node> = obs.nodes.iter().filter_map(|n| Some((n.id.as_deref()?, n))).collect();
-    for t in obs.tasks.iter().filter(|t| t.service_id.as_deref() == Some(sid)) {
+    let nodes: BTreeMap<&str, &Node> = obs
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.id.as_deref()?, n)))
+        .collect();
+    for t in obs
+        .tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(sid))
+    {
         let Some(node) = t.node_id.as_deref().and_then(|id| nodes.get(id)) else {
             continue;
         };
         if !node_matches(node, &constraints) {
-            let host = node.description.as_ref().and_then(|d| d.hostname.clone()).unwrap_or_default();
+            let host = node
+                .description
+                .as_ref()
+                .and_then(|d| d.hostname.clone())
+                .unwrap_or_default();
             return Some(format!(
                 "updating {name} would move it off node {host}, which holds its volume {} (a node-local volume: moving means an empty one); pass --allow-move to accept",
                 volumes.join(", ")

@@ -16,11 +16,20 @@ pub fn check(file: &str, user: &Node, defaults: &Json, problems: &mut Vec<Proble
     check_node(file, user, defaults, &mut path, problems);
 }
 
-fn check_node(file: &str, node: &Node, default: &Json, path: &mut Vec<String>, problems: &mut Vec<Problem>) {
+fn check_node(
+    file: &str,
+    node: &Node,
+    default: &Json,
+    path: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
+) {
     let mismatch = |expected: &str| {
-        Problem::new(file, format!("expected {expected}, found {}", node.value.kind()))
-            .at(node.pos)
-            .field(path)
+        Problem::new(
+            file,
+            format!("expected {expected}, found {}", node.value.kind()),
+        )
+        .at(node.pos)
+        .field(path)
     };
     match (default, &node.value) {
         (Json::Null, _) => {}
@@ -42,7 +51,11 @@ fn check_node(file: &str, node: &Node, default: &Json, path: &mut Vec<String>, p
                         problems.push(
                             Problem::new(
                                 file,
-                                format!("unknown key `{}`{hint}; known keys here: {}", k.name, known.join(", ")),
+                                format!(
+                                    "unknown key `{}`{hint}; known keys here: {}",
+                                    k.name,
+                                    known.join(", ")
+                                ),
                             )
                             .at(k.pos)
                             .field(path),
@@ -106,7 +119,9 @@ pub fn set_path(root: &mut Json, path: &str, value: Json) -> Result<(), String> 
             map.insert((*part).to_string(), value);
             return Ok(());
         }
-        cur = map.entry((*part).to_string()).or_insert_with(|| Json::Object(Map::new()));
+        cur = map
+            .entry((*part).to_string())
+            .or_insert_with(|| Json::Object(Map::new()));
     }
     Ok(())
 }
@@ -133,7 +148,11 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].field.as_deref(), Some("kibana.replcas"));
         assert_eq!(p[0].pos.map(|p| (p.line, p.column)), Some((2, 3)));
-        assert!(p[0].message.contains("did you mean `replicas`"), "{}", p[0].message);
+        assert!(
+            p[0].message.contains("did you mean `replicas`"),
+            "{}",
+            p[0].message
+        );
     }
 
     #[test]
@@ -155,7 +174,10 @@ mod tests {
         let mut base = defaults();
         merge(&mut base, &json!({"kibana": {"replicas": 2}, "stack": 5}));
         merge(&mut base, &json!({"kibana": {"domain": "b"}}));
-        assert_eq!(base["kibana"], json!({"replicas": 2, "domain": "b", "env": {}}));
+        assert_eq!(
+            base["kibana"],
+            json!({"replicas": 2, "domain": "b", "env": {}})
+        );
         assert_eq!(base["stack"], json!("5"));
     }
 

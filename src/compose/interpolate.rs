@@ -99,7 +99,9 @@ fn braced(
     let end = body.find(|c: char| !is_name_char(c)).unwrap_or(body.len());
     let (name, rest) = body.split_at(end);
     if name.is_empty() || !name.starts_with(is_name_start) {
-        return Err(BracedError::Format(format!("{body:?} is not a variable name")));
+        return Err(BracedError::Format(format!(
+            "{body:?} is not a variable name"
+        )));
     }
     let value = lookup(name);
     let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
@@ -226,7 +228,9 @@ mod tests {
 
     #[test]
     fn required() {
-        assert!(matches!(run("${UNSET:?need it}"), Err(InterpolateError::Required { ref message, .. }) if message == "need it"));
+        assert!(
+            matches!(run("${UNSET:?need it}"), Err(InterpolateError::Required { ref message, .. }) if message == "need it")
+        );
         assert!(run("${EMPTY:?e}").is_err());
         assert_eq!(run("${EMPTY?e}").unwrap(), "");
         assert!(run("${UNSET?e}").is_err());
@@ -236,14 +240,29 @@ mod tests {
     #[test]
     fn unset_is_empty_and_reported() {
         let mut unset = Vec::new();
-        assert_eq!(interpolate_str("a${NOPE}b$ALSO", &env, &mut unset).unwrap(), "ab");
+        assert_eq!(
+            interpolate_str("a${NOPE}b$ALSO", &env, &mut unset).unwrap(),
+            "ab"
+        );
         assert_eq!(unset, vec!["NOPE".to_string(), "ALSO".to_string()]);
     }
 
     #[test]
     fn bad_formats() {
-        for bad in ["${", "${SET", "${}", "${1A}", "$ x", "${SET:x}", "${SET!}", "trailing $"] {
-            assert!(matches!(run(bad), Err(InterpolateError::Format { .. })), "{bad}");
+        for bad in [
+            "${",
+            "${SET",
+            "${}",
+            "${1A}",
+            "$ x",
+            "${SET:x}",
+            "${SET!}",
+            "trailing $",
+        ] {
+            assert!(
+                matches!(run(bad), Err(InterpolateError::Format { .. })),
+                "{bad}"
+            );
         }
     }
 

@@ -18,15 +18,22 @@ pub struct Loaded {
 
 /// Parses and interpolates a stack file (as `docker stack deploy` does) and
 /// reads it into the compose model.
-pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, Problems> {
+pub fn load(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Problems> {
     let mut tree = yaml::parse(file, text).map_err(|e| Problem::new(file, e.to_string()))?;
     if matches!(tree.value, yaml::Value::Null) {
         return Err(Problem::new(file, "the stack file is empty").into());
     }
     if !matches!(tree.value, yaml::Value::Map(_)) {
-        return Err(Problem::new(file, format!("expected a mapping at the top, found {}", tree.value.kind()))
-            .at(tree.pos)
-            .into());
+        return Err(Problem::new(
+            file,
+            format!("expected a mapping at the top, found {}", tree.value.kind()),
+        )
+        .at(tree.pos)
+        .into());
     }
     let mut unset = Vec::new();
     interpolate_tree(&mut tree, env, &mut unset).map_err(|e| {
@@ -38,7 +45,9 @@ pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
     unset.sort();
     unset.dedup();
     for name in unset {
-        warnings.push(format!("{file}: the variable {name} is not set; it was replaced by an empty string"));
+        warnings.push(format!(
+            "{file}: the variable {name} is not set; it was replaced by an empty string"
+        ));
     }
     let json = tree.to_json();
     let compose: ComposeFile = serde_path_to_error::deserialize(&json).map_err(|e| {
@@ -51,19 +60,27 @@ pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
                 message = msg.to_string();
             }
         }
-        Problem::new(file, message).at(tree.locate(&path)).field(&path)
+        Problem::new(file, message)
+            .at(tree.locate(&path))
+            .field(&path)
     })?;
     for (name, svc) in &compose.services {
         for key in svc.extra.keys() {
-            warnings.push(format!("{file}: services.{name}.{key} is not supported by swarmlog and is ignored"));
+            warnings.push(format!(
+                "{file}: services.{name}.{key} is not supported by swarmlog and is ignored"
+            ));
         }
         for key in svc.deploy.extra.keys() {
-            warnings.push(format!("{file}: services.{name}.deploy.{key} is not supported by swarmlog and is ignored"));
+            warnings.push(format!(
+                "{file}: services.{name}.deploy.{key} is not supported by swarmlog and is ignored"
+            ));
         }
     }
     for key in compose.extra.keys() {
         if !key.starts_with("x-") && key != "name" {
-            warnings.push(format!("{file}: top-level key {key} is not supported by swarmlog and is ignored"));
+            warnings.push(format!(
+                "{file}: top-level key {key} is not supported by swarmlog and is ignored"
+            ));
         }
     }
     Ok(Loaded {
@@ -107,21 +124,36 @@ mod tests {
     #[test]
     fn interpolates_from_env() {
         let env = |n: &str| (n == "TAG").then(|| "1.2".to_string());
-        let l = load("s.yml", "services:\n  web:\n    image: \"x:${TAG}\"\n    user: $$HOME\n", &env).unwrap();
+        let l = load(
+            "s.yml",
+            "services:\n  web:\n    image: \"x:${TAG}\"\n    user: $$HOME\n",
+            &env,
+        )
+        .unwrap();
         assert_eq!(l.compose.services["web"].image.as_deref(), Some("x:1.2"));
         assert_eq!(l.compose.services["web"].user.as_deref(), Some("$HOME"));
     }
 
     #[test]
     fn required_variable_is_located() {
-        let err = load("s.yml", "services:\n  web:\n    image: ${IMG:?set IMG}\n", &no_env).unwrap_err();
+        let err = load(
+            "s.yml",
+            "services:\n  web:\n    image: ${IMG:?set IMG}\n",
+            &no_env,
+        )
+        .unwrap_err();
         assert_eq!(err.0[0].pos.map(|p| p.line), Some(3));
         assert!(err.0[0].message.contains("set IMG"));
     }
 
     #[test]
     fn unsupported_fields_warn() {
-        let l = load("s.yml", "services:\n  web:\n    image: x\n    cap_add: [NET_ADMIN]\n", &no_env).unwrap();
+        let l = load(
+            "s.yml",
+            "services:\n  web:\n    image: x\n    cap_add: [NET_ADMIN]\n",
+            &no_env,
+        )
+        .unwrap();
         assert!(l.warnings.iter().any(|w| w.contains("cap_add")));
     }
 }

@@ -242,7 +242,10 @@ fn scalar_text<E: de::Error>(v: &Json, what: &str) -> Result<String, E> {
         Json::String(s) => Ok(s.clone()),
         Json::Number(n) => Ok(n.to_string()),
         Json::Bool(b) => Ok(b.to_string()),
-        other => Err(E::custom(format!("{what} must be a string, number or boolean, not {}", json_kind(other)))),
+        other => Err(E::custom(format!(
+            "{what} must be a string, number or boolean, not {}",
+            json_kind(other)
+        ))),
     }
 }
 
@@ -341,11 +344,16 @@ fn external<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Some(Json::Bool(b)) => Ok(b),
         // The legacy form `external: {name: x}` means external.
         Some(Json::Object(_)) => Ok(true),
-        Some(other) => Err(de::Error::custom(format!("expected true or false, not {}", json_kind(&other)))),
+        Some(other) => Err(de::Error::custom(format!(
+            "expected true or false, not {}",
+            json_kind(&other)
+        ))),
     }
 }
 
-fn service_networks<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ServiceNetwork>, D::Error> {
+fn service_networks<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ServiceNetwork>, D::Error> {
     match Option::<Json>::deserialize(d)? {
         None | Some(Json::Null) => Ok(BTreeMap::new()),
         Some(Json::Array(items)) => items
@@ -475,7 +483,11 @@ fn parse_short_volume(s: &str) -> Result<ServiceVolume, String> {
         [t] => (None, *t, None),
         [s, t] => (Some(*s), *t, None),
         [s, t, o] => (Some(*s), *t, Some(*o)),
-        _ => return Err(format!("invalid volume {s:?}: expected source:target[:mode]")),
+        _ => {
+            return Err(format!(
+                "invalid volume {s:?}: expected source:target[:mode]"
+            ))
+        }
     };
     if target.is_empty() {
         return Err(format!("invalid volume {s:?}: the target path is empty"));
@@ -487,7 +499,11 @@ fn parse_short_volume(s: &str) -> Result<ServiceVolume, String> {
             "ro" => read_only = true,
             "rw" => read_only = false,
             "nocopy" => nocopy = true,
-            other => return Err(format!("invalid volume option {other:?} in {s:?} (expected ro, rw or nocopy)")),
+            other => {
+                return Err(format!(
+                    "invalid volume option {other:?} in {s:?} (expected ro, rw or nocopy)"
+                ))
+            }
         }
     }
     let kind = match source {
@@ -546,19 +562,32 @@ impl<'de> Deserialize<'de> for FileRef {
 fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let mode = match Option::<Json>::deserialize(d)? {
         None | Some(Json::Null) => return Ok(None),
-        Some(Json::Number(n)) => n
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| de::Error::custom(format!("field `mode`: file mode {n} is not a valid mode")))?,
+        Some(Json::Number(n)) => {
+            n.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    de::Error::custom(format!("field `mode`: file mode {n} is not a valid mode"))
+                })?
+        }
         Some(Json::String(s)) => {
             let digits = s.strip_prefix("0o").unwrap_or(&s);
-            u32::from_str_radix(digits, 8)
-                .map_err(|_| de::Error::custom(format!("field `mode`: file mode {s:?} is not an octal number (like 0440)")))?
+            u32::from_str_radix(digits, 8).map_err(|_| {
+                de::Error::custom(format!(
+                    "field `mode`: file mode {s:?} is not an octal number (like 0440)"
+                ))
+            })?
         }
-        Some(other) => return Err(de::Error::custom(format!("field `mode`: file mode must be an octal number, not {}", json_kind(&other)))),
+        Some(other) => {
+            return Err(de::Error::custom(format!(
+                "field `mode`: file mode must be an octal number, not {}",
+                json_kind(&other)
+            )))
+        }
     };
     if mode > 0o7777 {
-        return Err(de::Error::custom(format!("field `mode`: file mode {mode:o} (octal) is larger than 7777")));
+        return Err(de::Error::custom(format!(
+            "field `mode`: file mode {mode:o} (octal) is larger than 7777"
+        )));
     }
     Ok(Some(mode))
 }
@@ -644,7 +673,10 @@ mod tests {
             "services:\n  a:\n    image: x\n    command: run --flag 'two words'\n    environment: [A=1, B]\n    labels: {x: 1}\n    networks: [n]\n    volumes: ['data:/d:ro', /host:/h]\n    configs: [c, {source: d, target: /etc/d, mode: 0440}]\n    ports: ['80:8080', {target: 9, published: 10, mode: host}]\nnetworks:\n  n:\nconfigs:\n  c: {file: ./c}\n  d: {file: ./d}\nvolumes:\n  data:\n",
         );
         let a = &f.services["a"];
-        assert_eq!(a.command.as_deref().unwrap(), ["run", "--flag", "two words"]);
+        assert_eq!(
+            a.command.as_deref().unwrap(),
+            ["run", "--flag", "two words"]
+        );
         assert_eq!(a.environment["A"].as_deref(), Some("1"));
         assert_eq!(a.environment["B"], None);
         assert_eq!(a.labels["x"], "1");
@@ -664,14 +696,23 @@ mod tests {
     fn string_modes_are_octal() {
         let f = load("services:\n  a:\n    image: x\n    configs: [{source: c, mode: '0400'}]\n");
         assert_eq!(f.services["a"].configs[0].mode, Some(0o400));
-        let bad = crate::yaml::parse("t.yml", "services:\n  a:\n    image: x\n    configs: [{source: c, mode: 0948}]\n").unwrap();
-        let err = serde_json::from_value::<ComposeFile>(bad.to_json()).unwrap_err().to_string();
+        let bad = crate::yaml::parse(
+            "t.yml",
+            "services:\n  a:\n    image: x\n    configs: [{source: c, mode: 0948}]\n",
+        )
+        .unwrap();
+        let err = serde_json::from_value::<ComposeFile>(bad.to_json())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not an octal number"), "{err}");
     }
 
     #[test]
     fn shell_splitting() {
-        assert_eq!(shell_words(r#"a "b c" d\ e 'f"g'"#).unwrap(), ["a", "b c", "d e", "f\"g"]);
+        assert_eq!(
+            shell_words(r#"a "b c" d\ e 'f"g'"#).unwrap(),
+            ["a", "b c", "d e", "f\"g"]
+        );
         assert!(shell_words("a 'b").is_err());
         assert_eq!(shell_words("").unwrap(), Vec::<String>::new());
     }

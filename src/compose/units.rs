@@ -3,7 +3,9 @@
 
 /// Parses a Go duration (`10s`, `1m30s`, `1.5h`, `250ms`) into nanoseconds.
 pub fn go_duration(s: &str) -> Result<i64, String> {
-    let err = || format!("invalid duration {s:?} (expected a number with a unit: ns, us, ms, s, m or h, such as 10s or 1m30s)");
+    let err = || {
+        format!("invalid duration {s:?} (expected a number with a unit: ns, us, ms, s, m or h, such as 10s or 1m30s)")
+    };
     let text = s.trim();
     if text == "0" {
         return Ok(0);
@@ -45,14 +47,19 @@ pub fn go_duration(s: &str) -> Result<i64, String> {
 
 /// Parses a memory size as Docker does (`512m`, `2G`, `1gb`, `1024`): binary multiples.
 pub fn ram_bytes(s: &str) -> Result<i64, String> {
-    let err = || format!("invalid size {s:?} (expected a number with an optional unit b, k, m, g, t or p, such as 512M)");
+    let err = || {
+        format!("invalid size {s:?} (expected a number with an optional unit b, k, m, g, t or p, such as 512M)")
+    };
     let t = s.trim().to_ascii_lowercase();
     let num_end = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let number: f64 = t[..num_end].parse().map_err(|_| err())?;
     let unit = t[num_end..].trim();
-    let unit = unit.strip_suffix('b').filter(|u| !u.is_empty()).unwrap_or(unit);
+    let unit = unit
+        .strip_suffix('b')
+        .filter(|u| !u.is_empty())
+        .unwrap_or(unit);
     let scale: f64 = match unit {
         "" | "b" => 1.0,
         "k" => 1024.0,
@@ -81,7 +88,11 @@ pub fn nano_cpus(s: &str) -> Result<i64, String> {
     {
         return Err(err());
     }
-    let int: i64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| err())? };
+    let int: i64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| err())?
+    };
     let frac_nanos: i64 = if frac.is_empty() {
         0
     } else {
@@ -106,18 +117,33 @@ pub fn constraint(s: &str) -> Result<(), String> {
     let key = key.trim();
     let value = value.trim();
     let key_ok = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !key_ok {
-        return Err(format!("invalid constraint {s:?}: the key {key:?} is not a valid name"));
+        return Err(format!(
+            "invalid constraint {s:?}: the key {key:?} is not a valid name"
+        ));
     }
-    let known = ["node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch"];
-    if !(known.contains(&key) || key.starts_with("node.labels.") || key.starts_with("engine.labels.")) {
+    let known = [
+        "node.id",
+        "node.hostname",
+        "node.role",
+        "node.platform.os",
+        "node.platform.arch",
+    ];
+    if !(known.contains(&key)
+        || key.starts_with("node.labels.")
+        || key.starts_with("engine.labels."))
+    {
         return Err(format!(
             "invalid constraint {s:?}: unknown key {key:?} (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.<label> or engine.labels.<label>)"
         ));
     }
     if value.is_empty() || value.contains(char::is_whitespace) || value.contains('=') {
-        return Err(format!("invalid constraint {s:?}: the value {value:?} is not valid"));
+        return Err(format!(
+            "invalid constraint {s:?}: the value {value:?} is not valid"
+        ));
     }
     Ok(())
 }

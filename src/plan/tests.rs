@@ -1,8 +1,8 @@
 use super::*;
 use crate::chart::{Chart, RenderOptions};
 use bollard::models::{
-    Config, Network, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, Service,
-    Task,
+    Config, Network, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus,
+    ObjectVersion, Service, Task,
 };
 use proptest::prelude::*;
 
@@ -32,7 +32,12 @@ fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
         id: Some(id.into()),
         spec: Some(NodeSpec {
             role: Some(NodeSpecRoleEnum::WORKER),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         }),
         description: Some(NodeDescription {
@@ -90,7 +95,10 @@ fn observed_from(d: &DesiredState) -> Observed {
             let c = tt.container_spec.get_or_insert_with(Default::default);
             c.isolation = Some(bollard::models::TaskSpecContainerSpecIsolationEnum::DEFAULT);
             for cfg in c.configs.iter_mut().flatten() {
-                cfg.config_id = Some(format!("id-{}", cfg.config_name.clone().unwrap_or_default()));
+                cfg.config_id = Some(format!(
+                    "id-{}",
+                    cfg.config_name.clone().unwrap_or_default()
+                ));
             }
             let e = spec.endpoint_spec.get_or_insert_with(Default::default);
             e.mode = Some(bollard::models::EndpointSpecModeEnum::VIP);
@@ -104,7 +112,10 @@ fn observed_from(d: &DesiredState) -> Observed {
         .collect();
     Observed {
         node_id: "n1".into(),
-        nodes: vec![node("n1", "manager-1", &[]), node("n2", "logger-1", &[("logger", "true")])],
+        nodes: vec![
+            node("n1", "manager-1", &[]),
+            node("n2", "logger-1", &[("logger", "true")]),
+        ],
         services,
         networks,
         configs,
@@ -129,7 +140,11 @@ fn empty_swarm_creates_everything_in_order() {
     o.configs.clear();
     o.networks.retain(|n| n.name.as_deref() == Some("main"));
     let p = plan(&d, &o, PlanOptions::default());
-    let got: Vec<String> = p.actions.iter().map(|a| format!("{} {} {}", a.verb(), a.kind(), a.name())).collect();
+    let got: Vec<String> = p
+        .actions
+        .iter()
+        .map(|a| format!("{} {} {}", a.verb(), a.kind(), a.name()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -164,7 +179,13 @@ fn env_drift_is_repaired_and_named() {
     env.push("EXTRA=1".into());
     let p = plan(&d, &o, PlanOptions::default());
     assert_eq!(p.actions.len(), 1);
-    let Action::UpdateService { reason, changes, version, .. } = &p.actions[0] else {
+    let Action::UpdateService {
+        reason,
+        changes,
+        version,
+        ..
+    } = &p.actions[0]
+    else {
         panic!("expected an update: {:?}", p.actions[0]);
     };
     assert_eq!(*reason, Reason::Drifted);
@@ -176,8 +197,21 @@ fn env_drift_is_repaired_and_named() {
 fn replicas_image_constraint_and_label_drift() {
     let d = desired();
     for mutate in [
-        (|s: &mut ServiceSpec| s.mode = Some(bollard::models::ServiceSpecMode { replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(3) }), ..Default::default() })) as fn(&mut ServiceSpec),
-        |s| s.task_template.as_mut().unwrap().container_spec.as_mut().unwrap().image = Some("other:1".into()),
+        (|s: &mut ServiceSpec| {
+            s.mode = Some(bollard::models::ServiceSpecMode {
+                replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(3) }),
+                ..Default::default()
+            })
+        }) as fn(&mut ServiceSpec),
+        |s| {
+            s.task_template
+                .as_mut()
+                .unwrap()
+                .container_spec
+                .as_mut()
+                .unwrap()
+                .image = Some("other:1".into())
+        },
         |s| s.task_template.as_mut().unwrap().placement = None,
         |s| {
             s.labels.as_mut().unwrap().remove("com.df.notify");
@@ -224,8 +258,17 @@ fn foreign_labels_are_kept_and_not_drift() {
         .unwrap()
         .image = Some("x:1".into());
     let p = plan(&d, &o, PlanOptions::default());
-    let Action::UpdateService { spec, .. } = &p.actions[0] else { panic!() };
-    assert_eq!(spec.labels.as_ref().unwrap().get("team").map(String::as_str), Some("ops"));
+    let Action::UpdateService { spec, .. } = &p.actions[0] else {
+        panic!()
+    };
+    assert_eq!(
+        spec.labels
+            .as_ref()
+            .unwrap()
+            .get("team")
+            .map(String::as_str),
+        Some("ops")
+    );
 }
 
 #[test]
@@ -233,12 +276,17 @@ fn a_label_swarmlog_no_longer_sets_is_removed() {
     let d = desired_with("");
     let mut o = observed_from(&d);
     // The running service has a label from an older desired state.
-    let labels = service_mut(&mut o, "logging_kibana").labels.as_mut().unwrap();
+    let labels = service_mut(&mut o, "logging_kibana")
+        .labels
+        .as_mut()
+        .unwrap();
     labels.insert("com.df.old".into(), "x".into());
     let managed = labels.get(LABEL_MANAGED).cloned().unwrap_or_default();
     labels.insert(LABEL_MANAGED.into(), format!("{managed},com.df.old"));
     let p = plan(&d, &o, PlanOptions::default());
-    let Action::UpdateService { spec, .. } = &p.actions[0] else { panic!("{:?}", p.actions) };
+    let Action::UpdateService { spec, .. } = &p.actions[0] else {
+        panic!("{:?}", p.actions)
+    };
     assert!(!spec.labels.as_ref().unwrap().contains_key("com.df.old"));
 }
 
@@ -248,10 +296,23 @@ fn changed_values_are_an_update_not_drift() {
     let new = desired_with("kibana:\n  domain: logs.example.org\n");
     let p = plan(&new, &observed_from(&old), PlanOptions::default());
     assert_eq!(p.actions.len(), 1);
-    let Action::UpdateService { reason, changes, name, .. } = &p.actions[0] else { panic!() };
+    let Action::UpdateService {
+        reason,
+        changes,
+        name,
+        ..
+    } = &p.actions[0]
+    else {
+        panic!()
+    };
     assert_eq!(name, "logging_kibana");
     assert_eq!(*reason, Reason::Changed);
-    assert!(changes.iter().any(|c| c.field == "Labels.com.df.serviceDomain"), "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.field == "Labels.com.df.serviceDomain"),
+        "{changes:?}"
+    );
 }
 
 #[test]
@@ -263,7 +324,11 @@ fn pipeline_edit_creates_new_config_updates_logstash_then_removes_old() {
     std::fs::write(&file, "input { tcp { port => 9000 } }\n").unwrap();
     let new = desired_with(&format!("logstash:\n  pipelineFile: {}\n", file.display()));
     let p = plan(&new, &observed_from(&old), PlanOptions::default());
-    let got: Vec<String> = p.actions.iter().map(|a| format!("{} {}", a.verb(), a.kind())).collect();
+    let got: Vec<String> = p
+        .actions
+        .iter()
+        .map(|a| format!("{} {}", a.verb(), a.kind()))
+        .collect();
     assert_eq!(got, ["create config", "update service", "remove config"]);
     assert_eq!(p.actions[1].name(), "logging_logstash");
 }
@@ -277,8 +342,17 @@ fn unowned_service_is_a_conflict_unless_adopted() {
     assert!(p.actions.is_empty());
     assert_eq!(p.conflicts.len(), 1);
     assert!(p.conflicts[0].contains("logging_kibana"));
-    let p = plan(&d, &o, PlanOptions { adopt: true, ..Default::default() });
-    let Action::UpdateService { reason, .. } = &p.actions[0] else { panic!() };
+    let p = plan(
+        &d,
+        &o,
+        PlanOptions {
+            adopt: true,
+            ..Default::default()
+        },
+    );
+    let Action::UpdateService { reason, .. } = &p.actions[0] else {
+        panic!()
+    };
     assert_eq!(*reason, Reason::Adopted);
 }
 
@@ -296,8 +370,21 @@ fn removing_every_owned_service_is_refused() {
     }
     let p = plan(&renamed, &o, PlanOptions::default());
     assert_eq!(p.count("remove"), 3);
-    assert!(p.blockers.iter().any(|b| b.contains("removes every service")), "{:?}", p.blockers);
-    let p = plan(&renamed, &o, PlanOptions { allow_remove_all: true, ..Default::default() });
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.contains("removes every service")),
+        "{:?}",
+        p.blockers
+    );
+    let p = plan(
+        &renamed,
+        &o,
+        PlanOptions {
+            allow_remove_all: true,
+            ..Default::default()
+        },
+    );
     assert!(p.blockers.is_empty());
     // Another stack's objects are never touched.
     let p = plan(&other, &o, PlanOptions::default());
@@ -311,8 +398,20 @@ fn missing_preconditions_block() {
     o.networks.retain(|n| n.name.as_deref() != Some("main"));
     o.nodes.retain(|n| n.id.as_deref() != Some("n2"));
     let p = plan(&d, &o, PlanOptions::default());
-    assert!(p.blockers.iter().any(|b| b.contains("external network main")), "{:?}", p.blockers);
-    assert!(p.blockers.iter().any(|b| b.contains("no node satisfies") && b.contains("--label-add logger=true")), "{:?}", p.blockers);
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.contains("external network main")),
+        "{:?}",
+        p.blockers
+    );
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.contains("no node satisfies") && b.contains("--label-add logger=true")),
+        "{:?}",
+        p.blockers
+    );
 }
 
 #[test]
@@ -320,15 +419,29 @@ fn elasticsearch_is_not_moved_off_its_volume() {
     let d = desired_with("nodeSelector:\n  label: storage\n");
     let old = desired();
     let mut o = observed_from(&old);
-    o.nodes.push(node("n3", "storage-1", &[("storage", "true")]));
+    o.nodes
+        .push(node("n3", "storage-1", &[("storage", "true")]));
     o.tasks.push(Task {
         service_id: Some("id-logging_elasticsearch".into()),
         node_id: Some("n2".into()),
         ..Default::default()
     });
     let p = plan(&d, &o, PlanOptions::default());
-    assert!(p.blockers.iter().any(|b| b.contains("logging_elasticsearch") && b.contains("logger-1")), "{:?}", p.blockers);
-    let p = plan(&d, &o, PlanOptions { allow_move: true, ..Default::default() });
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.contains("logging_elasticsearch") && b.contains("logger-1")),
+        "{:?}",
+        p.blockers
+    );
+    let p = plan(
+        &d,
+        &o,
+        PlanOptions {
+            allow_move: true,
+            ..Default::default()
+        },
+    );
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
 }
 
@@ -336,7 +449,13 @@ fn elasticsearch_is_not_moved_off_its_volume() {
 fn constraint_evaluation() {
     let n = node("n2", "logger-1", &[("logger", "true")]);
     assert!(node_matches(&n, &["node.labels.logger == true".into()]));
-    assert!(node_matches(&n, &["node.labels.logger==TRUE".into(), "node.role != manager".into()]));
+    assert!(node_matches(
+        &n,
+        &[
+            "node.labels.logger==TRUE".into(),
+            "node.role != manager".into()
+        ]
+    ));
     assert!(!node_matches(&n, &["node.labels.other == true".into()]));
     assert!(node_matches(&n, &["node.labels.other != true".into()]));
     assert!(node_matches(&n, &["node.hostname == logger-1".into()]));
@@ -375,4 +494,21 @@ proptest! {
             prop_assert!(!tag.contains("volume"), "a plan never acts on a volume: {}", tag);
         }
     }
+}
+
+#[test]
+fn duplicate_networks_from_a_race_are_removed_first() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    let mut dup = o.networks[0].clone();
+    dup.id = Some("zz-dup".into());
+    dup.created = Some("2030-01-01T00:00:00Z".into());
+    o.networks[0].created = Some("2029-01-01T00:00:00Z".into());
+    o.networks.push(dup);
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(p.actions.len(), 1, "{:#?}", p.actions);
+    assert!(
+        matches!(&p.actions[0], Action::RemoveNetwork { id, duplicate: true, .. } if id == "zz-dup")
+    );
+    assert_eq!(p.actions[0].phase(), 0);
 }

@@ -1,0 +1,416 @@
+//! Apply step (I/O): carries out a plan against the engine. Every update
+//! sends the version read just before; a conflict (a name that now exists, a
+//! version that moved, an object that vanished) re-observes and re-plans,
+//! a bounded number of times.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::ServiceSpec;
+use bollard::query_parameters::{ListTasksOptions, UpdateServiceOptions};
+use futures::future::join_all;
+
+use crate::desired::DesiredState;
+use crate::engine::{Engine, EngineError};
+use crate::observe::{observe, Observed};
+use crate::plan::{plan, Action, Plan, PlanOptions};
+
+/// How many observe-plan-apply rounds one apply may take.
+pub const MAX_ROUNDS: u32 = 5;
+
+/// Why an apply stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("nothing was written: {}", .0.join("; "))]
+    Blocked(Vec<String>),
+    #[error("the swarm did not converge after {rounds} rounds; still to do: {remaining}")]
+    NotConverged { rounds: u32, remaining: String },
+}
+
+impl ApplyError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            ApplyError::Engine(e) => e.category(),
+            ApplyError::Blocked(_) => "blocked",
+            ApplyError::NotConverged { .. } => "not_converged",
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// One line per write that succeeded, in order.
+    pub done: Vec<String>,
+    /// Rounds taken (1 when nothing conflicted).
+    pub rounds: u32,
+    /// The last plan computed: empty once converged.
+    pub last_plan: Plan,
+    /// The swarm as last observed.
+    pub observed: Observed,
+}
+
+/// Observes, plans and applies until the swarm holds `desired`.
+/// Refuses before any write while the plan has blockers or conflicts.
+pub async fn apply(
+    engine: &Engine,
+    desired: &DesiredState,
+    opts: PlanOptions,
+) -> Result<Report, ApplyError> {
+    let mut report = Report::default();
+    for round in 1..=MAX_ROUNDS {
+        report.rounds = round;
+        let observed = observe(engine).await?;
+        let p = plan(desired, &observed, opts);
+        report.observed = observed;
+        let mut refusals = p.blockers.clone();
+        refusals.extend(p.conflicts.iter().cloned());
+        if !refusals.is_empty() {
+            report.last_plan = p;
+            return Err(ApplyError::Blocked(refusals));
+        }
+        if p.is_empty() {
+            report.last_plan = p;
+            return Ok(report);
+        }
+        match execute(engine, &p, &report.observed, &mut report.done).await {
+            Ok(()) => {}
+            Err(e) if e.is_conflict() => {
+                tracing::info!(error = %e, round, "conflict while applying; observing again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        report.last_plan = p;
+    }
+    // One more look: converged now?
+    let observed = observe(engine).await?;
+    let p = plan(desired, &observed, opts);
+    if p.is_empty() {
+        report.last_plan = p;
+        report.observed = observed;
+        return Ok(report);
+    }
+    let remaining = p
+        .actions
+        .iter()
+        .map(|a| format!("{} {} {}", a.verb(), a.kind(), a.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(ApplyError::NotConverged {
+        rounds: MAX_ROUNDS,
+        remaining,
+    })
+}
+
+/// Runs the actions phase by phase; the actions of one phase run concurrently.
+async fn execute(
+    engine: &Engine,
+    p: &Plan,
+    observed: &Observed,
+    done: &mut Vec<String>,
+) -> Result<(), EngineError> {
+    // Names to IDs of configs and secrets, for service specs.
+    let mut config_ids: HashMap<String, String> = observed
+        .configs
+        .iter()
+        .filter_map(|c| Some((c.spec.as_ref()?.name.clone()?, c.id.clone()?)))
+        .collect();
+    let mut secret_ids: HashMap<String, String> = observed
+        .secrets
+        .iter()
+        .filter_map(|c| Some((c.spec.as_ref()?.name.clone()?, c.id.clone()?)))
+        .collect();
+    let mut phase_start = 0;
+    while phase_start < p.actions.len() {
+        let phase = p.actions[phase_start].phase();
+        let end = p.actions[phase_start..]
+            .iter()
+            .position(|a| a.phase() != phase)
+            .map(|i| phase_start + i)
+            .unwrap_or(p.actions.len());
+        let batch = &p.actions[phase_start..end];
+        let results = join_all(
+            batch
+                .iter()
+                .map(|a| run(engine, a, &config_ids, &secret_ids)),
+        )
+        .await;
+        let mut first_err = None;
+        for (a, r) in batch.iter().zip(results) {
+            match r {
+                Ok(Created::Config(id)) => {
+                    config_ids.insert(a.name().to_string(), id);
+                    done.push(describe(a));
+                }
+                Ok(Created::Secret(id)) => {
+                    secret_ids.insert(a.name().to_string(), id);
+                    done.push(describe(a));
+                }
+                Ok(Created::Other) => done.push(describe(a)),
+                Err(e) => {
+                    tracing::warn!(action = a.verb(), kind = a.kind(), name = a.name(), error = %e, "write failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        phase_start = end;
+    }
+    Ok(())
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::UpdateService {
+            name,
+            reason,
+            changes,
+            ..
+        } => {
+            let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).take(6).collect();
+            let more = if changes.len() > 6 { ", ..." } else { "" };
+            format!(
+                "updated service {name} ({}: {}{more})",
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                fields.join(", ")
+            )
+        }
+        Action::RemoveNetwork {
+            name,
+            duplicate: true,
+            ..
+        } => format!("removed duplicate network {name}"),
+        a => format!(
+            "{} {} {}",
+            match a.verb() {
+                "create" => "created",
+                "remove" => "removed",
+                v => v,
+            },
+            a.kind(),
+            a.name()
+        ),
+    }
+}
+
+enum Created {
+    Config(String),
+    Secret(String),
+    Other,
+}
+
+/// Fills in config and secret IDs by name.
+fn resolve_ids(
+    spec: &ServiceSpec,
+    configs: &HashMap<String, String>,
+    secrets: &HashMap<String, String>,
+) -> ServiceSpec {
+    let mut spec = spec.clone();
+    if let Some(c) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+    {
+        for r in c.configs.iter_mut().flatten() {
+            r.config_id = r.config_name.as_ref().and_then(|n| configs.get(n).cloned());
+        }
+        for r in c.secrets.iter_mut().flatten() {
+            r.secret_id = r.secret_name.as_ref().and_then(|n| secrets.get(n).cloned());
+        }
+    }
+    spec
+}
+
+async fn run(
+    engine: &Engine,
+    a: &Action,
+    configs: &HashMap<String, String>,
+    secrets: &HashMap<String, String>,
+) -> Result<Created, EngineError> {
+    let d = &engine.docker;
+    match a {
+        Action::CreateNetwork { name, spec } => {
+            engine.count_write("network_create");
+            d.create_network(spec.clone())
+                .await
+                .map_err(|e| engine.err("create network", name, e))?;
+            Ok(Created::Other)
+        }
+        Action::CreateConfig { name, spec } => {
+            engine.count_write("config_create");
+            let r = d
+                .create_config(spec.clone())
+                .await
+                .map_err(|e| engine.err("create config", name, e))?;
+            Ok(Created::Config(r.id))
+        }
+        Action::CreateSecret { name, spec } => {
+            engine.count_write("secret_create");
+            let r = d
+                .create_secret(spec.clone())
+                .await
+                .map_err(|e| engine.err("create secret", name, e))?;
+            Ok(Created::Secret(r.id))
+        }
+        Action::CreateService { name, spec } => {
+            engine.count_write("service_create");
+            d.create_service(resolve_ids(spec, configs, secrets), None)
+                .await
+                .map_err(|e| engine.err("create service", name, e))?;
+            Ok(Created::Other)
+        }
+        Action::UpdateService {
+            name,
+            id,
+            version,
+            spec,
+            ..
+        } => {
+            engine.count_write("service_update");
+            let version = i32::try_from(*version).map_err(|_| EngineError::Other {
+                what: format!("update service {name}"),
+                detail: format!("version index {version} is out of range"),
+            })?;
+            d.update_service(
+                id,
+                resolve_ids(spec, configs, secrets),
+                UpdateServiceOptions {
+                    version,
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .map_err(|e| engine.err("update service", name, e))?;
+            Ok(Created::Other)
+        }
+        Action::RemoveService { name, id } => {
+            engine.count_write("service_remove");
+            d.delete_service(id)
+                .await
+                .map_err(|e| engine.err("remove service", name, e))?;
+            Ok(Created::Other)
+        }
+        Action::RemoveConfig { name, id } => {
+            engine.count_write("config_remove");
+            d.delete_config(id)
+                .await
+                .map_err(|e| engine.err("remove config", name, e))?;
+            Ok(Created::Other)
+        }
+        Action::RemoveSecret { name, id } => {
+            engine.count_write("secret_remove");
+            d.delete_secret(id)
+                .await
+                .map_err(|e| engine.err("remove secret", name, e))?;
+            Ok(Created::Other)
+        }
+        Action::RemoveNetwork { name, id, .. } => {
+            engine.count_write("network_remove");
+            d.remove_network(id)
+                .await
+                .map_err(|e| engine.err("remove network", name, e))?;
+            Ok(Created::Other)
+        }
+    }
+}
+
+/// Per service: tasks running vs wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub service: String,
+    pub running: usize,
+    pub wanted: usize,
+}
+
+/// Reads how many tasks of each desired service run, against how many should.
+pub async fn progress(
+    engine: &Engine,
+    desired: &DesiredState,
+) -> Result<Vec<Progress>, EngineError> {
+    let observed = observe(engine).await?;
+    let mut out = Vec::new();
+    for d in &desired.services {
+        let name = d.spec.name.clone().unwrap_or_default();
+        let Some(svc) = observed
+            .services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
+        else {
+            out.push(Progress {
+                service: name,
+                running: 0,
+                wanted: 1,
+            });
+            continue;
+        };
+        let id = svc.id.clone().unwrap_or_default();
+        let mut filters = HashMap::new();
+        filters.insert("service".to_string(), vec![id.clone()]);
+        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
+        let tasks = engine
+            .docker
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| engine.err("list tasks", &name, e))?;
+        let running = tasks
+            .iter()
+            .filter(|t| {
+                t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING)
+            })
+            .count();
+        let mode = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.mode.clone())
+            .unwrap_or_default();
+        let wanted = match (mode.replicated, mode.global) {
+            (Some(r), _) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
+            (None, Some(_)) => tasks.len().max(1),
+            _ => 1,
+        };
+        out.push(Progress {
+            service: name,
+            running,
+            wanted,
+        });
+    }
+    Ok(out)
+}
+
+/// Waits until every task of the stack runs, or the deadline passes.
+pub async fn wait_running(
+    engine: &Engine,
+    desired: &DesiredState,
+    timeout: Duration,
+) -> Result<Vec<Progress>, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let p = progress(engine, desired).await.map_err(|e| e.to_string())?;
+        let pending: Vec<String> = p
+            .iter()
+            .filter(|s| s.running < s.wanted)
+            .map(|s| format!("{} {}/{}", s.service, s.running, s.wanted))
+            .collect();
+        if pending.is_empty() {
+            return Ok(p);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "not every task runs after {}: {}",
+                humantime::format_duration(timeout),
+                pending.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
