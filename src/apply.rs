@@ -44,7 +44,7 @@ impl ApplyError {
 pub struct Report {
     /// One line per write that succeeded, in order.
     pub done: Vec<String>,
-    /// Rounds taken (1 when nothing conflicted).
+    /// Rounds that wrote something (1 when nothing conflicted, 0 when converged already).
     pub rounds: u32,
     /// The last plan computed: empty once converged.
     pub last_plan: Plan,
@@ -61,7 +61,6 @@ pub async fn apply(
 ) -> Result<Report, ApplyError> {
     let mut report = Report::default();
     for round in 1..=MAX_ROUNDS {
-        report.rounds = round;
         let observed = observe(engine).await?;
         let p = plan(desired, &observed, opts);
         report.observed = observed;
@@ -75,6 +74,7 @@ pub async fn apply(
             report.last_plan = p;
             return Ok(report);
         }
+        report.rounds = round;
         match execute(engine, &p, &report.observed, &mut report.done).await {
             Ok(()) => {}
             Err(e) if e.is_conflict() => {

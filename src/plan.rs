@@ -556,6 +556,29 @@ pub fn normalise_service(spec: &ServiceSpec, net_names: &HashMap<String, String>
             }
         }
     }
+    // Enums stored as protobuf zero values come back filled in.
+    for cfg in ["UpdateConfig", "RollbackConfig"] {
+        if let Some(u) = v.get_mut(cfg).and_then(Json::as_object_mut) {
+            u.entry("FailureAction").or_insert(Json::Null);
+            if u["FailureAction"].is_null() {
+                u["FailureAction"] = Json::String("pause".into());
+            }
+            u.entry("Order").or_insert(Json::Null);
+            if u["Order"].is_null() {
+                u["Order"] = Json::String("stop-first".into());
+            }
+        }
+    }
+    if let Some(r) = v
+        .get_mut("TaskTemplate")
+        .and_then(|t| t.get_mut("RestartPolicy"))
+        .and_then(Json::as_object_mut)
+    {
+        r.entry("Condition").or_insert(Json::Null);
+        if r["Condition"].is_null() {
+            r["Condition"] = Json::String("any".into());
+        }
+    }
     if let Some(e) = v.get_mut("EndpointSpec") {
         if e.get("Mode").and_then(Json::as_str) == Some("vip") {
             e["Mode"] = Json::Null;

@@ -16,20 +16,107 @@ fn stderr(o: &Output) -> String {
 /// (values or stack file, is it a stack file, substrings the error must contain)
 const BAD: &[(&str, bool, &[&str])] = &[
     ("syntax.yaml", false, &["bad/syntax.yaml", "line 2"]),
-    ("unknown_key.yaml", false, &["bad/unknown_key.yaml:2:3", "kibana.replcas", "did you mean `replicas`"]),
-    ("wrong_type.yaml", false, &["bad/wrong_type.yaml:2:13", "elasticsearch.replicas", "expected an integer"]),
-    ("missing_config_file.yaml", false, &["configs.logstash_pipeline.file", "files/missing.conf"]),
-    ("bad_duration.yaml", false, &["services.elasticsearch.stop_grace_period", "invalid duration", "(rendered)"]),
+    (
+        "unknown_key.yaml",
+        false,
+        &[
+            "bad/unknown_key.yaml:2:3",
+            "kibana.replcas",
+            "did you mean `replicas`",
+        ],
+    ),
+    (
+        "wrong_type.yaml",
+        false,
+        &[
+            "bad/wrong_type.yaml:2:13",
+            "elasticsearch.replicas",
+            "expected an integer",
+        ],
+    ),
+    (
+        "missing_config_file.yaml",
+        false,
+        &["configs.logstash_pipeline.file", "files/missing.conf"],
+    ),
+    (
+        "bad_duration.yaml",
+        false,
+        &[
+            "services.elasticsearch.stop_grace_period",
+            "invalid duration",
+            "(rendered)",
+        ],
+    ),
     ("alias_bomb.yaml", false, &["bad/alias_bomb.yaml"]),
-    ("not_a_mapping.yaml", false, &["bad/not_a_mapping.yaml:1:1", "must be a mapping"]),
-    ("duplicate_key.yaml", false, &["bad/duplicate_key.yaml", "duplicate"]),
-    ("stack_constraint.yml", true, &["bad/stack_constraint.yml:7:13", "services.web.deploy.placement.constraints.0", "=="]),
-    ("stack_duplicate_service.yml", true, &["bad/stack_duplicate_service.yml", "duplicate"]),
-    ("stack_bad_octal.yml", true, &["bad/stack_bad_octal.yml:7:15", "services.web.configs.0.mode", "not an octal number"]),
-    ("stack_missing_file.yml", true, &["bad/stack_missing_file.yml:7:11", "configs.c.file", "does-not-exist.txt"]),
-    ("stack_required_var.yml", true, &["bad/stack_required_var.yml:3:12", "services.web.image", "set IMAGE to the image to run"]),
-    ("stack_bad_duration.yml", true, &["bad/stack_bad_duration.yml:4:24", "services.web.stop_grace_period"]),
-    ("stack_undefined_network.yml", true, &["bad/stack_undefined_network.yml:4:16", "services.web.networks.nowhere", "not defined"]),
+    (
+        "not_a_mapping.yaml",
+        false,
+        &["bad/not_a_mapping.yaml:1:1", "must be a mapping"],
+    ),
+    (
+        "duplicate_key.yaml",
+        false,
+        &["bad/duplicate_key.yaml", "duplicate"],
+    ),
+    (
+        "stack_constraint.yml",
+        true,
+        &[
+            "bad/stack_constraint.yml:7:13",
+            "services.web.deploy.placement.constraints.0",
+            "==",
+        ],
+    ),
+    (
+        "stack_duplicate_service.yml",
+        true,
+        &["bad/stack_duplicate_service.yml", "duplicate"],
+    ),
+    (
+        "stack_bad_octal.yml",
+        true,
+        &[
+            "bad/stack_bad_octal.yml:7:15",
+            "services.web.configs.0.mode",
+            "not an octal number",
+        ],
+    ),
+    (
+        "stack_missing_file.yml",
+        true,
+        &[
+            "bad/stack_missing_file.yml:7:11",
+            "configs.c.file",
+            "does-not-exist.txt",
+        ],
+    ),
+    (
+        "stack_required_var.yml",
+        true,
+        &[
+            "bad/stack_required_var.yml:3:12",
+            "services.web.image",
+            "set IMAGE to the image to run",
+        ],
+    ),
+    (
+        "stack_bad_duration.yml",
+        true,
+        &[
+            "bad/stack_bad_duration.yml:4:24",
+            "services.web.stop_grace_period",
+        ],
+    ),
+    (
+        "stack_undefined_network.yml",
+        true,
+        &[
+            "bad/stack_undefined_network.yml:4:16",
+            "services.web.networks.nowhere",
+            "not defined",
+        ],
+    ),
     ("stack_empty.yml", true, &["bad/stack_empty.yml", "empty"]),
 ];
 
@@ -46,7 +133,10 @@ fn bad_inputs_fail_with_located_errors() {
             };
             let err = stderr(&out);
             if out.status.code() != Some(1) {
-                failures.push(format!("{cmd} {file}: exit code {:?} (want 1)\n{err}", out.status.code()));
+                failures.push(format!(
+                    "{cmd} {file}: exit code {:?} (want 1)\n{err}",
+                    out.status.code()
+                ));
             }
             if !out.stdout.is_empty() {
                 failures.push(format!("{cmd} {file}: printed output despite the error"));
@@ -65,7 +155,11 @@ fn bad_inputs_fail_with_located_errors() {
 fn every_problem_is_listed() {
     let dir = common::temp_dir("many-problems");
     let values = dir.join("v.yaml");
-    std::fs::write(&values, "kibana:\n  replcas: 2\n  domain: [x]\nlogstsh: {}\n").unwrap();
+    std::fs::write(
+        &values,
+        "kibana:\n  replcas: 2\n  domain: [x]\nlogstsh: {}\n",
+    )
+    .unwrap();
     let out = run(&["validate", "--values", &values.display().to_string()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -83,14 +177,22 @@ fn oversized_values_file_is_refused() {
     std::fs::write(&values, format!("stack: {}\n", "x".repeat(5 * 1024 * 1024))).unwrap();
     let out = run(&["validate", "--values", &values.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("larger than the limit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("larger than the limit"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn missing_values_file_is_reported() {
     let out = run(&["render", "--values", "tests/fixtures/nope.yaml"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("tests/fixtures/nope.yaml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tests/fixtures/nope.yaml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -100,7 +202,10 @@ fn a_changed_value_shows_in_the_output() {
     let changed = run(&["render", "--set", "kibana.domain=logs.example.org"]);
     assert!(changed.status.success(), "{}", stderr(&changed));
     let text = String::from_utf8_lossy(&changed.stdout);
-    assert!(text.contains("com.df.serviceDomain: \"logs.example.org\""), "{text}");
+    assert!(
+        text.contains("com.df.serviceDomain: \"logs.example.org\""),
+        "{text}"
+    );
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("logs.example.org"));
 }
 
@@ -116,13 +221,24 @@ fn values_from_the_environment_and_stack_flag() {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["stack"], "envstack");
-    assert_eq!(json["services"][0]["spec"]["Name"], "envstack_elasticsearch");
+    assert_eq!(
+        json["services"][0]["spec"]["Name"],
+        "envstack_elasticsearch"
+    );
 }
 
 #[test]
 fn plain_stack_file_is_interpolated_like_stack_deploy() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
-        .args(["render", "-o", "json", "--chart", "tests/fixtures/good/stack.yml", "--stack", "web"])
+        .args([
+            "render",
+            "-o",
+            "json",
+            "--chart",
+            "tests/fixtures/good/stack.yml",
+            "--stack",
+            "web",
+        ])
         .env("TAG", "1.27")
         .env_remove("HOME_DIR")
         .current_dir(common::repo())
@@ -132,17 +248,33 @@ fn plain_stack_file_is_interpolated_like_stack_deploy() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = &json["services"][0]["spec"]["TaskTemplate"]["ContainerSpec"];
     assert_eq!(c["Image"], "nginx:1.27");
-    assert_eq!(c["Env"], serde_json::json!(["GREETING=${NOT_INTERPOLATED}", "HOME_DIR=/srv"]));
+    assert_eq!(
+        c["Env"],
+        serde_json::json!(["GREETING=${NOT_INTERPOLATED}", "HOME_DIR=/srv"])
+    );
     assert_eq!(c["Configs"][0]["File"]["Mode"], 0o440);
     let config_name = json["configs"][0]["spec"]["Name"].as_str().unwrap();
-    assert!(config_name.starts_with("web_site_") && config_name.len() == "web_site_".len() + 8, "{config_name}");
+    assert!(
+        config_name.starts_with("web_site_") && config_name.len() == "web_site_".len() + 8,
+        "{config_name}"
+    );
 }
 
 #[test]
 fn values_do_not_apply_to_a_plain_stack_file() {
-    let out = run(&["render", "--chart", "tests/fixtures/good/stack.yml", "--set", "a=b"]);
+    let out = run(&[
+        "render",
+        "--chart",
+        "tests/fixtures/good/stack.yml",
+        "--set",
+        "a=b",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("apply to charts only"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("apply to charts only"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -155,6 +287,10 @@ fn output_dir_ejects_a_deployable_directory() {
     let conf = std::fs::read_to_string(dir.join("files/logstash.conf")).unwrap();
     assert!(conf.contains("port => 9000"));
     // The ejected directory is itself a valid plain stack file for swarmlog.
-    let again = run(&["validate", "--chart", &dir.join("docker-stack.yml").display().to_string()]);
+    let again = run(&[
+        "validate",
+        "--chart",
+        &dir.join("docker-stack.yml").display().to_string(),
+    ]);
     assert!(again.status.success(), "{}", stderr(&again));
 }

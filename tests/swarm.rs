@@ -2,11 +2,14 @@
 //! manager and two workers in network namespaces), started by this binary.
 
 mod common;
+mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
+use bollard::query_parameters::{
+    ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions,
+};
 use bollard::Docker;
 use common::{wait_for, Sandbox};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -22,10 +25,28 @@ fn main() {
     // Tests share one swarm: run them one at a time.
     args.test_threads = Some(1);
     let tests: Vec<(&str, TestFn)> = vec![
-        ("sandbox_nodes_have_hostnames_and_labels", nodes_have_hostnames_and_labels),
-        ("sandbox_standin_images_on_every_node", standin_images_on_every_node),
-        ("rendered_stack_deploys_and_converges_on_logger_node", rendered_stack_converges),
-        ("specs_match_docker_stack_deploy_field_for_field", specs_match_stack_deploy),
+        (
+            "sandbox_nodes_have_hostnames_and_labels",
+            nodes_have_hostnames_and_labels,
+        ),
+        (
+            "sandbox_standin_images_on_every_node",
+            standin_images_on_every_node,
+        ),
+        (
+            "rendered_stack_deploys_and_converges_on_logger_node",
+            rendered_stack_converges,
+        ),
+        (
+            "specs_match_docker_stack_deploy_field_for_field",
+            specs_match_stack_deploy,
+        ),
+        ("apply_from_empty_then_zero_writes", reconcile::apply_from_empty_then_zero_writes),
+        ("drift_is_planned_and_repaired", reconcile::drift_is_planned_and_repaired),
+        ("pipeline_edit_and_kibana_change", reconcile::pipeline_edit_and_kibana_change),
+        ("bad_desired_state_removes_nothing", reconcile::bad_desired_state_removes_nothing),
+        ("name_conflict_is_reported_untouched", reconcile::name_conflict_is_reported_untouched),
+        ("racing_applies_converge", reconcile::racing_applies_converge),
     ];
     if args.list {
         let trials = tests
@@ -40,7 +61,14 @@ fn main() {
     };
     // A sandbox that cannot start fails every test (never skips them).
     let sandbox = Sandbox::up(SANDBOX, &["--workers", "2"]).and_then(|s| {
-        s.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
+        s.docker(&[
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            PROXY_NET,
+        ])?;
         Ok(s)
     });
     let sandbox = std::sync::Arc::new(sandbox);
@@ -52,7 +80,9 @@ fn main() {
             let runtime = runtime.clone();
             Trial::test(name, move || match sandbox.as_ref() {
                 Ok(s) => f(s, &runtime).map_err(Failed::from),
-                Err(e) => Err(Failed::from(format!("the sandbox swarm did not start: {e}"))),
+                Err(e) => Err(Failed::from(format!(
+                    "the sandbox swarm did not start: {e}"
+                ))),
             })
         })
         .collect();
@@ -61,7 +91,10 @@ fn main() {
     conclusion.exit();
 }
 
-fn nodes_have_hostnames_and_labels(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+fn nodes_have_hostnames_and_labels(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     rt.block_on(async {
         let docker = sb.client().await?;
         let nodes = docker
@@ -79,7 +112,10 @@ fn nodes_have_hostnames_and_labels(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             return Err(format!("unexpected nodes: {hosts:?}"));
         }
         if by_host["logger-1"].get("logger").map(String::as_str) != Some("true") {
-            return Err(format!("logger-1 is not labelled logger=true: {:?}", by_host["logger-1"]));
+            return Err(format!(
+                "logger-1 is not labelled logger=true: {:?}",
+                by_host["logger-1"]
+            ));
         }
         for other in ["manager-1", "worker-1"] {
             if by_host[other].contains_key("logger") {
@@ -105,7 +141,9 @@ fn standin_images_on_every_node(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> R
             let tags: Vec<String> = images.into_iter().flat_map(|i| i.repo_tags).collect();
             for w in &wanted {
                 if !tags.contains(w) {
-                    return Err(format!("{host} lacks the stand-in image {w}; it has {tags:?}"));
+                    return Err(format!(
+                        "{host} lacks the stand-in image {w}; it has {tags:?}"
+                    ));
                 }
             }
         }
@@ -117,9 +155,13 @@ fn standin_images_on_every_node(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> R
 fn check_chart_images_have_standins(json: &Json) -> Result<(), String> {
     let wanted = common::standin_images();
     for svc in json["services"].as_array().into_iter().flatten() {
-        let image = svc["spec"]["TaskTemplate"]["ContainerSpec"]["Image"].as_str().unwrap_or_default();
+        let image = svc["spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+            .as_str()
+            .unwrap_or_default();
         if !wanted.iter().any(|w| w == image) {
-            return Err(format!("the chart's image {image} has no stand-in in tests/standin/images.txt"));
+            return Err(format!(
+                "the chart's image {image} has no stand-in in tests/standin/images.txt"
+            ));
         }
     }
     Ok(())
@@ -128,23 +170,44 @@ fn check_chart_images_have_standins(json: &Json) -> Result<(), String> {
 fn render_json(stack: &str) -> Result<Json, String> {
     let out = common::swarmlog_with_host(None, &["render", "-o", "json", "--stack", stack]);
     if !out.status.success() {
-        return Err(format!("render failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "render failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("render -o json is not JSON: {e}"))
 }
 
 fn eject(stack: &str) -> Result<std::path::PathBuf, String> {
     let dir = common::temp_dir(stack);
-    let out = common::swarmlog_with_host(None, &["render", "--stack", stack, "--output-dir", &dir.display().to_string()]);
+    let out = common::swarmlog_with_host(
+        None,
+        &[
+            "render",
+            "--stack",
+            stack,
+            "--output-dir",
+            &dir.display().to_string(),
+        ],
+    );
     if !out.status.success() {
-        return Err(format!("render --output-dir failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "render --output-dir failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(dir.join("docker-stack.yml"))
 }
 
-async fn stack_services(docker: &Docker, stack: &str) -> Result<Vec<bollard::models::Service>, String> {
+async fn stack_services(
+    docker: &Docker,
+    stack: &str,
+) -> Result<Vec<bollard::models::Service>, String> {
     let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
+    filters.insert(
+        "label".to_string(),
+        vec![format!("com.docker.stack.namespace={stack}")],
+    );
     docker
         .list_services(Some(ListServicesOptions {
             filters: Some(filters),
@@ -156,71 +219,90 @@ async fn stack_services(docker: &Docker, stack: &str) -> Result<Vec<bollard::mod
 
 /// Waits until every service of the stack has all its tasks running; returns
 /// the hostnames the running tasks are on.
-async fn wait_running(docker: &Docker, stack: &str, services: usize) -> Result<Vec<String>, String> {
-    wait_for(&format!("every task of stack {stack} running"), Duration::from_secs(120), || async {
-        let svcs = stack_services(docker, stack).await?;
-        if svcs.len() != services {
-            return Ok(None);
-        }
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
-        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
-        let tasks = docker
-            .list_tasks(Some(ListTasksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(|e| e.to_string())?;
-        let running: Vec<_> = tasks
-            .iter()
-            .filter(|t| {
-                t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING)
-            })
-            .collect();
-        if running.len() < services || running.len() != tasks.len() {
-            return Ok(None);
-        }
-        let nodes = docker
-            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
-            .await
-            .map_err(|e| e.to_string())?;
-        let host_of = |id: &str| {
-            nodes
+pub(crate) async fn wait_running(
+    docker: &Docker,
+    stack: &str,
+    services: usize,
+) -> Result<Vec<String>, String> {
+    wait_for(
+        &format!("every task of stack {stack} running"),
+        Duration::from_secs(120),
+        || async {
+            let svcs = stack_services(docker, stack).await?;
+            if svcs.len() != services {
+                return Ok(None);
+            }
+            let mut filters = HashMap::new();
+            filters.insert(
+                "label".to_string(),
+                vec![format!("com.docker.stack.namespace={stack}")],
+            );
+            filters.insert("desired-state".to_string(), vec!["running".to_string()]);
+            let tasks = docker
+                .list_tasks(Some(ListTasksOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(|e| e.to_string())?;
+            let running: Vec<_> = tasks
                 .iter()
-                .find(|n| n.id.as_deref() == Some(id))
-                .and_then(|n| n.description.as_ref()?.hostname.clone())
-                .unwrap_or_else(|| id.to_string())
-        };
-        Ok(Some(
-            running
-                .iter()
-                .map(|t| host_of(t.node_id.as_deref().unwrap_or_default()))
-                .collect(),
-        ))
-    })
+                .filter(|t| {
+                    t.status.as_ref().and_then(|s| s.state)
+                        == Some(bollard::models::TaskState::RUNNING)
+                })
+                .collect();
+            if running.len() < services || running.len() != tasks.len() {
+                return Ok(None);
+            }
+            let nodes = docker
+                .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+                .await
+                .map_err(|e| e.to_string())?;
+            let host_of = |id: &str| {
+                nodes
+                    .iter()
+                    .find(|n| n.id.as_deref() == Some(id))
+                    .and_then(|n| n.description.as_ref()?.hostname.clone())
+                    .unwrap_or_else(|| id.to_string())
+            };
+            Ok(Some(
+                running
+                    .iter()
+                    .map(|t| host_of(t.node_id.as_deref().unwrap_or_default()))
+                    .collect(),
+            ))
+        },
+    )
     .await
 }
 
-async fn remove_stack(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), String> {
+pub(crate) async fn remove_stack(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), String> {
     sb.docker(&["stack", "rm", stack])?;
-    wait_for(&format!("stack {stack} removed"), Duration::from_secs(60), || async {
-        let svcs = stack_services(docker, stack).await?;
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
-        let nets = docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(|e| e.to_string())?;
-        let configs = docker
-            .list_configs(Some(ListConfigsOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((svcs.is_empty() && nets.is_empty() && configs.is_empty()).then_some(()))
-    })
+    wait_for(
+        &format!("stack {stack} removed"),
+        Duration::from_secs(60),
+        || async {
+            let svcs = stack_services(docker, stack).await?;
+            let mut filters = HashMap::new();
+            filters.insert(
+                "label".to_string(),
+                vec![format!("com.docker.stack.namespace={stack}")],
+            );
+            let nets = docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(|e| e.to_string())?;
+            let configs = docker
+                .list_configs(Some(ListConfigsOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((svcs.is_empty() && nets.is_empty() && configs.is_empty()).then_some(()))
+        },
+    )
     .await
 }
 
@@ -230,7 +312,16 @@ fn rendered_stack_converges(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
     let file = eject(stack)?;
     // The ejected file is accepted by the docker CLI as it is.
     sb.docker(&["stack", "config", "-c", &file.display().to_string()])?;
-    sb.docker(&["stack", "deploy", "--detach=true", "--resolve-image", "never", "-c", &file.display().to_string(), stack])?;
+    sb.docker(&[
+        "stack",
+        "deploy",
+        "--detach=true",
+        "--resolve-image",
+        "never",
+        "-c",
+        &file.display().to_string(),
+        stack,
+    ])?;
     rt.block_on(async {
         let docker = sb.client().await?;
         let hosts = wait_running(&docker, stack, 3).await?;
@@ -267,7 +358,9 @@ fn normalise_service(spec: &mut Json, net_names: &HashMap<String, String>) {
 
 fn strip_hash(name: &str) -> String {
     match name.rsplit_once('_') {
-        Some((base, h)) if h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit()) => base.to_string(),
+        Some((base, h)) if h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit()) => {
+            base.to_string()
+        }
         _ => name.to_string(),
     }
 }
@@ -285,10 +378,17 @@ async fn snapshot(docker: &Docker, stack: &str) -> Result<BTreeMap<String, Json>
     for s in stack_services(docker, stack).await? {
         let mut spec = serde_json::to_value(s.spec).map_err(|e| e.to_string())?;
         normalise_service(&mut spec, &net_names);
-        out.insert(format!("service {}", spec["Name"].as_str().unwrap_or_default()), spec);
+        out.insert(
+            format!("service {}", spec["Name"].as_str().unwrap_or_default()),
+            spec,
+        );
     }
     for n in nets {
-        let Some(name) = n.name.clone().filter(|n| n.starts_with(&format!("{stack}_"))) else {
+        let Some(name) = n
+            .name
+            .clone()
+            .filter(|n| n.starts_with(&format!("{stack}_")))
+        else {
             continue;
         };
         let mut labels = n.labels.clone().unwrap_or_default();
@@ -307,7 +407,11 @@ async fn snapshot(docker: &Docker, stack: &str) -> Result<BTreeMap<String, Json>
         .map_err(|e| e.to_string())?;
     for c in configs {
         let mut spec = serde_json::to_value(c.spec).map_err(|e| e.to_string())?;
-        let Some(name) = spec["Name"].as_str().map(strip_hash).filter(|n| n.starts_with(&format!("{stack}_"))) else {
+        let Some(name) = spec["Name"]
+            .as_str()
+            .map(strip_hash)
+            .filter(|n| n.starts_with(&format!("{stack}_")))
+        else {
             continue;
         };
         spec["Name"] = Json::String(name.clone());
@@ -324,13 +428,21 @@ async fn create_from_render(docker: &Docker, desired: &Json) -> Result<(), Strin
     for n in desired["networks"].as_array().into_iter().flatten() {
         let spec: bollard::models::NetworkCreateRequest =
             serde_json::from_value(n["spec"].clone()).map_err(|e| e.to_string())?;
-        docker.create_network(spec).await.map_err(|e| format!("create network: {e}"))?;
+        docker
+            .create_network(spec)
+            .await
+            .map_err(|e| format!("create network: {e}"))?;
     }
     let mut config_ids = HashMap::new();
     for c in desired["configs"].as_array().into_iter().flatten() {
-        let spec: bollard::models::ConfigSpec = serde_json::from_value(c["spec"].clone()).map_err(|e| e.to_string())?;
+        let spec: bollard::models::ConfigSpec =
+            serde_json::from_value(c["spec"].clone()).map_err(|e| e.to_string())?;
         let name = spec.name.clone().unwrap_or_default();
-        let id = docker.create_config(spec).await.map_err(|e| format!("create config: {e}"))?.id;
+        let id = docker
+            .create_config(spec)
+            .await
+            .map_err(|e| format!("create config: {e}"))?
+            .id;
         config_ids.insert(name, id);
     }
     for s in desired["services"].as_array().into_iter().flatten() {
@@ -343,7 +455,10 @@ async fn create_from_render(docker: &Docker, desired: &Json) -> Result<(), Strin
             .and_then(|c| c.configs.as_mut())
         {
             for c in configs {
-                c.config_id = c.config_name.as_ref().and_then(|n| config_ids.get(n).cloned());
+                c.config_id = c
+                    .config_name
+                    .as_ref()
+                    .and_then(|n| config_ids.get(n).cloned());
             }
         }
         docker
@@ -360,7 +475,16 @@ fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
     let desired = render_json(stack)?;
     rt.block_on(async {
         let docker = sb.client().await?;
-        sb.docker(&["stack", "deploy", "--detach=true", "--resolve-image", "never", "-c", &file.display().to_string(), stack])?;
+        sb.docker(&[
+            "stack",
+            "deploy",
+            "--detach=true",
+            "--resolve-image",
+            "never",
+            "-c",
+            &file.display().to_string(),
+            stack,
+        ])?;
         wait_running(&docker, stack, 3).await?;
         let by_stack_deploy = snapshot(&docker, stack).await?;
         remove_stack(sb, &docker, stack).await?;

@@ -62,7 +62,10 @@ impl Sandbox {
     pub fn sock(&self, host: &str) -> Result<String, String> {
         let out = sandbox_cmd(&["sock", "--name", &self.name, host])?;
         if !out.status.success() {
-            return Err(format!("no socket for {host}: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "no socket for {host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
@@ -86,12 +89,18 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if std::env::var_os("SWARMLOG_KEEP_SANDBOX").is_some() {
-            eprintln!("keeping sandbox {} (SWARMLOG_KEEP_SANDBOX is set)", self.name);
+            eprintln!(
+                "keeping sandbox {} (SWARMLOG_KEEP_SANDBOX is set)",
+                self.name
+            );
             return;
         }
         match sandbox_cmd(&["down", "--name", &self.name]) {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("sandbox down failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Ok(o) => eprintln!(
+                "sandbox down failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
             Err(e) => eprintln!("{e}"),
         }
     }
@@ -153,7 +162,9 @@ where
             Err(e) => last = e,
         }
         if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what}; last error: {last}"));
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what}; last error: {last}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -161,7 +172,10 @@ where
 
 /// A fresh temporary directory under target/.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = repo().join("target").join("test-tmp").join(format!("{name}-{}", std::process::id()));
+    let dir = repo()
+        .join("target")
+        .join("test-tmp")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         panic!("cannot create {}: {e}", dir.display());
@@ -179,4 +193,3 @@ pub fn standin_images() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
-

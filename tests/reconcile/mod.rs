@@ -1,0 +1,401 @@
+//! plan and apply against the sandbox swarm: from empty, idempotence with
+//! zero writes, drift repair, pipeline edits, safety rules, races.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Output;
+
+use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
+use bollard::Docker;
+
+use crate::common::{self, Sandbox};
+
+fn out(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn expect_code(o: &Output, code: i32, what: &str) -> Result<(), String> {
+    if o.status.code() == Some(code) {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected exit {code}, got {}", out(o)))
+    }
+}
+
+/// `swarmlog <cmd> --stack <stack> <args>` against the sandbox.
+fn sl(sb: &Sandbox, cmd: &str, stack: &str, args: &[&str]) -> Output {
+    let mut all = vec![cmd, "--stack", stack];
+    all.extend_from_slice(args);
+    sb.swarmlog(&all)
+}
+
+/// Version index of every service, config and the creation stamp of every
+/// network of a stack, plus the IDs of its running tasks.
+#[derive(Debug, PartialEq, Eq)]
+struct Versions {
+    objects: BTreeMap<String, String>,
+    tasks: Vec<String>,
+}
+
+async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
+    let mut objects = BTreeMap::new();
+    let filters = |k: &str, v: String| {
+        let mut f = HashMap::new();
+        f.insert(k.to_string(), vec![v]);
+        f
+    };
+    let label = format!("io.swarmlog.stack={stack}");
+    let services = docker
+        .list_services(Some(ListServicesOptions {
+            filters: Some(filters("label", label.clone())),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    for s in &services {
+        objects.insert(
+            format!("service {}", s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()),
+            format!("{:?}", s.version.as_ref().and_then(|v| v.index)),
+        );
+    }
+    for c in docker
+        .list_configs(Some(ListConfigsOptions {
+            filters: Some(filters("label", label.clone())),
+        }))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        objects.insert(
+            format!("config {}", c.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()),
+            format!("{:?}", c.version.as_ref().and_then(|v| v.index)),
+        );
+    }
+    for n in docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters("label", label.clone())),
+        }))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        objects.insert(format!("network {}", n.name.clone().unwrap_or_default()), format!("{:?} {:?}", n.id, n.created));
+    }
+    let mut tasks = Vec::new();
+    for s in &services {
+        let mut f = filters("service", s.id.clone().unwrap_or_default());
+        f.insert("desired-state".into(), vec!["running".into()]);
+        for t in docker
+            .list_tasks(Some(ListTasksOptions { filters: Some(f) }))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tasks.push(t.id.unwrap_or_default());
+        }
+    }
+    tasks.sort();
+    Ok(Versions { objects, tasks })
+}
+
+async fn service_version(docker: &Docker, name: &str) -> Result<Option<u64>, String> {
+    match docker.inspect_service(name, None).await {
+        Ok(s) => Ok(s.version.and_then(|v| v.index)),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn remove_owned(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), String> {
+    crate::remove_stack(sb, docker, stack).await
+}
+
+/// From an empty swarm, apply creates everything; a second apply writes nothing.
+pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itapply";
+    let o = sl(sb, "plan", stack, &[]);
+    expect_code(&o, 2, "plan of an empty swarm")?;
+    let o = sl(sb, "apply", stack, &["--wait", "--wait-timeout", "120s"]);
+    expect_code(&o, 0, "apply")?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in [
+        "created network itapply_log_net",
+        "created config itapply_logstash_pipeline_",
+        "created service itapply_elasticsearch",
+        "All tasks running",
+    ] {
+        if !text.contains(want) {
+            return Err(format!("apply output lacks {want:?}:\n{text}"));
+        }
+    }
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let hosts = crate::wait_running(&docker, stack, 3).await?;
+        if hosts.iter().any(|h| h != "logger-1") {
+            return Err(format!("tasks outside the logger node: {hosts:?}"));
+        }
+        // The volume exists on the logger node (where Elasticsearch runs).
+        let logger = common::client_for(&sb.sock("logger-1")?).await?;
+        logger
+            .inspect_volume(&format!("{stack}_elasticsearch_index"))
+            .await
+            .map_err(|e| format!("volume missing on logger-1: {e}"))?;
+        let before = versions(&docker, stack).await?;
+        if before.objects.len() != 5 {
+            return Err(format!("expected 3 services, 1 config, 1 network: {before:?}"));
+        }
+        let o = sl(sb, "apply", stack, &[]);
+        expect_code(&o, 0, "second apply")?;
+        if !String::from_utf8_lossy(&o.stdout).contains("no changes") {
+            return Err(format!("second apply was not a no-op: {}", out(&o)));
+        }
+        let o = sl(sb, "plan", stack, &[]);
+        expect_code(&o, 0, "plan of a converged swarm")?;
+        let after = versions(&docker, stack).await?;
+        if before != after {
+            return Err(format!("a no-op apply changed something:\nbefore {before:?}\nafter  {after:?}"));
+        }
+        remove_owned(sb, &docker, stack).await
+    })
+}
+
+/// Every out-of-band change is shown by plan and repaired by apply; foreign
+/// services and foreign labels stay as they were.
+pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itdrift";
+    expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
+    sb.docker(&["service", "create", "-d", "--no-resolve-image", "--name", "itforeign", "--label", "owner=someone", "swarmlog/standin:latest"])?;
+    let kibana = format!("{stack}_kibana");
+    let logstash = format!("{stack}_logstash");
+    let es = format!("{stack}_elasticsearch");
+    let drifts: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--env-add".into(), "FOO=bar".into(), kibana.clone()], "TaskTemplate.ContainerSpec.Env"),
+        (vec!["--image".into(), "swarmlog/standin:latest".into(), logstash.clone()], "TaskTemplate.ContainerSpec.Image"),
+        (vec!["--replicas".into(), "2".into(), kibana.clone()], "Mode.Replicated.Replicas"),
+        (vec!["--constraint-rm".into(), "node.labels.logger == true".into(), es.clone()], "TaskTemplate.Placement"),
+        (vec!["--label-rm".into(), "com.df.notify".into(), "--label-add".into(), "team=ops".into(), kibana.clone()], "Labels.com.df.notify"),
+    ];
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let foreign_before = service_version(&docker, "itforeign").await?;
+        for (args, field) in &drifts {
+            let mut cmd = vec!["service", "update", "-d", "--no-resolve-image"];
+            cmd.extend(args.iter().map(String::as_str));
+            sb.docker(&cmd)?;
+            let o = sl(sb, "plan", stack, &[]);
+            expect_code(&o, 2, &format!("plan after drift {args:?}"))?;
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            if !text.contains(field) || !text.contains("(drifted)") {
+                return Err(format!("plan does not name {field} as drifted:\n{text}"));
+            }
+            expect_code(&sl(sb, "apply", stack, &[]), 0, "apply repairing drift")?;
+            expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after repair")?;
+        }
+        // The label someone added stays.
+        let k = docker.inspect_service(&kibana, None).await.map_err(|e| e.to_string())?;
+        let labels = k.spec.and_then(|s| s.labels).unwrap_or_default();
+        if labels.get("team").map(String::as_str) != Some("ops") {
+            return Err(format!("the foreign label team=ops was not kept: {labels:?}"));
+        }
+        // A removed service and a removed network come back.
+        sb.docker(&["service", "rm", &kibana, &logstash, &es])?;
+        common::wait_for("the stack's tasks gone", std::time::Duration::from_secs(60), || async {
+            Ok(sb.docker(&["network", "rm", &format!("{stack}_log_net")]).ok().map(|_| ()))
+        })
+        .await?;
+        let o = sl(sb, "plan", stack, &[]);
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        if !text.contains("+ network  itdrift_log_net") || !text.contains("+ service  itdrift_kibana") {
+            return Err(format!("plan does not re-create what was removed:\n{text}"));
+        }
+        expect_code(&sl(sb, "apply", stack, &["--wait", "--wait-timeout", "120s"]), 0, "apply re-creating")?;
+        expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after re-creating")?;
+        if service_version(&docker, "itforeign").await? != foreign_before {
+            return Err("the foreign service was changed".into());
+        }
+        sb.docker(&["service", "rm", "itforeign"])?;
+        remove_owned(sb, &docker, stack).await
+    })
+}
+
+/// A pipeline edit creates a new config, rolls Logstash onto it and removes
+/// the old one; a Kibana-only change leaves Elasticsearch and its volume alone.
+pub fn pipeline_edit_and_kibana_change(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itpipe";
+    let dir = common::temp_dir(stack);
+    let pipeline = dir.join("pipeline.conf");
+    let values = dir.join("values.yaml");
+    std::fs::write(&pipeline, "input { tcp { port => 9000 } }\n").map_err(|e| e.to_string())?;
+    std::fs::write(&values, format!("logstash:\n  pipelineFile: {}\n", pipeline.display())).map_err(|e| e.to_string())?;
+    let v = values.display().to_string();
+    expect_code(&sl(sb, "apply", stack, &["--values", &v, "--wait", "--wait-timeout", "120s"]), 0, "apply")?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let before = versions(&docker, stack).await?;
+        let old_config: Vec<String> = before.objects.keys().filter(|k| k.starts_with("config ")).cloned().collect();
+        std::fs::write(&pipeline, "input { tcp { port => 9000 codec => json_lines } }\n").map_err(|e| e.to_string())?;
+        let o = sl(sb, "apply", stack, &["--values", &v]);
+        expect_code(&o, 0, "apply after the pipeline edit")?;
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let pos = |needle: &str| lines.iter().position(|l| l.contains(needle));
+        match (pos("created config"), pos("updated service itpipe_logstash"), pos("removed config")) {
+            (Some(a), Some(b), Some(c)) if a < b && b < c => {}
+            _ => return Err(format!("expected create config, update logstash, remove old config in order:\n{text}")),
+        }
+        let after = versions(&docker, stack).await?;
+        for o in &old_config {
+            if after.objects.contains_key(o) {
+                return Err(format!("the old {o} was not removed"));
+            }
+        }
+        let es = "service itpipe_elasticsearch".to_string();
+        if before.objects.get(&es) != after.objects.get(&es) {
+            return Err("a pipeline edit changed Elasticsearch".into());
+        }
+        // Kibana-only change: Elasticsearch's service and task stay as they are.
+        let es_tasks = |v: &Versions| v.tasks.clone();
+        let before = versions(&docker, stack).await?;
+        let es_id = docker
+            .inspect_service("itpipe_elasticsearch", None)
+            .await
+            .map_err(|e| e.to_string())?
+            .id
+            .unwrap_or_default();
+        let es_task_before = running_task(&docker, &es_id).await?;
+        expect_code(&sl(sb, "apply", stack, &["--values", &v, "--set", "kibana.domain=logs.example.org"]), 0, "kibana change")?;
+        let after = versions(&docker, stack).await?;
+        if before.objects.get(&es) != after.objects.get(&es) {
+            return Err("a Kibana change updated Elasticsearch".into());
+        }
+        if running_task(&docker, &es_id).await? != es_task_before {
+            return Err(format!("a Kibana change restarted Elasticsearch's task ({:?})", es_tasks(&after)));
+        }
+        if before.objects.get("service itpipe_kibana") == after.objects.get("service itpipe_kibana") {
+            return Err("Kibana was not updated".into());
+        }
+        remove_owned(sb, &docker, stack).await?;
+        // The volume outlives the stack.
+        let logger = common::client_for(&sb.sock("logger-1")?).await?;
+        logger
+            .inspect_volume(&format!("{stack}_elasticsearch_index"))
+            .await
+            .map_err(|e| format!("the volume is gone after removing the stack: {e}"))?;
+        Ok(())
+    })
+}
+
+async fn running_task(docker: &Docker, service_id: &str) -> Result<Vec<String>, String> {
+    let mut f = HashMap::new();
+    f.insert("service".to_string(), vec![service_id.to_string()]);
+    f.insert("desired-state".to_string(), vec!["running".to_string()]);
+    let mut ids: Vec<String> = docker
+        .list_tasks(Some(ListTasksOptions { filters: Some(f) }))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|t| t.id)
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Broken, empty or truncated desired state removes nothing.
+pub fn bad_desired_state_removes_nothing(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itsafe";
+    expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
+    let dir = common::temp_dir(stack);
+    let broken = dir.join("broken.yaml");
+    std::fs::write(&broken, "kibana:\n  domain: [unclosed\n").map_err(|e| e.to_string())?;
+    let truncated = dir.join("truncated.yml");
+    std::fs::write(&truncated, "services:\n  web:\n    image: swarmlog/standin:latest\n").map_err(|e| e.to_string())?;
+    let empty = dir.join("empty.yml");
+    std::fs::write(&empty, "").map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let before = versions(&docker, stack).await?;
+        let o = sl(sb, "apply", stack, &["--values", &broken.display().to_string()]);
+        expect_code(&o, 1, "apply with a broken values file")?;
+        if !String::from_utf8_lossy(&o.stderr).contains("broken.yaml") {
+            return Err(format!("the error does not name the file: {}", out(&o)));
+        }
+        let o = sl(sb, "apply", stack, &["--chart", &empty.display().to_string()]);
+        expect_code(&o, 1, "apply with an empty stack file")?;
+        let o = sl(sb, "apply", stack, &["--chart", &truncated.display().to_string()]);
+        expect_code(&o, 1, "apply with a truncated stack file")?;
+        if !String::from_utf8_lossy(&o.stderr).contains("removes every service") {
+            return Err(format!("the refusal is not explained: {}", out(&o)));
+        }
+        let after = versions(&docker, stack).await?;
+        if before != after {
+            return Err(format!("a refused apply changed something:\n{before:?}\n{after:?}"));
+        }
+        remove_owned(sb, &docker, stack).await
+    })
+}
+
+/// A service of the desired name that swarmlog does not own is reported and left alone.
+pub fn name_conflict_is_reported_untouched(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itconflict";
+    sb.docker(&["service", "create", "-d", "--no-resolve-image", "--name", "itconflict_kibana", "swarmlog/standin:latest"])?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let before = service_version(&docker, "itconflict_kibana").await?;
+        let o = sl(sb, "plan", stack, &[]);
+        expect_code(&o, 1, "plan with a conflict")?;
+        let o = sl(sb, "apply", stack, &[]);
+        expect_code(&o, 1, "apply with a conflict")?;
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        if !err.contains("itconflict_kibana exists and is not owned") {
+            return Err(format!("the conflict is not reported: {}", out(&o)));
+        }
+        if service_version(&docker, "itconflict_kibana").await? != before {
+            return Err("the unowned service was changed".into());
+        }
+        if service_version(&docker, "itconflict_elasticsearch").await?.is_some() {
+            return Err("apply wrote despite the conflict".into());
+        }
+        sb.docker(&["service", "rm", "itconflict_kibana"])?;
+        Ok(())
+    })
+}
+
+/// Two applies racing each other end converged, with no duplicates and no error.
+pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itrace";
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
+            .args(["apply", "--stack", stack])
+            .env("DOCKER_HOST", &sb.host)
+            .current_dir(common::repo())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())
+    };
+    let a = spawn()?;
+    let b = spawn()?;
+    let a = a.wait_with_output().map_err(|e| e.to_string())?;
+    let b = b.wait_with_output().map_err(|e| e.to_string())?;
+    expect_code(&a, 0, "first racer")?;
+    expect_code(&b, 0, "second racer")?;
+    expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after the race")?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let v = versions(&docker, stack).await?;
+        let services = v.objects.keys().filter(|k| k.starts_with("service ")).count();
+        let networks = v.objects.keys().filter(|k| k.starts_with("network ")).count();
+        let nets = docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some("itrace_log_net"))
+            .count();
+        if services != 3 || networks != 1 || nets != 1 {
+            return Err(format!("after the race: {services} services, {nets} networks named itrace_log_net: {v:?}"));
+        }
+        remove_owned(sb, &docker, stack).await
+    })
+}
