@@ -31,6 +31,8 @@ use crate::diag::{Problem, Problems};
 
 /// Label docker stack deploy puts on everything of a stack.
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
+/// Label docker stack deploy puts on each service: its image as written.
+pub const LABEL_IMAGE: &str = "com.docker.stack.image";
 /// Label naming the swarmlog stack that owns an object.
 pub const LABEL_STACK: &str = "io.swarmlog.stack";
 /// Label holding the hash of the desired spec an object was written from.
@@ -898,9 +900,11 @@ fn service_spec(
     if ctx.problems.len() > before {
         return None;
     }
+    let mut labels = owned_labels(stack, &deploy.labels);
+    labels.insert(LABEL_IMAGE.to_string(), image.clone());
     Some(ServiceSpec {
         name: Some(scope(stack, key)),
-        labels: Some(owned_labels(stack, &deploy.labels)),
+        labels: Some(labels),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
                 image: Some(image),

@@ -142,6 +142,7 @@ impl EngineError {
                         host: host.to_string(),
                     }
                 } else if lower.contains("connection refused")
+                    || lower.contains("socket not found")
                     || lower.contains("no such file")
                     || lower.contains("connect")
                     || lower.contains("timed out")

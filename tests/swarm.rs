@@ -41,12 +41,34 @@ fn main() {
             "specs_match_docker_stack_deploy_field_for_field",
             specs_match_stack_deploy,
         ),
-        ("apply_from_empty_then_zero_writes", reconcile::apply_from_empty_then_zero_writes),
-        ("drift_is_planned_and_repaired", reconcile::drift_is_planned_and_repaired),
-        ("pipeline_edit_and_kibana_change", reconcile::pipeline_edit_and_kibana_change),
-        ("bad_desired_state_removes_nothing", reconcile::bad_desired_state_removes_nothing),
-        ("name_conflict_is_reported_untouched", reconcile::name_conflict_is_reported_untouched),
-        ("racing_applies_converge", reconcile::racing_applies_converge),
+        (
+            "apply_from_empty_then_zero_writes",
+            reconcile::apply_from_empty_then_zero_writes,
+        ),
+        (
+            "drift_is_planned_and_repaired",
+            reconcile::drift_is_planned_and_repaired,
+        ),
+        (
+            "pipeline_edit_and_kibana_change",
+            reconcile::pipeline_edit_and_kibana_change,
+        ),
+        (
+            "bad_desired_state_removes_nothing",
+            reconcile::bad_desired_state_removes_nothing,
+        ),
+        (
+            "name_conflict_is_reported_untouched",
+            reconcile::name_conflict_is_reported_untouched,
+        ),
+        (
+            "racing_applies_converge",
+            reconcile::racing_applies_converge,
+        ),
+        (
+            "preconditions_and_engine_errors",
+            reconcile::preconditions_and_engine_errors,
+        ),
     ];
     if args.list {
         let trials = tests
@@ -391,13 +413,16 @@ async fn snapshot(docker: &Docker, stack: &str) -> Result<BTreeMap<String, Json>
         else {
             continue;
         };
+        // The VXLAN ID is allocated per network, like its ID.
+        let mut options = n.options.clone().unwrap_or_default();
+        options.remove("com.docker.network.driver.overlay.vxlanid_list");
         let mut labels = n.labels.clone().unwrap_or_default();
         labels.retain(|k, _| !k.starts_with("io.swarmlog."));
         out.insert(
             format!("network {name}"),
             serde_json::json!({
                 "Driver": n.driver, "Scope": n.scope, "Internal": n.internal, "Attachable": n.attachable,
-                "Ingress": n.ingress, "Options": n.options, "Labels": labels,
+                "Ingress": n.ingress, "Options": options, "Labels": labels,
             }),
         );
     }

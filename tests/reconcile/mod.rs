@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::process::Output;
 
-use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
+use bollard::query_parameters::{
+    ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions,
+};
 use bollard::Docker;
 
 use crate::common::{self, Sandbox};
@@ -58,7 +60,13 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
         .map_err(|e| e.to_string())?;
     for s in &services {
         objects.insert(
-            format!("service {}", s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()),
+            format!(
+                "service {}",
+                s.spec
+                    .as_ref()
+                    .and_then(|s| s.name.clone())
+                    .unwrap_or_default()
+            ),
             format!("{:?}", s.version.as_ref().and_then(|v| v.index)),
         );
     }
@@ -70,7 +78,13 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
         .map_err(|e| e.to_string())?
     {
         objects.insert(
-            format!("config {}", c.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()),
+            format!(
+                "config {}",
+                c.spec
+                    .as_ref()
+                    .and_then(|s| s.name.clone())
+                    .unwrap_or_default()
+            ),
             format!("{:?}", c.version.as_ref().and_then(|v| v.index)),
         );
     }
@@ -81,7 +95,10 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
         .await
         .map_err(|e| e.to_string())?
     {
-        objects.insert(format!("network {}", n.name.clone().unwrap_or_default()), format!("{:?} {:?}", n.id, n.created));
+        objects.insert(
+            format!("network {}", n.name.clone().unwrap_or_default()),
+            format!("{:?} {:?}", n.id, n.created),
+        );
     }
     let mut tasks = Vec::new();
     for s in &services {
@@ -102,7 +119,9 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
 async fn service_version(docker: &Docker, name: &str) -> Result<Option<u64>, String> {
     match docker.inspect_service(name, None).await {
         Ok(s) => Ok(s.version.and_then(|v| v.index)),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -112,7 +131,10 @@ async fn remove_owned(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), 
 }
 
 /// From an empty swarm, apply creates everything; a second apply writes nothing.
-pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+pub fn apply_from_empty_then_zero_writes(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     let stack = "itapply";
     let o = sl(sb, "plan", stack, &[]);
     expect_code(&o, 2, "plan of an empty swarm")?;
@@ -143,7 +165,9 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
             .map_err(|e| format!("volume missing on logger-1: {e}"))?;
         let before = versions(&docker, stack).await?;
         if before.objects.len() != 5 {
-            return Err(format!("expected 3 services, 1 config, 1 network: {before:?}"));
+            return Err(format!(
+                "expected 3 services, 1 config, 1 network: {before:?}"
+            ));
         }
         let o = sl(sb, "apply", stack, &[]);
         expect_code(&o, 0, "second apply")?;
@@ -154,7 +178,9 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
         expect_code(&o, 0, "plan of a converged swarm")?;
         let after = versions(&docker, stack).await?;
         if before != after {
-            return Err(format!("a no-op apply changed something:\nbefore {before:?}\nafter  {after:?}"));
+            return Err(format!(
+                "a no-op apply changed something:\nbefore {before:?}\nafter  {after:?}"
+            ));
         }
         remove_owned(sb, &docker, stack).await
     })
@@ -162,19 +188,61 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
 
 /// Every out-of-band change is shown by plan and repaired by apply; foreign
 /// services and foreign labels stay as they were.
-pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+pub fn drift_is_planned_and_repaired(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     let stack = "itdrift";
     expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
-    sb.docker(&["service", "create", "-d", "--no-resolve-image", "--name", "itforeign", "--label", "owner=someone", "swarmlog/standin:latest"])?;
+    sb.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "itforeign",
+        "--label",
+        "owner=someone",
+        "swarmlog/standin:latest",
+    ])?;
     let kibana = format!("{stack}_kibana");
     let logstash = format!("{stack}_logstash");
     let es = format!("{stack}_elasticsearch");
     let drifts: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--env-add".into(), "FOO=bar".into(), kibana.clone()], "TaskTemplate.ContainerSpec.Env"),
-        (vec!["--image".into(), "swarmlog/standin:latest".into(), logstash.clone()], "TaskTemplate.ContainerSpec.Image"),
-        (vec!["--replicas".into(), "2".into(), kibana.clone()], "Mode.Replicated.Replicas"),
-        (vec!["--constraint-rm".into(), "node.labels.logger == true".into(), es.clone()], "TaskTemplate.Placement"),
-        (vec!["--label-rm".into(), "com.df.notify".into(), "--label-add".into(), "team=ops".into(), kibana.clone()], "Labels.com.df.notify"),
+        (
+            vec!["--env-add".into(), "FOO=bar".into(), kibana.clone()],
+            "TaskTemplate.ContainerSpec.Env",
+        ),
+        (
+            vec![
+                "--image".into(),
+                "swarmlog/standin:latest".into(),
+                logstash.clone(),
+            ],
+            "TaskTemplate.ContainerSpec.Image",
+        ),
+        (
+            vec!["--replicas".into(), "2".into(), kibana.clone()],
+            "Mode.Replicated.Replicas",
+        ),
+        (
+            vec![
+                "--constraint-rm".into(),
+                "node.labels.logger == true".into(),
+                es.clone(),
+            ],
+            "TaskTemplate.Placement",
+        ),
+        (
+            vec![
+                "--label-rm".into(),
+                "com.df.notify".into(),
+                "--label-add".into(),
+                "team=ops".into(),
+                kibana.clone(),
+            ],
+            "Labels.com.df.notify",
+        ),
     ];
     rt.block_on(async {
         let docker = sb.client().await?;
@@ -193,23 +261,41 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
             expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after repair")?;
         }
         // The label someone added stays.
-        let k = docker.inspect_service(&kibana, None).await.map_err(|e| e.to_string())?;
+        let k = docker
+            .inspect_service(&kibana, None)
+            .await
+            .map_err(|e| e.to_string())?;
         let labels = k.spec.and_then(|s| s.labels).unwrap_or_default();
         if labels.get("team").map(String::as_str) != Some("ops") {
-            return Err(format!("the foreign label team=ops was not kept: {labels:?}"));
+            return Err(format!(
+                "the foreign label team=ops was not kept: {labels:?}"
+            ));
         }
         // A removed service and a removed network come back.
         sb.docker(&["service", "rm", &kibana, &logstash, &es])?;
-        common::wait_for("the stack's tasks gone", std::time::Duration::from_secs(60), || async {
-            Ok(sb.docker(&["network", "rm", &format!("{stack}_log_net")]).ok().map(|_| ()))
-        })
+        common::wait_for(
+            "the stack's tasks gone",
+            std::time::Duration::from_secs(60),
+            || async {
+                Ok(sb
+                    .docker(&["network", "rm", &format!("{stack}_log_net")])
+                    .ok()
+                    .map(|_| ()))
+            },
+        )
         .await?;
         let o = sl(sb, "plan", stack, &[]);
         let text = String::from_utf8_lossy(&o.stdout).to_string();
-        if !text.contains("+ network  itdrift_log_net") || !text.contains("+ service  itdrift_kibana") {
+        if !text.contains("+ network  itdrift_log_net")
+            || !text.contains("+ service  itdrift_kibana")
+        {
             return Err(format!("plan does not re-create what was removed:\n{text}"));
         }
-        expect_code(&sl(sb, "apply", stack, &["--wait", "--wait-timeout", "120s"]), 0, "apply re-creating")?;
+        expect_code(
+            &sl(sb, "apply", stack, &["--wait", "--wait-timeout", "120s"]),
+            0,
+            "apply re-creating",
+        )?;
         expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after re-creating")?;
         if service_version(&docker, "itforeign").await? != foreign_before {
             return Err("the foreign service was changed".into());
@@ -221,28 +307,61 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
 
 /// A pipeline edit creates a new config, rolls Logstash onto it and removes
 /// the old one; a Kibana-only change leaves Elasticsearch and its volume alone.
-pub fn pipeline_edit_and_kibana_change(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+pub fn pipeline_edit_and_kibana_change(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     let stack = "itpipe";
     let dir = common::temp_dir(stack);
     let pipeline = dir.join("pipeline.conf");
     let values = dir.join("values.yaml");
     std::fs::write(&pipeline, "input { tcp { port => 9000 } }\n").map_err(|e| e.to_string())?;
-    std::fs::write(&values, format!("logstash:\n  pipelineFile: {}\n", pipeline.display())).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &values,
+        format!("logstash:\n  pipelineFile: {}\n", pipeline.display()),
+    )
+    .map_err(|e| e.to_string())?;
     let v = values.display().to_string();
-    expect_code(&sl(sb, "apply", stack, &["--values", &v, "--wait", "--wait-timeout", "120s"]), 0, "apply")?;
+    expect_code(
+        &sl(
+            sb,
+            "apply",
+            stack,
+            &["--values", &v, "--wait", "--wait-timeout", "120s"],
+        ),
+        0,
+        "apply",
+    )?;
     rt.block_on(async {
         let docker = sb.client().await?;
         let before = versions(&docker, stack).await?;
-        let old_config: Vec<String> = before.objects.keys().filter(|k| k.starts_with("config ")).cloned().collect();
-        std::fs::write(&pipeline, "input { tcp { port => 9000 codec => json_lines } }\n").map_err(|e| e.to_string())?;
+        let old_config: Vec<String> = before
+            .objects
+            .keys()
+            .filter(|k| k.starts_with("config "))
+            .cloned()
+            .collect();
+        std::fs::write(
+            &pipeline,
+            "input { tcp { port => 9000 codec => json_lines } }\n",
+        )
+        .map_err(|e| e.to_string())?;
         let o = sl(sb, "apply", stack, &["--values", &v]);
         expect_code(&o, 0, "apply after the pipeline edit")?;
         let text = String::from_utf8_lossy(&o.stdout).to_string();
         let lines: Vec<&str> = text.lines().collect();
         let pos = |needle: &str| lines.iter().position(|l| l.contains(needle));
-        match (pos("created config"), pos("updated service itpipe_logstash"), pos("removed config")) {
+        match (
+            pos("created config"),
+            pos("updated service itpipe_logstash"),
+            pos("removed config"),
+        ) {
             (Some(a), Some(b), Some(c)) if a < b && b < c => {}
-            _ => return Err(format!("expected create config, update logstash, remove old config in order:\n{text}")),
+            _ => {
+                return Err(format!(
+                    "expected create config, update logstash, remove old config in order:\n{text}"
+                ))
+            }
         }
         let after = versions(&docker, stack).await?;
         for o in &old_config {
@@ -264,15 +383,28 @@ pub fn pipeline_edit_and_kibana_change(sb: &Sandbox, rt: &tokio::runtime::Runtim
             .id
             .unwrap_or_default();
         let es_task_before = running_task(&docker, &es_id).await?;
-        expect_code(&sl(sb, "apply", stack, &["--values", &v, "--set", "kibana.domain=logs.example.org"]), 0, "kibana change")?;
+        expect_code(
+            &sl(
+                sb,
+                "apply",
+                stack,
+                &["--values", &v, "--set", "kibana.domain=logs.example.org"],
+            ),
+            0,
+            "kibana change",
+        )?;
         let after = versions(&docker, stack).await?;
         if before.objects.get(&es) != after.objects.get(&es) {
             return Err("a Kibana change updated Elasticsearch".into());
         }
         if running_task(&docker, &es_id).await? != es_task_before {
-            return Err(format!("a Kibana change restarted Elasticsearch's task ({:?})", es_tasks(&after)));
+            return Err(format!(
+                "a Kibana change restarted Elasticsearch's task ({:?})",
+                es_tasks(&after)
+            ));
         }
-        if before.objects.get("service itpipe_kibana") == after.objects.get("service itpipe_kibana") {
+        if before.objects.get("service itpipe_kibana") == after.objects.get("service itpipe_kibana")
+        {
             return Err("Kibana was not updated".into());
         }
         remove_owned(sb, &docker, stack).await?;
@@ -302,43 +434,78 @@ async fn running_task(docker: &Docker, service_id: &str) -> Result<Vec<String>, 
 }
 
 /// Broken, empty or truncated desired state removes nothing.
-pub fn bad_desired_state_removes_nothing(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+pub fn bad_desired_state_removes_nothing(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     let stack = "itsafe";
     expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
     let dir = common::temp_dir(stack);
     let broken = dir.join("broken.yaml");
     std::fs::write(&broken, "kibana:\n  domain: [unclosed\n").map_err(|e| e.to_string())?;
     let truncated = dir.join("truncated.yml");
-    std::fs::write(&truncated, "services:\n  web:\n    image: swarmlog/standin:latest\n").map_err(|e| e.to_string())?;
+    std::fs::write(
+        &truncated,
+        "services:\n  web:\n    image: swarmlog/standin:latest\n",
+    )
+    .map_err(|e| e.to_string())?;
     let empty = dir.join("empty.yml");
     std::fs::write(&empty, "").map_err(|e| e.to_string())?;
     rt.block_on(async {
         let docker = sb.client().await?;
         let before = versions(&docker, stack).await?;
-        let o = sl(sb, "apply", stack, &["--values", &broken.display().to_string()]);
+        let o = sl(
+            sb,
+            "apply",
+            stack,
+            &["--values", &broken.display().to_string()],
+        );
         expect_code(&o, 1, "apply with a broken values file")?;
         if !String::from_utf8_lossy(&o.stderr).contains("broken.yaml") {
             return Err(format!("the error does not name the file: {}", out(&o)));
         }
-        let o = sl(sb, "apply", stack, &["--chart", &empty.display().to_string()]);
+        let o = sl(
+            sb,
+            "apply",
+            stack,
+            &["--chart", &empty.display().to_string()],
+        );
         expect_code(&o, 1, "apply with an empty stack file")?;
-        let o = sl(sb, "apply", stack, &["--chart", &truncated.display().to_string()]);
+        let o = sl(
+            sb,
+            "apply",
+            stack,
+            &["--chart", &truncated.display().to_string()],
+        );
         expect_code(&o, 1, "apply with a truncated stack file")?;
         if !String::from_utf8_lossy(&o.stderr).contains("removes every service") {
             return Err(format!("the refusal is not explained: {}", out(&o)));
         }
         let after = versions(&docker, stack).await?;
         if before != after {
-            return Err(format!("a refused apply changed something:\n{before:?}\n{after:?}"));
+            return Err(format!(
+                "a refused apply changed something:\n{before:?}\n{after:?}"
+            ));
         }
         remove_owned(sb, &docker, stack).await
     })
 }
 
 /// A service of the desired name that swarmlog does not own is reported and left alone.
-pub fn name_conflict_is_reported_untouched(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+pub fn name_conflict_is_reported_untouched(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
     let stack = "itconflict";
-    sb.docker(&["service", "create", "-d", "--no-resolve-image", "--name", "itconflict_kibana", "swarmlog/standin:latest"])?;
+    sb.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "itconflict_kibana",
+        "swarmlog/standin:latest",
+    ])?;
     rt.block_on(async {
         let docker = sb.client().await?;
         let before = service_version(&docker, "itconflict_kibana").await?;
@@ -353,7 +520,10 @@ pub fn name_conflict_is_reported_untouched(sb: &Sandbox, rt: &tokio::runtime::Ru
         if service_version(&docker, "itconflict_kibana").await? != before {
             return Err("the unowned service was changed".into());
         }
-        if service_version(&docker, "itconflict_elasticsearch").await?.is_some() {
+        if service_version(&docker, "itconflict_elasticsearch")
+            .await?
+            .is_some()
+        {
             return Err("apply wrote despite the conflict".into());
         }
         sb.docker(&["service", "rm", "itconflict_kibana"])?;
@@ -384,8 +554,16 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
     rt.block_on(async {
         let docker = sb.client().await?;
         let v = versions(&docker, stack).await?;
-        let services = v.objects.keys().filter(|k| k.starts_with("service ")).count();
-        let networks = v.objects.keys().filter(|k| k.starts_with("network ")).count();
+        let services = v
+            .objects
+            .keys()
+            .filter(|k| k.starts_with("service "))
+            .count();
+        let networks = v
+            .objects
+            .keys()
+            .filter(|k| k.starts_with("network "))
+            .count();
         let nets = docker
             .list_networks(None::<ListNetworksOptions>)
             .await
@@ -394,8 +572,70 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
             .filter(|n| n.name.as_deref() == Some("itrace_log_net"))
             .count();
         if services != 3 || networks != 1 || nets != 1 {
-            return Err(format!("after the race: {services} services, {nets} networks named itrace_log_net: {v:?}"));
+            return Err(format!(
+                "after the race: {services} services, {nets} networks named itrace_log_net: {v:?}"
+            ));
         }
         remove_owned(sb, &docker, stack).await
     })
+}
+
+/// Missing preconditions are reported by plan and refused by apply before any
+/// write; engine errors get one sentence and a distinct exit code.
+pub fn preconditions_and_engine_errors(
+    sb: &Sandbox,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), String> {
+    let stack = "itpre";
+    let o = sl(
+        sb,
+        "plan",
+        stack,
+        &["--set", "networks.proxy.name=nonexistent"],
+    );
+    expect_code(&o, 1, "plan with a missing external network")?;
+    if !String::from_utf8_lossy(&o.stdout).contains("external network nonexistent does not exist") {
+        return Err(format!(
+            "plan does not name the missing network: {}",
+            out(&o)
+        ));
+    }
+    let o = sl(
+        sb,
+        "apply",
+        stack,
+        &["--set", "networks.proxy.name=nonexistent"],
+    );
+    expect_code(&o, 1, "apply with a missing external network")?;
+    let o = sl(sb, "apply", stack, &["--set", "nodeSelector.label=nolabel"]);
+    expect_code(&o, 1, "apply with a selector that matches no node")?;
+    if !String::from_utf8_lossy(&o.stderr).contains("no node satisfies") {
+        return Err(format!("apply does not explain the selector: {}", out(&o)));
+    }
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let v = versions(&docker, stack).await?;
+        if !v.objects.is_empty() {
+            return Err(format!("a refused apply created {v:?}"));
+        }
+        Ok::<(), String>(())
+    })?;
+    // Engine down: exit 3, one sentence, no backtrace.
+    let o = common::swarmlog_with_host(Some("unix:///nonexistent/docker.sock"), &["plan"]);
+    expect_code(&o, 3, "plan against no engine")?;
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    if !err.contains("cannot reach the Docker engine")
+        || err.contains("panicked")
+        || err.lines().count() > 2
+    {
+        return Err(format!("unclear engine-down error: {err}"));
+    }
+    // A worker is not a manager: exit 7.
+    let worker = format!("unix://{}", sb.sock("worker-1")?);
+    let o = common::swarmlog_with_host(Some(&worker), &["plan"]);
+    expect_code(&o, 7, "plan against a worker")?;
+    if !String::from_utf8_lossy(&o.stderr).contains("not a swarm manager") {
+        return Err(format!("unclear not-a-manager error: {}", out(&o)));
+    }
+    Ok(())
 }
