@@ -294,3 +294,9 @@ fn output_dir_ejects_a_deployable_directory() {
     ]);
     assert!(again.status.success(), "{}", stderr(&again));
 }
+
+#[test]
+fn the_example_values_file_validates() {
+    let out = run(&["validate", "--values", "manifests/values.example.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
