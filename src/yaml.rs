@@ -421,3 +421,36 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// No input, however malformed, panics the parser or the renderer.
+        #[test]
+        fn arbitrary_text_never_panics(text in "[ -~\\n\\t]{0,200}") {
+            let _ = super::parse("fuzz.yaml", &text);
+            let chart = crate::chart::Chart::embedded().expect("chart");
+            let _ = chart.render(&crate::chart::RenderOptions {
+                values_files: vec![("fuzz.yaml".into(), text.clone())],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+            });
+            let _ = crate::compose::load::load("fuzz.yml", &text, &|_| None);
+        }
+
+        /// YAML-shaped inputs (keys, lists, anchors) reach deeper code paths.
+        #[test]
+        fn yaml_shaped_text_never_panics(
+            lines in proptest::collection::vec("( {0,4})(-|[a-z]{1,8}:)( [a-z0-9&*\\[\\]{},:'\"$]{0,12})?", 0..20)
+        ) {
+            let text = lines.join("\n");
+            let _ = super::parse("fuzz.yaml", &text);
+            let _ = crate::compose::load::load("fuzz.yml", &text, &|_| None);
+        }
+    }
+}

@@ -300,3 +300,15 @@ fn the_example_values_file_validates() {
     let out = run(&["validate", "--values", "manifests/values.example.yaml"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn undefined_template_variable_is_located() {
+    let out = run(&["validate", "--chart", "tests/fixtures/badchart"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("tests/fixtures/badchart/templates/stack.yml.j2:4:"),
+        "{err}"
+    );
+    assert!(err.contains("undefined"), "{err}");
+}

@@ -630,6 +630,29 @@ pub fn preconditions_and_engine_errors(
     {
         return Err(format!("unclear engine-down error: {err}"));
     }
+    // A daemon that left the swarm: exit 6.
+    let out_add = std::process::Command::new(common::repo().join("scripts/sandbox"))
+        .args(["add-worker", "--name", &sb.name, "solo-1"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    expect_code(&out_add, 0, "add-worker solo-1")?;
+    let solo = format!("unix://{}", sb.sock("solo-1")?);
+    common::run_docker(&solo, &["swarm", "leave", "--force"])?;
+    let o = common::swarmlog_with_host(Some(&solo), &["plan"]);
+    expect_code(&o, 6, "plan against a daemon outside any swarm")?;
+    if !String::from_utf8_lossy(&o.stderr).contains("not part of a swarm") {
+        return Err(format!("unclear no-swarm error: {}", out(&o)));
+    }
+    rt.block_on(common::wait_for(
+        "solo-1 removed from the node list",
+        std::time::Duration::from_secs(60),
+        || async {
+            Ok(sb
+                .docker(&["node", "rm", "--force", "solo-1"])
+                .ok()
+                .map(|_| ()))
+        },
+    ))?;
     // A worker is not a manager: exit 7.
     let worker = format!("unix://{}", sb.sock("worker-1")?);
     let o = common::swarmlog_with_host(Some(&worker), &["plan"]);
