@@ -25,6 +25,8 @@ pub enum ApplyError {
     Engine(#[from] EngineError),
     #[error("nothing was written: {}", .0.join("; "))]
     Blocked(Vec<String>),
+    #[error("this instance is no longer on the swarm leader; it stopped writing")]
+    NotLeader,
     #[error("the swarm did not converge after {rounds} rounds; still to do: {remaining}")]
     NotConverged { rounds: u32, remaining: String },
 }
@@ -34,6 +36,7 @@ impl ApplyError {
         match self {
             ApplyError::Engine(e) => e.category(),
             ApplyError::Blocked(_) => "blocked",
+            ApplyError::NotLeader => "not_leader",
             ApplyError::NotConverged { .. } => "not_converged",
         }
     }
@@ -54,14 +57,26 @@ pub struct Report {
 
 /// Observes, plans and applies until the swarm holds `desired`.
 /// Refuses before any write while the plan has blockers or conflicts.
-pub async fn apply(
+pub async fn apply(engine: &Engine, desired: &DesiredState, opts: PlanOptions) -> Result<Report, ApplyError> {
+    apply_from(engine, desired, opts, None, &|_| true).await
+}
+
+/// [`apply`], starting from an observation already made, and asking `may_write`
+/// before every round of writes (the controller's leader check).
+pub async fn apply_from(
     engine: &Engine,
     desired: &DesiredState,
     opts: PlanOptions,
+    first: Option<Observed>,
+    may_write: &(dyn Fn(&Observed) -> bool + Send + Sync),
 ) -> Result<Report, ApplyError> {
     let mut report = Report::default();
+    let mut first = first;
     for round in 1..=MAX_ROUNDS {
-        let observed = observe(engine).await?;
+        let observed = match first.take() {
+            Some(o) => o,
+            None => observe(engine).await?,
+        };
         let p = plan(desired, &observed, opts);
         report.observed = observed;
         let mut refusals = p.blockers.clone();
@@ -73,6 +88,10 @@ pub async fn apply(
         if p.is_empty() {
             report.last_plan = p;
             return Ok(report);
+        }
+        if !may_write(&report.observed) {
+            report.last_plan = p;
+            return Err(ApplyError::NotLeader);
         }
         report.rounds = round;
         match execute(engine, &p, &report.observed, &mut report.done).await {
@@ -105,12 +124,7 @@ pub async fn apply(
 }
 
 /// Runs the actions phase by phase; the actions of one phase run concurrently.
-async fn execute(
-    engine: &Engine,
-    p: &Plan,
-    observed: &Observed,
-    done: &mut Vec<String>,
-) -> Result<(), EngineError> {
+async fn execute(engine: &Engine, p: &Plan, observed: &Observed, done: &mut Vec<String>) -> Result<(), EngineError> {
     // Names to IDs of configs and secrets, for service specs.
     let mut config_ids: HashMap<String, String> = observed
         .configs
@@ -131,12 +145,7 @@ async fn execute(
             .map(|i| phase_start + i)
             .unwrap_or(p.actions.len());
         let batch = &p.actions[phase_start..end];
-        let results = join_all(
-            batch
-                .iter()
-                .map(|a| run(engine, a, &config_ids, &secret_ids)),
-        )
-        .await;
+        let results = join_all(batch.iter().map(|a| run(engine, a, &config_ids, &secret_ids))).await;
         let mut first_err = None;
         for (a, r) in batch.iter().zip(results) {
             match r {
@@ -166,10 +175,7 @@ async fn execute(
 fn describe(a: &Action) -> String {
     match a {
         Action::UpdateService {
-            name,
-            reason,
-            changes,
-            ..
+            name, reason, changes, ..
         } => {
             let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).take(6).collect();
             let more = if changes.len() > 6 { ", ..." } else { "" };
@@ -183,9 +189,7 @@ fn describe(a: &Action) -> String {
             )
         }
         Action::RemoveNetwork {
-            name,
-            duplicate: true,
-            ..
+            name, duplicate: true, ..
         } => format!("removed duplicate network {name}"),
         a => format!(
             "{} {} {}",
@@ -213,11 +217,7 @@ fn resolve_ids(
     secrets: &HashMap<String, String>,
 ) -> ServiceSpec {
     let mut spec = spec.clone();
-    if let Some(c) = spec
-        .task_template
-        .as_mut()
-        .and_then(|t| t.container_spec.as_mut())
-    {
+    if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
         for r in c.configs.iter_mut().flatten() {
             r.config_id = r.config_name.as_ref().and_then(|n| configs.get(n).cloned());
         }
@@ -331,10 +331,7 @@ pub struct Progress {
 }
 
 /// Reads how many tasks of each desired service run, against how many should.
-pub async fn progress(
-    engine: &Engine,
-    desired: &DesiredState,
-) -> Result<Vec<Progress>, EngineError> {
+pub async fn progress(engine: &Engine, desired: &DesiredState) -> Result<Vec<Progress>, EngineError> {
     let observed = observe(engine).await?;
     let mut out = Vec::new();
     for d in &desired.services {
@@ -357,22 +354,14 @@ pub async fn progress(
         filters.insert("desired-state".to_string(), vec!["running".to_string()]);
         let tasks = engine
             .docker
-            .list_tasks(Some(ListTasksOptions {
-                filters: Some(filters),
-            }))
+            .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
             .await
             .map_err(|e| engine.err("list tasks", &name, e))?;
         let running = tasks
             .iter()
-            .filter(|t| {
-                t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING)
-            })
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
             .count();
-        let mode = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.mode.clone())
-            .unwrap_or_default();
+        let mode = svc.spec.as_ref().and_then(|s| s.mode.clone()).unwrap_or_default();
         let wanted = match (mode.replicated, mode.global) {
             (Some(r), _) => usize::try_from(r.replicas.unwrap_or(1)).unwrap_or(0),
             (None, Some(_)) => tasks.len().max(1),
@@ -388,11 +377,7 @@ pub async fn progress(
 }
 
 /// Waits until every task of the stack runs, or the deadline passes.
-pub async fn wait_running(
-    engine: &Engine,
-    desired: &DesiredState,
-    timeout: Duration,
-) -> Result<Vec<Progress>, String> {
+pub async fn wait_running(engine: &Engine, desired: &DesiredState, timeout: Duration) -> Result<Vec<Progress>, String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let p = progress(engine, desired).await.map_err(|e| e.to_string())?;

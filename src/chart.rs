@@ -83,8 +83,7 @@ pub struct RenderOptions<'a> {
 }
 
 fn read_limited(path: &Path) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!(
             "{} is {} bytes, larger than the limit of {MAX_FILE_BYTES} bytes",
@@ -103,45 +102,23 @@ pub fn read_input(path: &Path) -> Result<String, Problem> {
 impl Chart {
     /// The chart built into the binary.
     pub fn embedded() -> Result<Chart, Problems> {
-        let get = |name: &str| {
-            EMBEDDED
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, t)| t.to_string())
-        };
+        let get = |name: &str| EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, t)| t.to_string());
         let meta = get("Chart.yaml").unwrap_or_default();
         let values = get("values.yaml").unwrap_or_default();
         let templates = EMBEDDED
             .iter()
-            .filter_map(|(n, t)| {
-                n.strip_prefix("templates/")
-                    .map(|n| (n.to_string(), t.to_string()))
-            })
+            .filter_map(|(n, t)| n.strip_prefix("templates/").map(|n| (n.to_string(), t.to_string())))
             .collect();
-        Chart::from_parts(
-            Source::Embedded,
-            "embedded:logging",
-            &meta,
-            &values,
-            templates,
-        )
+        Chart::from_parts(Source::Embedded, "embedded:logging", &meta, &values, templates)
     }
 
     /// A chart directory, or a single stack file.
     pub fn load(path: &Path) -> Result<Chart, Problems> {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            Problem::new(
-                path.display().to_string(),
-                format!("cannot open the chart: {e}"),
-            )
-        })?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Problem::new(path.display().to_string(), format!("cannot open the chart: {e}")))?;
         if meta.is_file() {
             let text = read_input(path)?;
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("stack")
-                .to_string();
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("stack").to_string();
             return Ok(Chart {
                 name,
                 version: String::new(),
@@ -163,15 +140,10 @@ impl Chart {
         };
         let tdir = path.join("templates");
         let mut templates = Vec::new();
-        let entries = std::fs::read_dir(&tdir).map_err(|e| {
-            Problem::new(
-                tdir.display().to_string(),
-                format!("cannot list the templates: {e}"),
-            )
-        })?;
+        let entries = std::fs::read_dir(&tdir)
+            .map_err(|e| Problem::new(tdir.display().to_string(), format!("cannot list the templates: {e}")))?;
         for entry in entries {
-            let entry =
-                entry.map_err(|e| Problem::new(tdir.display().to_string(), e.to_string()))?;
+            let entry = entry.map_err(|e| Problem::new(tdir.display().to_string(), e.to_string()))?;
             let p = entry.path();
             if p.extension().and_then(|e| e.to_str()) == Some("j2") {
                 let name = entry.file_name().to_string_lossy().to_string();
@@ -196,14 +168,10 @@ impl Chart {
         templates: Vec<(String, String)>,
     ) -> Result<Chart, Problems> {
         let meta_file = format!("{origin}/Chart.yaml");
-        let meta_node =
-            yaml::parse(&meta_file, meta).map_err(|e| Problem::new(&meta_file, e.to_string()))?;
+        let meta_node = yaml::parse(&meta_file, meta).map_err(|e| Problem::new(&meta_file, e.to_string()))?;
         let field = |k: &str| match meta_node.get(k).map(|n| &n.value) {
             Some(yaml::Value::String(s)) => Ok(s.clone()),
-            _ => Err(
-                Problem::new(&meta_file, format!("`{k}` must be set to a string"))
-                    .at(meta_node.pos),
-            ),
+            _ => Err(Problem::new(&meta_file, format!("`{k}` must be set to a string")).at(meta_node.pos)),
         };
         let name = field("name")?;
         let version = field("version")?;
@@ -217,11 +185,7 @@ impl Chart {
             _ => return Err(Problem::new(&values_file, "the defaults must be a mapping").into()),
         };
         if !templates.iter().any(|(n, _)| n == MAIN_TEMPLATE) {
-            return Err(Problem::new(
-                origin,
-                format!("the chart has no templates/{MAIN_TEMPLATE}"),
-            )
-            .into());
+            return Err(Problem::new(origin, format!("the chart has no templates/{MAIN_TEMPLATE}")).into());
         }
         Ok(Chart {
             name,
@@ -237,8 +201,7 @@ impl Chart {
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
         let rel = path.strip_prefix("./").unwrap_or(path);
         let on_disk = |p: PathBuf| -> Result<Vec<u8>, String> {
-            let meta =
-                std::fs::metadata(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let meta = std::fs::metadata(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
             if meta.len() > MAX_FILE_BYTES {
                 return Err(format!(
                     "{} is larger than the limit of {MAX_FILE_BYTES} bytes",
@@ -265,9 +228,7 @@ impl Chart {
     pub fn values(&self, opts: &RenderOptions) -> Result<Json, Problems> {
         let mut problems = Vec::new();
         let mut merged = self.defaults.clone();
-        if matches!(self.source, Source::StackFile(_))
-            && (!opts.values_files.is_empty() || !opts.set.is_empty())
-        {
+        if matches!(self.source, Source::StackFile(_)) && (!opts.values_files.is_empty() || !opts.set.is_empty()) {
             return Err(Problem::new(
                 self.templates.first().map(|t| t.0.as_str()).unwrap_or("stack file"),
                 "values (--values, --set) apply to charts only; a plain stack file takes its variables from the environment",
@@ -281,10 +242,7 @@ impl Chart {
                         problems.push(
                             Problem::new(
                                 name,
-                                format!(
-                                    "a values file must be a mapping, found {}",
-                                    node.value.kind()
-                                ),
+                                format!("a values file must be a mapping, found {}", node.value.kind()),
                             )
                             .at(node.pos),
                         );
@@ -312,12 +270,7 @@ impl Chart {
             match yaml::parse("--set", &text) {
                 Ok(node) => {
                     let before = problems.len();
-                    values::check(
-                        &format!("--set {path}"),
-                        &node,
-                        &self.defaults,
-                        &mut problems,
-                    );
+                    values::check(&format!("--set {path}"), &node, &self.defaults, &mut problems);
                     if problems.len() == before {
                         values::merge(&mut merged, &over);
                     }
@@ -338,32 +291,19 @@ impl Chart {
         let stack = opts
             .stack
             .clone()
-            .or_else(|| {
-                values
-                    .get("stack")
-                    .and_then(Json::as_str)
-                    .map(str::to_string)
-            })
+            .or_else(|| values.get("stack").and_then(Json::as_str).map(str::to_string))
             .unwrap_or_else(|| "logging".to_string());
         let (compose_name, compose_text) = match &self.source {
             Source::StackFile(p) => (p.display().to_string(), self.templates[0].1.clone()),
             _ => {
                 let name = self.template_path(MAIN_TEMPLATE);
-                (
-                    format!("{name} (rendered)"),
-                    self.render_template(&stack, &values)?,
-                )
+                (format!("{name} (rendered)"), self.render_template(&stack, &values)?)
             }
         };
         let loaded = load::load(&compose_name, &compose_text, opts.env)?;
         let desired = desired::convert(&stack, &loaded, &|p| self.read_file(p))?;
         let mut files = Vec::new();
-        for def in loaded
-            .compose
-            .configs
-            .values()
-            .chain(loaded.compose.secrets.values())
-        {
+        for def in loaded.compose.configs.values().chain(loaded.compose.secrets.values()) {
             if let (Some(f), false) = (&def.file, def.external) {
                 if let Ok(data) = self.read_file(f) {
                     files.push((f.clone(), data));
@@ -399,9 +339,7 @@ impl Chart {
             env.add_template_owned(name.clone(), text.clone())
                 .map_err(|e| self.template_problem(&e))?;
         }
-        let template = env
-            .get_template(MAIN_TEMPLATE)
-            .map_err(|e| self.template_problem(&e))?;
+        let template = env.get_template(MAIN_TEMPLATE).map_err(|e| self.template_problem(&e))?;
         let ctx = serde_json::json!({
             "values": values,
             "stack": stack,
@@ -417,17 +355,15 @@ impl Chart {
             message = format!("{message}: {detail}");
         }
         if e.kind() == minijinja::ErrorKind::UndefinedError {
-            message.push_str(" (a value the template uses is not set: check the values file and the chart's values.yaml)");
+            message
+                .push_str(" (a value the template uses is not set: check the values file and the chart's values.yaml)");
         }
         let mut p = Problem::new(file, message);
         if let Some(line) = e.line() {
             let column = e
                 .range()
                 .and_then(|r| {
-                    let text = self
-                        .templates
-                        .iter()
-                        .find(|(n, _)| Some(n.as_str()) == e.name())?;
+                    let text = self.templates.iter().find(|(n, _)| Some(n.as_str()) == e.name())?;
                     let before = text.1.get(..r.start)?;
                     Some(before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1)
                 })
@@ -473,14 +409,7 @@ mod tests {
             .iter()
             .map(|s| s.spec.name.clone().unwrap())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "logging_elasticsearch",
-                "logging_kibana",
-                "logging_logstash"
-            ]
-        );
+        assert_eq!(names, ["logging_elasticsearch", "logging_kibana", "logging_logstash"]);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 
@@ -493,32 +422,17 @@ mod tests {
                 "kibana:\n  domain: b.example.org\n",
             ]))
             .unwrap();
-        let kibana = r
-            .desired
-            .services
-            .iter()
-            .find(|s| s.key == "kibana")
-            .unwrap();
+        let kibana = r.desired.services.iter().find(|s| s.key == "kibana").unwrap();
         let labels = kibana.spec.labels.as_ref().unwrap();
         assert_eq!(labels["com.df.serviceDomain"], "b.example.org");
-        let replicas = kibana
-            .spec
-            .mode
-            .as_ref()
-            .unwrap()
-            .replicated
-            .as_ref()
-            .unwrap()
-            .replicas;
+        let replicas = kibana.spec.mode.as_ref().unwrap().replicated.as_ref().unwrap().replicas;
         assert_eq!(replicas, Some(2));
     }
 
     #[test]
     fn values_problems_name_file_line_and_field() {
         let chart = Chart::embedded().unwrap();
-        let err = chart
-            .render(&opts(&["kibana:\n  domian: x\n"]))
-            .unwrap_err();
+        let err = chart.render(&opts(&["kibana:\n  domian: x\n"])).unwrap_err();
         assert_eq!(err.0[0].to_string().split(": ").next(), Some("v0.yaml:2:3"));
         assert!(err.to_string().contains("did you mean `domain`"), "{err}");
     }
@@ -526,9 +440,7 @@ mod tests {
     #[test]
     fn bad_constraint_from_values_is_reported() {
         let chart = Chart::embedded().unwrap();
-        let err = chart
-            .render(&opts(&["nodeSelector:\n  value: \"a b\"\n"]))
-            .unwrap_err();
+        let err = chart.render(&opts(&["nodeSelector:\n  value: \"a b\"\n"])).unwrap_err();
         assert!(err.to_string().contains("constraints"), "{err}");
     }
 }

@@ -35,6 +35,47 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the swarm hold the desired state, changing only what differs.
     Apply(ApplyArgs),
+    /// Run the operator: watch events and nodes, reconcile continuously.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub safety: SafetyArgs,
+    /// Full resync period, even without events (humantime).
+    #[arg(long, env = "SWARMLOG_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync: std::time::Duration,
+    /// Quiet time that closes a batch of triggers.
+    #[arg(long, env = "SWARMLOG_DEBOUNCE", default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub debounce: std::time::Duration,
+    /// Longest a batch of triggers waits, however busy the events.
+    #[arg(long, env = "SWARMLOG_DEBOUNCE_MAX", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub debounce_max: std::time::Duration,
+    /// How often the values and chart files are checked for changes.
+    #[arg(long, env = "SWARMLOG_WATCH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub watch_interval: std::time::Duration,
+    /// Write even when not on the swarm leader (a single instance).
+    #[arg(long, env = "SWARMLOG_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Auto-label rule, `CONDITIONS:LABELS` such as `hostname=logger-*:logger=true`
+    /// (conditions: hostname=GLOB, role=manager|worker, label.KEY=VALUE); repeatable,
+    /// `;`-separated in the environment variable.
+    #[arg(long = "auto-label", env = "SWARMLOG_AUTO_LABEL", value_delimiter = ';', value_name = "RULE")]
+    pub auto_label: Vec<String>,
+    /// First retry delay after a failed reconcile (doubles, with jitter).
+    #[arg(long, env = "SWARMLOG_RETRY_MIN", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_min: std::time::Duration,
+    /// Longest retry delay.
+    #[arg(long, env = "SWARMLOG_RETRY_MAX", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub retry_max: std::time::Duration,
+    /// On SIGTERM/SIGINT, how long a running reconcile may take to finish.
+    #[arg(long, env = "SWARMLOG_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// Where the Docker engine is.
@@ -104,12 +145,7 @@ pub struct ChartArgs {
     #[arg(long, env = "SWARMLOG_CHART")]
     pub chart: Option<PathBuf>,
     /// A values file; repeatable, later files win (deep merge).
-    #[arg(
-        long = "values",
-        short = 'f',
-        env = "SWARMLOG_VALUES",
-        value_delimiter = ','
-    )]
+    #[arg(long = "values", short = 'f', env = "SWARMLOG_VALUES", value_delimiter = ',')]
     pub values: Vec<PathBuf>,
     /// Set one value, as `key.path=value` (after the values files); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]

@@ -8,18 +8,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use base64::Engine as _;
 use bollard::models::{
-    ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum,
-    EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit,
-    Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, NetworkAttachmentConfig,
-    NetworkCreateRequest, ResourceObject, SecretSpec, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
-    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1,
-    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ConfigSpec, EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
+    EndpointSpecModeEnum, HealthConfig, Limit, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, SecretSpec, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -116,13 +113,10 @@ fn hex(bytes: &[u8]) -> String {
 pub fn canonical(v: serde_json::Value) -> serde_json::Value {
     match v {
         serde_json::Value::Object(m) => {
-            let sorted: BTreeMap<String, serde_json::Value> =
-                m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            let sorted: BTreeMap<String, serde_json::Value> = m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
             serde_json::Value::Object(sorted.into_iter().collect())
         }
-        serde_json::Value::Array(a) => {
-            serde_json::Value::Array(a.into_iter().map(canonical).collect())
-        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(canonical).collect()),
         other => other,
     }
 }
@@ -132,8 +126,7 @@ fn scope(stack: &str, name: &str) -> String {
 }
 
 fn stack_labels(stack: &str, labels: &BTreeMap<String, String>) -> HashMap<String, String> {
-    let mut out: HashMap<String, String> =
-        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: HashMap<String, String> = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     out.insert(LABEL_NAMESPACE.to_string(), stack.to_string());
     out
 }
@@ -148,10 +141,7 @@ fn owned_labels(stack: &str, labels: &BTreeMap<String, String>) -> HashMap<Strin
 pub fn check_stack_name(stack: &str) -> Result<(), String> {
     let ok = !stack.is_empty()
         && stack.len() <= 63
-        && stack
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && stack.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && stack
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
@@ -174,11 +164,8 @@ impl Ctx<'_> {
     fn problem(&mut self, path: &[&str], message: impl Into<String>) {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         let pos = self.loaded.tree.locate(&path);
-        self.problems.push(
-            Problem::new(&self.loaded.file, message)
-                .at(pos)
-                .field(&path),
-        );
+        self.problems
+            .push(Problem::new(&self.loaded.file, message).at(pos).field(&path));
     }
 
     fn duration(&mut self, path: &[&str], value: &Option<String>) -> Option<i64> {
@@ -194,11 +181,7 @@ impl Ctx<'_> {
 }
 
 /// Converts a loaded stack file to the desired state of stack `stack`.
-pub fn convert(
-    stack: &str,
-    loaded: &Loaded,
-    read_file: FileReader,
-) -> Result<DesiredState, Problems> {
+pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<DesiredState, Problems> {
     let mut ctx = Ctx {
         stack,
         loaded,
@@ -246,12 +229,8 @@ pub fn convert(
             driver: Some(def.driver.clone().unwrap_or_else(|| "overlay".to_string())),
             internal: def.internal.filter(|i| *i),
             attachable: def.attachable.filter(|a| *a),
-            options: (!def.driver_opts.is_empty()).then(|| {
-                def.driver_opts
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            }),
+            options: (!def.driver_opts.is_empty())
+                .then(|| def.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             labels: Some(owned_labels(stack, &def.labels)),
             ..Default::default()
         };
@@ -266,32 +245,15 @@ pub fn convert(
         });
     }
 
-    let configs = file_objects(
-        &mut ctx,
-        "configs",
-        &compose.configs,
-        read_file,
-        &mut external.configs,
-    );
-    let secrets = file_objects(
-        &mut ctx,
-        "secrets",
-        &compose.secrets,
-        read_file,
-        &mut external.secrets,
-    );
+    let configs = file_objects(&mut ctx, "configs", &compose.configs, read_file, &mut external.configs);
+    let secrets = file_objects(&mut ctx, "secrets", &compose.secrets, read_file, &mut external.secrets);
     let config_names: BTreeMap<String, String> = compose
         .configs
         .iter()
         .map(|(k, d)| {
             (
                 k.clone(),
-                object_name(
-                    stack,
-                    k,
-                    d,
-                    configs.iter().find(|c| &c.0 == k).map(|c| c.1.as_str()),
-                ),
+                object_name(stack, k, d, configs.iter().find(|c| &c.0 == k).map(|c| c.1.as_str())),
             )
         })
         .collect();
@@ -301,12 +263,7 @@ pub fn convert(
         .map(|(k, d)| {
             (
                 k.clone(),
-                object_name(
-                    stack,
-                    k,
-                    d,
-                    secrets.iter().find(|c| &c.0 == k).map(|c| c.1.as_str()),
-                ),
+                object_name(stack, k, d, secrets.iter().find(|c| &c.0 == k).map(|c| c.1.as_str())),
             )
         })
         .collect();
@@ -326,16 +283,9 @@ pub fn convert(
         ) {
             let mut spec = spec;
             if let Some(l) = spec.labels.as_mut() {
-                let mut keys: Vec<&String> = l
-                    .keys()
-                    .filter(|k| !k.starts_with("io.swarmlog."))
-                    .collect();
+                let mut keys: Vec<&String> = l.keys().filter(|k| !k.starts_with("io.swarmlog.")).collect();
                 keys.sort();
-                let managed = keys
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let managed = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",");
                 l.insert(LABEL_MANAGED.to_string(), managed);
             }
             let hash = spec_hash(&spec);
@@ -365,10 +315,7 @@ pub fn convert(
                 name: Some(name),
                 labels: Some(labels),
                 data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
-                templating: templating.map(|t| bollard::models::Driver {
-                    name: t,
-                    options: None,
-                }),
+                templating: templating.map(|t| bollard::models::Driver { name: t, options: None }),
             };
             let hash = spec_hash(&spec);
             if let Some(l) = spec.labels.as_mut() {
@@ -386,10 +333,7 @@ pub fn convert(
                 name: Some(name),
                 labels: Some(labels),
                 data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
-                templating: templating.map(|t| bollard::models::Driver {
-                    name: t,
-                    options: None,
-                }),
+                templating: templating.map(|t| bollard::models::Driver { name: t, options: None }),
                 ..Default::default()
             };
             let hash = spec_hash(&spec);
@@ -412,13 +356,7 @@ pub fn convert(
 }
 
 /// Contents of a config or secret: (key, content hash, data, labels, template driver).
-type FileObject = (
-    String,
-    String,
-    Vec<u8>,
-    HashMap<String, String>,
-    Option<String>,
-);
+type FileObject = (String, String, Vec<u8>, HashMap<String, String>, Option<String>);
 
 fn file_objects(
     ctx: &mut Ctx,
@@ -560,9 +498,7 @@ fn service_spec(
                 if !source.starts_with('/') {
                     ctx.problem(
                         &path,
-                        format!(
-                            "bind mount source {source:?} must be an absolute path on the node"
-                        ),
+                        format!("bind mount source {source:?} must be an absolute path on the node"),
                     );
                     continue;
                 }
@@ -595,10 +531,7 @@ fn service_spec(
             let Some(name) = config_names.get(&r.source) else {
                 ctx.problem(
                     &["services", key, "configs", &i.to_string()],
-                    format!(
-                        "config {:?} is not defined under the top-level configs",
-                        r.source
-                    ),
+                    format!("config {:?} is not defined under the top-level configs", r.source),
                 );
                 return None;
             };
@@ -623,10 +556,7 @@ fn service_spec(
             let Some(name) = secret_names.get(&r.source) else {
                 ctx.problem(
                     &["services", key, "secrets", &i.to_string()],
-                    format!(
-                        "secret {:?} is not defined under the top-level secrets",
-                        r.source
-                    ),
+                    format!("secret {:?} is not defined under the top-level secrets", r.source),
                 );
                 return None;
             };
@@ -671,14 +601,7 @@ fn service_spec(
     for (i, c) in deploy.placement.constraints.iter().enumerate() {
         if let Err(e) = units::constraint(c) {
             ctx.problem(
-                &[
-                    "services",
-                    key,
-                    "deploy",
-                    "placement",
-                    "constraints",
-                    &i.to_string(),
-                ],
+                &["services", key, "deploy", "placement", "constraints", &i.to_string()],
                 e,
             );
         }
@@ -696,10 +619,7 @@ fn service_spec(
             let mem = a.memory.as_ref().and_then(|m| match units::ram_bytes(m) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    ctx.problem(
-                        &["services", key, "deploy", "resources", which, "memory"],
-                        e,
-                    );
+                    ctx.problem(&["services", key, "deploy", "resources", which, "memory"], e);
                     None
                 }
             });
@@ -732,24 +652,16 @@ fn service_spec(
             Some(other) => {
                 ctx.problem(
                     &["services", key, "deploy", "restart_policy", "condition"],
-                    format!(
-                        "invalid restart condition {other:?} (expected none, on-failure or any)"
-                    ),
+                    format!("invalid restart condition {other:?} (expected none, on-failure or any)"),
                 );
                 None
             }
         };
         TaskSpecRestartPolicy {
             condition,
-            delay: ctx.duration(
-                &["services", key, "deploy", "restart_policy", "delay"],
-                &rp.delay,
-            ),
+            delay: ctx.duration(&["services", key, "deploy", "restart_policy", "delay"], &rp.delay),
             max_attempts: rp.max_attempts.map(|m| m as i64),
-            window: ctx.duration(
-                &["services", key, "deploy", "restart_policy", "window"],
-                &rp.window,
-            ),
+            window: ctx.duration(&["services", key, "deploy", "restart_policy", "window"], &rp.window),
         }
     });
     let update_config = deploy
@@ -816,12 +728,7 @@ fn service_spec(
             ServiceSpecMode::default()
         }
     };
-    let endpoint_mode = match deploy
-        .endpoint_mode
-        .as_deref()
-        .map(str::to_lowercase)
-        .as_deref()
-    {
+    let endpoint_mode = match deploy.endpoint_mode.as_deref().map(str::to_lowercase).as_deref() {
         None | Some("") => None,
         Some("vip") => Some(EndpointSpecModeEnum::VIP),
         Some("dnsrr") => Some(EndpointSpecModeEnum::DNSRR),
@@ -869,20 +776,16 @@ fn service_spec(
     ports.sort_by_key(|p| p.published_port.unwrap_or(0));
 
     let mut nets: Vec<NetworkAttachmentConfig> = Vec::new();
-    let attachments: Vec<(String, Vec<String>, BTreeMap<String, String>)> =
-        if svc.networks.is_empty() {
-            vec![("default".to_string(), Vec::new(), BTreeMap::new())]
-        } else {
-            svc.networks
-                .iter()
-                .map(|(k, n)| (k.clone(), n.aliases.clone(), n.driver_opts.clone()))
-                .collect()
-        };
+    let attachments: Vec<(String, Vec<String>, BTreeMap<String, String>)> = if svc.networks.is_empty() {
+        vec![("default".to_string(), Vec::new(), BTreeMap::new())]
+    } else {
+        svc.networks
+            .iter()
+            .map(|(k, n)| (k.clone(), n.aliases.clone(), n.driver_opts.clone()))
+            .collect()
+    };
     for (net, aliases, driver_opts) in attachments {
-        let target = network_names
-            .get(&net)
-            .cloned()
-            .unwrap_or_else(|| scope(stack, &net));
+        let target = network_names.get(&net).cloned().unwrap_or_else(|| scope(stack, &net));
         let mut aliases = aliases;
         aliases.push(key.to_string());
         nets.push(NetworkAttachmentConfig {
@@ -893,10 +796,7 @@ fn service_spec(
     }
     nets.sort_by(|a, b| a.target.cmp(&b.target));
 
-    let stop_grace_period = ctx.duration(
-        &["services", key, "stop_grace_period"],
-        &svc.stop_grace_period,
-    );
+    let stop_grace_period = ctx.duration(&["services", key, "stop_grace_period"], &svc.stop_grace_period);
     if ctx.problems.len() > before {
         return None;
     }
@@ -931,8 +831,7 @@ fn service_spec(
             resources: Some(resources),
             restart_policy,
             placement: Some(TaskSpecPlacement {
-                constraints: (!deploy.placement.constraints.is_empty())
-                    .then(|| deploy.placement.constraints.clone()),
+                constraints: (!deploy.placement.constraints.is_empty()).then(|| deploy.placement.constraints.clone()),
                 preferences: (!deploy.placement.preferences.is_empty()).then(|| {
                     deploy
                         .placement
@@ -1000,10 +899,7 @@ fn convert_update(ctx: &mut Ctx, key: &str, which: &str, u: &UpdateConfig) -> Up
         if !allowed.contains(&f) {
             ctx.problem(
                 &with("failure_action"),
-                format!(
-                    "invalid failure_action {f:?} (expected one of {})",
-                    allowed.join(", ")
-                ),
+                format!("invalid failure_action {f:?} (expected one of {})", allowed.join(", ")),
             );
         }
     }
@@ -1019,9 +915,7 @@ fn convert_update(ctx: &mut Ctx, key: &str, which: &str, u: &UpdateConfig) -> Up
         parallelism: u.parallelism.unwrap_or(1) as i64,
         delay: ctx.duration(&with("delay"), &u.delay).filter(|d| *d != 0),
         failure_action: u.failure_action.clone(),
-        monitor: ctx
-            .duration(&with("monitor"), &u.monitor)
-            .filter(|d| *d != 0),
+        monitor: ctx.duration(&with("monitor"), &u.monitor).filter(|d| *d != 0),
         max_failure_ratio: u.max_failure_ratio.filter(|r| *r != 0.0),
         order: u.order.clone(),
     }

@@ -88,10 +88,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_lowercase();
     candidates
         .into_iter()
@@ -108,10 +105,7 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(
-            did_you_mean("replcas", ["replicas", "image"]),
-            Some("replicas")
-        );
+        assert_eq!(did_you_mean("replcas", ["replicas", "image"]), Some("replicas"));
         assert_eq!(did_you_mean("Image", ["replicas", "image"]), Some("image"));
         assert_eq!(did_you_mean("zzzzzz", ["replicas", "image"]), None);
     }

@@ -23,9 +23,7 @@ pub enum EngineError {
     NotSwarm,
     #[error("this node is not a swarm manager: swarmlog must talk to a manager (run it on a manager node)")]
     NotManager,
-    #[error(
-        "the swarm has no quorum: a majority of managers is unreachable, so nothing can be written"
-    )]
+    #[error("the swarm has no quorum: a majority of managers is unreachable, so nothing can be written")]
     NoQuorum,
     #[error("{what}: {name} already exists")]
     Conflict { what: String, name: String },
@@ -34,11 +32,7 @@ pub enum EngineError {
     #[error("{what}: {name} does not exist")]
     NotFound { what: String, name: String },
     #[error("{what}: the engine answered {status}: {message}")]
-    Api {
-        what: String,
-        status: u16,
-        message: String,
-    },
+    Api { what: String, status: u16, message: String },
     #[error("{what}: {detail}")]
     Other { what: String, detail: String },
 }
@@ -65,9 +59,7 @@ impl EngineError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            EngineError::Conflict { .. }
-                | EngineError::OutOfSequence { .. }
-                | EngineError::NotFound { .. }
+            EngineError::Conflict { .. } | EngineError::OutOfSequence { .. } | EngineError::NotFound { .. }
         )
     }
 
@@ -85,18 +77,10 @@ impl EngineError {
     }
 
     /// Classifies a bollard error for the call `what` on object `name`.
-    pub fn from_bollard(
-        what: &str,
-        name: &str,
-        host: &str,
-        e: bollard::errors::Error,
-    ) -> EngineError {
+    pub fn from_bollard(what: &str, name: &str, host: &str, e: bollard::errors::Error) -> EngineError {
         use bollard::errors::Error as B;
         match e {
-            B::DockerResponseServerError {
-                status_code,
-                message,
-            } => {
+            B::DockerResponseServerError { status_code, message } => {
                 let lower = message.to_lowercase();
                 if status_code == 409 {
                     EngineError::Conflict {
@@ -138,9 +122,7 @@ impl EngineError {
                 let detail = other.to_string();
                 let lower = detail.to_lowercase();
                 if lower.contains("permission denied") {
-                    EngineError::PermissionDenied {
-                        host: host.to_string(),
-                    }
+                    EngineError::PermissionDenied { host: host.to_string() }
                 } else if lower.contains("connection refused")
                     || lower.contains("socket not found")
                     || lower.contains("no such file")
@@ -185,8 +167,7 @@ impl Engine {
         } else {
             return Err(EngineError::Unreachable {
                 host: host.to_string(),
-                detail: "unsupported address (use unix:///path/to/docker.sock or tcp://host:port)"
-                    .to_string(),
+                detail: "unsupported address (use unix:///path/to/docker.sock or tcp://host:port)".to_string(),
             });
         }
         .map_err(|e| EngineError::from_bollard("connect", host, host, e))?;
@@ -248,20 +229,14 @@ mod tests {
     fn classifies_engine_answers() {
         let c = |s, m| EngineError::from_bollard("update service", "x", "unix:///s", server(s, m));
         assert!(matches!(
-            c(
-                500,
-                "rpc error: code = Unknown desc = update out of sequence"
-            ),
+            c(500, "rpc error: code = Unknown desc = update out of sequence"),
             EngineError::OutOfSequence { .. }
         ));
         assert!(matches!(
             c(409, "name conflicts with an existing object"),
             EngineError::Conflict { .. }
         ));
-        assert!(matches!(
-            c(404, "service x not found"),
-            EngineError::NotFound { .. }
-        ));
+        assert!(matches!(c(404, "service x not found"), EngineError::NotFound { .. }));
         assert!(matches!(
             c(503, "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."),
             EngineError::NotSwarm
@@ -274,10 +249,7 @@ mod tests {
 
     #[test]
     fn host_precedence() {
-        assert_eq!(
-            default_host(Some("unix:///a"), Some("unix:///b")),
-            "unix:///a"
-        );
+        assert_eq!(default_host(Some("unix:///a"), Some("unix:///b")), "unix:///a");
         assert_eq!(default_host(None, Some("unix:///b")), "unix:///b");
         assert_eq!(default_host(None, None), "unix:///var/run/docker.sock");
     }

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
-use swarmlog::cli::{
-    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs,
-    RenderFormat, SafetyArgs,
+use swarmlog::cli::{RunArgs, 
+    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs, RenderFormat,
+    SafetyArgs,
 };
 use swarmlog::diag::{Problem, Problems};
 use swarmlog::engine::{self, Engine};
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Plan(args) => with_runtime(|| plan(args)),
         Command::Apply(args) => with_runtime(|| apply(args)),
+        Command::Run(args) => with_runtime(|| run(args)),
     };
     match result {
         Ok(code) => code,
@@ -33,10 +34,12 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -115,8 +118,7 @@ fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         RenderFormat::Yaml => print!("{}", rendered.compose_text),
         RenderFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&rendered.desired)
-                .context("serialising the desired state")?
+            serde_json::to_string_pretty(&rendered.desired).context("serialising the desired state")?
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -125,8 +127,7 @@ fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
 fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stack_file = dir.join("docker-stack.yml");
-    std::fs::write(&stack_file, &rendered.compose_text)
-        .with_context(|| format!("writing {}", stack_file.display()))?;
+    std::fs::write(&stack_file, &rendered.compose_text).with_context(|| format!("writing {}", stack_file.display()))?;
     for (path, data) in &rendered.files {
         if Path::new(path).is_absolute() {
             continue;
@@ -137,8 +138,7 @@ fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
         }
         let target = dir.join(rel);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&target, data).with_context(|| format!("writing {}", target.display()))?;
     }
@@ -176,12 +176,10 @@ where
 async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
     let env_host = std::env::var("DOCKER_HOST").ok();
     let host = engine::default_host(args.docker_host.as_deref(), env_host.as_deref());
-    Engine::connect(&host, args.engine_timeout)
-        .await
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        })
+    Engine::connect(&host, args.engine_timeout).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(e.exit_code())
+    })
 }
 
 fn options(s: &SafetyArgs) -> PlanOptions {
@@ -211,10 +209,7 @@ async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let p = swarmlog::plan::plan(&rendered.desired, &observed, options(&args.safety));
     match args.output {
         PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&p)),
-        PlanFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&p).context("serialising the plan")?
-        ),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&p).context("serialising the plan")?),
     }
     Ok(if !p.blockers.is_empty() || !p.conflicts.is_empty() {
         ExitCode::FAILURE
@@ -283,4 +278,97 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use swarmlog::controller::{self, nodes, triggers::Backoff, Context, Settings};
+    use tokio_util::sync::CancellationToken;
+
+    let mut rules = Vec::new();
+    for r in &args.auto_label {
+        match nodes::parse_rule(r) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let mut set = Vec::new();
+    for s in &args.chart.set {
+        match s.split_once('=') {
+            Some((k, v)) => set.push((k.to_string(), v.to_string())),
+            None => {
+                eprintln!("error: --set {s:?} must be KEY=VALUE");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let settings = Settings {
+        chart: args.chart.chart.clone(),
+        values: args.chart.values.clone(),
+        set,
+        stack: args.chart.stack.clone(),
+        resync: args.resync,
+        debounce: args.debounce,
+        debounce_max: args.debounce_max,
+        watch_interval: args.watch_interval,
+        leader_gating: !args.no_leader_election,
+        auto_label: rules,
+        plan: options(&args.safety),
+        retry_min: args.retry_min,
+        retry_max: args.retry_max,
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    // A desired state that never rendered is worth saying at once (it keeps running).
+    if let Err(problems) = controller::render(&settings) {
+        for p in &problems {
+            tracing::error!("{p}");
+        }
+    }
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+
+    // The engine being down at start is a state to wait out, not a crash.
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    let host = engine::default_host(args.engine.docker_host.as_deref(), env_host.as_deref());
+    let mut backoff = Backoff::new(std::time::Duration::from_millis(500), std::time::Duration::from_secs(30));
+    let engine = loop {
+        match Engine::connect(&host, args.engine.engine_timeout).await {
+            Ok(e) => break e,
+            Err(e @ engine::EngineError::ApiTooOld { .. }) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(e.exit_code()));
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the engine");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(host = %engine.host, api = %engine.api_version, "connected to the engine");
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let ctx = Arc::new(Context::new(engine, settings, tx));
+    controller::run(ctx, rx, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM and SIGINT cancel `token` (the binary is PID 1 in its image).
+fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        token.cancel();
+    });
+    Ok(())
 }

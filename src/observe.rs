@@ -3,8 +3,8 @@
 
 use bollard::models::{Config, Network, Node, Secret, Service, Task};
 use bollard::query_parameters::{
-    ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions,
-    ListServicesOptions, ListTasksOptions,
+    ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
+    ListTasksOptions,
 };
 
 use crate::engine::{Engine, EngineError};
@@ -31,15 +31,9 @@ pub const CALLS_PER_OBSERVE: u64 = 7;
 /// manager.
 pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
     let d = &engine.docker;
-    let info = d
-        .info()
-        .await
-        .map_err(|e| engine.err("read engine info", "", e))?;
+    let info = d.info().await.map_err(|e| engine.err("read engine info", "", e))?;
     let swarm = info.swarm.unwrap_or_default();
-    let state = swarm
-        .local_node_state
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
     if state != "active" {
         return Err(EngineError::NotSwarm);
     }
@@ -78,11 +72,9 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
                 .map_err(|e| engine.err("list secrets", "", e))
         },
         async {
-            d.list_tasks(Some(ListTasksOptions {
-                filters: Some(running),
-            }))
-            .await
-            .map_err(|e| engine.err("list tasks", "", e))
+            d.list_tasks(Some(ListTasksOptions { filters: Some(running) }))
+                .await
+                .map_err(|e| engine.err("list tasks", "", e))
         },
     )?;
     Ok(Observed {

@@ -135,17 +135,13 @@ impl Action {
     /// and updates; then removals of services, configs, secrets, networks.
     pub fn phase(&self) -> u8 {
         match self {
-            Action::RemoveNetwork {
-                duplicate: true, ..
-            } => 0,
+            Action::RemoveNetwork { duplicate: true, .. } => 0,
             Action::CreateNetwork { .. } => 0,
             Action::CreateConfig { .. } | Action::CreateSecret { .. } => 1,
             Action::CreateService { .. } | Action::UpdateService { .. } => 2,
             Action::RemoveService { .. } => 3,
             Action::RemoveConfig { .. } | Action::RemoveSecret { .. } => 4,
-            Action::RemoveNetwork {
-                duplicate: false, ..
-            } => 5,
+            Action::RemoveNetwork { duplicate: false, .. } => 5,
         }
     }
 }
@@ -187,11 +183,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     };
 
     // Preconditions: what the stack uses but does not create must exist.
-    let network_names: BTreeSet<&str> = observed
-        .networks
-        .iter()
-        .filter_map(|n| n.name.as_deref())
-        .collect();
+    let network_names: BTreeSet<&str> = observed.networks.iter().filter_map(|n| n.name.as_deref()).collect();
     for name in &desired.external.networks {
         if !network_names.contains(name.as_str()) {
             p.blockers.push(format!(
@@ -206,8 +198,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         .collect();
     for name in &desired.external.configs {
         if !config_names.contains(name.as_str()) {
-            p.blockers
-                .push(format!("external config {name} does not exist"));
+            p.blockers.push(format!("external config {name} does not exist"));
         }
     }
     let secret_names: BTreeSet<&str> = observed
@@ -217,7 +208,9 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         .collect();
     for name in &desired.external.secrets {
         if !secret_names.contains(name.as_str()) {
-            p.blockers.push(format!("external secret {name} does not exist (create it: docker secret create {name} FILE)"));
+            p.blockers.push(format!(
+                "external secret {name} does not exist (create it: docker secret create {name} FILE)"
+            ));
         }
     }
     for svc in &desired.services {
@@ -238,8 +231,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
                 label_hint(&constraints)
             ));
         } else if !matching.iter().any(|n| node_ready(n)) {
-            p.warnings
-                .push(format!("every node that may run {name} is down"));
+            p.warnings.push(format!("every node that may run {name} is down"));
         }
     }
 
@@ -263,11 +255,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     // first, or services cannot resolve the name.
     let mut duplicates: BTreeSet<String> = BTreeSet::new();
     let mut by_name: BTreeMap<&str, Vec<&bollard::models::Network>> = BTreeMap::new();
-    for n in observed
-        .networks
-        .iter()
-        .filter(|n| owned_by(n.labels.as_ref(), stack))
-    {
+    for n in observed.networks.iter().filter(|n| owned_by(n.labels.as_ref(), stack)) {
         if let Some(name) = n.name.as_deref() {
             by_name.entry(name).or_default().push(n);
         }
@@ -310,10 +298,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
                 }
             }
             Some(existing) => {
-                let hash = existing
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(LABEL_SPEC_HASH));
+                let hash = existing.labels.as_ref().and_then(|l| l.get(LABEL_SPEC_HASH));
                 if hash != Some(&n.hash) {
                     p.warnings.push(format!(
                         "network {} differs from the desired one; networks cannot be changed in place (remove the stack's services and the network to re-create it)",
@@ -330,14 +315,20 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for c in &desired.configs {
         let name = c.spec.name.clone().unwrap_or_default();
         wanted_configs.insert(name.clone());
-        match observed.configs.iter().find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str())) {
+        match observed
+            .configs
+            .iter()
+            .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
+        {
             None => p.actions.push(Action::CreateConfig {
                 name,
                 spec: c.spec.clone(),
             }),
-            Some(o) if !owned_by(o.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !opts.adopt => p.conflicts.push(format!(
-                "config {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
-            )),
+            Some(o) if !owned_by(o.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !opts.adopt => {
+                p.conflicts.push(format!(
+                    "config {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
+                ))
+            }
             Some(_) => p.in_sync.push(format!("config {name}")),
         }
     }
@@ -345,14 +336,20 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for c in &desired.secrets {
         let name = c.spec.name.clone().unwrap_or_default();
         wanted_secrets.insert(name.clone());
-        match observed.secrets.iter().find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str())) {
+        match observed
+            .secrets
+            .iter()
+            .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
+        {
             None => p.actions.push(Action::CreateSecret {
                 name,
                 spec: c.spec.clone(),
             }),
-            Some(o) if !owned_by(o.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !opts.adopt => p.conflicts.push(format!(
-                "secret {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
-            )),
+            Some(o) if !owned_by(o.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !opts.adopt => {
+                p.conflicts.push(format!(
+                    "secret {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
+                ))
+            }
             Some(_) => p.in_sync.push(format!("secret {name}")),
         }
     }
@@ -418,11 +415,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         .collect();
     let mut removed = 0;
     for s in &owned_services {
-        let name = s
-            .spec
-            .as_ref()
-            .and_then(|s| s.name.clone())
-            .unwrap_or_default();
+        let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
         if !wanted_services.contains(&name) {
             removed += 1;
             p.actions.push(Action::RemoveService {
@@ -470,8 +463,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for c in &observed.secrets {
         let spec = c.spec.as_ref();
         let name = spec.and_then(|s| s.name.clone()).unwrap_or_default();
-        if owned_by(spec.and_then(|s| s.labels.as_ref()), stack) && !wanted_secrets.contains(&name)
-        {
+        if owned_by(spec.and_then(|s| s.labels.as_ref()), stack) && !wanted_secrets.contains(&name) {
             p.actions.push(Action::RemoveSecret {
                 name,
                 id: c.id.clone().unwrap_or_default(),
@@ -481,10 +473,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     for n in &observed.networks {
         let name = n.name.clone().unwrap_or_default();
         let id = n.id.clone().unwrap_or_default();
-        if owned_by(n.labels.as_ref(), stack)
-            && !wanted_networks.contains(&name)
-            && !duplicates.contains(&id)
-        {
+        if owned_by(n.labels.as_ref(), stack) && !wanted_networks.contains(&name) && !duplicates.contains(&id) {
             p.actions.push(Action::RemoveNetwork {
                 name,
                 id,
@@ -492,11 +481,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
             });
         }
     }
-    p.actions.sort_by(|a, b| {
-        a.phase()
-            .cmp(&b.phase())
-            .then_with(|| a.name().cmp(b.name()))
-    });
+    p.actions
+        .sort_by(|a, b| a.phase().cmp(&b.phase()).then_with(|| a.name().cmp(b.name())));
     p.conflicts.sort();
     p.blockers.sort();
     p.in_sync.sort();
@@ -515,9 +501,7 @@ fn with_foreign_labels(desired: &ServiceSpec, observed: &ServiceSpec) -> Service
         .unwrap_or_default();
     let labels = spec.labels.get_or_insert_with(HashMap::new);
     for (k, v) in olabels {
-        let ours = k.starts_with("io.swarmlog.")
-            || previously.contains(k.as_str())
-            || labels.contains_key(k);
+        let ours = k.starts_with("io.swarmlog.") || previously.contains(k.as_str()) || labels.contains_key(k);
         if !ours {
             labels.insert(k.clone(), v.clone());
         }
@@ -738,16 +722,8 @@ fn relocation_blocker(
     }
     let constraints = constraints_of(desired);
     let sid = observed.id.as_deref()?;
-    let nodes: BTreeMap<&str, &Node> = obs
-        .nodes
-        .iter()
-        .filter_map(|n| Some((n.id.as_deref()?, n)))
-        .collect();
-    for t in obs
-        .tasks
-        .iter()
-        .filter(|t| t.service_id.as_deref() == Some(sid))
-    {
+    let nodes: BTreeMap<&str, &Node> = obs.nodes.iter().filter_map(|n| Some((n.id.as_deref()?, n))).collect();
+    for t in obs.tasks.iter().filter(|t| t.service_id.as_deref() == Some(sid)) {
         let Some(node) = t.node_id.as_deref().and_then(|id| nodes.get(id)) else {
             continue;
         };

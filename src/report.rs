@@ -26,11 +26,7 @@ pub fn plan_text(p: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Stack {}:", p.stack);
     if p.actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "  no changes: {} objects are as desired.",
-            p.in_sync.len()
-        );
+        let _ = writeln!(out, "  no changes: {} objects are as desired.", p.in_sync.len());
     }
     for a in &p.actions {
         let (sign, note) = match a {
@@ -44,22 +40,14 @@ pub fn plan_text(p: &Plan) -> String {
                         .unwrap_or_default()
                 ),
             ),
-            Action::RemoveNetwork {
-                duplicate: true, ..
-            } => ("-", " (duplicate)".to_string()),
+            Action::RemoveNetwork { duplicate: true, .. } => ("-", " (duplicate)".to_string()),
             _ if a.verb() == "create" => ("+", String::new()),
             _ => ("-", String::new()),
         };
         let _ = writeln!(out, "  {sign} {:<8} {}{note}", a.kind(), a.name());
         if let Action::UpdateService { changes, .. } = a {
             for c in changes {
-                let _ = writeln!(
-                    out,
-                    "        {}: {} -> {}",
-                    c.field,
-                    short(&c.from),
-                    short(&c.to)
-                );
+                let _ = writeln!(out, "        {}: {} -> {}", c.field, short(&c.from), short(&c.to));
             }
         }
     }

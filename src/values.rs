@@ -16,20 +16,11 @@ pub fn check(file: &str, user: &Node, defaults: &Json, problems: &mut Vec<Proble
     check_node(file, user, defaults, &mut path, problems);
 }
 
-fn check_node(
-    file: &str,
-    node: &Node,
-    default: &Json,
-    path: &mut Vec<String>,
-    problems: &mut Vec<Problem>,
-) {
+fn check_node(file: &str, node: &Node, default: &Json, path: &mut Vec<String>, problems: &mut Vec<Problem>) {
     let mismatch = |expected: &str| {
-        Problem::new(
-            file,
-            format!("expected {expected}, found {}", node.value.kind()),
-        )
-        .at(node.pos)
-        .field(path)
+        Problem::new(file, format!("expected {expected}, found {}", node.value.kind()))
+            .at(node.pos)
+            .field(path)
     };
     match (default, &node.value) {
         (Json::Null, _) => {}
@@ -51,11 +42,7 @@ fn check_node(
                         problems.push(
                             Problem::new(
                                 file,
-                                format!(
-                                    "unknown key `{}`{hint}; known keys here: {}",
-                                    k.name,
-                                    known.join(", ")
-                                ),
+                                format!("unknown key `{}`{hint}; known keys here: {}", k.name, known.join(", ")),
                             )
                             .at(k.pos)
                             .field(path),
@@ -148,11 +135,7 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].field.as_deref(), Some("kibana.replcas"));
         assert_eq!(p[0].pos.map(|p| (p.line, p.column)), Some((2, 3)));
-        assert!(
-            p[0].message.contains("did you mean `replicas`"),
-            "{}",
-            p[0].message
-        );
+        assert!(p[0].message.contains("did you mean `replicas`"), "{}", p[0].message);
     }
 
     #[test]
@@ -174,10 +157,7 @@ mod tests {
         let mut base = defaults();
         merge(&mut base, &json!({"kibana": {"replicas": 2}, "stack": 5}));
         merge(&mut base, &json!({"kibana": {"domain": "b"}}));
-        assert_eq!(
-            base["kibana"],
-            json!({"replicas": 2, "domain": "b", "env": {}})
-        );
+        assert_eq!(base["kibana"], json!({"replicas": 2, "domain": "b", "env": {}}));
         assert_eq!(base["stack"], json!("5"));
     }
 

@@ -57,11 +57,7 @@ pub struct Key {
 #[derive(Debug, thiserror::Error)]
 pub enum YamlError {
     #[error("{file}: file is {size} bytes, larger than the limit of {limit} bytes")]
-    TooLarge {
-        file: String,
-        size: usize,
-        limit: usize,
-    },
+    TooLarge { file: String, size: usize, limit: usize },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
 }
@@ -96,20 +92,13 @@ impl Node {
         let mut node = self;
         for part in path {
             let next = match &node.value {
-                Value::Map(entries) => entries
-                    .iter()
-                    .find(|(k, _)| &k.name == part)
-                    .map(|(_, v)| v),
+                Value::Map(entries) => entries.iter().find(|(k, _)| &k.name == part).map(|(_, v)| v),
                 // A list can stand for a mapping (`networks: [a, b]`): find the item by its text.
                 Value::Seq(items) => part
                     .parse::<usize>()
                     .ok()
                     .and_then(|i| items.get(i))
-                    .or_else(|| {
-                        items
-                            .iter()
-                            .find(|n| matches!(&n.value, Value::String(s) if s == part))
-                    }),
+                    .or_else(|| items.iter().find(|n| matches!(&n.value, Value::String(s) if s == part))),
                 _ => None,
             };
             match next {
@@ -130,15 +119,10 @@ impl Node {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::String(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(items) => {
-                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => {
+                serde_json::Value::Object(entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect())
             }
-            Value::Map(entries) => serde_json::Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.name.clone(), v.to_json()))
-                    .collect(),
-            ),
         }
     }
 }
@@ -242,9 +226,7 @@ fn into_node(raw: Spanned<RawValue>, text: &str) -> Node {
 /// written with a leading zero is re-read as octal. One with an 8 or 9 in it
 /// is kept as text, so that a field expecting a number reports it.
 fn legacy_octal(text: &str, pos: Pos) -> Option<Value> {
-    let line = text
-        .lines()
-        .nth(usize::try_from(pos.line).ok()?.checked_sub(1)?)?;
+    let line = text.lines().nth(usize::try_from(pos.line).ok()?.checked_sub(1)?)?;
     let start = usize::try_from(pos.column).ok()?.checked_sub(1)?;
     let token: String = line
         .chars()
@@ -373,10 +355,7 @@ mod tests {
         assert_eq!(m.get("c").unwrap().value, Value::Int(10));
         assert_eq!(
             n.locate(&["b".into(), "c".into(), "1".into()]),
-            Pos {
-                line: 3,
-                column: 10
-            }
+            Pos { line: 3, column: 10 }
         );
     }
 
@@ -388,9 +367,7 @@ mod tests {
 
     #[test]
     fn syntax_error_names_file_and_line() {
-        let err = parse("bad.yml", "a: [1, 2\nb: 3\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("bad.yml", "a: [1, 2\nb: 3\n").unwrap_err().to_string();
         assert!(err.starts_with("bad.yml:"), "{err}");
         assert!(err.contains("line"), "{err}");
     }
@@ -415,10 +392,7 @@ mod tests {
     #[test]
     fn oversized_refused() {
         let text = "a: ".to_string() + &"x".repeat(MAX_INPUT_BYTES + 1);
-        assert!(matches!(
-            parse("big.yml", &text),
-            Err(YamlError::TooLarge { .. })
-        ));
+        assert!(matches!(parse("big.yml", &text), Err(YamlError::TooLarge { .. })));
     }
 }
 

@@ -19,11 +19,7 @@ const BAD: &[(&str, bool, &[&str])] = &[
     (
         "unknown_key.yaml",
         false,
-        &[
-            "bad/unknown_key.yaml:2:3",
-            "kibana.replcas",
-            "did you mean `replicas`",
-        ],
+        &["bad/unknown_key.yaml:2:3", "kibana.replcas", "did you mean `replicas`"],
     ),
     (
         "wrong_type.yaml",
@@ -54,11 +50,7 @@ const BAD: &[(&str, bool, &[&str])] = &[
         false,
         &["bad/not_a_mapping.yaml:1:1", "must be a mapping"],
     ),
-    (
-        "duplicate_key.yaml",
-        false,
-        &["bad/duplicate_key.yaml", "duplicate"],
-    ),
+    ("duplicate_key.yaml", false, &["bad/duplicate_key.yaml", "duplicate"]),
     (
         "stack_constraint.yml",
         true,
@@ -103,10 +95,7 @@ const BAD: &[(&str, bool, &[&str])] = &[
     (
         "stack_bad_duration.yml",
         true,
-        &[
-            "bad/stack_bad_duration.yml:4:24",
-            "services.web.stop_grace_period",
-        ],
+        &["bad/stack_bad_duration.yml:4:24", "services.web.stop_grace_period"],
     ),
     (
         "stack_undefined_network.yml",
@@ -155,11 +144,7 @@ fn bad_inputs_fail_with_located_errors() {
 fn every_problem_is_listed() {
     let dir = common::temp_dir("many-problems");
     let values = dir.join("v.yaml");
-    std::fs::write(
-        &values,
-        "kibana:\n  replcas: 2\n  domain: [x]\nlogstsh: {}\n",
-    )
-    .unwrap();
+    std::fs::write(&values, "kibana:\n  replcas: 2\n  domain: [x]\nlogstsh: {}\n").unwrap();
     let out = run(&["validate", "--values", &values.display().to_string()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -177,22 +162,14 @@ fn oversized_values_file_is_refused() {
     std::fs::write(&values, format!("stack: {}\n", "x".repeat(5 * 1024 * 1024))).unwrap();
     let out = run(&["validate", "--values", &values.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("larger than the limit"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("larger than the limit"), "{}", stderr(&out));
 }
 
 #[test]
 fn missing_values_file_is_reported() {
     let out = run(&["render", "--values", "tests/fixtures/nope.yaml"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("tests/fixtures/nope.yaml"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("tests/fixtures/nope.yaml"), "{}", stderr(&out));
 }
 
 #[test]
@@ -202,10 +179,7 @@ fn a_changed_value_shows_in_the_output() {
     let changed = run(&["render", "--set", "kibana.domain=logs.example.org"]);
     assert!(changed.status.success(), "{}", stderr(&changed));
     let text = String::from_utf8_lossy(&changed.stdout);
-    assert!(
-        text.contains("com.df.serviceDomain: \"logs.example.org\""),
-        "{text}"
-    );
+    assert!(text.contains("com.df.serviceDomain: \"logs.example.org\""), "{text}");
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("logs.example.org"));
 }
 
@@ -221,10 +195,7 @@ fn values_from_the_environment_and_stack_flag() {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["stack"], "envstack");
-    assert_eq!(
-        json["services"][0]["spec"]["Name"],
-        "envstack_elasticsearch"
-    );
+    assert_eq!(json["services"][0]["spec"]["Name"], "envstack_elasticsearch");
 }
 
 #[test]
@@ -262,19 +233,9 @@ fn plain_stack_file_is_interpolated_like_stack_deploy() {
 
 #[test]
 fn values_do_not_apply_to_a_plain_stack_file() {
-    let out = run(&[
-        "render",
-        "--chart",
-        "tests/fixtures/good/stack.yml",
-        "--set",
-        "a=b",
-    ]);
+    let out = run(&["render", "--chart", "tests/fixtures/good/stack.yml", "--set", "a=b"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("apply to charts only"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("apply to charts only"), "{}", stderr(&out));
 }
 
 #[test]

@@ -27,8 +27,7 @@ fn default_chart_compose() {
 #[test]
 fn default_chart_specs() {
     // Canonical JSON (sorted keys): label maps are hash maps.
-    let json =
-        swarmlog::desired::canonical(serde_json::to_value(render().desired).expect("serialises"));
+    let json = swarmlog::desired::canonical(serde_json::to_value(render().desired).expect("serialises"));
     insta::assert_json_snapshot!("default_chart_specs", json);
 }
 
@@ -36,9 +35,8 @@ fn default_chart_specs() {
 fn hashes_are_stable_across_runs_and_key_orders() {
     let a = render();
     let b = render();
-    let hashes = |r: &swarmlog::chart::Rendered| -> Vec<String> {
-        r.desired.services.iter().map(|s| s.hash.clone()).collect()
-    };
+    let hashes =
+        |r: &swarmlog::chart::Rendered| -> Vec<String> { r.desired.services.iter().map(|s| s.hash.clone()).collect() };
     assert_eq!(hashes(&a), hashes(&b));
     // Same content with keys in another order: same hashes.
     let v1 = "kibana:\n  domain: a.example.org\n  replicas: 2\n";

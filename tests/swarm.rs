@@ -7,9 +7,7 @@ mod reconcile;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::query_parameters::{
-    ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions,
-};
+use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
 use common::{wait_for, Sandbox};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -29,10 +27,7 @@ fn main() {
             "sandbox_nodes_have_hostnames_and_labels",
             nodes_have_hostnames_and_labels,
         ),
-        (
-            "sandbox_standin_images_on_every_node",
-            standin_images_on_every_node,
-        ),
+        ("sandbox_standin_images_on_every_node", standin_images_on_every_node),
         (
             "rendered_stack_deploys_and_converges_on_logger_node",
             rendered_stack_converges,
@@ -61,20 +56,14 @@ fn main() {
             "name_conflict_is_reported_untouched",
             reconcile::name_conflict_is_reported_untouched,
         ),
-        (
-            "racing_applies_converge",
-            reconcile::racing_applies_converge,
-        ),
+        ("racing_applies_converge", reconcile::racing_applies_converge),
         (
             "preconditions_and_engine_errors",
             reconcile::preconditions_and_engine_errors,
         ),
     ];
     if args.list {
-        let trials = tests
-            .iter()
-            .map(|(name, _)| Trial::test(*name, || Ok(())))
-            .collect();
+        let trials = tests.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
         libtest_mimic::run(&args, trials).exit();
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -83,14 +72,7 @@ fn main() {
     };
     // A sandbox that cannot start fails every test (never skips them).
     let sandbox = Sandbox::up(SANDBOX, &["--workers", "2"]).and_then(|s| {
-        s.docker(&[
-            "network",
-            "create",
-            "--driver",
-            "overlay",
-            "--attachable",
-            PROXY_NET,
-        ])?;
+        s.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
         Ok(s)
     });
     let sandbox = std::sync::Arc::new(sandbox);
@@ -102,9 +84,7 @@ fn main() {
             let runtime = runtime.clone();
             Trial::test(name, move || match sandbox.as_ref() {
                 Ok(s) => f(s, &runtime).map_err(Failed::from),
-                Err(e) => Err(Failed::from(format!(
-                    "the sandbox swarm did not start: {e}"
-                ))),
+                Err(e) => Err(Failed::from(format!("the sandbox swarm did not start: {e}"))),
             })
         })
         .collect();
@@ -113,10 +93,7 @@ fn main() {
     conclusion.exit();
 }
 
-fn nodes_have_hostnames_and_labels(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+fn nodes_have_hostnames_and_labels(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     rt.block_on(async {
         let docker = sb.client().await?;
         let nodes = docker
@@ -163,9 +140,7 @@ fn standin_images_on_every_node(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> R
             let tags: Vec<String> = images.into_iter().flat_map(|i| i.repo_tags).collect();
             for w in &wanted {
                 if !tags.contains(w) {
-                    return Err(format!(
-                        "{host} lacks the stand-in image {w}; it has {tags:?}"
-                    ));
+                    return Err(format!("{host} lacks the stand-in image {w}; it has {tags:?}"));
                 }
             }
         }
@@ -192,10 +167,7 @@ fn check_chart_images_have_standins(json: &Json) -> Result<(), String> {
 fn render_json(stack: &str) -> Result<Json, String> {
     let out = common::swarmlog_with_host(None, &["render", "-o", "json", "--stack", stack]);
     if !out.status.success() {
-        return Err(format!(
-            "render failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("render failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("render -o json is not JSON: {e}"))
 }
@@ -204,13 +176,7 @@ fn eject(stack: &str) -> Result<std::path::PathBuf, String> {
     let dir = common::temp_dir(stack);
     let out = common::swarmlog_with_host(
         None,
-        &[
-            "render",
-            "--stack",
-            stack,
-            "--output-dir",
-            &dir.display().to_string(),
-        ],
+        &["render", "--stack", stack, "--output-dir", &dir.display().to_string()],
     );
     if !out.status.success() {
         return Err(format!(
@@ -221,15 +187,9 @@ fn eject(stack: &str) -> Result<std::path::PathBuf, String> {
     Ok(dir.join("docker-stack.yml"))
 }
 
-async fn stack_services(
-    docker: &Docker,
-    stack: &str,
-) -> Result<Vec<bollard::models::Service>, String> {
+async fn stack_services(docker: &Docker, stack: &str) -> Result<Vec<bollard::models::Service>, String> {
     let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("com.docker.stack.namespace={stack}")],
-    );
+    filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
     docker
         .list_services(Some(ListServicesOptions {
             filters: Some(filters),
@@ -241,11 +201,7 @@ async fn stack_services(
 
 /// Waits until every service of the stack has all its tasks running; returns
 /// the hostnames the running tasks are on.
-pub(crate) async fn wait_running(
-    docker: &Docker,
-    stack: &str,
-    services: usize,
-) -> Result<Vec<String>, String> {
+pub(crate) async fn wait_running(docker: &Docker, stack: &str, services: usize) -> Result<Vec<String>, String> {
     wait_for(
         &format!("every task of stack {stack} running"),
         Duration::from_secs(120),
@@ -255,23 +211,15 @@ pub(crate) async fn wait_running(
                 return Ok(None);
             }
             let mut filters = HashMap::new();
-            filters.insert(
-                "label".to_string(),
-                vec![format!("com.docker.stack.namespace={stack}")],
-            );
+            filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
             filters.insert("desired-state".to_string(), vec!["running".to_string()]);
             let tasks = docker
-                .list_tasks(Some(ListTasksOptions {
-                    filters: Some(filters),
-                }))
+                .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
                 .await
                 .map_err(|e| e.to_string())?;
             let running: Vec<_> = tasks
                 .iter()
-                .filter(|t| {
-                    t.status.as_ref().and_then(|s| s.state)
-                        == Some(bollard::models::TaskState::RUNNING)
-                })
+                .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
                 .collect();
             if running.len() < services || running.len() != tasks.len() {
                 return Ok(None);
@@ -300,31 +248,22 @@ pub(crate) async fn wait_running(
 
 pub(crate) async fn remove_stack(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), String> {
     sb.docker(&["stack", "rm", stack])?;
-    wait_for(
-        &format!("stack {stack} removed"),
-        Duration::from_secs(60),
-        || async {
-            let svcs = stack_services(docker, stack).await?;
-            let mut filters = HashMap::new();
-            filters.insert(
-                "label".to_string(),
-                vec![format!("com.docker.stack.namespace={stack}")],
-            );
-            let nets = docker
-                .list_networks(Some(ListNetworksOptions {
-                    filters: Some(filters.clone()),
-                }))
-                .await
-                .map_err(|e| e.to_string())?;
-            let configs = docker
-                .list_configs(Some(ListConfigsOptions {
-                    filters: Some(filters),
-                }))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((svcs.is_empty() && nets.is_empty() && configs.is_empty()).then_some(()))
-        },
-    )
+    wait_for(&format!("stack {stack} removed"), Duration::from_secs(60), || async {
+        let svcs = stack_services(docker, stack).await?;
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
+        let nets = docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .map_err(|e| e.to_string())?;
+        let configs = docker
+            .list_configs(Some(ListConfigsOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((svcs.is_empty() && nets.is_empty() && configs.is_empty()).then_some(()))
+    })
     .await
 }
 
@@ -380,9 +319,7 @@ fn normalise_service(spec: &mut Json, net_names: &HashMap<String, String>) {
 
 fn strip_hash(name: &str) -> String {
     match name.rsplit_once('_') {
-        Some((base, h)) if h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit()) => {
-            base.to_string()
-        }
+        Some((base, h)) if h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit()) => base.to_string(),
         _ => name.to_string(),
     }
 }
@@ -400,17 +337,10 @@ async fn snapshot(docker: &Docker, stack: &str) -> Result<BTreeMap<String, Json>
     for s in stack_services(docker, stack).await? {
         let mut spec = serde_json::to_value(s.spec).map_err(|e| e.to_string())?;
         normalise_service(&mut spec, &net_names);
-        out.insert(
-            format!("service {}", spec["Name"].as_str().unwrap_or_default()),
-            spec,
-        );
+        out.insert(format!("service {}", spec["Name"].as_str().unwrap_or_default()), spec);
     }
     for n in nets {
-        let Some(name) = n
-            .name
-            .clone()
-            .filter(|n| n.starts_with(&format!("{stack}_")))
-        else {
+        let Some(name) = n.name.clone().filter(|n| n.starts_with(&format!("{stack}_"))) else {
             continue;
         };
         // The VXLAN ID is allocated per network, like its ID.
@@ -460,8 +390,7 @@ async fn create_from_render(docker: &Docker, desired: &Json) -> Result<(), Strin
     }
     let mut config_ids = HashMap::new();
     for c in desired["configs"].as_array().into_iter().flatten() {
-        let spec: bollard::models::ConfigSpec =
-            serde_json::from_value(c["spec"].clone()).map_err(|e| e.to_string())?;
+        let spec: bollard::models::ConfigSpec = serde_json::from_value(c["spec"].clone()).map_err(|e| e.to_string())?;
         let name = spec.name.clone().unwrap_or_default();
         let id = docker
             .create_config(spec)
@@ -480,10 +409,7 @@ async fn create_from_render(docker: &Docker, desired: &Json) -> Result<(), Strin
             .and_then(|c| c.configs.as_mut())
         {
             for c in configs {
-                c.config_id = c
-                    .config_name
-                    .as_ref()
-                    .and_then(|n| config_ids.get(n).cloned());
+                c.config_id = c.config_name.as_ref().and_then(|n| config_ids.get(n).cloned());
             }
         }
         docker

@@ -80,7 +80,11 @@ pub fn interpolate_str(
                     None => unset.push(name),
                 }
             }
-            _ => return Err(format_err("a '$' must be followed by a variable name, '{' or '$' (write '$$' for a literal '$')")),
+            _ => {
+                return Err(format_err(
+                    "a '$' must be followed by a variable name, '{' or '$' (write '$$' for a literal '$')",
+                ))
+            }
         }
     }
     Ok(out)
@@ -91,17 +95,11 @@ enum BracedError {
     Required(InterpolateError),
 }
 
-fn braced(
-    body: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    unset: &mut Vec<String>,
-) -> Result<String, BracedError> {
+fn braced(body: &str, lookup: &dyn Fn(&str) -> Option<String>, unset: &mut Vec<String>) -> Result<String, BracedError> {
     let end = body.find(|c: char| !is_name_char(c)).unwrap_or(body.len());
     let (name, rest) = body.split_at(end);
     if name.is_empty() || !name.starts_with(is_name_start) {
-        return Err(BracedError::Format(format!(
-            "{body:?} is not a variable name"
-        )));
+        return Err(BracedError::Format(format!("{body:?} is not a variable name")));
     }
     let value = lookup(name);
     let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
@@ -240,10 +238,7 @@ mod tests {
     #[test]
     fn unset_is_empty_and_reported() {
         let mut unset = Vec::new();
-        assert_eq!(
-            interpolate_str("a${NOPE}b$ALSO", &env, &mut unset).unwrap(),
-            "ab"
-        );
+        assert_eq!(interpolate_str("a${NOPE}b$ALSO", &env, &mut unset).unwrap(), "ab");
         assert_eq!(unset, vec!["NOPE".to_string(), "ALSO".to_string()]);
     }
 
@@ -259,10 +254,7 @@ mod tests {
             "${SET!}",
             "trailing $",
         ] {
-            assert!(
-                matches!(run(bad), Err(InterpolateError::Format { .. })),
-                "{bad}"
-            );
+            assert!(matches!(run(bad), Err(InterpolateError::Format { .. })), "{bad}");
         }
     }
 

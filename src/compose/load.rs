@@ -18,11 +18,7 @@ pub struct Loaded {
 
 /// Parses and interpolates a stack file (as `docker stack deploy` does) and
 /// reads it into the compose model.
-pub fn load(
-    file: &str,
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Loaded, Problems> {
+pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, Problems> {
     let mut tree = yaml::parse(file, text).map_err(|e| Problem::new(file, e.to_string()))?;
     if matches!(tree.value, yaml::Value::Null) {
         return Err(Problem::new(file, "the stack file is empty").into());
@@ -36,11 +32,8 @@ pub fn load(
         .into());
     }
     let mut unset = Vec::new();
-    interpolate_tree(&mut tree, env, &mut unset).map_err(|e| {
-        Problem::new(file, e.error.to_string())
-            .at(e.node.pos)
-            .field(&e.path)
-    })?;
+    interpolate_tree(&mut tree, env, &mut unset)
+        .map_err(|e| Problem::new(file, e.error.to_string()).at(e.node.pos).field(&e.path))?;
     let mut warnings: Vec<String> = Vec::new();
     unset.sort();
     unset.dedup();
@@ -60,9 +53,7 @@ pub fn load(
                 message = msg.to_string();
             }
         }
-        Problem::new(file, message)
-            .at(tree.locate(&path))
-            .field(&path)
+        Problem::new(file, message).at(tree.locate(&path)).field(&path)
     })?;
     for (name, svc) in &compose.services {
         for key in svc.extra.keys() {
@@ -136,12 +127,7 @@ mod tests {
 
     #[test]
     fn required_variable_is_located() {
-        let err = load(
-            "s.yml",
-            "services:\n  web:\n    image: ${IMG:?set IMG}\n",
-            &no_env,
-        )
-        .unwrap_err();
+        let err = load("s.yml", "services:\n  web:\n    image: ${IMG:?set IMG}\n", &no_env).unwrap_err();
         assert_eq!(err.0[0].pos.map(|p| p.line), Some(3));
         assert!(err.0[0].message.contains("set IMG"));
     }

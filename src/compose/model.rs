@@ -351,9 +351,7 @@ fn external<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-fn service_networks<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, ServiceNetwork>, D::Error> {
+fn service_networks<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ServiceNetwork>, D::Error> {
     match Option::<Json>::deserialize(d)? {
         None | Some(Json::Null) => Ok(BTreeMap::new()),
         Some(Json::Array(items)) => items
@@ -483,11 +481,7 @@ fn parse_short_volume(s: &str) -> Result<ServiceVolume, String> {
         [t] => (None, *t, None),
         [s, t] => (Some(*s), *t, None),
         [s, t, o] => (Some(*s), *t, Some(*o)),
-        _ => {
-            return Err(format!(
-                "invalid volume {s:?}: expected source:target[:mode]"
-            ))
-        }
+        _ => return Err(format!("invalid volume {s:?}: expected source:target[:mode]")),
     };
     if target.is_empty() {
         return Err(format!("invalid volume {s:?}: the target path is empty"));
@@ -562,13 +556,10 @@ impl<'de> Deserialize<'de> for FileRef {
 fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let mode = match Option::<Json>::deserialize(d)? {
         None | Some(Json::Null) => return Ok(None),
-        Some(Json::Number(n)) => {
-            n.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| {
-                    de::Error::custom(format!("field `mode`: file mode {n} is not a valid mode"))
-                })?
-        }
+        Some(Json::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| de::Error::custom(format!("field `mode`: file mode {n} is not a valid mode")))?,
         Some(Json::String(s)) => {
             let digits = s.strip_prefix("0o").unwrap_or(&s);
             u32::from_str_radix(digits, 8).map_err(|_| {
@@ -638,10 +629,7 @@ fn parse_short_port(s: &str) -> Result<Port, String> {
         Some((p, proto)) => (p, proto.to_string()),
         None => (s, "tcp".to_string()),
     };
-    let num = |p: &str| {
-        p.parse::<u16>()
-            .map_err(|_| format!("invalid port {p:?} in {s:?}"))
-    };
+    let num = |p: &str| p.parse::<u16>().map_err(|_| format!("invalid port {p:?} in {s:?}"));
     let (published, target) = match ports.split(':').collect::<Vec<_>>().as_slice() {
         [t] => (None, num(t)?),
         [p, t] => (Some(num(p)?), num(t)?),
@@ -673,10 +661,7 @@ mod tests {
             "services:\n  a:\n    image: x\n    command: run --flag 'two words'\n    environment: [A=1, B]\n    labels: {x: 1}\n    networks: [n]\n    volumes: ['data:/d:ro', /host:/h]\n    configs: [c, {source: d, target: /etc/d, mode: 0440}]\n    ports: ['80:8080', {target: 9, published: 10, mode: host}]\nnetworks:\n  n:\nconfigs:\n  c: {file: ./c}\n  d: {file: ./d}\nvolumes:\n  data:\n",
         );
         let a = &f.services["a"];
-        assert_eq!(
-            a.command.as_deref().unwrap(),
-            ["run", "--flag", "two words"]
-        );
+        assert_eq!(a.command.as_deref().unwrap(), ["run", "--flag", "two words"]);
         assert_eq!(a.environment["A"].as_deref(), Some("1"));
         assert_eq!(a.environment["B"], None);
         assert_eq!(a.labels["x"], "1");

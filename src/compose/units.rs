@@ -16,9 +16,7 @@ pub fn go_duration(s: &str) -> Result<i64, String> {
     let mut total: f64 = 0.0;
     let mut rest = text;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
         if num_end == 0 {
             return Err(err());
         }
@@ -47,19 +45,13 @@ pub fn go_duration(s: &str) -> Result<i64, String> {
 
 /// Parses a memory size as Docker does (`512m`, `2G`, `1gb`, `1024`): binary multiples.
 pub fn ram_bytes(s: &str) -> Result<i64, String> {
-    let err = || {
-        format!("invalid size {s:?} (expected a number with an optional unit b, k, m, g, t or p, such as 512M)")
-    };
+    let err =
+        || format!("invalid size {s:?} (expected a number with an optional unit b, k, m, g, t or p, such as 512M)");
     let t = s.trim().to_ascii_lowercase();
-    let num_end = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let number: f64 = t[..num_end].parse().map_err(|_| err())?;
     let unit = t[num_end..].trim();
-    let unit = unit
-        .strip_suffix('b')
-        .filter(|u| !u.is_empty())
-        .unwrap_or(unit);
+    let unit = unit.strip_suffix('b').filter(|u| !u.is_empty()).unwrap_or(unit);
     let scale: f64 = match unit {
         "" | "b" => 1.0,
         "k" => 1024.0,
@@ -121,9 +113,7 @@ pub fn constraint(s: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !key_ok {
-        return Err(format!(
-            "invalid constraint {s:?}: the key {key:?} is not a valid name"
-        ));
+        return Err(format!("invalid constraint {s:?}: the key {key:?} is not a valid name"));
     }
     let known = [
         "node.id",
@@ -132,18 +122,13 @@ pub fn constraint(s: &str) -> Result<(), String> {
         "node.platform.os",
         "node.platform.arch",
     ];
-    if !(known.contains(&key)
-        || key.starts_with("node.labels.")
-        || key.starts_with("engine.labels."))
-    {
+    if !(known.contains(&key) || key.starts_with("node.labels.") || key.starts_with("engine.labels.")) {
         return Err(format!(
             "invalid constraint {s:?}: unknown key {key:?} (expected node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.<label> or engine.labels.<label>)"
         ));
     }
     if value.is_empty() || value.contains(char::is_whitespace) || value.contains('=') {
-        return Err(format!(
-            "invalid constraint {s:?}: the value {value:?} is not valid"
-        ));
+        return Err(format!("invalid constraint {s:?}: the value {value:?} is not valid"));
     }
     Ok(())
 }

@@ -1,8 +1,7 @@
 use super::*;
 use crate::chart::{Chart, RenderOptions};
 use bollard::models::{
-    Config, Network, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus,
-    ObjectVersion, Service, Task,
+    Config, Network, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, Service, Task,
 };
 use proptest::prelude::*;
 
@@ -32,12 +31,7 @@ fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
         id: Some(id.into()),
         spec: Some(NodeSpec {
             role: Some(NodeSpecRoleEnum::WORKER),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
+            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..Default::default()
         }),
         description: Some(NodeDescription {
@@ -95,10 +89,7 @@ fn observed_from(d: &DesiredState) -> Observed {
             let c = tt.container_spec.get_or_insert_with(Default::default);
             c.isolation = Some(bollard::models::TaskSpecContainerSpecIsolationEnum::DEFAULT);
             for cfg in c.configs.iter_mut().flatten() {
-                cfg.config_id = Some(format!(
-                    "id-{}",
-                    cfg.config_name.clone().unwrap_or_default()
-                ));
+                cfg.config_id = Some(format!("id-{}", cfg.config_name.clone().unwrap_or_default()));
             }
             let e = spec.endpoint_spec.get_or_insert_with(Default::default);
             e.mode = Some(bollard::models::EndpointSpecModeEnum::VIP);
@@ -203,15 +194,7 @@ fn replicas_image_constraint_and_label_drift() {
                 ..Default::default()
             })
         }) as fn(&mut ServiceSpec),
-        |s| {
-            s.task_template
-                .as_mut()
-                .unwrap()
-                .container_spec
-                .as_mut()
-                .unwrap()
-                .image = Some("other:1".into())
-        },
+        |s| s.task_template.as_mut().unwrap().container_spec.as_mut().unwrap().image = Some("other:1".into()),
         |s| s.task_template.as_mut().unwrap().placement = None,
         |s| {
             s.labels.as_mut().unwrap().remove("com.df.notify");
@@ -262,11 +245,7 @@ fn foreign_labels_are_kept_and_not_drift() {
         panic!()
     };
     assert_eq!(
-        spec.labels
-            .as_ref()
-            .unwrap()
-            .get("team")
-            .map(String::as_str),
+        spec.labels.as_ref().unwrap().get("team").map(String::as_str),
         Some("ops")
     );
 }
@@ -276,10 +255,7 @@ fn a_label_swarmlog_no_longer_sets_is_removed() {
     let d = desired_with("");
     let mut o = observed_from(&d);
     // The running service has a label from an older desired state.
-    let labels = service_mut(&mut o, "logging_kibana")
-        .labels
-        .as_mut()
-        .unwrap();
+    let labels = service_mut(&mut o, "logging_kibana").labels.as_mut().unwrap();
     labels.insert("com.df.old".into(), "x".into());
     let managed = labels.get(LABEL_MANAGED).cloned().unwrap_or_default();
     labels.insert(LABEL_MANAGED.into(), format!("{managed},com.df.old"));
@@ -297,10 +273,7 @@ fn changed_values_are_an_update_not_drift() {
     let p = plan(&new, &observed_from(&old), PlanOptions::default());
     assert_eq!(p.actions.len(), 1);
     let Action::UpdateService {
-        reason,
-        changes,
-        name,
-        ..
+        reason, changes, name, ..
     } = &p.actions[0]
     else {
         panic!()
@@ -308,9 +281,7 @@ fn changed_values_are_an_update_not_drift() {
     assert_eq!(name, "logging_kibana");
     assert_eq!(*reason, Reason::Changed);
     assert!(
-        changes
-            .iter()
-            .any(|c| c.field == "Labels.com.df.serviceDomain"),
+        changes.iter().any(|c| c.field == "Labels.com.df.serviceDomain"),
         "{changes:?}"
     );
 }
@@ -324,11 +295,7 @@ fn pipeline_edit_creates_new_config_updates_logstash_then_removes_old() {
     std::fs::write(&file, "input { tcp { port => 9000 } }\n").unwrap();
     let new = desired_with(&format!("logstash:\n  pipelineFile: {}\n", file.display()));
     let p = plan(&new, &observed_from(&old), PlanOptions::default());
-    let got: Vec<String> = p
-        .actions
-        .iter()
-        .map(|a| format!("{} {}", a.verb(), a.kind()))
-        .collect();
+    let got: Vec<String> = p.actions.iter().map(|a| format!("{} {}", a.verb(), a.kind())).collect();
     assert_eq!(got, ["create config", "update service", "remove config"]);
     assert_eq!(p.actions[1].name(), "logging_logstash");
 }
@@ -371,9 +338,7 @@ fn removing_every_owned_service_is_refused() {
     let p = plan(&renamed, &o, PlanOptions::default());
     assert_eq!(p.count("remove"), 3);
     assert!(
-        p.blockers
-            .iter()
-            .any(|b| b.contains("removes every service")),
+        p.blockers.iter().any(|b| b.contains("removes every service")),
         "{:?}",
         p.blockers
     );
@@ -399,9 +364,7 @@ fn missing_preconditions_block() {
     o.nodes.retain(|n| n.id.as_deref() != Some("n2"));
     let p = plan(&d, &o, PlanOptions::default());
     assert!(
-        p.blockers
-            .iter()
-            .any(|b| b.contains("external network main")),
+        p.blockers.iter().any(|b| b.contains("external network main")),
         "{:?}",
         p.blockers
     );
@@ -419,8 +382,7 @@ fn elasticsearch_is_not_moved_off_its_volume() {
     let d = desired_with("nodeSelector:\n  label: storage\n");
     let old = desired();
     let mut o = observed_from(&old);
-    o.nodes
-        .push(node("n3", "storage-1", &[("storage", "true")]));
+    o.nodes.push(node("n3", "storage-1", &[("storage", "true")]));
     o.tasks.push(Task {
         service_id: Some("id-logging_elasticsearch".into()),
         node_id: Some("n2".into()),
@@ -451,10 +413,7 @@ fn constraint_evaluation() {
     assert!(node_matches(&n, &["node.labels.logger == true".into()]));
     assert!(node_matches(
         &n,
-        &[
-            "node.labels.logger==TRUE".into(),
-            "node.role != manager".into()
-        ]
+        &["node.labels.logger==TRUE".into(), "node.role != manager".into()]
     ));
     assert!(!node_matches(&n, &["node.labels.other == true".into()]));
     assert!(node_matches(&n, &["node.labels.other != true".into()]));
@@ -507,8 +466,6 @@ fn duplicate_networks_from_a_race_are_removed_first() {
     o.networks.push(dup);
     let p = plan(&d, &o, PlanOptions::default());
     assert_eq!(p.actions.len(), 1, "{:#?}", p.actions);
-    assert!(
-        matches!(&p.actions[0], Action::RemoveNetwork { id, duplicate: true, .. } if id == "zz-dup")
-    );
+    assert!(matches!(&p.actions[0], Action::RemoveNetwork { id, duplicate: true, .. } if id == "zz-dup"));
     assert_eq!(p.actions[0].phase(), 0);
 }

@@ -89,18 +89,12 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if std::env::var_os("SWARMLOG_KEEP_SANDBOX").is_some() {
-            eprintln!(
-                "keeping sandbox {} (SWARMLOG_KEEP_SANDBOX is set)",
-                self.name
-            );
+            eprintln!("keeping sandbox {} (SWARMLOG_KEEP_SANDBOX is set)", self.name);
             return;
         }
         match sandbox_cmd(&["down", "--name", &self.name]) {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "sandbox down failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            Ok(o) => eprintln!("sandbox down failed: {}", String::from_utf8_lossy(&o.stderr)),
             Err(e) => eprintln!("{e}"),
         }
     }

@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::process::Output;
 
-use bollard::query_parameters::{
-    ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions,
-};
+use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
 
 use crate::common::{self, Sandbox};
@@ -62,10 +60,7 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
         objects.insert(
             format!(
                 "service {}",
-                s.spec
-                    .as_ref()
-                    .and_then(|s| s.name.clone())
-                    .unwrap_or_default()
+                s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()
             ),
             format!("{:?}", s.version.as_ref().and_then(|v| v.index)),
         );
@@ -80,10 +75,7 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
         objects.insert(
             format!(
                 "config {}",
-                c.spec
-                    .as_ref()
-                    .and_then(|s| s.name.clone())
-                    .unwrap_or_default()
+                c.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default()
             ),
             format!("{:?}", c.version.as_ref().and_then(|v| v.index)),
         );
@@ -119,9 +111,7 @@ async fn versions(docker: &Docker, stack: &str) -> Result<Versions, String> {
 async fn service_version(docker: &Docker, name: &str) -> Result<Option<u64>, String> {
     match docker.inspect_service(name, None).await {
         Ok(s) => Ok(s.version.and_then(|v| v.index)),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -131,10 +121,7 @@ async fn remove_owned(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), 
 }
 
 /// From an empty swarm, apply creates everything; a second apply writes nothing.
-pub fn apply_from_empty_then_zero_writes(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itapply";
     let o = sl(sb, "plan", stack, &[]);
     expect_code(&o, 2, "plan of an empty swarm")?;
@@ -165,9 +152,7 @@ pub fn apply_from_empty_then_zero_writes(
             .map_err(|e| format!("volume missing on logger-1: {e}"))?;
         let before = versions(&docker, stack).await?;
         if before.objects.len() != 5 {
-            return Err(format!(
-                "expected 3 services, 1 config, 1 network: {before:?}"
-            ));
+            return Err(format!("expected 3 services, 1 config, 1 network: {before:?}"));
         }
         let o = sl(sb, "apply", stack, &[]);
         expect_code(&o, 0, "second apply")?;
@@ -188,10 +173,7 @@ pub fn apply_from_empty_then_zero_writes(
 
 /// Every out-of-band change is shown by plan and repaired by apply; foreign
 /// services and foreign labels stay as they were.
-pub fn drift_is_planned_and_repaired(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itdrift";
     expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
     sb.docker(&[
@@ -214,11 +196,7 @@ pub fn drift_is_planned_and_repaired(
             "TaskTemplate.ContainerSpec.Env",
         ),
         (
-            vec![
-                "--image".into(),
-                "swarmlog/standin:latest".into(),
-                logstash.clone(),
-            ],
+            vec!["--image".into(), "swarmlog/standin:latest".into(), logstash.clone()],
             "TaskTemplate.ContainerSpec.Image",
         ),
         (
@@ -261,34 +239,23 @@ pub fn drift_is_planned_and_repaired(
             expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after repair")?;
         }
         // The label someone added stays.
-        let k = docker
-            .inspect_service(&kibana, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let k = docker.inspect_service(&kibana, None).await.map_err(|e| e.to_string())?;
         let labels = k.spec.and_then(|s| s.labels).unwrap_or_default();
         if labels.get("team").map(String::as_str) != Some("ops") {
-            return Err(format!(
-                "the foreign label team=ops was not kept: {labels:?}"
-            ));
+            return Err(format!("the foreign label team=ops was not kept: {labels:?}"));
         }
         // A removed service and a removed network come back.
         sb.docker(&["service", "rm", &kibana, &logstash, &es])?;
-        common::wait_for(
-            "the stack's tasks gone",
-            std::time::Duration::from_secs(60),
-            || async {
-                Ok(sb
-                    .docker(&["network", "rm", &format!("{stack}_log_net")])
-                    .ok()
-                    .map(|_| ()))
-            },
-        )
+        common::wait_for("the stack's tasks gone", std::time::Duration::from_secs(60), || async {
+            Ok(sb
+                .docker(&["network", "rm", &format!("{stack}_log_net")])
+                .ok()
+                .map(|_| ()))
+        })
         .await?;
         let o = sl(sb, "plan", stack, &[]);
         let text = String::from_utf8_lossy(&o.stdout).to_string();
-        if !text.contains("+ network  itdrift_log_net")
-            || !text.contains("+ service  itdrift_kibana")
-        {
+        if !text.contains("+ network  itdrift_log_net") || !text.contains("+ service  itdrift_kibana") {
             return Err(format!("plan does not re-create what was removed:\n{text}"));
         }
         expect_code(
@@ -307,20 +274,14 @@ pub fn drift_is_planned_and_repaired(
 
 /// A pipeline edit creates a new config, rolls Logstash onto it and removes
 /// the old one; a Kibana-only change leaves Elasticsearch and its volume alone.
-pub fn pipeline_edit_and_kibana_change(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+pub fn pipeline_edit_and_kibana_change(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itpipe";
     let dir = common::temp_dir(stack);
     let pipeline = dir.join("pipeline.conf");
     let values = dir.join("values.yaml");
     std::fs::write(&pipeline, "input { tcp { port => 9000 } }\n").map_err(|e| e.to_string())?;
-    std::fs::write(
-        &values,
-        format!("logstash:\n  pipelineFile: {}\n", pipeline.display()),
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&values, format!("logstash:\n  pipelineFile: {}\n", pipeline.display()))
+        .map_err(|e| e.to_string())?;
     let v = values.display().to_string();
     expect_code(
         &sl(
@@ -341,11 +302,7 @@ pub fn pipeline_edit_and_kibana_change(
             .filter(|k| k.starts_with("config "))
             .cloned()
             .collect();
-        std::fs::write(
-            &pipeline,
-            "input { tcp { port => 9000 codec => json_lines } }\n",
-        )
-        .map_err(|e| e.to_string())?;
+        std::fs::write(&pipeline, "input { tcp { port => 9000 codec => json_lines } }\n").map_err(|e| e.to_string())?;
         let o = sl(sb, "apply", stack, &["--values", &v]);
         expect_code(&o, 0, "apply after the pipeline edit")?;
         let text = String::from_utf8_lossy(&o.stdout).to_string();
@@ -403,8 +360,7 @@ pub fn pipeline_edit_and_kibana_change(
                 es_tasks(&after)
             ));
         }
-        if before.objects.get("service itpipe_kibana") == after.objects.get("service itpipe_kibana")
-        {
+        if before.objects.get("service itpipe_kibana") == after.objects.get("service itpipe_kibana") {
             return Err("Kibana was not updated".into());
         }
         remove_owned(sb, &docker, stack).await?;
@@ -434,68 +390,41 @@ async fn running_task(docker: &Docker, service_id: &str) -> Result<Vec<String>, 
 }
 
 /// Broken, empty or truncated desired state removes nothing.
-pub fn bad_desired_state_removes_nothing(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+pub fn bad_desired_state_removes_nothing(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itsafe";
     expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
     let dir = common::temp_dir(stack);
     let broken = dir.join("broken.yaml");
     std::fs::write(&broken, "kibana:\n  domain: [unclosed\n").map_err(|e| e.to_string())?;
     let truncated = dir.join("truncated.yml");
-    std::fs::write(
-        &truncated,
-        "services:\n  web:\n    image: swarmlog/standin:latest\n",
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&truncated, "services:\n  web:\n    image: swarmlog/standin:latest\n").map_err(|e| e.to_string())?;
     let empty = dir.join("empty.yml");
     std::fs::write(&empty, "").map_err(|e| e.to_string())?;
     rt.block_on(async {
         let docker = sb.client().await?;
         let before = versions(&docker, stack).await?;
-        let o = sl(
-            sb,
-            "apply",
-            stack,
-            &["--values", &broken.display().to_string()],
-        );
+        let o = sl(sb, "apply", stack, &["--values", &broken.display().to_string()]);
         expect_code(&o, 1, "apply with a broken values file")?;
         if !String::from_utf8_lossy(&o.stderr).contains("broken.yaml") {
             return Err(format!("the error does not name the file: {}", out(&o)));
         }
-        let o = sl(
-            sb,
-            "apply",
-            stack,
-            &["--chart", &empty.display().to_string()],
-        );
+        let o = sl(sb, "apply", stack, &["--chart", &empty.display().to_string()]);
         expect_code(&o, 1, "apply with an empty stack file")?;
-        let o = sl(
-            sb,
-            "apply",
-            stack,
-            &["--chart", &truncated.display().to_string()],
-        );
+        let o = sl(sb, "apply", stack, &["--chart", &truncated.display().to_string()]);
         expect_code(&o, 1, "apply with a truncated stack file")?;
         if !String::from_utf8_lossy(&o.stderr).contains("removes every service") {
             return Err(format!("the refusal is not explained: {}", out(&o)));
         }
         let after = versions(&docker, stack).await?;
         if before != after {
-            return Err(format!(
-                "a refused apply changed something:\n{before:?}\n{after:?}"
-            ));
+            return Err(format!("a refused apply changed something:\n{before:?}\n{after:?}"));
         }
         remove_owned(sb, &docker, stack).await
     })
 }
 
 /// A service of the desired name that swarmlog does not own is reported and left alone.
-pub fn name_conflict_is_reported_untouched(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+pub fn name_conflict_is_reported_untouched(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itconflict";
     sb.docker(&[
         "service",
@@ -520,10 +449,7 @@ pub fn name_conflict_is_reported_untouched(
         if service_version(&docker, "itconflict_kibana").await? != before {
             return Err("the unowned service was changed".into());
         }
-        if service_version(&docker, "itconflict_elasticsearch")
-            .await?
-            .is_some()
-        {
+        if service_version(&docker, "itconflict_elasticsearch").await?.is_some() {
             return Err("apply wrote despite the conflict".into());
         }
         sb.docker(&["service", "rm", "itconflict_kibana"])?;
@@ -554,16 +480,8 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
     rt.block_on(async {
         let docker = sb.client().await?;
         let v = versions(&docker, stack).await?;
-        let services = v
-            .objects
-            .keys()
-            .filter(|k| k.starts_with("service "))
-            .count();
-        let networks = v
-            .objects
-            .keys()
-            .filter(|k| k.starts_with("network "))
-            .count();
+        let services = v.objects.keys().filter(|k| k.starts_with("service ")).count();
+        let networks = v.objects.keys().filter(|k| k.starts_with("network ")).count();
         let nets = docker
             .list_networks(None::<ListNetworksOptions>)
             .await
@@ -582,30 +500,14 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
 
 /// Missing preconditions are reported by plan and refused by apply before any
 /// write; engine errors get one sentence and a distinct exit code.
-pub fn preconditions_and_engine_errors(
-    sb: &Sandbox,
-    rt: &tokio::runtime::Runtime,
-) -> Result<(), String> {
+pub fn preconditions_and_engine_errors(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itpre";
-    let o = sl(
-        sb,
-        "plan",
-        stack,
-        &["--set", "networks.proxy.name=nonexistent"],
-    );
+    let o = sl(sb, "plan", stack, &["--set", "networks.proxy.name=nonexistent"]);
     expect_code(&o, 1, "plan with a missing external network")?;
     if !String::from_utf8_lossy(&o.stdout).contains("external network nonexistent does not exist") {
-        return Err(format!(
-            "plan does not name the missing network: {}",
-            out(&o)
-        ));
+        return Err(format!("plan does not name the missing network: {}", out(&o)));
     }
-    let o = sl(
-        sb,
-        "apply",
-        stack,
-        &["--set", "networks.proxy.name=nonexistent"],
-    );
+    let o = sl(sb, "apply", stack, &["--set", "networks.proxy.name=nonexistent"]);
     expect_code(&o, 1, "apply with a missing external network")?;
     let o = sl(sb, "apply", stack, &["--set", "nodeSelector.label=nolabel"]);
     expect_code(&o, 1, "apply with a selector that matches no node")?;
@@ -624,10 +526,7 @@ pub fn preconditions_and_engine_errors(
     let o = common::swarmlog_with_host(Some("unix:///nonexistent/docker.sock"), &["plan"]);
     expect_code(&o, 3, "plan against no engine")?;
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    if !err.contains("cannot reach the Docker engine")
-        || err.contains("panicked")
-        || err.lines().count() > 2
-    {
+    if !err.contains("cannot reach the Docker engine") || err.contains("panicked") || err.lines().count() > 2 {
         return Err(format!("unclear engine-down error: {err}"));
     }
     // A daemon that left the swarm: exit 6.
@@ -646,12 +545,7 @@ pub fn preconditions_and_engine_errors(
     rt.block_on(common::wait_for(
         "solo-1 removed from the node list",
         std::time::Duration::from_secs(60),
-        || async {
-            Ok(sb
-                .docker(&["node", "rm", "--force", "solo-1"])
-                .ok()
-                .map(|_| ()))
-        },
+        || async { Ok(sb.docker(&["node", "rm", "--force", "solo-1"]).ok().map(|_| ())) },
     ))?;
     // A worker is not a manager: exit 7.
     let worker = format!("unix://{}", sb.sock("worker-1")?);

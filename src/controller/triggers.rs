@@ -1,0 +1,251 @@
+//! Controller triggers: everything that says "look again", coalesced.
+//!
+//! Every source (engine events, the resync tick, file changes, a manual
+//! request, a reconnect, a retry) only sends a [`Trigger`]; the loop takes
+//! them in batches: the first trigger opens a batch, which closes after
+//! `debounce` without a new one, or `max_delay` after it opened.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Why a reconcile runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The operator started.
+    Startup,
+    /// An engine event (`service remove logging_kibana`).
+    Event { what: String },
+    /// The periodic full resync.
+    Resync,
+    /// A values or chart file changed on disk.
+    FileChange,
+    /// `POST /reconcile` or another manual request.
+    Manual,
+    /// The event stream came back after a drop: events in between are lost.
+    Reconnected,
+    /// A retry after a failed reconcile.
+    Retry,
+    /// Writes were made or tasks are starting: look again shortly.
+    Recheck,
+}
+
+impl Trigger {
+    /// A static name, for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Event { .. } => "event",
+            Trigger::Resync => "resync",
+            Trigger::FileChange => "file-change",
+            Trigger::Manual => "manual",
+            Trigger::Reconnected => "reconnected",
+            Trigger::Retry => "retry",
+            Trigger::Recheck => "recheck",
+        }
+    }
+}
+
+/// Waits for the next batch of triggers. `None` once every sender is gone.
+pub async fn next_batch(rx: &mut mpsc::Receiver<Trigger>, debounce: Duration, max_delay: Duration) -> Option<Vec<Trigger>> {
+    let first = rx.recv().await?;
+    let opened = Instant::now();
+    let mut batch = vec![first];
+    loop {
+        let quiet = Instant::now() + debounce;
+        let until = quiet.min(opened + max_delay);
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(t)) => {
+                if !batch.contains(&t) {
+                    batch.push(t);
+                }
+            }
+            Ok(None) | Err(_) => return Some(batch),
+        }
+        if Instant::now() >= opened + max_delay {
+            return Some(batch);
+        }
+    }
+}
+
+/// Exponential backoff with jitter, capped; `reset` after a success.
+pub struct Backoff {
+    builder: ExponentialBuilder,
+    current: ExponentialBackoff,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        let builder = ExponentialBuilder::default()
+            .with_min_delay(min)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        Backoff {
+            current: builder.build(),
+            builder,
+            max,
+        }
+    }
+
+    /// The next delay (never more than twice the cap, jitter included).
+    pub fn next_delay(&mut self) -> Duration {
+        self.current.next().unwrap_or(self.max)
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.builder.build();
+    }
+}
+
+/// Sends [`Trigger::Resync`] every `period` (not at start).
+pub async fn resync_ticker(period: Duration, tx: mpsc::Sender<Trigger>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if tx.send(Trigger::Resync).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What identifies a file's content for change detection.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                if let Ok(entries) = std::fs::read_dir(&p) {
+                    stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+                }
+            }
+            Ok(m) => out.push((p, Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())))),
+            Err(_) => out.push((p, None)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Polls the values and chart files every `interval`; sends
+/// [`Trigger::FileChange`] when any changed (polling works on every
+/// filesystem, including swarm configs and bind mounts).
+pub async fn watch_files(paths: Vec<PathBuf>, interval: Duration, tx: mpsc::Sender<Trigger>, shutdown: CancellationToken) {
+    if paths.is_empty() {
+        return;
+    }
+    let mut last = fingerprint(&paths);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let now = fingerprint(&paths);
+                if now != last {
+                    last = now;
+                    if tx.send(Trigger::FileChange).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_one_batch() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let sender = tokio::spawn(async move {
+            for i in 0..5 {
+                tx.send(Trigger::Event { what: format!("e{i}") }).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(Trigger::Resync).await.unwrap();
+        });
+        let start = Instant::now();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1)).await.unwrap();
+        assert_eq!(batch.len(), 5);
+        // Closed 20 ms after the last of the burst (at 20 ms).
+        assert_eq!(start.elapsed(), Duration::from_millis(40));
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1)).await.unwrap();
+        assert_eq!(batch, vec![Trigger::Resync]);
+        sender.await.unwrap();
+        assert!(next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1)).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_is_cut_at_max_delay() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                if tx.send(Trigger::Resync).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let start = Instant::now();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_millis(200)).await.unwrap();
+        assert_eq!(batch, vec![Trigger::Resync], "identical triggers are one");
+        assert!(start.elapsed() >= Duration::from_millis(200) && start.elapsed() <= Duration::from_millis(210));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(100) && delays[0] <= Duration::from_millis(200));
+        assert!(delays[3] >= Duration::from_millis(800), "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)), "{delays:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resync_ticks_on_period() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        tokio::spawn(resync_ticker(Duration::from_secs(300), tx, stop.clone()));
+        let start = Instant::now();
+        assert_eq!(rx.recv().await, Some(Trigger::Resync));
+        assert_eq!(start.elapsed(), Duration::from_secs(300));
+        stop.cancel();
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn file_changes_trigger() {
+        let dir = std::env::temp_dir().join(format!("swarmlog-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("values.yaml");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        tokio::spawn(watch_files(vec![file.clone()], Duration::from_millis(20), tx, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        std::fs::write(&file, "a: 22\n").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(got, Some(Trigger::FileChange));
+        stop.cancel();
+    }
+}
