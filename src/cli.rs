@@ -65,7 +65,12 @@ pub struct RunArgs {
     /// Auto-label rule, `CONDITIONS:LABELS` such as `hostname=logger-*:logger=true`
     /// (conditions: hostname=GLOB, role=manager|worker, label.KEY=VALUE); repeatable,
     /// `;`-separated in the environment variable.
-    #[arg(long = "auto-label", env = "SWARMLOG_AUTO_LABEL", value_delimiter = ';', value_name = "RULE")]
+    #[arg(
+        long = "auto-label",
+        env = "SWARMLOG_AUTO_LABEL",
+        value_delimiter = ';',
+        value_name = "RULE"
+    )]
     pub auto_label: Vec<String>,
     /// First retry delay after a failed reconcile (doubles, with jitter).
     #[arg(long, env = "SWARMLOG_RETRY_MIN", default_value = "1s", value_parser = humantime::parse_duration)]

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
-use swarmlog::cli::{RunArgs, 
-    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs, RenderFormat,
+use swarmlog::cli::{
+    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs, RenderFormat, RunArgs,
     SafetyArgs,
 };
 use swarmlog::diag::{Problem, Problems};
@@ -333,7 +333,10 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // The engine being down at start is a state to wait out, not a crash.
     let env_host = std::env::var("DOCKER_HOST").ok();
     let host = engine::default_host(args.engine.docker_host.as_deref(), env_host.as_deref());
-    let mut backoff = Backoff::new(std::time::Duration::from_millis(500), std::time::Duration::from_secs(30));
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
     let engine = loop {
         match Engine::connect(&host, args.engine.engine_timeout).await {
             Ok(e) => break e,

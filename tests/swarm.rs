@@ -2,6 +2,7 @@
 //! manager and two workers in network namespaces), started by this binary.
 
 mod common;
+mod controller;
 mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
@@ -60,6 +61,20 @@ fn main() {
         (
             "preconditions_and_engine_errors",
             reconcile::preconditions_and_engine_errors,
+        ),
+        ("run_converges_and_heals", controller::run_converges_and_heals),
+        (
+            "run_labels_a_joining_node_and_uses_it",
+            controller::node_join_is_labelled_and_used,
+        ),
+        (
+            "run_survives_a_cut_event_stream",
+            controller::event_stream_cut_reconnects,
+        ),
+        ("run_two_writers_converge", controller::two_writers_converge),
+        (
+            "run_invalid_values_keep_last_good",
+            controller::invalid_values_keep_last_good,
         ),
     ];
     if args.list {
@@ -187,7 +202,7 @@ fn eject(stack: &str) -> Result<std::path::PathBuf, String> {
     Ok(dir.join("docker-stack.yml"))
 }
 
-async fn stack_services(docker: &Docker, stack: &str) -> Result<Vec<bollard::models::Service>, String> {
+pub(crate) async fn stack_services(docker: &Docker, stack: &str) -> Result<Vec<bollard::models::Service>, String> {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
     docker

@@ -63,7 +63,11 @@ pub struct Context {
 impl Context {
     pub fn new(engine: Engine, settings: Settings, trigger: mpsc::Sender<Trigger>) -> Context {
         let stack = settings.stack.clone().unwrap_or_else(|| "logging".to_string());
-        let role = if settings.leader_gating { Role::Standby } else { Role::Single };
+        let role = if settings.leader_gating {
+            Role::Standby
+        } else {
+            Role::Single
+        };
         let mut status = Status::new(&stack, now(), role);
         status.engine.host = engine.host.clone();
         status.engine.api_version = engine.api_version.clone();
@@ -151,7 +155,10 @@ pub fn render(settings: &Settings) -> Result<DesiredState, Vec<String>> {
 #[derive(Debug)]
 pub enum Outcome {
     /// Nothing left to write; `recheck` when tasks are still starting.
-    Converged { writes: Vec<String>, recheck: bool },
+    Converged {
+        writes: Vec<String>,
+        recheck: bool,
+    },
     Standby,
     Blocked(Vec<String>),
     Invalid,
@@ -186,7 +193,12 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
     let s = &ctx.settings;
     tokio::spawn(watch::watch_events(ctx.clone(), ctx.trigger.clone(), shutdown.clone()));
     tokio::spawn(triggers::resync_ticker(s.resync, ctx.trigger.clone(), shutdown.clone()));
-    tokio::spawn(triggers::watch_files(ctx.watched_files(), s.watch_interval, ctx.trigger.clone(), shutdown.clone()));
+    tokio::spawn(triggers::watch_files(
+        ctx.watched_files(),
+        s.watch_interval,
+        ctx.trigger.clone(),
+        shutdown.clone(),
+    ));
     let _ = ctx.trigger.send(Trigger::Startup).await;
 
     let mut last_good: Option<DesiredState> = None;
@@ -248,10 +260,14 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             st.reconcile.count += 1;
             st.reconcile.duration_ms = Some(elapsed.as_millis() as u64);
             st.reconcile.outcome = Some(label.to_string());
-            st.reconcile.next_resync = Some(
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now() + s.resync).to_string(),
-            );
-            st.reconcile.writes = ctx.engine.writes().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            st.reconcile.next_resync =
+                Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now() + s.resync).to_string());
+            st.reconcile.writes = ctx
+                .engine
+                .writes()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
             if failed {
                 st.reconcile.consecutive_failures += 1;
             } else {
@@ -278,7 +294,11 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             }
             other => {
                 retry.reset();
-                tracing::info!(outcome = other.label(), elapsed_ms = elapsed.as_millis() as u64, "reconciled");
+                tracing::info!(
+                    outcome = other.label(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "reconciled"
+                );
             }
         }
         if shutdown.is_cancelled() {
@@ -319,7 +339,11 @@ async fn reconcile(
             tracing::warn!(problems = %problems.join("; "), "desired state is invalid; keeping the last good one");
             ctx.update_status(|st| {
                 if st.invalid != problems {
-                    st.event(now(), "desired", format!("desired state invalid: {}", problems.join("; ")));
+                    st.event(
+                        now(),
+                        "desired",
+                        format!("desired state invalid: {}", problems.join("; ")),
+                    );
                 }
                 st.invalid = problems.clone();
                 st.phase = Phase::Invalid;
@@ -509,7 +533,11 @@ fn object_states(desired: &DesiredState, observed: &Observed, p: &plan::Plan) ->
             match action_of(&name) {
                 None => ("in-sync", None),
                 Some(Action::UpdateService { reason, changes, .. }) => (
-                    if *reason == Reason::Drifted { "drifted" } else { "changed" },
+                    if *reason == Reason::Drifted {
+                        "drifted"
+                    } else {
+                        "changed"
+                    },
                     Some(changes.iter().map(|c| c.field.clone()).collect::<Vec<_>>().join(", ")),
                 ),
                 Some(a) if a.verb() == "create" => ("missing", None),
@@ -544,7 +572,9 @@ fn object_states(desired: &DesiredState, observed: &Observed, p: &plan::Plan) ->
             .services
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()));
-        let running = svc.map(|s| running_of(observed, s.id.as_deref().unwrap_or_default())).unwrap_or(0);
+        let running = svc
+            .map(|s| running_of(observed, s.id.as_deref().unwrap_or_default()))
+            .unwrap_or(0);
         push("service", name, Some((wanted.unwrap_or(running.max(1)), running)));
     }
     out
@@ -562,7 +592,11 @@ async fn label_nodes(ctx: &Context, observed: &Observed) -> Result<bool, EngineE
         if c.add.is_empty() {
             continue;
         }
-        let Some(node) = observed.nodes.iter().find(|n| n.id.as_deref() == Some(c.node_id.as_str())) else {
+        let Some(node) = observed
+            .nodes
+            .iter()
+            .find(|n| n.id.as_deref() == Some(c.node_id.as_str()))
+        else {
             continue;
         };
         let mut spec: NodeSpec = node.spec.clone().unwrap_or_default();
@@ -579,7 +613,13 @@ async fn label_nodes(ctx: &Context, observed: &Observed) -> Result<bool, EngineE
             .map_err(|e| ctx.engine.err("label node", &c.hostname, e))?;
         let added: Vec<String> = c.add.iter().map(|(k, v)| format!("{k}={v}")).collect();
         tracing::info!(node = %c.hostname, labels = %added.join(","), "labelled node");
-        ctx.update_status(|st| st.event(now(), "node", format!("labelled {} with {}", c.hostname, added.join(","))));
+        ctx.update_status(|st| {
+            st.event(
+                now(),
+                "node",
+                format!("labelled {} with {}", c.hostname, added.join(",")),
+            )
+        });
         changed = true;
     }
     Ok(changed)

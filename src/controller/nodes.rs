@@ -22,9 +22,9 @@ pub struct LabelRule {
 
 /// Parses `hostname=logger-*,role=worker,label.zone=a:logger=true,tier=logs`.
 pub fn parse_rule(text: &str) -> Result<LabelRule, String> {
-    let (cond, add) = text
-        .rsplit_once(':')
-        .ok_or_else(|| format!("auto-label rule {text:?}: expected CONDITIONS:LABELS, such as hostname=logger-*:logger=true"))?;
+    let (cond, add) = text.rsplit_once(':').ok_or_else(|| {
+        format!("auto-label rule {text:?}: expected CONDITIONS:LABELS, such as hostname=logger-*:logger=true")
+    })?;
     let mut rule = LabelRule {
         hostname: None,
         role: None,
@@ -60,7 +60,11 @@ pub fn parse_rule(text: &str) -> Result<LabelRule, String> {
             .split_once('=')
             .ok_or_else(|| format!("auto-label rule {text:?}: label {a:?} must be KEY=VALUE"))?;
         let k = k.trim();
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
             return Err(format!("auto-label rule {text:?}: invalid label key {k:?}"));
         }
         rule.add.insert(k.to_string(), v.trim().to_string());
@@ -99,7 +103,10 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 pub fn hostname(n: &Node) -> String {
-    n.description.as_ref().and_then(|d| d.hostname.clone()).unwrap_or_default()
+    n.description
+        .as_ref()
+        .and_then(|d| d.hostname.clone())
+        .unwrap_or_default()
 }
 
 fn labels(n: &Node) -> BTreeMap<String, String> {
@@ -197,7 +204,12 @@ pub fn logger_nodes(
         let l = labels(n);
         let id = n.id.clone().unwrap_or_default();
         let host = hostname(n);
-        let state = n.status.as_ref().and_then(|s| s.state).map(|s| s.to_string()).unwrap_or_default();
+        let state = n
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         let availability = n
             .spec
             .as_ref()
@@ -286,7 +298,14 @@ mod tests {
         assert_eq!(r.role.as_deref(), Some("worker"));
         assert_eq!(r.labels["zone"], "a");
         assert_eq!(r.add["tier"], "logs");
-        for bad in ["logger=true", "hostname=x:", ":a=b", "role=boss:a=b", "colour=red:a=b", "hostname=x:bad key=1"] {
+        for bad in [
+            "logger=true",
+            "hostname=x:",
+            ":a=b",
+            "role=boss:a=b",
+            "colour=red:a=b",
+            "hostname=x:bad key=1",
+        ] {
             assert!(parse_rule(bad).is_err(), "{bad}");
         }
     }
@@ -306,7 +325,10 @@ mod tests {
         assert_eq!(changes[0].add["logger"], "true");
         assert_eq!(changes[0].version, 7);
         assert!(changes[1].add.is_empty());
-        assert_eq!(changes[1].kept, vec![("logger".to_string(), "false".to_string(), "true".to_string())]);
+        assert_eq!(
+            changes[1].kept,
+            vec![("logger".to_string(), "false".to_string(), "true".to_string())]
+        );
     }
 
     #[test]
@@ -334,7 +356,10 @@ mod tests {
         known.insert("z".to_string(), "logger-9".to_string());
         let (loggers, degraded) = logger_nodes(&nodes, "logger", "true", &known);
         assert_eq!(loggers.len(), 2);
-        let reasons: Vec<String> = degraded.iter().map(|d| format!("{}: {}", d.hostname, d.reason)).collect();
+        let reasons: Vec<String> = degraded
+            .iter()
+            .map(|d| format!("{}: {}", d.hostname, d.reason))
+            .collect();
         assert_eq!(
             reasons,
             [

@@ -53,7 +53,11 @@ impl Trigger {
 }
 
 /// Waits for the next batch of triggers. `None` once every sender is gone.
-pub async fn next_batch(rx: &mut mpsc::Receiver<Trigger>, debounce: Duration, max_delay: Duration) -> Option<Vec<Trigger>> {
+pub async fn next_batch(
+    rx: &mut mpsc::Receiver<Trigger>,
+    debounce: Duration,
+    max_delay: Duration,
+) -> Option<Vec<Trigger>> {
     let first = rx.recv().await?;
     let opened = Instant::now();
     let mut batch = vec![first];
@@ -144,7 +148,12 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
 /// Polls the values and chart files every `interval`; sends
 /// [`Trigger::FileChange`] when any changed (polling works on every
 /// filesystem, including swarm configs and bind mounts).
-pub async fn watch_files(paths: Vec<PathBuf>, interval: Duration, tx: mpsc::Sender<Trigger>, shutdown: CancellationToken) {
+pub async fn watch_files(
+    paths: Vec<PathBuf>,
+    interval: Duration,
+    tx: mpsc::Sender<Trigger>,
+    shutdown: CancellationToken,
+) {
     if paths.is_empty() {
         return;
     }
@@ -183,14 +192,20 @@ mod tests {
             tx.send(Trigger::Resync).await.unwrap();
         });
         let start = Instant::now();
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1)).await.unwrap();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(batch.len(), 5);
         // Closed 20 ms after the last of the burst (at 20 ms).
         assert_eq!(start.elapsed(), Duration::from_millis(40));
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1)).await.unwrap();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(batch, vec![Trigger::Resync]);
         sender.await.unwrap();
-        assert!(next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1)).await.is_none());
+        assert!(next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
+            .await
+            .is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -205,7 +220,9 @@ mod tests {
             }
         });
         let start = Instant::now();
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_millis(200)).await.unwrap();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_millis(200))
+            .await
+            .unwrap();
         assert_eq!(batch, vec![Trigger::Resync], "identical triggers are one");
         assert!(start.elapsed() >= Duration::from_millis(200) && start.elapsed() <= Duration::from_millis(210));
     }
@@ -241,7 +258,12 @@ mod tests {
         std::fs::write(&file, "a: 1\n").unwrap();
         let (tx, mut rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
-        tokio::spawn(watch_files(vec![file.clone()], Duration::from_millis(20), tx, stop.clone()));
+        tokio::spawn(watch_files(
+            vec![file.clone()],
+            Duration::from_millis(20),
+            tx,
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(60)).await;
         std::fs::write(&file, "a: 22\n").unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();

@@ -54,7 +54,10 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
         let mut filters = HashMap::new();
         filters.insert(
             "type".to_string(),
-            ["service", "node", "network", "config", "secret"].iter().map(|s| s.to_string()).collect(),
+            ["service", "node", "network", "config", "secret"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         );
         let mut stream = ctx.engine.docker.events(Some(EventsOptions {
             filters: Some(filters),
@@ -116,12 +119,27 @@ mod tests {
     fn filters_what_is_not_ours() {
         let also = vec!["main".to_string()];
         assert_eq!(
-            relevant(&ev(EventMessageTypeEnum::SERVICE, "remove", "logging_kibana"), "logging", &also).as_deref(),
+            relevant(
+                &ev(EventMessageTypeEnum::SERVICE, "remove", "logging_kibana"),
+                "logging",
+                &also
+            )
+            .as_deref(),
             Some("service remove logging_kibana")
         );
-        assert!(relevant(&ev(EventMessageTypeEnum::SERVICE, "update", "other_web"), "logging", &also).is_none());
+        assert!(relevant(
+            &ev(EventMessageTypeEnum::SERVICE, "update", "other_web"),
+            "logging",
+            &also
+        )
+        .is_none());
         assert!(relevant(&ev(EventMessageTypeEnum::NETWORK, "remove", "main"), "logging", &also).is_some());
         assert!(relevant(&ev(EventMessageTypeEnum::NODE, "update", "logger-2"), "logging", &also).is_some());
-        assert!(relevant(&ev(EventMessageTypeEnum::CONTAINER, "start", "logging_kibana.1"), "logging", &also).is_none());
+        assert!(relevant(
+            &ev(EventMessageTypeEnum::CONTAINER, "start", "logging_kibana.1"),
+            "logging",
+            &also
+        )
+        .is_none());
     }
 }

@@ -1,0 +1,363 @@
+//! `swarmlog run` against the sandbox swarm: convergence, healing, node
+//! joins, a cut event stream, two writers, invalid values.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, wait_for, Sandbox};
+
+/// A running operator; stopped with SIGTERM (by its pid) when dropped.
+pub struct Operator {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(sb: &Sandbox, name: &str, args: &[&str]) -> Result<Operator, String> {
+        let dir = common::temp_dir(name);
+        let log = dir.join("operator.log");
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let child = Command::new(env!("CARGO_BIN_EXE_swarmlog"))
+            .arg("run")
+            .args(args)
+            .env("DOCKER_HOST", &sb.host)
+            .env("SWARMLOG_LOG", "info")
+            .current_dir(common::repo())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start swarmlog run: {e}"))?;
+        Ok(Operator {
+            child: Some(child),
+            log,
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (within `timeout`).
+    pub fn stop(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status.code());
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("swarmlog run did not stop within {timeout:?} of SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.stop(Duration::from_secs(15));
+    }
+}
+
+fn plan_code(sb: &Sandbox, stack: &str, extra: &[&str]) -> Option<i32> {
+    let mut args = vec!["plan", "--stack", stack];
+    args.extend_from_slice(extra);
+    sb.swarmlog(&args).status.code()
+}
+
+async fn converged(sb: &Sandbox, stack: &str, extra: &[&str], what: &str) -> Result<(), String> {
+    wait_for(what, Duration::from_secs(90), || async {
+        Ok((plan_code(sb, stack, extra) == Some(0)).then_some(()))
+    })
+    .await
+}
+
+async fn remove(sb: &Sandbox, stack: &str) -> Result<(), String> {
+    let docker = sb.client().await?;
+    crate::remove_stack(sb, &docker, stack).await
+}
+
+/// From empty to converged; every drift healed with no manual step; SIGTERM exits 0.
+pub fn run_converges_and_heals(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itrun";
+    let mut op = Operator::start(sb, stack, &["--stack", stack, "--resync", "10m"])?;
+    rt.block_on(async {
+        converged(sb, stack, &[], "the operator to converge the stack").await?;
+        let docker = sb.client().await?;
+        crate::wait_running(&docker, stack, 3).await?;
+        let kibana = format!("{stack}_kibana");
+        // Removed service: re-created.
+        let t0 = Instant::now();
+        sb.docker(&["service", "rm", &kibana])?;
+        wait_for("kibana re-created", Duration::from_secs(30), || async {
+            Ok(docker.inspect_service(&kibana, None).await.ok().map(|_| ()))
+        })
+        .await?;
+        eprintln!(
+            "heal: removed service re-created after {:?} (CLI round trips included)",
+            t0.elapsed()
+        );
+        for drift in [
+            vec![
+                "service",
+                "update",
+                "-d",
+                "--no-resolve-image",
+                "--env-add",
+                "FOO=bar",
+                kibana.as_str(),
+            ],
+            vec![
+                "service",
+                "update",
+                "-d",
+                "--no-resolve-image",
+                "--replicas",
+                "3",
+                kibana.as_str(),
+            ],
+        ] {
+            sb.docker(&drift)?;
+            let t0 = Instant::now();
+            converged(sb, stack, &[], &format!("drift {drift:?} repaired")).await?;
+            eprintln!("heal: {:?} repaired within {:?}", &drift[4..6], t0.elapsed());
+        }
+        Ok::<(), String>(())
+    })?;
+    let code = op.stop(Duration::from_secs(15))?;
+    if code != Some(0) {
+        return Err(format!("swarmlog run exited {code:?} on SIGTERM:\n{}", op.log_text()));
+    }
+    let log = op.log_text();
+    if log.contains("panicked") {
+        return Err(format!("the operator panicked:\n{log}"));
+    }
+    rt.block_on(remove(sb, stack))
+}
+
+/// A worker named like the rule joins: it is labelled and gets a task of a
+/// global-mode service.
+pub fn node_join_is_labelled_and_used(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itjoin";
+    let host = "logger-9";
+    let mut op = Operator::start(
+        sb,
+        stack,
+        &[
+            "--stack",
+            stack,
+            "--resync",
+            "10m",
+            "--set",
+            "logstash.mode=global",
+            "--auto-label",
+            "hostname=logger-*:logger=true",
+        ],
+    )?;
+    let result = rt.block_on(async {
+        converged(
+            sb,
+            stack,
+            &["--set", "logstash.mode=global"],
+            "the operator to converge",
+        )
+        .await?;
+        let t0 = Instant::now();
+        let out = Command::new(common::repo().join("scripts/sandbox"))
+            .args(["add-worker", "--name", &sb.name, host])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("add-worker failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let docker = sb.client().await?;
+        wait_for("the new node labelled logger=true", Duration::from_secs(30), || async {
+            let n = docker.inspect_node(host).await.map_err(|e| e.to_string())?;
+            let l = n.spec.and_then(|s| s.labels).unwrap_or_default();
+            Ok((l.get("logger").map(String::as_str) == Some("true")).then_some(()))
+        })
+        .await?;
+        eprintln!("join: {host} labelled {:?} after add-worker began", t0.elapsed());
+        let node_id = docker
+            .inspect_node(host)
+            .await
+            .map_err(|e| e.to_string())?
+            .id
+            .unwrap_or_default();
+        wait_for(
+            "a Logstash task running on the new node",
+            Duration::from_secs(60),
+            || async {
+                let mut f = std::collections::HashMap::new();
+                f.insert("service".to_string(), vec![format!("{stack}_logstash")]);
+                f.insert("node".to_string(), vec![node_id.clone()]);
+                let tasks = docker
+                    .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(tasks
+                    .iter()
+                    .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+                    .then_some(()))
+            },
+        )
+        .await?;
+        Ok(())
+    });
+    let _ = op.stop(Duration::from_secs(15));
+    // Leave the swarm as it was: the extra node out, the stack removed.
+    let _ = sb.docker(&["node", "rm", "--force", host]);
+    let _ = Command::new(common::repo().join("scripts/sandbox"))
+        .args(["node-stop", "--name", &sb.name, host])
+        .output();
+    result?;
+    rt.block_on(remove(sb, stack))
+}
+
+/// The manager's daemon restarts (same data root): the operator reconnects,
+/// re-lists, and repairs a drift made right after the restart.
+pub fn event_stream_cut_reconnects(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itcut";
+    let op = Operator::start(sb, stack, &["--stack", stack, "--resync", "10m"])?;
+    rt.block_on(async {
+        converged(sb, stack, &[], "the operator to converge").await?;
+        for cmd in ["node-stop", "node-start"] {
+            let out = Command::new(common::repo().join("scripts/sandbox"))
+                .args([cmd, "--name", &sb.name, "manager-1"])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{cmd} manager-1 failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        // The swarm needs a moment to have its leader back.
+        wait_for("the manager to answer", Duration::from_secs(60), || async {
+            Ok(sb.docker(&["node", "ls"]).ok().map(|_| ()))
+        })
+        .await?;
+        let kibana = format!("{stack}_kibana");
+        wait_for("a drift made after the restart", Duration::from_secs(30), || async {
+            Ok(sb
+                .docker(&[
+                    "service",
+                    "update",
+                    "-d",
+                    "--no-resolve-image",
+                    "--env-add",
+                    "CUT=1",
+                    &kibana,
+                ])
+                .ok()
+                .map(|_| ()))
+        })
+        .await?;
+        converged(sb, stack, &[], "the drift repaired after the reconnect").await?;
+        let log = op.log_text();
+        if !log.contains("event stream reconnected") {
+            return Err(format!("no reconnect in the operator's log:\n{log}"));
+        }
+        Ok(())
+    })?;
+    drop(op);
+    rt.block_on(remove(sb, stack))
+}
+
+/// Two operators with gating off: converged, no duplicates, conflicts retried.
+pub fn two_writers_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "ittwo";
+    let args = ["--stack", stack, "--resync", "10m", "--no-leader-election"];
+    let mut a = Operator::start(sb, "ittwo-a", &args)?;
+    let mut b = Operator::start(sb, "ittwo-b", &args)?;
+    rt.block_on(async {
+        converged(sb, stack, &[], "two operators to converge").await?;
+        sb.docker(&[
+            "service",
+            "rm",
+            &format!("{stack}_kibana"),
+            &format!("{stack}_logstash"),
+        ])?;
+        converged(sb, stack, &[], "two operators to heal").await?;
+        let docker = sb.client().await?;
+        let services = crate::stack_services(&docker, stack).await?;
+        if services.len() != 3 {
+            return Err(format!("{} services after two writers", services.len()));
+        }
+        Ok::<(), String>(())
+    })?;
+    for (name, op) in [("a", &mut a), ("b", &mut b)] {
+        let code = op.stop(Duration::from_secs(15))?;
+        if code != Some(0) {
+            return Err(format!("operator {name} exited {code:?}:\n{}", op.log_text()));
+        }
+    }
+    rt.block_on(remove(sb, stack))
+}
+
+/// A values file that turns invalid keeps the last good state in force;
+/// fixed (with a change), the change is applied.
+pub fn invalid_values_keep_last_good(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itinvalid";
+    let dir = common::temp_dir(stack);
+    let values = dir.join("values.yaml");
+    std::fs::write(&values, "kibana:\n  domain: a.example.org\n").map_err(|e| e.to_string())?;
+    let v = values.display().to_string();
+    let op = Operator::start(
+        sb,
+        "itinvalid-op",
+        &[
+            "--stack",
+            stack,
+            "--resync",
+            "10m",
+            "--values",
+            &v,
+            "--watch-interval",
+            "200ms",
+        ],
+    )?;
+    rt.block_on(async {
+        converged(sb, stack, &["--values", &v], "the operator to converge").await?;
+        std::fs::write(&values, "kibana:\n  domian: b.example.org\n").map_err(|e| e.to_string())?;
+        wait_for(
+            "the operator to report the invalid values",
+            Duration::from_secs(20),
+            || async { Ok(op.log_text().contains("desired state is invalid").then_some(())) },
+        )
+        .await?;
+        // Drift is still repaired, towards the last good state.
+        sb.docker(&[
+            "service",
+            "update",
+            "-d",
+            "--no-resolve-image",
+            "--env-add",
+            "X=1",
+            &format!("{stack}_kibana"),
+        ])?;
+        let good = dir.join("good.yaml");
+        std::fs::write(&good, "kibana:\n  domain: a.example.org\n").map_err(|e| e.to_string())?;
+        converged(
+            sb,
+            stack,
+            &["--values", &good.display().to_string()],
+            "drift repaired under invalid values",
+        )
+        .await?;
+        // Fixed with a change: applied.
+        std::fs::write(&values, "kibana:\n  domain: c.example.org\n").map_err(|e| e.to_string())?;
+        converged(sb, stack, &["--values", &v], "the fixed values applied").await?;
+        Ok::<(), String>(())
+    })?;
+    drop(op);
+    rt.block_on(remove(sb, stack))
+}
