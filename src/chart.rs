@@ -271,6 +271,10 @@ impl Chart {
                 Ok(node) => {
                     let before = problems.len();
                     values::check(&format!("--set {path}"), &node, &self.defaults, &mut problems);
+                    // Positions in the generated text would mean nothing.
+                    for p in &mut problems[before..] {
+                        p.pos = None;
+                    }
                     if problems.len() == before {
                         values::merge(&mut merged, &over);
                     }
@@ -301,7 +305,8 @@ impl Chart {
             }
         };
         let loaded = load::load(&compose_name, &compose_text, opts.env)?;
-        let desired = desired::convert(&stack, &loaded, &|p| self.read_file(p))?;
+        let mut desired = desired::convert(&stack, &loaded, &|p| self.read_file(p))?;
+        desired.letsencrypt = self.companion(&values)?;
         let mut files = Vec::new();
         for def in loaded.compose.configs.values().chain(loaded.compose.secrets.values()) {
             if let (Some(f), false) = (&def.file, def.external) {
@@ -318,6 +323,72 @@ impl Chart {
             files,
             warnings: loaded.warnings,
         })
+    }
+
+    /// The companion settings from the values' `letsencrypt` section (off
+    /// for charts without one, such as plain stack files).
+    fn companion(&self, values: &Json) -> Result<desired::Companion, Problems> {
+        let file = format!("{} values", self.name);
+        let Some(le) = values.get("letsencrypt") else {
+            return Ok(desired::Companion::default());
+        };
+        let mut c = desired::Companion::default();
+        let mut problems = Vec::new();
+        let field = |k: &str| ["letsencrypt".to_string(), k.to_string()];
+        c.enabled = le.get("enabled").and_then(Json::as_bool).unwrap_or(false);
+        c.service = le.get("service").and_then(Json::as_str).unwrap_or_default().to_string();
+        if let Some(img) = le.get("image").and_then(Json::as_str) {
+            c.image = img.to_string();
+        }
+        if let Some(settle) = le.get("settle") {
+            let text = match settle {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match humantime::parse_duration(&text) {
+                Ok(d) => c.settle = d,
+                Err(e) => problems.push(
+                    Problem::new(&file, format!("invalid duration {text:?}: {e} (such as 2s or 500ms)"))
+                        .field(&field("settle")),
+                ),
+            }
+        }
+        for (i, g) in le
+            .get("domains")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            match g {
+                Json::Array(names) if names.iter().all(Json::is_string) && !names.is_empty() => c
+                    .domains
+                    .push(names.iter().filter_map(Json::as_str).map(str::to_string).collect()),
+                Json::String(one) => c.domains.push(vec![one.clone()]),
+                _ => {
+                    problems.push(
+                        Problem::new(&file, "each group must be a list of names (the apex first) or one name")
+                            .field(&["letsencrypt".into(), "domains".into(), i.to_string()]),
+                    )
+                }
+            }
+        }
+        let create = le.get("create").and_then(Json::as_bool).unwrap_or(false);
+        let email = le.get("email").and_then(Json::as_str).unwrap_or_default();
+        if create && email.trim().is_empty() {
+            problems.push(
+                Problem::new(
+                    &file,
+                    "an e-mail address is required to create the companion (Let's Encrypt needs one)",
+                )
+                .field(&field("email")),
+            );
+        }
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(Problems(problems))
+        }
     }
 
     fn template_path(&self, name: &str) -> String {

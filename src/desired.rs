@@ -52,7 +52,46 @@ pub struct DesiredState {
     pub external: External,
     /// Named volumes the services mount (never removed by swarmlog).
     pub volumes: Vec<String>,
+    /// The Let's Encrypt companion's settings (from the chart's values).
+    pub letsencrypt: Companion,
 }
+
+/// What swarmlog keeps of the Let's Encrypt companion.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Companion {
+    pub enabled: bool,
+    /// The companion's service name; empty: found by label, then by image.
+    pub service: String,
+    /// Image repository (no tag) that identifies the companion.
+    pub image: String,
+    /// Static domain groups, apex first.
+    pub domains: Vec<Vec<String>>,
+    /// How long a change must stay unchanged before the companion is patched.
+    #[serde(with = "humantime_serde_ms")]
+    pub settle: std::time::Duration,
+}
+
+impl Default for Companion {
+    fn default() -> Self {
+        Companion {
+            enabled: false,
+            service: String::new(),
+            image: "hamburml/docker-flow-letsencrypt".to_string(),
+            domains: Vec::new(),
+            settle: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+/// Durations in JSON output as milliseconds.
+mod humantime_serde_ms {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// Label marking a service whose `DOMAIN_*` environment the companion patcher owns.
+pub const LABEL_COMPANION: &str = "io.swarmlog.companion";
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct External {
@@ -352,6 +391,7 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         services,
         external,
         volumes: volumes.into_iter().collect(),
+        letsencrypt: Companion::default(),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod desired;
 pub mod diag;
 pub mod engine;
+pub mod letsencrypt;
 pub mod observe;
 pub mod plan;
 pub mod report;

@@ -12,7 +12,7 @@ use bollard::models::{ConfigSpec, NetworkCreateRequest, Node, SecretSpec, Servic
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::desired::{DesiredState, LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_STACK};
+use crate::desired::{DesiredState, LABEL_COMPANION, LABEL_MANAGED, LABEL_SPEC_HASH, LABEL_STACK};
 use crate::observe::Observed;
 
 /// Choices that loosen the safety rules; all off by default.
@@ -378,7 +378,10 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
             ));
             continue;
         }
-        let spec = with_foreign_labels(&d.spec, &ospec);
+        let mut spec = with_foreign_labels(&d.spec, &ospec);
+        if d.spec.labels.as_ref().is_some_and(|l| l.contains_key(LABEL_COMPANION)) {
+            keep_companion_domains(&mut spec, &ospec);
+        }
         let want = normalise_service(&spec, &net_id_to_name);
         let have = normalise_service(&ospec, &net_id_to_name);
         if want == have {
@@ -507,6 +510,20 @@ fn with_foreign_labels(desired: &ServiceSpec, observed: &ServiceSpec) -> Service
         }
     }
     spec
+}
+
+/// The companion's `DOMAIN_*` variables belong to its patcher: carried over.
+fn keep_companion_domains(spec: &mut ServiceSpec, observed: &ServiceSpec) {
+    let observed_env = observed
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+        let env = crate::letsencrypt::keep_domain_vars(&c.env.clone().unwrap_or_default(), &observed_env);
+        c.env = (!env.is_empty()).then_some(env);
+    }
 }
 
 /// Comparable JSON of a service spec (see the module docs).

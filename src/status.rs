@@ -94,7 +94,24 @@ pub struct Status {
     pub blocked: Vec<String>,
     pub objects: Vec<ObjectStatus>,
     pub reconcile: ReconcileStatus,
+    pub companion: CompanionStatus,
     pub events: VecDeque<Event>,
+}
+
+/// The Let's Encrypt companion as last seen.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompanionStatus {
+    pub service: Option<String>,
+    /// Groups its DOMAIN_* hold now.
+    pub serving: Vec<Vec<String>>,
+    /// Groups it should hold.
+    pub desired: Vec<Vec<String>>,
+    pub refused: Vec<crate::letsencrypt::Refused>,
+    /// A change is waiting for the settle window.
+    pub pending: bool,
+    pub last_patch: Option<String>,
+    pub patches: u64,
+    pub error: Option<String>,
 }
 
 impl Status {
@@ -114,8 +131,14 @@ impl Status {
             blocked: Vec::new(),
             objects: Vec::new(),
             reconcile: ReconcileStatus::default(),
+            companion: CompanionStatus::default(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Records a notable event now.
+    pub fn events_push(&mut self, kind: &str, message: impl Into<String>) {
+        self.event(now(), kind, message);
     }
 
     /// Records a notable event (bounded).

@@ -2,6 +2,7 @@
 //! schedule level-triggered reconciles, one at a time: render the desired
 //! state, observe everything, label nodes, plan and apply, record status.
 
+pub mod companion;
 pub mod leader;
 pub mod nodes;
 pub mod triggers;
@@ -58,6 +59,8 @@ pub struct Context {
     stack: RwLock<String>,
     /// Names outside the stack's prefix whose events matter (external networks).
     watched: RwLock<Vec<String>>,
+    /// Every service event matters (the companion and opt-ins can be anywhere).
+    all_services: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -78,11 +81,16 @@ impl Context {
             trigger,
             stack: RwLock::new(stack),
             watched: RwLock::new(Vec::new()),
+            all_services: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     pub fn stack(&self) -> String {
         self.stack.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn watches_all_services(&self) -> bool {
+        self.all_services.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn watched_names(&self) -> Vec<String> {
@@ -154,10 +162,11 @@ pub fn render(settings: &Settings) -> Result<DesiredState, Vec<String>> {
 /// How one reconcile ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Nothing left to write; `recheck` when tasks are still starting.
+    /// Nothing left to write; look again after `recheck` (tasks starting,
+    /// a companion change settling).
     Converged {
         writes: Vec<String>,
-        recheck: bool,
+        recheck: Option<Duration>,
     },
     Standby,
     Blocked(Vec<String>),
@@ -203,6 +212,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
 
     let mut last_good: Option<DesiredState> = None;
     let mut known_loggers: BTreeMap<String, String> = BTreeMap::new();
+    let mut companion_state = companion::State::default();
     let mut retry = Backoff::new(s.retry_min, s.retry_max);
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut recheck_at: Option<tokio::time::Instant> = None;
@@ -239,7 +249,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             st.reconcile.started_at = Some(now());
         });
         // Let a reconcile that is under way finish, within the shutdown deadline.
-        let work = reconcile(&ctx, &mut last_good, &mut known_loggers);
+        let work = reconcile(&ctx, &mut last_good, &mut known_loggers, &mut companion_state);
         tokio::pin!(work);
         let outcome = tokio::select! {
             o = &mut work => o,
@@ -284,8 +294,9 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             }
             Outcome::Converged { writes, recheck } => {
                 retry.reset();
-                if *recheck && recheck_at.is_none() {
-                    recheck_at = Some(tokio::time::Instant::now() + RECHECK);
+                if let Some(after) = recheck {
+                    let at = tokio::time::Instant::now() + *after;
+                    recheck_at = Some(recheck_at.map_or(at, |r| r.min(at)));
                 }
                 for w in writes {
                     tracing::info!("{w}");
@@ -313,6 +324,7 @@ async fn reconcile(
     ctx: &Context,
     last_good: &mut Option<DesiredState>,
     known_loggers: &mut BTreeMap<String, String>,
+    companion_state: &mut companion::State,
 ) -> Outcome {
     let s = &ctx.settings;
     // 1. Desired state: a bad render keeps the last good one in force.
@@ -332,6 +344,8 @@ async fn reconcile(
                 if let Ok(mut w) = ctx.watched.write() {
                     *w = d.external.networks.clone();
                 }
+                ctx.all_services
+                    .store(d.letsencrypt.enabled, std::sync::atomic::Ordering::Relaxed);
             }
             *last_good = Some(d);
         }
@@ -412,6 +426,8 @@ async fn reconcile(
         st.objects = objects;
     });
     if !role.writes() {
+        // Standby still reports what the companion should serve.
+        let _ = companion::step(ctx, desired, &observed, false, companion_state).await;
         ctx.update_status(|st| st.phase = Phase::Standby);
         return Outcome::Standby;
     }
@@ -443,7 +459,14 @@ async fn reconcile(
                     Phase::Converged
                 };
             });
-            let recheck = !tasks_running(&report.observed, desired) || !writes.is_empty();
+            let mut recheck = (!tasks_running(&report.observed, desired) || !writes.is_empty()).then_some(RECHECK);
+            match companion::step(ctx, desired, &report.observed, true, companion_state).await {
+                Ok(Some(wait)) => recheck = Some(recheck.map_or(wait, |r| r.min(wait))),
+                Ok(None) => {}
+                // The companion moved while we read it: read again at once.
+                Err(e) if e.is_conflict() => recheck = Some(Duration::ZERO),
+                Err(e) => return Outcome::Failed(e.to_string(), true),
+            }
             Outcome::Converged { writes, recheck }
         }
         Err(ApplyError::Blocked(reasons)) => {

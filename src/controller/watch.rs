@@ -18,7 +18,7 @@ use super::Context;
 
 /// Whether an event can concern the stack: node events always (joins,
 /// labels, state); others when they name an object of the stack or one it uses.
-pub fn relevant(ev: &EventMessage, stack: &str, also: &[String]) -> Option<String> {
+pub fn relevant(ev: &EventMessage, stack: &str, also: &[String], all_services: bool) -> Option<String> {
     let kind = ev.typ.map(|t| t.to_string()).unwrap_or_default();
     let action = ev.action.clone().unwrap_or_default();
     let name = ev
@@ -30,6 +30,8 @@ pub fn relevant(ev: &EventMessage, stack: &str, also: &[String]) -> Option<Strin
     let prefix = format!("{stack}_");
     let ours = match kind.as_str() {
         "node" => true,
+        // Any service may opt in to the companion, or be it.
+        "service" if all_services => true,
         "service" | "network" | "config" | "secret" => name.starts_with(&prefix) || also.contains(&name),
         _ => false,
     };
@@ -76,7 +78,7 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
                 _ = shutdown.cancelled() => return,
                 item = stream.next() => match item {
                     Some(Ok(ev)) => {
-                        if let Some(what) = relevant(&ev, &ctx.stack(), &also) {
+                        if let Some(what) = relevant(&ev, &ctx.stack(), &also, ctx.watches_all_services()) {
                             tracing::debug!(event = %what, "event");
                             if tx.send(Trigger::Event { what }).await.is_err() {
                                 return;
@@ -118,28 +120,29 @@ mod tests {
     #[test]
     fn filters_what_is_not_ours() {
         let also = vec!["main".to_string()];
+        let kibana = ev(EventMessageTypeEnum::SERVICE, "remove", "logging_kibana");
         assert_eq!(
-            relevant(
-                &ev(EventMessageTypeEnum::SERVICE, "remove", "logging_kibana"),
-                "logging",
-                &also
-            )
-            .as_deref(),
+            relevant(&kibana, "logging", &also, false).as_deref(),
             Some("service remove logging_kibana")
         );
+        let other = ev(EventMessageTypeEnum::SERVICE, "update", "other_web");
+        assert!(relevant(&other, "logging", &also, false).is_none());
+        assert!(relevant(&other, "logging", &also, true).is_some());
         assert!(relevant(
-            &ev(EventMessageTypeEnum::SERVICE, "update", "other_web"),
+            &ev(EventMessageTypeEnum::NETWORK, "remove", "main"),
             "logging",
-            &also
+            &also,
+            false
         )
-        .is_none());
-        assert!(relevant(&ev(EventMessageTypeEnum::NETWORK, "remove", "main"), "logging", &also).is_some());
-        assert!(relevant(&ev(EventMessageTypeEnum::NODE, "update", "logger-2"), "logging", &also).is_some());
+        .is_some());
         assert!(relevant(
-            &ev(EventMessageTypeEnum::CONTAINER, "start", "logging_kibana.1"),
+            &ev(EventMessageTypeEnum::NODE, "update", "logger-2"),
             "logging",
-            &also
+            &also,
+            false
         )
-        .is_none());
+        .is_some());
+        let container = ev(EventMessageTypeEnum::CONTAINER, "start", "logging_kibana.1");
+        assert!(relevant(&container, "logging", &also, true).is_none());
     }
 }

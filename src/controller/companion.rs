@@ -1,0 +1,205 @@
+//! Controller step: keeps the Let's Encrypt companion's `DOMAIN_*` in step
+//! with the desired domain groups. Patches only that environment, version
+//! checked, after the settle window, and never when nothing changed.
+
+use std::time::Duration;
+
+use bollard::models::{Service, ServiceSpec};
+use bollard::query_parameters::UpdateServiceOptions;
+use tokio::time::Instant;
+
+use super::Context;
+use crate::desired::{DesiredState, LABEL_COMPANION, LABEL_STACK};
+use crate::engine::EngineError;
+use crate::letsencrypt::{self, Decision, DomainSource, Pending};
+use crate::observe::Observed;
+use crate::status::now;
+
+/// State kept between reconciles.
+#[derive(Debug, Default)]
+pub struct State {
+    pub pending: Option<Pending<Instant>>,
+}
+
+fn name_of(s: &Service) -> &str {
+    s.spec.as_ref().and_then(|s| s.name.as_deref()).unwrap_or_default()
+}
+
+fn labels_of(s: &Service) -> std::collections::HashMap<String, String> {
+    s.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default()
+}
+
+fn env_of(spec: &ServiceSpec) -> Vec<String> {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default()
+}
+
+/// Finds the companion: by name, else by the companion label of this stack,
+/// else by image (exactly one).
+pub fn find<'a>(desired: &DesiredState, observed: &'a Observed) -> Result<Option<&'a Service>, String> {
+    let le = &desired.letsencrypt;
+    if !le.service.is_empty() {
+        return Ok(observed.services.iter().find(|s| name_of(s) == le.service));
+    }
+    if let Some(s) = observed.services.iter().find(|s| {
+        let l = labels_of(s);
+        l.contains_key(LABEL_COMPANION) && l.get(LABEL_STACK) == Some(&desired.stack)
+    }) {
+        return Ok(Some(s));
+    }
+    let by_image: Vec<&Service> = observed
+        .services
+        .iter()
+        .filter(|s| {
+            let image = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.task_template.as_ref())
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.image.as_deref())
+                .unwrap_or_default();
+            let repo = image.split('@').next().unwrap_or_default();
+            let repo = match repo.rsplit_once(':') {
+                Some((r, tag)) if !tag.contains('/') => r,
+                _ => repo,
+            };
+            repo == le.image
+        })
+        .collect();
+    match by_image.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(format!(
+            "{} services run {} ({}); set letsencrypt.service to the one to manage",
+            many.len(),
+            le.image,
+            many.iter().map(|s| name_of(s)).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The services whose `com.df.serviceDomain` the companion serves: the
+/// stack's own (as desired), and any other service that opts in.
+pub fn sources(desired: &DesiredState, observed: &Observed) -> Vec<DomainSource> {
+    let mut out = Vec::new();
+    let ours: Vec<String> = desired.services.iter().filter_map(|d| d.spec.name.clone()).collect();
+    for d in &desired.services {
+        if let Some(domain) = d.spec.labels.as_ref().and_then(|l| l.get(letsencrypt::LABEL_DOMAIN)) {
+            out.push(DomainSource {
+                service: d.spec.name.clone().unwrap_or_default(),
+                service_domain: domain.clone(),
+            });
+        }
+    }
+    for s in &observed.services {
+        let name = name_of(s).to_string();
+        if ours.contains(&name) {
+            continue;
+        }
+        let l = labels_of(s);
+        if l.get(letsencrypt::LABEL_OPT_IN).map(String::as_str) == Some("true") {
+            if let Some(domain) = l.get(letsencrypt::LABEL_DOMAIN) {
+                out.push(DomainSource {
+                    service: name,
+                    service_domain: domain.clone(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    out
+}
+
+/// One companion step. Returns when to look again (while a change settles).
+pub async fn step(
+    ctx: &Context,
+    desired: &DesiredState,
+    observed: &Observed,
+    writes: bool,
+    state: &mut State,
+) -> Result<Option<Duration>, EngineError> {
+    let le = &desired.letsencrypt;
+    if !le.enabled {
+        return Ok(None);
+    }
+    let (groups, refused) = letsencrypt::desired_groups(&le.domains, &sources(desired, observed));
+    let companion = match find(desired, observed) {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.update_status(|st| st.companion.error = Some(e.clone()));
+            return Ok(None);
+        }
+    };
+    ctx.update_status(|st| {
+        let c = &mut st.companion;
+        if c.refused != refused {
+            for r in refused.iter().filter(|r| !c.refused.contains(r)) {
+                tracing::warn!(name = %r.name, service = %r.source.service, label = %r.source.label, reason = %r.reason, "domain refused");
+            }
+            if !refused.is_empty() {
+                let list: Vec<String> = refused.iter().map(|r| format!("{} from {} {} ({})", r.name, r.source.service, r.source.label, r.reason)).collect();
+                st.events_push("companion", format!("refused: {}", list.join("; ")));
+            }
+        }
+        let c = &mut st.companion;
+        c.refused = refused.clone();
+        c.desired = groups.clone();
+        c.service = companion.map(|s| name_of(s).to_string());
+        c.error = None;
+    });
+    let Some(companion) = companion else {
+        ctx.update_status(|st| st.companion.error = Some("no companion service found".to_string()));
+        return Ok(None);
+    };
+    let spec = companion.spec.clone().unwrap_or_default();
+    let current = letsencrypt::current_groups(&env_of(&spec));
+    ctx.update_status(|st| st.companion.serving = letsencrypt::canonical(&current));
+    let decision = letsencrypt::decide(
+        &groups,
+        &current,
+        &mut state.pending,
+        Instant::now(),
+        le.settle,
+        |a, b| b.saturating_duration_since(*a),
+    );
+    ctx.update_status(|st| st.companion.pending = state.pending.is_some());
+    match decision {
+        Decision::InSync => Ok(None),
+        Decision::Wait(d) => Ok(Some(d)),
+        Decision::Patch if !writes => Ok(None),
+        Decision::Patch => {
+            let name = name_of(companion).to_string();
+            let id = companion.id.clone().unwrap_or_default();
+            let version = companion.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+            let mut new_spec = spec.clone();
+            if let Some(c) = new_spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+                c.env = Some(letsencrypt::write_env(&env_of(&spec), &groups));
+            }
+            ctx.engine.count_write("companion_update");
+            ctx.engine
+                .docker
+                .update_service(
+                    &id,
+                    new_spec,
+                    UpdateServiceOptions {
+                        version: i32::try_from(version).unwrap_or(i32::MAX),
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await
+                .map_err(|e| ctx.engine.err("patch the companion", &name, e))?;
+            let shown: Vec<String> = groups.iter().map(|g| g.join(" ")).collect();
+            tracing::info!(service = %name, domains = %shown.join("; "), "patched companion");
+            ctx.update_status(|st| {
+                st.companion.last_patch = Some(now());
+                st.companion.patches += 1;
+                st.events_push("companion", format!("patched {name}: {}", shown.join("; ")));
+            });
+            Ok(None)
+        }
+    }
+}
