@@ -2,6 +2,7 @@
 //! manager and two workers in network namespaces), started by this binary.
 
 mod common;
+mod companion;
 mod controller;
 mod reconcile;
 
@@ -76,6 +77,7 @@ fn main() {
             "run_invalid_values_keep_last_good",
             controller::invalid_values_keep_last_good,
         ),
+        ("run_companion_follows_domains", companion::companion_follows_domains),
     ];
     if args.list {
         let trials = tests.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
