@@ -37,6 +37,35 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Run the operator: watch events and nodes, reconcile continuously.
     Run(RunArgs),
+    /// Print an operator's status; exit 0 only when the stack is Converged.
+    Status(StatusArgs),
+    /// Exit 0 when the operator at --url is alive (for HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The operator's HTTP address.
+    #[arg(long, env = "SWARMLOG_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// `text` for people, `json` for scripts (the /status document).
+    #[arg(long, short = 'o', value_enum, default_value_t = PlanFormat::Text)]
+    pub output: PlanFormat,
+    /// How long to wait for an answer.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The operator's HTTP address.
+    #[arg(long, env = "SWARMLOG_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// `healthz` (alive) or `readyz` (engine reachable, first observe done).
+    #[arg(long, default_value = "healthz")]
+    pub endpoint: String,
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,6 +107,15 @@ pub struct RunArgs {
     /// Longest retry delay.
     #[arg(long, env = "SWARMLOG_RETRY_MAX", default_value = "2m", value_parser = humantime::parse_duration)]
     pub retry_max: std::time::Duration,
+    /// Address of the HTTP API (/status, /healthz, /readyz, /metrics, /).
+    #[arg(long, env = "SWARMLOG_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token for POST /reconcile (such as a Docker secret).
+    #[arg(long, env = "SWARMLOG_RECONCILE_TOKEN_FILE")]
+    pub reconcile_token_file: Option<PathBuf>,
+    /// Allow POST /reconcile without a token (off by default).
+    #[arg(long, env = "SWARMLOG_ALLOW_UNAUTHENTICATED_RECONCILE")]
+    pub allow_unauthenticated_reconcile: bool,
     /// On SIGTERM/SIGINT, how long a running reconcile may take to finish.
     #[arg(long, env = "SWARMLOG_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,

@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
 use swarmlog::cli::{
-    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs, RenderFormat, RunArgs,
-    SafetyArgs,
+    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, HealthcheckArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs,
+    RenderFormat, RunArgs, SafetyArgs, StatusArgs,
 };
 use swarmlog::diag::{Problem, Problems};
 use swarmlog::engine::{self, Engine};
@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => with_runtime(|| plan(args)),
         Command::Apply(args) => with_runtime(|| apply(args)),
         Command::Run(args) => with_runtime(|| run(args)),
+        Command::Status(args) => with_runtime(|| status(args)),
+        Command::Healthcheck(args) => with_runtime(|| healthcheck(args)),
     };
     match result {
         Ok(code) => code,
@@ -281,8 +283,10 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    use std::sync::Arc;
-    use swarmlog::controller::{self, nodes, triggers::Backoff, Context, Settings};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, RwLock};
+    use swarmlog::controller::{self, leader::Role, nodes, triggers::Backoff, Context, Settings};
+    use swarmlog::status::Status;
     use tokio_util::sync::CancellationToken;
 
     let mut rules = Vec::new();
@@ -327,37 +331,99 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             tracing::error!("{p}");
         }
     }
+    let token = match &args.reconcile_token_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            Ok(_) => {
+                eprintln!("error: {}: the reconcile token file is empty", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                eprintln!("error: {}: cannot read the reconcile token: {e}", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
 
-    // The engine being down at start is a state to wait out, not a crash.
+    // The status and the HTTP API come first: an engine that is down is a
+    // state to show, not a crash.
+    let stack = settings.stack.clone().unwrap_or_else(|| "logging".to_string());
+    let role = if settings.leader_gating {
+        Role::Standby
+    } else {
+        Role::Single
+    };
+    let status = Arc::new(RwLock::new(Status::new(&stack, swarmlog::status::now(), role)));
+    let metrics = Arc::new(swarmlog::metrics::Metrics::new());
+    let alive = Arc::new(AtomicBool::new(true));
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, "HTTP API up: /status /healthz /readyz /metrics /");
+    let http = tokio::spawn(swarmlog::http::serve(
+        listener,
+        swarmlog::http::HttpState {
+            status: status.clone(),
+            metrics: metrics.clone(),
+            trigger: tx.clone(),
+            token,
+            open_reconcile: args.allow_unauthenticated_reconcile,
+            alive: alive.clone(),
+        },
+        shutdown.clone(),
+        args.shutdown_timeout,
+    ));
+
     let env_host = std::env::var("DOCKER_HOST").ok();
     let host = engine::default_host(args.engine.docker_host.as_deref(), env_host.as_deref());
+    if let Ok(mut st) = status.write() {
+        st.engine.host = host.clone();
+    }
     let mut backoff = Backoff::new(
         std::time::Duration::from_millis(500),
         std::time::Duration::from_secs(30),
     );
     let engine = loop {
         match Engine::connect(&host, args.engine.engine_timeout).await {
-            Ok(e) => break e,
+            Ok(e) => break Some(e),
             Err(e @ engine::EngineError::ApiTooOld { .. }) => {
                 eprintln!("error: {e}");
+                shutdown.cancel();
+                let _ = http.await;
                 return Ok(ExitCode::from(e.exit_code()));
             }
             Err(e) => {
+                if let Ok(mut st) = status.write() {
+                    st.engine.connected = false;
+                    st.engine.last_error = Some(e.to_string());
+                    st.phase = swarmlog::status::Phase::EngineUnavailable;
+                }
+                metrics.set_phase(swarmlog::status::Phase::EngineUnavailable);
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "waiting for the engine");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+                    _ = shutdown.cancelled() => break None,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
         }
     };
-    tracing::info!(host = %engine.host, api = %engine.api_version, "connected to the engine");
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    let ctx = Arc::new(Context::new(engine, settings, tx));
-    controller::run(ctx, rx, shutdown).await;
+    if let Some(engine) = engine {
+        tracing::info!(host = %engine.host, api = %engine.api_version, "connected to the engine");
+        let ctx = Arc::new(Context::new(engine, settings, tx, status, metrics));
+        controller::run(ctx, rx, shutdown.clone()).await;
+    }
+    alive.store(false, Ordering::Relaxed);
+    shutdown.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server error"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -374,4 +440,110 @@ fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) -> anyhow::R
         token.cancel();
     });
     Ok(())
+}
+
+/// A tiny HTTP/1.1 GET (the image has no curl): returns status code and body.
+async fn http_get(url: &str, timeout: std::time::Duration) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+    let (addr, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to the operator at {addr}"))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .context("sending the request")?;
+        let mut buf = Vec::new();
+        stream
+            .take(8 * 1024 * 1024)
+            .read_to_end(&mut buf)
+            .await
+            .context("reading the answer")?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP answer")?;
+        let code: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("malformed HTTP status line")?;
+        let chunked = head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+        let body = if chunked { dechunk(body) } else { body.to_string() };
+        anyhow::Ok((code, body))
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .with_context(|| format!("no answer from {url} within {}", humantime::format_duration(timeout)))?
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/status", args.url.trim_end_matches('/'));
+    let (code, body) = match http_get(&url, args.timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if code != 200 {
+        eprintln!("error: {url} answered {code}: {body}");
+        return Ok(ExitCode::from(3));
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).with_context(|| format!("{url} did not answer JSON"))?;
+    match args.output {
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).context("printing the status")?
+        ),
+        PlanFormat::Text => print!("{}", swarmlog::report::status_text(&json)),
+    }
+    Ok(if json["phase"] == "Converged" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let url = format!(
+        "{}/{}",
+        args.url.trim_end_matches('/'),
+        args.endpoint.trim_start_matches('/')
+    );
+    match http_get(&url, args.timeout).await {
+        Ok((200, _)) => Ok(ExitCode::SUCCESS),
+        Ok((code, body)) => {
+            eprintln!("unhealthy: {url} answered {code}: {}", body.trim());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

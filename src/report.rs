@@ -75,3 +75,84 @@ pub fn plan_text(p: &Plan) -> String {
     }
     out
 }
+
+/// A `/status` document as a short summary for people.
+pub fn status_text(s: &Json) -> String {
+    let str_of = |v: &Json| v.as_str().unwrap_or("").to_string();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Stack {}: {} (role {}, swarmlog {})",
+        str_of(&s["stack"]),
+        str_of(&s["phase"]),
+        str_of(&s["role"]),
+        str_of(&s["version"])
+    );
+    let e = &s["engine"];
+    let _ = writeln!(
+        out,
+        "Engine: {} (API {}), {} node(s){}",
+        if e["connected"] == true {
+            "connected"
+        } else {
+            "NOT connected"
+        },
+        str_of(&e["api_version"]),
+        e["nodes"],
+        e["last_error"]
+            .as_str()
+            .map(|m| format!(", last error: {m}"))
+            .unwrap_or_default()
+    );
+    for p in s["invalid"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(s["blocked"].as_array().into_iter().flatten())
+    {
+        let _ = writeln!(out, "  ! {}", str_of(p));
+    }
+    for d in s["degraded_nodes"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  ! node {}: {}", str_of(&d["hostname"]), str_of(&d["reason"]));
+    }
+    for o in s["objects"].as_array().into_iter().flatten() {
+        let replicas = match (o["replicas_running"].as_u64(), o["replicas_desired"].as_u64()) {
+            (Some(r), Some(d)) => format!(" {r}/{d}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<40} {}{}",
+            str_of(&o["kind"]),
+            str_of(&o["name"]),
+            str_of(&o["state"]),
+            replicas
+        );
+    }
+    let loggers: Vec<String> = s["logger_nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| format!("{} ({})", str_of(&n["hostname"]), str_of(&n["state"])))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Logger nodes: {}",
+        if loggers.is_empty() {
+            "none".to_string()
+        } else {
+            loggers.join(", ")
+        }
+    );
+    let r = &s["reconcile"];
+    let _ = writeln!(
+        out,
+        "Last reconcile: {} ({}), {} ms, {}; {} in all",
+        str_of(&r["last_trigger"]),
+        str_of(&r["outcome"]),
+        r["duration_ms"],
+        str_of(&r["started_at"]),
+        r["count"]
+    );
+    out
+}

@@ -22,6 +22,7 @@ use crate::apply::{self, ApplyError};
 use crate::chart::{self, Chart, RenderOptions};
 use crate::desired::DesiredState;
 use crate::engine::{Engine, EngineError};
+use crate::metrics::{CategoryLabel, KindLabel, Metrics, OutcomeLabel};
 use crate::observe::{observe, Observed};
 use crate::plan::{self, Action, PlanOptions, Reason};
 use crate::status::{now, ObjectStatus, Phase, Status};
@@ -52,7 +53,8 @@ pub struct Settings {
 pub struct Context {
     pub engine: Engine,
     pub settings: Settings,
-    pub status: RwLock<Status>,
+    pub status: Arc<RwLock<Status>>,
+    pub metrics: Arc<Metrics>,
     /// Send a trigger (the HTTP API's `POST /reconcile` uses it).
     pub trigger: mpsc::Sender<Trigger>,
     /// The stack name of the last good render.
@@ -64,20 +66,30 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(engine: Engine, settings: Settings, trigger: mpsc::Sender<Trigger>) -> Context {
+    /// `status` and `metrics` are shared with the HTTP API, which may run
+    /// before the engine answers.
+    pub fn new(
+        engine: Engine,
+        settings: Settings,
+        trigger: mpsc::Sender<Trigger>,
+        status: Arc<RwLock<Status>>,
+        metrics: Arc<Metrics>,
+    ) -> Context {
         let stack = settings.stack.clone().unwrap_or_else(|| "logging".to_string());
-        let role = if settings.leader_gating {
-            Role::Standby
-        } else {
-            Role::Single
-        };
-        let mut status = Status::new(&stack, now(), role);
-        status.engine.host = engine.host.clone();
-        status.engine.api_version = engine.api_version.clone();
+        if let Ok(mut st) = status.write() {
+            st.engine.host = engine.host.clone();
+            st.engine.api_version = engine.api_version.clone();
+            st.role = if settings.leader_gating {
+                Role::Standby
+            } else {
+                Role::Single
+            };
+        }
         Context {
             engine,
             settings,
-            status: RwLock::new(status),
+            status,
+            metrics,
             trigger,
             stack: RwLock::new(stack),
             watched: RwLock::new(Vec::new()),
@@ -171,7 +183,8 @@ pub enum Outcome {
     Standby,
     Blocked(Vec<String>),
     Invalid,
-    Failed(String, bool),
+    /// Message, static category, retry?
+    Failed(String, &'static str, bool),
 }
 
 impl Outcome {
@@ -213,6 +226,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
     let mut last_good: Option<DesiredState> = None;
     let mut known_loggers: BTreeMap<String, String> = BTreeMap::new();
     let mut companion_state = companion::State::default();
+    let mut last_writes: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut retry = Backoff::new(s.retry_min, s.retry_max);
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut recheck_at: Option<tokio::time::Instant> = None;
@@ -284,8 +298,9 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
                 st.reconcile.consecutive_failures = 0;
             }
         });
+        record_metrics(&ctx, &batch, &outcome, elapsed, &mut last_writes);
         match &outcome {
-            Outcome::Failed(msg, retryable) => {
+            Outcome::Failed(msg, _, retryable) => {
                 let delay = retry.next_delay();
                 tracing::warn!(error = %msg, retry_in = ?delay, "reconcile failed");
                 if *retryable {
@@ -317,6 +332,50 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
         }
     }
     tracing::info!("controller stopped");
+}
+
+/// Brings the metrics up to date after a reconcile.
+fn record_metrics(
+    ctx: &Context,
+    batch: &[Trigger],
+    outcome: &Outcome,
+    elapsed: Duration,
+    last_writes: &mut BTreeMap<&'static str, u64>,
+) {
+    let m = &ctx.metrics;
+    m.reconciles
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.label().to_string(),
+        })
+        .inc();
+    m.reconcile_duration.observe(elapsed.as_secs_f64());
+    for t in batch {
+        Metrics::count(&m.triggers, t.kind());
+    }
+    if let Outcome::Failed(_, category, _) = outcome {
+        m.errors
+            .get_or_create(&CategoryLabel {
+                category: category.to_string(),
+            })
+            .inc();
+    }
+    for (kind, n) in ctx.engine.writes() {
+        let before = last_writes.insert(kind, n).unwrap_or(0);
+        if n > before {
+            m.writes
+                .get_or_create(&KindLabel { kind: kind.to_string() })
+                .inc_by(n - before);
+            if kind == "companion_update" {
+                m.companion_patches.inc_by(n - before);
+            }
+        }
+    }
+    if let Some(st) = ctx.snapshot() {
+        m.set_phase(st.phase);
+        m.nodes.set(st.engine.nodes as i64);
+        m.logger_nodes.set(st.logger_nodes.len() as i64);
+        m.degraded_nodes.set(st.degraded_nodes.len() as i64);
+    }
 }
 
 /// One level-triggered reconcile.
@@ -376,7 +435,7 @@ async fn reconcile(
         Ok(o) => o,
         Err(e) => {
             ctx.set_engine_error(&e.to_string());
-            return Outcome::Failed(e.to_string(), true);
+            return Outcome::Failed(e.to_string(), e.category(), true);
         }
     };
     let role = leader::role(&observed.node_id, &observed.nodes, s.leader_gating);
@@ -396,13 +455,13 @@ async fn reconcile(
         match label_nodes(ctx, &observed).await {
             Ok(true) => match observe(&ctx.engine).await {
                 Ok(o) => observed = o,
-                Err(e) => return Outcome::Failed(e.to_string(), true),
+                Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
             },
             Ok(false) => {}
             Err(e) if e.is_conflict() => {
                 let _ = ctx.trigger.try_send(Trigger::Retry);
             }
-            Err(e) => return Outcome::Failed(e.to_string(), true),
+            Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
         }
     }
     let (label, value) = selector(desired);
@@ -465,7 +524,7 @@ async fn reconcile(
                 Ok(None) => {}
                 // The companion moved while we read it: read again at once.
                 Err(e) if e.is_conflict() => recheck = Some(Duration::ZERO),
-                Err(e) => return Outcome::Failed(e.to_string(), true),
+                Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
             }
             Outcome::Converged { writes, recheck }
         }
@@ -489,11 +548,11 @@ async fn reconcile(
                 ctx.set_engine_error(&e.to_string());
             }
             ctx.update_status(|st| st.event(now(), "error", e.to_string()));
-            Outcome::Failed(e.to_string(), retry)
+            Outcome::Failed(e.to_string(), e.category(), retry)
         }
         Err(e) => {
             ctx.update_status(|st| st.event(now(), "error", e.to_string()));
-            Outcome::Failed(e.to_string(), true)
+            Outcome::Failed(e.to_string(), e.category(), true)
         }
     }
 }

@@ -18,7 +18,10 @@ fn values(kibana_domain: &str) -> String {
 }
 
 async fn companion_spec(docker: &bollard::Docker) -> Result<Json, String> {
-    let s = docker.inspect_service(COMPANION, None).await.map_err(|e| e.to_string())?;
+    let s = docker
+        .inspect_service(COMPANION, None)
+        .await
+        .map_err(|e| e.to_string())?;
     serde_json::to_value(s.spec).map_err(|e| e.to_string())
 }
 
@@ -40,7 +43,10 @@ fn untouched_part(spec: &Json) -> (Json, Vec<String>) {
 }
 
 fn patches(op: &Operator) -> usize {
-    op.log_text().lines().filter(|l| l.contains("patched companion")).count()
+    op.log_text()
+        .lines()
+        .filter(|l| l.contains("patched companion"))
+        .count()
 }
 
 async fn wait_env(docker: &bollard::Docker, what: &str, want: &[&str], not: &[&str]) -> Result<Vec<String>, String> {
@@ -61,14 +67,41 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
     std::fs::write(&vfile, values("a.example.org")).map_err(|e| e.to_string())?;
     let mount = format!("type=bind,source={},target=/etc/letsencrypt", certs.display());
     sb.docker(&[
-        "service", "create", "-d", "--no-resolve-image", "--name", COMPANION, "--mount", &mount,
-        "--constraint", "node.role==manager", "--network", "main", "--label", "com.example.team=ops",
-        "-e", "CERTBOT_EMAIL=ops@example.com", "-e", "PROXY_ADDRESS=proxy",
-        "-e", "DOMAIN_1=('example.com' 'www.example.com')", "-e", "DOMAIN_COUNT=1",
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        COMPANION,
+        "--mount",
+        &mount,
+        "--constraint",
+        "node.role==manager",
+        "--network",
+        "main",
+        "--label",
+        "com.example.team=ops",
+        "-e",
+        "CERTBOT_EMAIL=ops@example.com",
+        "-e",
+        "PROXY_ADDRESS=proxy",
+        "-e",
+        "DOMAIN_1=('example.com' 'www.example.com')",
+        "-e",
+        "DOMAIN_COUNT=1",
         "hamburml/docker-flow-letsencrypt:latest",
     ])?;
     let v = vfile.display().to_string();
-    let args = ["--stack", stack, "--resync", "10m", "--values", v.as_str(), "--watch-interval", "200ms"];
+    let args = [
+        "--stack",
+        stack,
+        "--resync",
+        "10m",
+        "--values",
+        v.as_str(),
+        "--watch-interval",
+        "200ms",
+    ];
     let result = rt.block_on(async {
         let docker = sb.client().await?;
         let original = untouched_part(&companion_spec(&docker).await?);
@@ -77,7 +110,11 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         wait_env(
             &docker,
             "the companion serving Kibana's domain",
-            &["DOMAIN_1=('a.example.org')", "DOMAIN_2=('example.com' 'www.example.com')", "DOMAIN_COUNT=2"],
+            &[
+                "DOMAIN_1=('a.example.org')",
+                "DOMAIN_2=('example.com' 'www.example.com')",
+                "DOMAIN_COUNT=2",
+            ],
             &[],
         )
         .await?;
@@ -89,18 +126,44 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         }
         // Kibana's domain changes in values.
         std::fs::write(&vfile, values("b.example.org")).map_err(|e| e.to_string())?;
-        wait_env(&docker, "the companion following the new domain", &["DOMAIN_1=('b.example.org')"], &["a.example.org"]).await?;
+        wait_env(
+            &docker,
+            "the companion following the new domain",
+            &["DOMAIN_1=('b.example.org')"],
+            &["a.example.org"],
+        )
+        .await?;
         // A service of another stack opts in.
         sb.docker(&[
-            "service", "create", "-d", "--no-resolve-image", "--replicas", "0", "--name", "itle_app",
-            "--label", "io.swarmlog.letsencrypt=true", "--label", "com.df.serviceDomain=app.example.net",
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--replicas",
+            "0",
+            "--name",
+            "itle_app",
+            "--label",
+            "io.swarmlog.letsencrypt=true",
+            "--label",
+            "com.df.serviceDomain=app.example.net",
             "swarmlog/standin:latest",
         ])?;
-        wait_env(&docker, "the opted-in service's domain", &["DOMAIN_1=('app.example.net')", "DOMAIN_COUNT=3"], &[]).await?;
+        wait_env(
+            &docker,
+            "the opted-in service's domain",
+            &["DOMAIN_1=('app.example.net')", "DOMAIN_COUNT=3"],
+            &[],
+        )
+        .await?;
         // Settle, then: one patch per change so far.
         tokio::time::sleep(Duration::from_secs(1)).await;
         if patches(&op) != 3 {
-            return Err(format!("{} patches for three changes:\n{}", patches(&op), op.log_text()));
+            return Err(format!(
+                "{} patches for three changes:\n{}",
+                patches(&op),
+                op.log_text()
+            ));
         }
         if untouched_part(&companion_spec(&docker).await?) != original {
             return Err("patching changed more than DOMAIN_*".into());
@@ -108,12 +171,26 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         // An injection attempt is refused; the companion stays as it is.
         let before = companion_spec(&docker).await?;
         sb.docker(&[
-            "service", "create", "-d", "--no-resolve-image", "--replicas", "0", "--name", "itle_evil",
-            "--label", "io.swarmlog.letsencrypt=true", "--label", "com.df.serviceDomain=x.example.com'; id #",
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--replicas",
+            "0",
+            "--name",
+            "itle_evil",
+            "--label",
+            "io.swarmlog.letsencrypt=true",
+            "--label",
+            "com.df.serviceDomain=x.example.com'; id #",
             "swarmlog/standin:latest",
         ])?;
         wait_for("the refusal in the log", Duration::from_secs(20), || async {
-            Ok(op.log_text().lines().any(|l| l.contains("domain refused") && l.contains("itle_evil")).then_some(()))
+            Ok(op
+                .log_text()
+                .lines()
+                .any(|l| l.contains("domain refused") && l.contains("itle_evil"))
+                .then_some(()))
         })
         .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -122,14 +199,22 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         }
         // A restart of the operator does not touch the companion.
         drop(op);
-        let before = docker.inspect_service(COMPANION, None).await.map_err(|e| e.to_string())?;
+        let before = docker
+            .inspect_service(COMPANION, None)
+            .await
+            .map_err(|e| e.to_string())?;
         let op = Operator::start(sb, "itle-op2", &args)?;
-        wait_for("the restarted operator to reconcile", Duration::from_secs(30), || async {
-            Ok(op.log_text().contains("reconciled").then_some(()))
-        })
+        wait_for(
+            "the restarted operator to reconcile",
+            Duration::from_secs(30),
+            || async { Ok(op.log_text().contains("reconciled").then_some(())) },
+        )
         .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let after = docker.inspect_service(COMPANION, None).await.map_err(|e| e.to_string())?;
+        let after = docker
+            .inspect_service(COMPANION, None)
+            .await
+            .map_err(|e| e.to_string())?;
         if patches(&op) != 0 || before.spec != after.spec {
             return Err(format!("a restart patched the companion:\n{}", op.log_text()));
         }
