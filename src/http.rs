@@ -118,7 +118,8 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-async fn reconcile(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+/// The body is read (and so held to the limit) though nothing is expected in it.
+async fn reconcile(State(state): State<HttpState>, headers: HeaderMap, _body: axum::body::Bytes) -> Response {
     match &state.token {
         None if !state.open_reconcile => {
             return error(
@@ -185,6 +186,229 @@ pub async fn serve(
         _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("HTTP requests still open after the shutdown deadline; closing");
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::leader::Role;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn state_with(phase: Phase, token: Option<&str>, open: bool) -> (HttpState, mpsc::Receiver<Trigger>) {
+        let (tx, rx) = mpsc::channel(4);
+        let mut s = Status::new("logging", "2026-01-01T00:00:00Z".into(), Role::Leader);
+        s.phase = phase;
+        if phase != Phase::Pending && phase != Phase::EngineUnavailable {
+            s.engine.connected = true;
+            s.reconcile.count = 1;
+        }
+        let state = HttpState {
+            status: Arc::new(RwLock::new(s)),
+            metrics: Arc::new(Metrics::new()),
+            trigger: tx,
+            token: token.map(str::to_string),
+            open_reconcile: open,
+            alive: Arc::new(AtomicBool::new(true)),
+        };
+        (state, rx)
+    }
+
+    async fn call(
+        state: &HttpState,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let resp = router(state.clone())
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (code, String::from_utf8_lossy(&bytes).to_string())
+    }
+
+    #[tokio::test]
+    async fn every_phase_on_every_read_endpoint() {
+        for phase in crate::metrics::PHASES {
+            let (state, _rx) = state_with(phase, None, false);
+            let (code, body) = call(&state, "GET", "/status", None, vec![]).await;
+            assert_eq!(code, StatusCode::OK);
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(json["phase"], crate::metrics::phase_name(phase));
+            assert_eq!(json["schema_version"], crate::status::SCHEMA_VERSION);
+            let (code, _) = call(&state, "GET", "/healthz", None, vec![]).await;
+            assert_eq!(code, StatusCode::OK);
+            let (code, _) = call(&state, "GET", "/readyz", None, vec![]).await;
+            let ready = !matches!(phase, Phase::Pending | Phase::EngineUnavailable);
+            assert_eq!(code == StatusCode::OK, ready, "{phase:?}");
+            let (code, page) = call(&state, "GET", "/", None, vec![]).await;
+            assert_eq!(code, StatusCode::OK);
+            assert!(
+                page.contains(&format!(">{}</span>", crate::metrics::phase_name(phase))),
+                "{phase:?}"
+            );
+            let (code, metrics) = call(&state, "GET", "/metrics", None, vec![]).await;
+            assert_eq!(code, StatusCode::OK);
+            assert!(metrics.contains("swarmlog_phase"));
+        }
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_when_the_loop_stopped() {
+        let (state, _rx) = state_with(Phase::Converged, None, false);
+        state.alive.store(false, Ordering::Relaxed);
+        assert_eq!(
+            call(&state, "GET", "/healthz", None, vec![]).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn reconcile_auth() {
+        let (off, _rx) = state_with(Phase::Converged, None, false);
+        assert_eq!(
+            call(&off, "POST", "/reconcile", None, vec![]).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let (open, mut rx) = state_with(Phase::Converged, None, true);
+        assert_eq!(
+            call(&open, "POST", "/reconcile", None, vec![]).await.0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(rx.recv().await, Some(Trigger::Manual));
+        let (guarded, mut rx) = state_with(Phase::Converged, Some("s3cret"), false);
+        assert_eq!(
+            call(&guarded, "POST", "/reconcile", None, vec![]).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&guarded, "POST", "/reconcile", Some("Bearer nope"), vec![])
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(&guarded, "POST", "/reconcile", Some("Basic s3cret"), vec![])
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&guarded, "POST", "/reconcile", Some("Bearer s3cret"), vec![])
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(rx.recv().await, Some(Trigger::Manual));
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_wrong_methods_and_big_bodies() {
+        let (state, _rx) = state_with(Phase::Converged, None, true);
+        assert_eq!(
+            call(&state, "GET", "/nope", None, vec![]).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&state, "GET", "/reconcile", None, vec![]).await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&state, "POST", "/status", None, vec![]).await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&state, "DELETE", "/", None, vec![]).await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let big = vec![b'x'; BODY_LIMIT + 1];
+        assert_eq!(
+            call(&state, "POST", "/reconcile", None, big).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[tokio::test]
+    async fn status_snapshot_of_a_known_state() {
+        let (state, _rx) = state_with(Phase::Degraded, None, false);
+        if let Ok(mut s) = state.status.write() {
+            s.node_id = "node1".into();
+            s.engine.host = "unix:///run/docker.sock".into();
+            s.engine.api_version = "1.41".into();
+            s.engine.nodes = 3;
+            s.degraded_nodes.push(crate::controller::nodes::Degraded {
+                hostname: "logger-1".into(),
+                reason: "logger node is down".into(),
+            });
+            s.objects.push(crate::status::ObjectStatus {
+                kind: "service".into(),
+                name: "logging_kibana".into(),
+                state: "drifted".into(),
+                replicas_desired: Some(1),
+                replicas_running: Some(0),
+                last_change: None,
+                why: Some("TaskTemplate.ContainerSpec.Env".into()),
+            });
+            s.companion.desired = vec![vec!["kibana.example.com".into()]];
+            s.event(
+                "2026-01-01T00:00:01Z".into(),
+                "node",
+                "logger-1 degraded: logger node is down",
+            );
+        }
+        let (_, body) = call(&state, "GET", "/status", None, vec![]).await;
+        let mut json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["version"] = "<version>".into();
+        insta::assert_json_snapshot!("status_known_state", json);
+    }
+
+    /// The OpenAPI file lists exactly the routes and the /status fields.
+    #[test]
+    fn openapi_is_true() {
+        let text = include_str!("../docs/openapi.yaml");
+        let doc = crate::yaml::parse("docs/openapi.yaml", text).unwrap().to_json();
+        let mut paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+        paths.sort();
+        assert_eq!(paths, ["/", "/healthz", "/metrics", "/readyz", "/reconcile", "/status"]);
+        assert!(doc["paths"]["/reconcile"]["post"].is_object());
+        let (state, _rx) = state_with(Phase::Converged, None, false);
+        let status = serde_json::to_value(&*state.status.read().unwrap()).unwrap();
+        let schema = &doc["components"]["schemas"]["Status"]["properties"];
+        let mut documented: Vec<&String> = schema.as_object().unwrap().keys().collect();
+        let mut actual: Vec<&String> = status.as_object().unwrap().keys().collect();
+        documented.sort();
+        actual.sort();
+        assert_eq!(
+            documented, actual,
+            "docs/openapi.yaml Status properties differ from the /status document"
+        );
+        for key in ["engine", "reconcile", "companion"] {
+            let name = schema[key]["$ref"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            let mut documented: Vec<&String> = doc["components"]["schemas"][&name]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect();
+            let mut actual: Vec<&String> = status[key].as_object().unwrap().keys().collect();
+            documented.sort();
+            actual.sort();
+            assert_eq!(documented, actual, "{name}");
         }
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 mod companion;
 mod controller;
+mod http;
 mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
@@ -78,6 +79,7 @@ fn main() {
             controller::invalid_values_keep_last_good,
         ),
         ("run_companion_follows_domains", companion::companion_follows_domains),
+        ("run_http_api_follows_the_stack", http::http_api_follows_the_stack),
     ];
     if args.list {
         let trials = tests.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();

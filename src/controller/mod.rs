@@ -503,9 +503,13 @@ async fn reconcile(
                 st.blocked.clear();
                 if !writes.is_empty() {
                     for o in st.objects.iter_mut() {
-                        if o.state != "in-sync" {
-                            o.last_change = Some(now());
-                        }
+                        let done = match o.state.as_str() {
+                            "missing" => "created",
+                            "drifted" | "changed" => "updated",
+                            _ => continue,
+                        };
+                        o.state = done.to_string();
+                        o.last_change = Some(now());
                     }
                 }
                 st.phase = if !st.invalid.is_empty() {

@@ -1,0 +1,115 @@
+//! The HTTP API of a running operator against the sandbox swarm: every
+//! endpoint answers while it reconciles; the phase and object states follow
+//! a blocked stack and its healing.
+
+use std::time::Duration;
+
+use crate::common::{wait_for, Sandbox};
+use crate::controller::Operator;
+
+const LISTEN: &str = "127.0.0.1:18931";
+
+/// A plain HTTP/1.1 GET on loopback: (status code, body).
+fn get(path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(LISTEN).map_err(|e| format!("connect {LISTEN}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {LISTEN}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed answer")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status code")?;
+    Ok((code, body.to_string()))
+}
+
+fn status() -> Result<serde_json::Value, String> {
+    let (code, body) = get("/status")?;
+    if code != 200 {
+        return Err(format!("no status: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
+}
+
+pub fn http_api_follows_the_stack(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "ithttp";
+    let sel = "--set=nodeSelector.label=httpsel";
+    let op = Operator::start(
+        sb,
+        stack,
+        &["--stack", stack, sel, "--resync", "10m", "--listen", LISTEN],
+    )?;
+    let result = rt.block_on(async {
+        // Blocked: no node carries the selector's label.
+        let s = wait_for("phase Degraded (blocked)", Duration::from_secs(30), || async {
+            let s = status().ok();
+            Ok(s.filter(|s| s["phase"] == "Degraded"))
+        })
+        .await?;
+        if !s["blocked"].to_string().contains("no node satisfies") {
+            return Err(format!("the block is not explained: {}", s["blocked"]));
+        }
+        if !s["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o["state"] == "missing")
+        {
+            return Err(format!("no object is shown missing: {}", s["objects"]));
+        }
+        // Every endpoint answers.
+        for path in ["/healthz", "/readyz", "/metrics", "/"] {
+            let (code, body) = get(path)?;
+            if code != 200 {
+                return Err(format!("{path}: {code} {body}"));
+            }
+        }
+        let (code, page) = get("/")?;
+        if code != 200 || !page.contains("Degraded") {
+            return Err(format!("the page does not show the phase: {code}"));
+        }
+        let (code, _) = get("/nope")?;
+        if code != 404 {
+            return Err(format!("unknown path answered {code}"));
+        }
+        // Heal: label a node; the stack converges and the phase follows.
+        sb.docker(&["node", "update", "--label-add", "httpsel=true", "logger-1"])?;
+        let s = wait_for("phase Converged", Duration::from_secs(60), || async {
+            Ok(status().ok().filter(|s| s["phase"] == "Converged"))
+        })
+        .await?;
+        let states: Vec<String> = s["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| o["state"].to_string())
+            .collect();
+        if states.iter().any(|st| st != "\"in-sync\"") {
+            return Err(format!("objects not in sync once converged: {states:?}"));
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
+            .args(["status", "--url", &format!("http://{LISTEN}")])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.code() != Some(0) || !String::from_utf8_lossy(&out.stdout).contains("Converged") {
+            return Err(format!("swarmlog status on a converged stack: {:?}", out));
+        }
+        Ok(())
+    });
+    drop(op);
+    let _ = sb.docker(&["node", "update", "--label-rm", "httpsel", "logger-1"]);
+    result?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        crate::remove_stack(sb, &docker, stack).await
+    })
+}
