@@ -96,6 +96,7 @@ pub fn http_api_follows_the_stack(sb: &Sandbox, rt: &tokio::runtime::Runtime) ->
         if states.iter().any(|st| st != "\"in-sync\"") {
             return Err(format!("objects not in sync once converged: {states:?}"));
         }
+        chromium_renders_the_page()?;
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
             .args(["status", "--url", &format!("http://{LISTEN}")])
             .output()
@@ -112,4 +113,55 @@ pub fn http_api_follows_the_stack(sb: &Sandbox, rt: &tokio::runtime::Runtime) ->
         let docker = sb.client().await?;
         crate::remove_stack(sb, &docker, stack).await
     })
+}
+
+/// The page in headless Chromium: it loads, shows the phase, asks for
+/// nothing else (no scripts, styles or images from anywhere), and a
+/// screenshot is kept in target/test-artifacts/status-page.png.
+fn chromium_renders_the_page() -> Result<(), String> {
+    let dir = crate::common::repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let profile = crate::common::temp_dir("chromium-profile");
+    let shot = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,1400",
+    ];
+    let run = |extra: &[String]| {
+        std::process::Command::new("chromium")
+            .args(flags)
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(format!("http://{LISTEN}/"))
+            .output()
+            .map_err(|e| format!("cannot run chromium (scripts/prereqs installs it): {e}"))
+    };
+    let dom = run(&["--dump-dom".to_string()])?;
+    let html = String::from_utf8_lossy(&dom.stdout).to_string();
+    if !html.contains("id=\"phase\"") || !html.contains("Converged") {
+        return Err(format!(
+            "chromium's DOM lacks the phase:\n{}",
+            String::from_utf8_lossy(&dom.stderr)
+        ));
+    }
+    for asked in ["<script", "<link", "<img", "src=", "url("] {
+        if html.contains(asked) {
+            return Err(format!("the page asks for another resource ({asked})"));
+        }
+    }
+    let out = run(&[format!("--screenshot={}", shot.display())])?;
+    let png =
+        std::fs::read(&shot).map_err(|e| format!("no screenshot ({e}): {}", String::from_utf8_lossy(&out.stderr)))?;
+    if !png.starts_with(b"\x89PNG") || png.len() < 5000 {
+        return Err(format!("the screenshot is not a PNG of the page ({} bytes)", png.len()));
+    }
+    Ok(())
 }
