@@ -363,7 +363,11 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, "HTTP API up: /status /healthz /readyz /metrics /");
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| args.listen.to_string());
+    tracing::info!(listen = %bound, "HTTP API up: /status /healthz /readyz /metrics /");
     let http = tokio::spawn(swarmlog::http::serve(
         listener,
         swarmlog::http::HttpState {

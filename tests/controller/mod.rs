@@ -18,9 +18,13 @@ impl Operator {
         let dir = common::temp_dir(name);
         let log = dir.join("operator.log");
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let child = Command::new(env!("CARGO_BIN_EXE_swarmlog"))
-            .arg("run")
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmlog"));
+        cmd.arg("run").args(args);
+        // Several operators run at once: each on a free loopback port.
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let child = cmd
             .env("DOCKER_HOST", &sb.host)
             .env("SWARMLOG_LOG", "info")
             .current_dir(common::repo())
