@@ -202,6 +202,8 @@ impl Outcome {
 
 /// How soon to look again while tasks are starting.
 const RECHECK: Duration = Duration::from_secs(2);
+/// How often a standby checks whether it now runs on the leader.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -317,6 +319,14 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
                     tracing::info!("{w}");
                 }
                 tracing::info!(outcome = label, elapsed_ms = elapsed.as_millis() as u64, "reconciled");
+            }
+            Outcome::Standby => {
+                // Leadership changes raise no event here: look again soon, so a
+                // new leader's operator takes over right after the election.
+                retry.reset();
+                let at = tokio::time::Instant::now() + STANDBY_POLL;
+                recheck_at = Some(recheck_at.map_or(at, |r| r.min(at)));
+                tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "standby");
             }
             other => {
                 retry.reset();

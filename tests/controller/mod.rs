@@ -1,74 +1,11 @@
 //! `swarmlog run` against the sandbox swarm: convergence, healing, node
 //! joins, a cut event stream, two writers, invalid values.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use crate::common::Operator;
 use crate::common::{self, wait_for, Sandbox};
-
-/// A running operator; stopped with SIGTERM (by its pid) when dropped.
-pub struct Operator {
-    child: Option<Child>,
-    pub log: PathBuf,
-}
-
-impl Operator {
-    pub fn start(sb: &Sandbox, name: &str, args: &[&str]) -> Result<Operator, String> {
-        let dir = common::temp_dir(name);
-        let log = dir.join("operator.log");
-        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmlog"));
-        cmd.arg("run").args(args);
-        // Several operators run at once: each on a free loopback port.
-        if !args.contains(&"--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
-        }
-        let child = cmd
-            .env("DOCKER_HOST", &sb.host)
-            .env("SWARMLOG_LOG", "info")
-            .current_dir(common::repo())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot start swarmlog run: {e}"))?;
-        Ok(Operator {
-            child: Some(child),
-            log,
-        })
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit code (within `timeout`).
-    pub fn stop(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(None);
-        };
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                return Ok(status.code());
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("swarmlog run did not stop within {timeout:?} of SIGTERM"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.stop(Duration::from_secs(15));
-    }
-}
 
 fn plan_code(sb: &Sandbox, stack: &str, extra: &[&str]) -> Option<i32> {
     let mut args = vec!["plan", "--stack", stack];
