@@ -17,7 +17,8 @@ fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     if args.list {
-        libtest_mimic::run(&args, vec![Trial::test("leader_gating_and_failover", || Ok(()))]).exit();
+        let names = ["leader_gating_and_failover", "operator_image_on_every_manager"];
+        libtest_mimic::run(&args, names.iter().map(|n| Trial::test(*n, || Ok(()))).collect()).exit();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -28,12 +29,24 @@ fn main() {
         Ok(s)
     });
     let sandbox = std::sync::Arc::new(sandbox);
-    let sb = sandbox.clone();
-    let trial = Trial::test("leader_gating_and_failover", move || match sb.as_ref() {
-        Ok(s) => leader_gating_and_failover(s, &runtime).map_err(Failed::from),
-        Err(e) => Err(Failed::from(format!("the sandbox swarm did not start: {e}"))),
-    });
-    let conclusion = libtest_mimic::run(&args, vec![trial]);
+    let runtime = std::sync::Arc::new(runtime);
+    type TestFn = fn(&Sandbox, &tokio::runtime::Runtime) -> Result<(), String>;
+    let tests: [(&str, TestFn); 2] = [
+        ("leader_gating_and_failover", leader_gating_and_failover),
+        ("operator_image_on_every_manager", operator_image_on_every_manager),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let sb = sandbox.clone();
+            let rt = runtime.clone();
+            Trial::test(name, move || match sb.as_ref() {
+                Ok(s) => f(s, &rt).map_err(Failed::from),
+                Err(e) => Err(Failed::from(format!("the sandbox swarm did not start: {e}"))),
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
     drop(sandbox);
     conclusion.exit();
 }
@@ -151,4 +164,268 @@ fn leader_gating_and_failover(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Res
         }
     }
     Ok(())
+}
+
+/// The static binary scripts/test builds before the tests.
+fn static_binary() -> Result<std::path::PathBuf, String> {
+    let p = common::repo().join("target/x86_64-unknown-linux-gnu/release/swarmlog");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: build it first (scripts/test does): RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu",
+            p.display()
+        ))
+    }
+}
+
+fn sh(cmd: &str) -> Result<String, String> {
+    let out = std::process::Command::new("bash")
+        .args(["-c", cmd])
+        .current_dir(common::repo())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// `role phase` of the operator container on one node.
+fn container_role(sb: &Sandbox, node: &str) -> Result<String, String> {
+    let host = format!("unix://{}", sb.sock(node)?);
+    let id = common::run_docker(
+        &host,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=swarmlog_operator",
+        ],
+    )?;
+    let id = id
+        .lines()
+        .next()
+        .ok_or_else(|| format!("no operator container on {node}"))?
+        .to_string();
+    let out = common::run_docker(&host, &["exec", &id, "/swarmlog", "status", "-o", "json"]).or_else(|e| {
+        // status exits 1 when not Converged but still prints the document.
+        e.split_once("failed: ").map(|(_, rest)| rest.to_string()).ok_or(e)
+    })?;
+    let start = out.find('{').ok_or_else(|| format!("no JSON from {node}: {out}"))?;
+    let end = out.rfind('}').ok_or_else(|| format!("no JSON from {node}: {out}"))?;
+    let json: serde_json::Value = serde_json::from_str(&out[start..=end]).map_err(|e| format!("{e}: {out}"))?;
+    Ok(format!(
+        "{} {}",
+        json["role"].as_str().unwrap_or(""),
+        json["phase"].as_str().unwrap_or("")
+    ))
+}
+
+/// The image from the Dockerfile, deployed with manifests/operator.yml: one
+/// task per manager, one leader; the stack converges; an upgrade of the
+/// operator restarts none of the stack; uninstalling keeps the volume.
+fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    static_binary()?;
+    let env = format!("DOCKER_HOST={}", sb.host);
+    sh(&format!(
+        "{env} DOCKER_BUILDKIT=0 docker build -q --target prebuilt -t swarmlog:e2e ."
+    ))?;
+    for node in ["manager-2", "manager-3", "logger-1"] {
+        let sock = sb.sock(node)?;
+        sh(&format!(
+            "{env} docker save swarmlog:e2e | docker -H unix://{sock} load -q"
+        ))?;
+    }
+    let dir = common::temp_dir("e2e");
+    let values = dir.join("values.yaml");
+    std::fs::write(&values, "stack: ite2e\n").map_err(|e| e.to_string())?;
+    sb.docker(&["config", "create", "swarmlog_values_v1", &values.display().to_string()])?;
+    let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
+    let deploy = |image: &str| {
+        sh(&format!(
+            "{env} SWARMLOG_IMAGE={image} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
+            socks.display()
+        ))
+    };
+    deploy("swarmlog:e2e")?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        wait_for("three operator tasks running", Duration::from_secs(60), || async {
+            let out = sb.docker(&[
+                "service",
+                "ps",
+                "swarmlog_operator",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+            ])?;
+            let running: Vec<&str> = out.lines().filter(|l| l.contains("Running")).collect();
+            Ok((running.len() == 3).then_some(()))
+        })
+        .await?;
+        let roles = wait_for("one leader, two standbys", Duration::from_secs(60), || async {
+            let roles: Vec<String> = ["manager-1", "manager-2", "manager-3"]
+                .iter()
+                .map(|m| container_role(sb, m).unwrap_or_default())
+                .collect();
+            let leaders = roles.iter().filter(|r| r.starts_with("leader ")).count();
+            let standbys = roles.iter().filter(|r| r.starts_with("standby ")).count();
+            Ok((leaders == 1 && standbys == 2 && roles.iter().any(|r| r == "leader Converged")).then_some(roles))
+        })
+        .await?;
+        eprintln!("operator roles: {roles:?}");
+        let hosts = crate_wait_running(&docker, "ite2e").await?;
+        if hosts.iter().any(|h| h != "logger-1") {
+            return Err(format!("stack tasks outside the logger node: {hosts:?}"));
+        }
+        // Upgrade the operator: the logging stack does not restart.
+        let before = stack_versions(&docker, "ite2e").await?;
+        sh(&format!("{env} docker tag swarmlog:e2e swarmlog:e2e-next"))?;
+        for node in ["manager-2", "manager-3"] {
+            let sock = sb.sock(node)?;
+            sh(&format!(
+                "{env} docker save swarmlog:e2e-next | docker -H unix://{sock} load -q"
+            ))?;
+        }
+        deploy("swarmlog:e2e-next")?;
+        wait_for("the upgraded operators running", Duration::from_secs(90), || async {
+            let out = sb.docker(&[
+                "service",
+                "ps",
+                "swarmlog_operator",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Image}} {{.CurrentState}}",
+            ])?;
+            Ok((out
+                .lines()
+                .filter(|l| l.starts_with("swarmlog:e2e-next") && l.contains("Running"))
+                .count()
+                == 3)
+                .then_some(()))
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = stack_versions(&docker, "ite2e").await?;
+        if before != after {
+            return Err(format!(
+                "the operator's upgrade changed the stack:\n{before:?}\n{after:?}"
+            ));
+        }
+        // Uninstall: both stacks go, the volume stays.
+        sb.docker(&["stack", "rm", "swarmlog"])?;
+        wait_for("the operator removed", Duration::from_secs(60), || async {
+            Ok(sb
+                .docker(&["service", "inspect", "swarmlog_operator"])
+                .is_err()
+                .then_some(()))
+        })
+        .await?;
+        // `docker stack rm` removes services and networks at once; a network
+        // still in use by a service being removed fails: run it again.
+        wait_for("the stack removed", Duration::from_secs(60), || async {
+            Ok(sb
+                .docker(&["stack", "rm", "ite2e"])
+                .ok()
+                .filter(|_| {
+                    sb.docker(&[
+                        "network",
+                        "ls",
+                        "-q",
+                        "--filter",
+                        "label=com.docker.stack.namespace=ite2e",
+                    ])
+                    .is_ok_and(|o| o.trim().is_empty())
+                })
+                .map(|_| ()))
+        })
+        .await?;
+        let logger = common::client_for(&sb.sock("logger-1")?).await?;
+        logger
+            .inspect_volume("ite2e_elasticsearch_index")
+            .await
+            .map_err(|e| format!("the Elasticsearch volume is gone after uninstall: {e}"))?;
+        let _ = sb.docker(&["config", "rm", "swarmlog_values_v1"]);
+        Ok(())
+    })
+}
+
+/// Version index and task IDs of a stack's services.
+async fn stack_versions(docker: &bollard::Docker, stack: &str) -> Result<Vec<String>, String> {
+    let mut f = std::collections::HashMap::new();
+    f.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
+    let services = docker
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(f.clone()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out: Vec<String> = services
+        .iter()
+        .map(|s| {
+            format!(
+                "{:?} {:?}",
+                s.spec.as_ref().and_then(|s| s.name.clone()),
+                s.version.as_ref().and_then(|v| v.index)
+            )
+        })
+        .collect();
+    f.insert("desired-state".to_string(), vec!["running".to_string()]);
+    for t in docker
+        .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        out.push(format!("task {:?}", t.id));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Hostnames of the running tasks of a stack, once all three services run.
+async fn crate_wait_running(docker: &bollard::Docker, stack: &str) -> Result<Vec<String>, String> {
+    wait_for("the stack running", Duration::from_secs(90), || async {
+        let tasks = stack_versions(docker, stack).await?;
+        if tasks.iter().filter(|t| t.starts_with("task ")).count() < 3 {
+            return Ok(None);
+        }
+        let mut f = std::collections::HashMap::new();
+        f.insert("label".to_string(), vec![format!("com.docker.stack.namespace={stack}")]);
+        f.insert("desired-state".to_string(), vec!["running".to_string()]);
+        let tasks = docker
+            .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !tasks
+            .iter()
+            .all(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+        {
+            return Ok(None);
+        }
+        let nodes = docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Some(
+            tasks
+                .iter()
+                .map(|t| {
+                    nodes
+                        .iter()
+                        .find(|n| n.id == t.node_id)
+                        .and_then(|n| n.description.as_ref()?.hostname.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        ))
+    })
+    .await
 }
