@@ -192,13 +192,16 @@ fn options(s: &SafetyArgs) -> PlanOptions {
     }
 }
 
+/// Renders (offline, so bad input never reaches the engine), then connects.
+async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(Rendered, Engine), ExitCode> {
+    let rendered = load_and_render(chart).map_err(|p| report(&p))?;
+    let engine = connect(engine).await?;
+    Ok((rendered, engine))
+}
+
 async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let rendered = match load_and_render(&args.chart) {
+    let (rendered, engine) = match render_and_connect(&args.chart, &args.engine).await {
         Ok(r) => r,
-        Err(p) => return Ok(report(&p)),
-    };
-    let engine = match connect(&args.engine).await {
-        Ok(e) => e,
         Err(code) => return Ok(code),
     };
     let observed = match swarmlog::observe::observe(&engine).await {
@@ -223,12 +226,8 @@ async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let rendered = match load_and_render(&args.chart) {
+    let (rendered, engine) = match render_and_connect(&args.chart, &args.engine).await {
         Ok(r) => r,
-        Err(p) => return Ok(report(&p)),
-    };
-    let engine = match connect(&args.engine).await {
-        Ok(e) => e,
         Err(code) => return Ok(code),
     };
     let result = swarmlog::apply::apply(&engine, &rendered.desired, options(&args.safety)).await;
