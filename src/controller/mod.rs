@@ -396,7 +396,41 @@ async fn reconcile(
     companion_state: &mut companion::State,
 ) -> Outcome {
     let s = &ctx.settings;
-    // 1. Desired state: a bad render keeps the last good one in force.
+    // 1. Observe, and label nodes first: a joining node waits for nothing else.
+    let mut observed = match observe(&ctx.engine).await {
+        Ok(o) => o,
+        Err(e) => {
+            ctx.set_engine_error(&e.to_string());
+            return Outcome::Failed(e.to_string(), e.category(), true);
+        }
+    };
+    let role = leader::role(&observed.node_id, &observed.nodes, s.leader_gating);
+    ctx.update_status(|st| {
+        if st.role != role {
+            st.event(now(), "leader", format!("role is now {}", role.as_str()));
+        }
+        st.role = role;
+        st.node_id = observed.node_id.clone();
+        st.engine.connected = true;
+        st.engine.last_error = None;
+        st.engine.nodes = observed.nodes.len();
+    });
+
+    // Auto-labels (leader only).
+    if role.writes() && !s.auto_label.is_empty() {
+        match label_nodes(ctx, &observed).await {
+            Ok(true) => match observe(&ctx.engine).await {
+                Ok(o) => observed = o,
+                Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
+            },
+            Ok(false) => {}
+            Err(e) if e.is_conflict() => {
+                let _ = ctx.trigger.try_send(Trigger::Retry);
+            }
+            Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
+        }
+    }
+    // 2. Desired state: a bad render keeps the last good one in force.
     match render(s) {
         Ok(d) => {
             if last_good.as_ref() != Some(&d) {
@@ -440,40 +474,6 @@ async fn reconcile(
         return Outcome::Invalid;
     };
 
-    // 2. Observe.
-    let mut observed = match observe(&ctx.engine).await {
-        Ok(o) => o,
-        Err(e) => {
-            ctx.set_engine_error(&e.to_string());
-            return Outcome::Failed(e.to_string(), e.category(), true);
-        }
-    };
-    let role = leader::role(&observed.node_id, &observed.nodes, s.leader_gating);
-    ctx.update_status(|st| {
-        if st.role != role {
-            st.event(now(), "leader", format!("role is now {}", role.as_str()));
-        }
-        st.role = role;
-        st.node_id = observed.node_id.clone();
-        st.engine.connected = true;
-        st.engine.last_error = None;
-        st.engine.nodes = observed.nodes.len();
-    });
-
-    // 3. Nodes: auto-labels (leader only), logger nodes, degraded ones.
-    if role.writes() && !s.auto_label.is_empty() {
-        match label_nodes(ctx, &observed).await {
-            Ok(true) => match observe(&ctx.engine).await {
-                Ok(o) => observed = o,
-                Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
-            },
-            Ok(false) => {}
-            Err(e) if e.is_conflict() => {
-                let _ = ctx.trigger.try_send(Trigger::Retry);
-            }
-            Err(e) => return Outcome::Failed(e.to_string(), e.category(), true),
-        }
-    }
     let (label, value) = selector(desired);
     let inherited = known_loggers.clone();
     let (loggers, degraded) = nodes::logger_nodes(&observed.nodes, &label, &value, &inherited);
