@@ -311,48 +311,46 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     }
 
     // Configs and secrets: immutable, named by content.
-    let mut wanted_configs = BTreeSet::new();
-    for c in &desired.configs {
-        let name = c.spec.name.clone().unwrap_or_default();
-        wanted_configs.insert(name.clone());
-        match observed
+    let owned_configs: HashMap<String, bool> = observed
+        .configs
+        .iter()
+        .filter_map(|c| {
+            let spec = c.spec.as_ref()?;
+            Some((spec.name.clone()?, owned_by(spec.labels.as_ref(), stack)))
+        })
+        .collect();
+    let owned_secrets: HashMap<String, bool> = observed
+        .secrets
+        .iter()
+        .filter_map(|c| {
+            let spec = c.spec.as_ref()?;
+            Some((spec.name.clone()?, owned_by(spec.labels.as_ref(), stack)))
+        })
+        .collect();
+    let wanted_configs = plan_file_objects(
+        "config",
+        desired
             .configs
             .iter()
-            .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
-        {
-            None => p.actions.push(Action::CreateConfig {
-                name,
-                spec: c.spec.clone(),
-            }),
-            Some(o) if !owned_by(o.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !opts.adopt => {
-                p.conflicts.push(format!(
-                    "config {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
-                ))
-            }
-            Some(_) => p.in_sync.push(format!("config {name}")),
-        }
-    }
-    let mut wanted_secrets = BTreeSet::new();
-    for c in &desired.secrets {
-        let name = c.spec.name.clone().unwrap_or_default();
-        wanted_secrets.insert(name.clone());
-        match observed
+            .map(|c| (c.spec.name.clone().unwrap_or_default(), c.spec.clone())),
+        &owned_configs,
+        |name, spec| Action::CreateConfig { name, spec },
+        stack,
+        opts.adopt,
+        &mut p,
+    );
+    let wanted_secrets = plan_file_objects(
+        "secret",
+        desired
             .secrets
             .iter()
-            .find(|o| o.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
-        {
-            None => p.actions.push(Action::CreateSecret {
-                name,
-                spec: c.spec.clone(),
-            }),
-            Some(o) if !owned_by(o.spec.as_ref().and_then(|s| s.labels.as_ref()), stack) && !opts.adopt => {
-                p.conflicts.push(format!(
-                    "secret {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
-                ))
-            }
-            Some(_) => p.in_sync.push(format!("secret {name}")),
-        }
-    }
+            .map(|c| (c.spec.name.clone().unwrap_or_default(), c.spec.clone())),
+        &owned_secrets,
+        |name, spec| Action::CreateSecret { name, spec },
+        stack,
+        opts.adopt,
+        &mut p,
+    );
 
     // Services.
     let mut wanted_services = BTreeSet::new();
@@ -490,6 +488,32 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     p.blockers.sort();
     p.in_sync.sort();
     p
+}
+
+/// Creates the configs (or secrets) that do not exist; one of the same name
+/// that the stack does not own is a conflict. `existing`: name -> owned.
+/// Returns the wanted names.
+fn plan_file_objects<S>(
+    kind: &str,
+    wanted: impl Iterator<Item = (String, S)>,
+    existing: &HashMap<String, bool>,
+    create: impl Fn(String, S) -> Action,
+    stack: &str,
+    adopt: bool,
+    p: &mut Plan,
+) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (name, spec) in wanted {
+        names.insert(name.clone());
+        match existing.get(&name) {
+            None => p.actions.push(create(name, spec)),
+            Some(false) if !adopt => p.conflicts.push(format!(
+                "{kind} {name} exists and is not owned by stack {stack}; left untouched (pass --adopt to use it)"
+            )),
+            Some(_) => p.in_sync.push(format!("{kind} {name}")),
+        }
+    }
+    names
 }
 
 /// The desired spec plus the labels others put on the observed service.

@@ -144,7 +144,7 @@ fn main() {
                 listening.push(port);
                 thread::spawn(move || serve(listener, port));
             }
-            Err(err) => eprintln!("standin: cannot listen on port {port}, skipped: {err}"),
+            Err(err) => eprintln!("standin: not listening on port {port}: {err}"),
         }
     }
     eprintln!("standin: up, listening on {listening:?}");
