@@ -252,6 +252,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             socks.display()
         ))
     };
+    let deployed = Instant::now();
     deploy("swarmlog:e2e")?;
     rt.block_on(async {
         let docker = sb.client().await?;
@@ -279,11 +280,39 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             Ok((leaders == 1 && standbys == 2 && roles.iter().any(|r| r == "leader Converged")).then_some(roles))
         })
         .await?;
-        eprintln!("operator roles: {roles:?}");
         let hosts = crate_wait_running(&docker, "ite2e").await?;
+        eprintln!(
+            "operator roles: {roles:?}; stack deploy of the operator to the logging stack running: {:?}",
+            deployed.elapsed()
+        );
         if hosts.iter().any(|h| h != "logger-1") {
             return Err(format!("stack tasks outside the logger node: {hosts:?}"));
         }
+        // A worker named like the stack file's auto-label rule joins: the
+        // operator in its container labels it.
+        let joiner = "logger-5";
+        let out = std::process::Command::new(common::repo().join("scripts/sandbox"))
+            .args(["add-worker", "--name", &sb.name, joiner])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("add-worker: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let labelled = wait_for(
+            "the joining node labelled by the operator container",
+            Duration::from_secs(30),
+            || async {
+                let n = docker.inspect_node(joiner).await.map_err(|e| e.to_string())?;
+                let l = n.spec.and_then(|s| s.labels).unwrap_or_default();
+                Ok((l.get("logger").map(String::as_str) == Some("true")).then_some(()))
+            },
+        )
+        .await;
+        let _ = sb.docker(&["node", "rm", "--force", joiner]);
+        let _ = std::process::Command::new(common::repo().join("scripts/sandbox"))
+            .args(["node-stop", "--name", &sb.name, joiner])
+            .output();
+        labelled?;
         // Upgrade the operator: the logging stack does not restart.
         let before = stack_versions(&docker, "ite2e").await?;
         sh(&format!("{env} docker tag swarmlog:e2e swarmlog:e2e-next"))?;
