@@ -350,17 +350,7 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         .into_iter()
         .map(|(key, _, data, labels, templating)| {
             let name = config_names.get(&key).cloned().unwrap_or_default();
-            let mut spec = ConfigSpec {
-                name: Some(name),
-                labels: Some(labels),
-                data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
-                templating: templating.map(|t| bollard::models::Driver { name: t, options: None }),
-            };
-            let hash = spec_hash(&spec);
-            if let Some(l) = spec.labels.as_mut() {
-                l.insert(LABEL_SPEC_HASH.to_string(), hash.clone());
-                l.insert(LABEL_KEY.to_string(), key.clone());
-            }
+            let (spec, hash) = file_object_spec(&key, name, labels, &data, templating);
             DesiredConfig { key, spec, hash }
         })
         .collect();
@@ -368,18 +358,14 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         .into_iter()
         .map(|(key, _, data, labels, templating)| {
             let name = secret_names.get(&key).cloned().unwrap_or_default();
-            let mut spec = SecretSpec {
-                name: Some(name),
-                labels: Some(labels),
-                data: Some(base64::engine::general_purpose::STANDARD.encode(&data)),
-                templating: templating.map(|t| bollard::models::Driver { name: t, options: None }),
+            let (c, hash) = file_object_spec(&key, name, labels, &data, templating);
+            let spec = SecretSpec {
+                name: c.name,
+                labels: c.labels,
+                data: c.data,
+                templating: c.templating,
                 ..Default::default()
             };
-            let hash = spec_hash(&spec);
-            if let Some(l) = spec.labels.as_mut() {
-                l.insert(LABEL_SPEC_HASH.to_string(), hash.clone());
-                l.insert(LABEL_KEY.to_string(), key.clone());
-            }
             DesiredSecret { key, spec, hash }
         })
         .collect();
@@ -393,6 +379,29 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         volumes: volumes.into_iter().collect(),
         letsencrypt: Companion::default(),
     })
+}
+
+/// The spec of a config or secret (they share their fields), with its hash
+/// and swarmlog's labels in place.
+fn file_object_spec(
+    key: &str,
+    name: String,
+    labels: HashMap<String, String>,
+    data: &[u8],
+    templating: Option<String>,
+) -> (ConfigSpec, String) {
+    let mut spec = ConfigSpec {
+        name: Some(name),
+        labels: Some(labels),
+        data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+        templating: templating.map(|t| bollard::models::Driver { name: t, options: None }),
+    };
+    let hash = spec_hash(&spec);
+    if let Some(l) = spec.labels.as_mut() {
+        l.insert(LABEL_SPEC_HASH.to_string(), hash.clone());
+        l.insert(LABEL_KEY.to_string(), key.to_string());
+    }
+    (spec, hash)
 }
 
 /// Contents of a config or secret: (key, content hash, data, labels, template driver).

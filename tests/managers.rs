@@ -195,6 +195,18 @@ fn sh(cmd: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
+/// Copies an image from manager-1 to other nodes (each has its own store).
+fn load_image(sb: &Sandbox, image: &str, nodes: &[&str]) -> Result<(), String> {
+    for node in nodes {
+        let sock = sb.sock(node)?;
+        sh(&format!(
+            "DOCKER_HOST={} docker save {image} | docker -H unix://{sock} load -q",
+            sb.host
+        ))?;
+    }
+    Ok(())
+}
+
 /// `role phase` of the operator container on one node.
 fn container_role(sb: &Sandbox, node: &str) -> Result<String, String> {
     let host = format!("unix://{}", sb.sock(node)?);
@@ -235,12 +247,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     sh(&format!(
         "{env} DOCKER_BUILDKIT=0 docker build -q --target prebuilt -t swarmlog:e2e ."
     ))?;
-    for node in ["manager-2", "manager-3", "logger-1"] {
-        let sock = sb.sock(node)?;
-        sh(&format!(
-            "{env} docker save swarmlog:e2e | docker -H unix://{sock} load -q"
-        ))?;
-    }
+    load_image(sb, "swarmlog:e2e", &["manager-2", "manager-3", "logger-1"])?;
     let dir = common::temp_dir("e2e");
     let values = dir.join("values.yaml");
     std::fs::write(&values, "stack: ite2e\n").map_err(|e| e.to_string())?;
@@ -316,12 +323,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
         // Upgrade the operator: the logging stack does not restart.
         let before = stack_versions(&docker, "ite2e").await?;
         sh(&format!("{env} docker tag swarmlog:e2e swarmlog:e2e-next"))?;
-        for node in ["manager-2", "manager-3"] {
-            let sock = sb.sock(node)?;
-            sh(&format!(
-                "{env} docker save swarmlog:e2e-next | docker -H unix://{sock} load -q"
-            ))?;
-        }
+        load_image(sb, "swarmlog:e2e-next", &["manager-2", "manager-3"])?;
         deploy("swarmlog:e2e-next")?;
         wait_for("the upgraded operators running", Duration::from_secs(90), || async {
             let out = sb.docker(&[

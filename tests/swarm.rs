@@ -191,6 +191,20 @@ fn render_json(stack: &str) -> Result<Json, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("render -o json is not JSON: {e}"))
 }
 
+/// `docker stack deploy` of a file, as a user would (no registry lookups).
+fn stack_deploy(sb: &Sandbox, file: &std::path::Path, stack: &str) -> Result<String, String> {
+    sb.docker(&[
+        "stack",
+        "deploy",
+        "--detach=true",
+        "--resolve-image",
+        "never",
+        "-c",
+        &file.display().to_string(),
+        stack,
+    ])
+}
+
 fn eject(stack: &str) -> Result<std::path::PathBuf, String> {
     let dir = common::temp_dir(stack);
     let out = common::swarmlog_with_host(
@@ -292,16 +306,7 @@ fn rendered_stack_converges(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
     let file = eject(stack)?;
     // The ejected file is accepted by the docker CLI as it is.
     sb.docker(&["stack", "config", "-c", &file.display().to_string()])?;
-    sb.docker(&[
-        "stack",
-        "deploy",
-        "--detach=true",
-        "--resolve-image",
-        "never",
-        "-c",
-        &file.display().to_string(),
-        stack,
-    ])?;
+    stack_deploy(sb, &file, stack)?;
     rt.block_on(async {
         let docker = sb.client().await?;
         let hosts = wait_running(&docker, stack, 3).await?;
@@ -445,16 +450,7 @@ fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
     let desired = render_json(stack)?;
     rt.block_on(async {
         let docker = sb.client().await?;
-        sb.docker(&[
-            "stack",
-            "deploy",
-            "--detach=true",
-            "--resolve-image",
-            "never",
-            "-c",
-            &file.display().to_string(),
-            stack,
-        ])?;
+        stack_deploy(sb, &file, stack)?;
         wait_running(&docker, stack, 3).await?;
         let by_stack_deploy = snapshot(&docker, stack).await?;
         remove_stack(sb, &docker, stack).await?;

@@ -506,6 +506,7 @@ async fn reconcile(
     match result {
         Ok(report) => {
             let writes = report.done.clone();
+            let running = tasks_running(&report.observed, desired);
             ctx.update_status(|st| {
                 for w in &writes {
                     st.event(now(), "write", w.clone());
@@ -526,13 +527,13 @@ async fn reconcile(
                     Phase::Invalid
                 } else if !st.degraded_nodes.is_empty() {
                     Phase::Degraded
-                } else if !writes.is_empty() || !tasks_running(&report.observed, desired) {
+                } else if !writes.is_empty() || !running {
                     Phase::Progressing
                 } else {
                     Phase::Converged
                 };
             });
-            let mut recheck = (!tasks_running(&report.observed, desired) || !writes.is_empty()).then_some(RECHECK);
+            let mut recheck = (!running || !writes.is_empty()).then_some(RECHECK);
             match companion::step(ctx, desired, &report.observed, true, companion_state).await {
                 Ok(Some(wait)) => recheck = Some(recheck.map_or(wait, |r| r.min(wait))),
                 Ok(None) => {}
