@@ -82,7 +82,12 @@ impl EngineError {
         match e {
             B::DockerResponseServerError { status_code, message } => {
                 let lower = message.to_lowercase();
-                if status_code == 409 {
+                // Swarm-scoped objects report a lost creation race as a 500
+                // whose text is the only signal (seen for networks on 20.10).
+                if status_code == 409
+                    || lower.contains("conflicts with an existing object")
+                    || lower.contains("already exists")
+                {
                     EngineError::Conflict {
                         what: what.to_string(),
                         name: name.to_string(),
@@ -244,6 +249,9 @@ mod tests {
         assert!(matches!(c(503, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager."), EngineError::NotManager));
         assert!(matches!(c(500, "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online."), EngineError::NoQuorum));
         assert!(c(409, "x").is_conflict());
+        assert!(c(500, "rpc error: code = Unknown desc = name conflicts with an existing object").is_conflict());
+        assert!(c(500, "rpc error: code = AlreadyExists desc = config x already exists").is_conflict());
+        assert!(!c(500, "rpc error: code = Unknown desc = invalid mount config").is_conflict());
         assert_eq!(EngineError::NotSwarm.exit_code(), 6);
     }
 
