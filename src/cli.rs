@@ -36,11 +36,25 @@ pub enum Command {
     /// Make the swarm hold the desired state, changing only what differs.
     Apply(ApplyArgs),
     /// Run the operator: watch events and nodes, reconcile continuously.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print an operator's status; exit 0 only when the stack is Converged.
     Status(StatusArgs),
     /// Exit 0 when the operator at --url is alive (for HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
+    /// Check this host for Elasticsearch: print vm.max_map_count; exit 0 when
+    /// at least --min-map-count, 2 when below, 1 when unreadable. The operator
+    /// runs it as a one-off task on each logger node.
+    Preflight(PreflightArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PreflightArgs {
+    /// The minimum vm.max_map_count (Elasticsearch 8: 262144; 9: 1048576).
+    #[arg(long, default_value_t = crate::preflight::DEFAULT_MIN)]
+    pub min_map_count: u64,
+    /// Where to read it (the host's value, also inside a container).
+    #[arg(long, default_value = crate::preflight::SYSCTL_FILE)]
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,6 +133,17 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long a running reconcile may take to finish.
     #[arg(long, env = "SWARMLOG_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// Image of the Elasticsearch preflight job (this operator's own image;
+    /// manifests/operator.yml sets it). Unset: the check is off and /status says so.
+    #[arg(long, env = "SWARMLOG_PREFLIGHT_IMAGE")]
+    pub preflight_image: Option<String>,
+    /// How long one node's preflight job may take (the image may need a pull).
+    #[arg(long, env = "SWARMLOG_PREFLIGHT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub preflight_timeout: std::time::Duration,
+    /// How soon a node that failed the preflight (or could not be checked) is
+    /// checked again; a passed check stands until the node changes.
+    #[arg(long, env = "SWARMLOG_PREFLIGHT_RECHECK", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub preflight_recheck: std::time::Duration,
 }
 
 /// Where the Docker engine is.

@@ -54,6 +54,28 @@ pub struct DesiredState {
     pub volumes: Vec<String>,
     /// The Let's Encrypt companion's settings (from the chart's values).
     pub letsencrypt: Companion,
+    /// Services held back by the controller (name -> why): their create or
+    /// update waits; they are never removed for it. Empty after rendering.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, String>,
+}
+
+/// Service label asking the operator to check `vm.max_map_count` on the
+/// nodes the service may run on before creating or updating it.
+pub const LABEL_PREFLIGHT_MAP_COUNT: &str = "io.swarmlog.preflight.max-map-count";
+
+impl DesiredState {
+    /// Services that carry the preflight label, with the minimum they need.
+    pub fn preflight(&self) -> BTreeMap<String, u64> {
+        self.services
+            .iter()
+            .filter_map(|s| {
+                let min = s.spec.labels.as_ref()?.get(LABEL_PREFLIGHT_MAP_COUNT)?;
+                let min = min.trim().parse::<u64>().ok().filter(|m| *m > 0)?;
+                Some((s.spec.name.clone()?, min))
+            })
+            .collect()
+    }
 }
 
 /// What swarmlog keeps of the Let's Encrypt companion.
@@ -378,6 +400,7 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         external,
         volumes: volumes.into_iter().collect(),
         letsencrypt: Companion::default(),
+        held: BTreeMap::new(),
     })
 }
 
@@ -846,6 +869,14 @@ fn service_spec(
     nets.sort_by(|a, b| a.target.cmp(&b.target));
 
     let stop_grace_period = ctx.duration(&["services", key, "stop_grace_period"], &svc.stop_grace_period);
+    if let Some(v) = deploy.labels.get(LABEL_PREFLIGHT_MAP_COUNT) {
+        if v.trim().parse::<u64>().is_err() {
+            ctx.problem(
+                &["services", key, "deploy", "labels", LABEL_PREFLIGHT_MAP_COUNT],
+                format!("must be a whole number (the minimum vm.max_map_count; 0 turns the check off), not {v:?}"),
+            );
+        }
+    }
     if ctx.problems.len() > before {
         return None;
     }

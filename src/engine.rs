@@ -249,7 +249,11 @@ mod tests {
         assert!(matches!(c(503, "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager."), EngineError::NotManager));
         assert!(matches!(c(500, "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online."), EngineError::NoQuorum));
         assert!(c(409, "x").is_conflict());
-        assert!(c(500, "rpc error: code = Unknown desc = name conflicts with an existing object").is_conflict());
+        assert!(c(
+            500,
+            "rpc error: code = Unknown desc = name conflicts with an existing object"
+        )
+        .is_conflict());
         assert!(c(500, "rpc error: code = AlreadyExists desc = config x already exists").is_conflict());
         assert!(!c(500, "rpc error: code = Unknown desc = invalid mount config").is_conflict());
         assert_eq!(EngineError::NotSwarm.exit_code(), 6);

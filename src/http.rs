@@ -360,6 +360,19 @@ mod tests {
                 why: Some("TaskTemplate.ContainerSpec.Env".into()),
             });
             s.companion.desired = vec![vec!["kibana.example.com".into()]];
+            s.preflight = crate::controller::preflight::PreflightStatus {
+                state: "on".into(),
+                image: Some("swarmlog:0.1.0".into()),
+                min_map_count: Some(262144),
+                nodes: vec![crate::controller::preflight::PreflightNode {
+                    hostname: "logger-2".into(),
+                    node_id: "node2".into(),
+                    state: "low".into(),
+                    value: Some(65530),
+                    checked_at: Some("2026-01-01T00:00:02Z".into()),
+                    message: "vm.max_map_count on logger-2 is 65530, below 262144".into(),
+                }],
+            };
             s.event(
                 "2026-01-01T00:00:01Z".into(),
                 "node",
@@ -392,7 +405,7 @@ mod tests {
             documented, actual,
             "docs/openapi.yaml Status properties differ from the /status document"
         );
-        for key in ["engine", "reconcile", "companion"] {
+        for key in ["engine", "reconcile", "companion", "preflight"] {
             let name = schema[key]["$ref"]
                 .as_str()
                 .unwrap()

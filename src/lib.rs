@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod observe;
 pub mod page;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod status;
 pub mod values;

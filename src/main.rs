@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
 use swarmlog::cli::{
-    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, HealthcheckArgs, LogFormat, PlanArgs, PlanFormat, RenderArgs,
-    RenderFormat, RunArgs, SafetyArgs, StatusArgs,
+    ApplyArgs, ChartArgs, Cli, Command, EngineArgs, HealthcheckArgs, LogFormat, PlanArgs, PlanFormat, PreflightArgs,
+    RenderArgs, RenderFormat, RunArgs, SafetyArgs, StatusArgs,
 };
 use swarmlog::diag::{Problem, Problems};
 use swarmlog::engine::{self, Engine};
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Run(args) => with_runtime(|| run(args)),
         Command::Status(args) => with_runtime(|| status(args)),
         Command::Healthcheck(args) => with_runtime(|| healthcheck(args)),
+        Command::Preflight(args) => Ok(preflight(args)),
     };
     match result {
         Ok(code) => code,
@@ -323,6 +324,11 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         retry_min: args.retry_min,
         retry_max: args.retry_max,
         shutdown_timeout: args.shutdown_timeout,
+        preflight: controller::PreflightSettings {
+            image: args.preflight_image.clone().filter(|i| !i.trim().is_empty()),
+            timeout: args.preflight_timeout,
+            recheck: args.preflight_recheck,
+        },
     };
     // A desired state that never rendered is worth saying at once (it keeps running).
     if let Err(problems) = controller::render(&settings) {
@@ -547,6 +553,29 @@ async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             eprintln!("unhealthy: {e:#}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `swarmlog preflight`: the one-off check the operator runs on each logger node.
+fn preflight(args: &PreflightArgs) -> ExitCode {
+    use swarmlog::preflight;
+    match preflight::read_max_map_count(&args.file) {
+        Ok(value) => {
+            println!("{}", preflight::output_line(value));
+            if value >= args.min_map_count {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "vm.max_map_count is {value}, below {}: Elasticsearch will not start on this host; run `sysctl -w vm.max_map_count={}`",
+                    args.min_map_count, args.min_map_count
+                );
+                ExitCode::from(preflight::EXIT_LOW)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -136,6 +136,31 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
     }
     h.push_str("</table>");
 
+    let pf = &s.preflight;
+    let _ = write!(
+        h,
+        "<h2>Elasticsearch preflight</h2><p>{}{}</p>",
+        esc(&pf.state),
+        pf.min_map_count
+            .map(|m| format!("; vm.max_map_count of at least {m} on every logger node"))
+            .unwrap_or_default()
+    );
+    if !pf.nodes.is_empty() {
+        h.push_str("<table><tr><th>hostname</th><th>state</th><th>value</th><th>checked</th><th>message</th></tr>");
+        for n in &pf.nodes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&n.hostname),
+                esc(&n.state),
+                n.value.map(|v| v.to_string()).unwrap_or_default(),
+                esc(n.checked_at.as_deref().unwrap_or("")),
+                esc(&n.message)
+            );
+        }
+        h.push_str("</table>");
+    }
+
     let c = &s.companion;
     h.push_str("<h2>Let's Encrypt companion</h2>");
     let _ = write!(

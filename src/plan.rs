@@ -156,6 +156,9 @@ pub struct Plan {
     /// Missing preconditions and refused changes: apply writes nothing while any stands.
     pub blockers: Vec<String>,
     pub warnings: Vec<String>,
+    /// Services whose create or update waits for a failed precondition (the
+    /// Elasticsearch preflight): not written, never removed; others go on.
+    pub held: Vec<String>,
     /// Objects already as desired: `kind name`.
     pub in_sync: Vec<String>,
 }
@@ -362,6 +365,10 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
         else {
+            if let Some(why) = desired.held.get(&name) {
+                p.held.push(format!("service {name} not created: {why}"));
+                continue;
+            }
             p.actions.push(Action::CreateService {
                 name,
                 spec: d.spec.clone(),
@@ -388,6 +395,12 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         }
         let mut changes = Vec::new();
         diff("", Some(&have), Some(&want), &mut changes);
+        if let Some(why) = desired.held.get(&name) {
+            let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+            p.held
+                .push(format!("service {name} not updated ({}): {why}", fields.join(", ")));
+            continue;
+        }
         let reason = if !owned {
             Reason::Adopted
         } else if ospec.labels.as_ref().and_then(|l| l.get(LABEL_SPEC_HASH)) == Some(&d.hash) {
@@ -436,7 +449,14 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         .services
         .iter()
         // Services of others stay as they are, with the configs they use.
-        .filter(|s| !owned_by(s.spec.as_ref().and_then(|s| s.labels.as_ref()), stack))
+        .filter(|s| {
+            let spec = s.spec.as_ref();
+            // A held service keeps the configs it runs with until it is updated.
+            let held = spec
+                .and_then(|s| s.name.as_ref())
+                .is_some_and(|n| desired.held.contains_key(n));
+            held || !owned_by(spec.and_then(|s| s.labels.as_ref()), stack)
+        })
         .flat_map(|s| {
             s.spec
                 .as_ref()

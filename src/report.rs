@@ -57,6 +57,9 @@ pub fn plan_text(p: &Plan) -> String {
     for b in &p.blockers {
         let _ = writeln!(out, "  ! blocked: {b}");
     }
+    for h in &p.held {
+        let _ = writeln!(out, "  ! held: {h}");
+    }
     for w in &p.warnings {
         let _ = writeln!(out, "  ! warning: {w}");
     }
@@ -142,6 +145,30 @@ pub fn status_text(s: &Json) -> String {
             "none".to_string()
         } else {
             loggers.join(", ")
+        }
+    );
+    let pf = &s["preflight"];
+    let checks: Vec<String> = pf["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            format!(
+                "{} {}{}",
+                str_of(&n["hostname"]),
+                str_of(&n["state"]),
+                n["value"].as_u64().map(|v| format!(" ({v})")).unwrap_or_default()
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "Elasticsearch preflight: {}{}",
+        str_of(&pf["state"]),
+        if checks.is_empty() {
+            String::new()
+        } else {
+            format!(", vm.max_map_count: {}", checks.join(", "))
         }
     );
     let r = &s["reconcile"];

@@ -95,6 +95,8 @@ pub struct Status {
     pub objects: Vec<ObjectStatus>,
     pub reconcile: ReconcileStatus,
     pub companion: CompanionStatus,
+    /// The Elasticsearch preflight (vm.max_map_count on the logger nodes).
+    pub preflight: crate::controller::preflight::PreflightStatus,
     pub events: VecDeque<Event>,
 }
 
@@ -132,6 +134,7 @@ impl Status {
             objects: Vec::new(),
             reconcile: ReconcileStatus::default(),
             companion: CompanionStatus::default(),
+            preflight: Default::default(),
             events: VecDeque::new(),
         }
     }

@@ -98,6 +98,15 @@ const BAD: &[(&str, bool, &[&str])] = &[
         &["bad/stack_bad_duration.yml:4:24", "services.web.stop_grace_period"],
     ),
     (
+        "stack_bad_preflight.yml",
+        true,
+        &[
+            "bad/stack_bad_preflight.yml:6:",
+            "services.search.deploy.labels.io.swarmlog.preflight.max-map-count",
+            "must be a whole number",
+        ],
+    ),
+    (
         "stack_undefined_network.yml",
         true,
         &[

@@ -5,6 +5,7 @@
 pub mod companion;
 pub mod leader;
 pub mod nodes;
+pub mod preflight;
 pub mod triggers;
 pub mod watch;
 
@@ -47,6 +48,16 @@ pub struct Settings {
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub shutdown_timeout: Duration,
+    pub preflight: PreflightSettings,
+}
+
+/// The Elasticsearch preflight's settings.
+#[derive(Debug, Clone, Default)]
+pub struct PreflightSettings {
+    /// The image of the check job (the operator's own); `None`: off.
+    pub image: Option<String>,
+    pub timeout: Duration,
+    pub recheck: Duration,
 }
 
 /// Shared by the controller, its watchers and the HTTP API.
@@ -228,6 +239,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
     let mut last_good: Option<DesiredState> = None;
     let mut known_loggers: BTreeMap<String, String> = BTreeMap::new();
     let mut companion_state = companion::State::default();
+    let mut preflight_state = preflight::Preflight::default();
     let mut last_writes: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut retry = Backoff::new(s.retry_min, s.retry_max);
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -265,7 +277,13 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             st.reconcile.started_at = Some(now());
         });
         // Let a reconcile that is under way finish, within the shutdown deadline.
-        let work = reconcile(&ctx, &mut last_good, &mut known_loggers, &mut companion_state);
+        let work = reconcile(
+            &ctx,
+            &mut last_good,
+            &mut known_loggers,
+            &mut companion_state,
+            &mut preflight_state,
+        );
         tokio::pin!(work);
         let outcome = tokio::select! {
             o = &mut work => o,
@@ -390,10 +408,11 @@ fn record_metrics(
 
 /// One level-triggered reconcile.
 async fn reconcile(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     last_good: &mut Option<DesiredState>,
     known_loggers: &mut BTreeMap<String, String>,
     companion_state: &mut companion::State,
+    preflight_state: &mut preflight::Preflight,
 ) -> Outcome {
     let s = &ctx.settings;
     // 1. Observe, and label nodes first: a joining node waits for nothing else.
@@ -470,16 +489,44 @@ async fn reconcile(
             }
         }
     }
-    let Some(desired) = last_good.as_ref() else {
+    let Some(rendered) = last_good.as_ref() else {
         return Outcome::Invalid;
     };
 
-    let (label, value) = selector(desired);
+    let (label, value) = selector(rendered);
     let inherited = known_loggers.clone();
-    let (loggers, degraded) = nodes::logger_nodes(&observed.nodes, &label, &value, &inherited);
+    let (loggers, mut degraded) = nodes::logger_nodes(&observed.nodes, &label, &value, &inherited);
     for l in &loggers {
         known_loggers.insert(l.id.clone(), l.hostname.clone());
     }
+
+    // 3. Elasticsearch preflight (leader only: it runs jobs): services wait
+    // while a logger node is below the minimum or not checked yet.
+    let held_desired;
+    let desired = if role.writes() {
+        let pf = preflight_state.step(ctx, rendered, &observed, &loggers);
+        for (hostname, reason) in pf.low {
+            degraded.push(nodes::Degraded { hostname, reason });
+        }
+        ctx.update_status(|st| st.preflight = pf.status);
+        if pf.held.is_empty() {
+            rendered
+        } else {
+            let mut d = rendered.clone();
+            d.held = pf.held;
+            held_desired = d;
+            &held_desired
+        }
+    } else {
+        ctx.update_status(|st| {
+            st.preflight = preflight::PreflightStatus {
+                state: "standby".to_string(),
+                image: s.preflight.image.clone(),
+                ..Default::default()
+            }
+        });
+        rendered
+    };
 
     // 4. Plan (always, for status) and apply (when this instance writes).
     let p = plan::plan(desired, &observed, s.plan);
@@ -624,8 +671,11 @@ fn object_states(desired: &DesiredState, observed: &Observed, p: &plan::Plan) ->
     let action_of = |name: &str| p.actions.iter().find(|a| a.name() == name);
     let conflict = |name: &str| p.conflicts.iter().any(|c| c.contains(&format!(" {name} ")));
     let mut push = |kind: &str, name: String, replicas: Option<(u64, u64)>| {
+        let held = p.held.iter().find(|h| h.starts_with(&format!("service {name} ")));
         let (state, why) = if conflict(&name) {
             ("conflict", Some("exists and is not owned by swarmlog".to_string()))
+        } else if let Some(h) = held {
+            ("held", Some(h.clone()))
         } else {
             match action_of(&name) {
                 None => ("in-sync", None),

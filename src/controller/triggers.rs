@@ -34,6 +34,8 @@ pub enum Trigger {
     Retry,
     /// Writes were made or tasks are starting: look again shortly.
     Recheck,
+    /// A node's Elasticsearch preflight finished.
+    Preflight,
 }
 
 impl Trigger {
@@ -48,6 +50,7 @@ impl Trigger {
             Trigger::Reconnected => "reconnected",
             Trigger::Retry => "retry",
             Trigger::Recheck => "recheck",
+            Trigger::Preflight => "preflight",
         }
     }
 }

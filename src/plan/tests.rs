@@ -469,3 +469,61 @@ fn duplicate_networks_from_a_race_are_removed_first() {
     assert!(matches!(&p.actions[0], Action::RemoveNetwork { id, duplicate: true, .. } if id == "zz-dup"));
     assert_eq!(p.actions[0].phase(), 0);
 }
+
+#[test]
+fn held_services_are_neither_written_nor_removed() {
+    let why = "vm.max_map_count on logger-2 is 65530, below 262144".to_string();
+    let mut d = desired();
+    assert_eq!(
+        d.preflight().get("logging_elasticsearch"),
+        Some(&262_144),
+        "the chart asks for the preflight on Elasticsearch only: {:?}",
+        d.preflight()
+    );
+    d.held.insert("logging_elasticsearch".into(), why.clone());
+    // Missing: everything else is created, Elasticsearch is not.
+    let mut empty = observed_from(&d);
+    empty.services.clear();
+    let p = plan(&d, &empty, PlanOptions::default());
+    let created: Vec<&str> = p.actions.iter().map(Action::name).collect();
+    assert_eq!(created, ["logging_kibana", "logging_logstash"]);
+    assert_eq!(p.held, [format!("service logging_elasticsearch not created: {why}")]);
+    assert!(p.blockers.is_empty(), "a hold is not a blocker: {:?}", p.blockers);
+    // Changed: not updated, and the change is named.
+    let changed = desired_with("elasticsearch:\n  javaOpts: -Xms1g -Xmx1g\n");
+    let mut held = changed.clone();
+    held.held.insert("logging_elasticsearch".into(), why.clone());
+    let p = plan(&held, &observed_from(&d), PlanOptions::default());
+    assert!(p.is_empty(), "{:#?}", p.actions);
+    assert_eq!(p.held.len(), 1);
+    assert!(
+        p.held[0].contains("not updated (")
+            && p.held[0].contains("TaskTemplate.ContainerSpec.Env")
+            && p.held[0].ends_with(&why),
+        "{}",
+        p.held[0]
+    );
+    // Without the hold, the same change is an update.
+    let p = plan(&changed, &observed_from(&d), PlanOptions::default());
+    assert_eq!(p.count("update"), 1);
+    // In sync: nothing held, nothing to do.
+    let p = plan(&held, &observed_from(&changed), PlanOptions::default());
+    assert!(p.is_empty() && p.held.is_empty(), "{:#?}", p);
+}
+
+#[test]
+fn preflight_zero_turns_the_check_off() {
+    let chart = Chart::embedded().expect("chart");
+    let rendered = chart
+        .render(&RenderOptions {
+            values_files: vec![(
+                "v.yaml".into(),
+                "elasticsearch:\n  preflight:\n    maxMapCount: 0\n".into(),
+            )],
+            set: Vec::new(),
+            stack: None,
+            env: &no_env,
+        })
+        .expect("renders");
+    assert!(rendered.desired.preflight().is_empty(), "0 turns the check off");
+}
