@@ -40,7 +40,8 @@ pub struct PreflightNode {
     pub message: String,
 }
 
-type Finished = (String, u64, NodeCheck);
+/// Node id, node version when started, the check, when it ended.
+type Finished = (String, u64, NodeCheck, Instant);
 
 /// Results of earlier checks and the checks under way.
 pub struct Preflight {
@@ -137,7 +138,7 @@ impl Preflight {
         observed: &Observed,
         loggers: &[LoggerNode],
     ) -> Outcome {
-        while let Ok((id, version, check)) = self.rx.try_recv() {
+        while let Ok((id, version, check, at)) = self.rx.try_recv() {
             self.in_flight.remove(&id);
             tracing::info!(node = %check.hostname, state = ?check.state, value = ?check.value, "preflight: {}", check.message);
             ctx.update_status(|st| {
@@ -157,7 +158,7 @@ impl Preflight {
                 Cached {
                     check,
                     node_version: version,
-                    at: Instant::now(),
+                    at,
                 },
             );
         }
@@ -204,15 +205,23 @@ impl Preflight {
             if !self.in_flight.contains(&n.id) && preflight::due(cached, version, min, now, settings.recheck) {
                 self.in_flight.insert(n.id.clone());
                 let (ctx, tx, image, stack) = (ctx.clone(), self.tx.clone(), image.clone(), stack.clone());
-                let (id, host, timeout) = (n.id.clone(), n.hostname.clone(), settings.timeout);
+                let (id, host, timeout, recheck) =
+                    (n.id.clone(), n.hostname.clone(), settings.timeout, settings.recheck);
                 tokio::spawn(async move {
                     let check = match preflight::check_node(&ctx.engine, &stack, &image, &id, &host, min, timeout).await
                     {
                         Ok(c) => c,
                         Err(e) => NodeCheck::unknown(&id, &host, min, &e.to_string()),
                     };
-                    let _ = tx.send((id, version, check));
+                    let again = check.state != CheckState::Ok;
+                    let _ = tx.send((id, version, check, Instant::now()));
                     let _ = ctx.trigger.try_send(Trigger::Preflight);
+                    // Nothing else may happen on its own: ask for the next
+                    // look once a failed node is due again.
+                    if again {
+                        tokio::time::sleep(recheck).await;
+                        let _ = ctx.trigger.try_send(Trigger::Preflight);
+                    }
                 });
             }
             rows.push(row(n, cached));
