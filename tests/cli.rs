@@ -282,3 +282,26 @@ fn undefined_template_variable_is_located() {
     );
     assert!(err.contains("undefined"), "{err}");
 }
+
+#[test]
+fn preflight_exit_codes_and_output() {
+    let dir = common::temp_dir("preflight");
+    let file = dir.join("max_map_count");
+    let path = file.display().to_string();
+    std::fs::write(&file, "65530\n").unwrap();
+    let low = run(&["preflight", "--file", &path]);
+    assert_eq!(low.status.code(), Some(2), "{}", stderr(&low));
+    assert_eq!(String::from_utf8_lossy(&low.stdout), "vm.max_map_count=65530\n");
+    assert!(stderr(&low).contains("sysctl -w vm.max_map_count=262144"), "{}", stderr(&low));
+    let nine = run(&["preflight", "--file", &path, "--min-map-count", "1048576"]);
+    assert_eq!(nine.status.code(), Some(2));
+    std::fs::write(&file, "262144\n").unwrap();
+    let ok = run(&["preflight", "--file", &path]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "vm.max_map_count=262144\n");
+    std::fs::write(&file, "many\n").unwrap();
+    let bad = run(&["preflight", "--file", &path]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("not a number"), "{}", stderr(&bad));
+    assert!(bad.stdout.is_empty());
+}
