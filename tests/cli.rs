@@ -292,7 +292,11 @@ fn preflight_exit_codes_and_output() {
     let low = run(&["preflight", "--file", &path]);
     assert_eq!(low.status.code(), Some(2), "{}", stderr(&low));
     assert_eq!(String::from_utf8_lossy(&low.stdout), "vm.max_map_count=65530\n");
-    assert!(stderr(&low).contains("sysctl -w vm.max_map_count=262144"), "{}", stderr(&low));
+    assert!(
+        stderr(&low).contains("sysctl -w vm.max_map_count=262144"),
+        "{}",
+        stderr(&low)
+    );
     let nine = run(&["preflight", "--file", &path, "--min-map-count", "1048576"]);
     assert_eq!(nine.status.code(), Some(2));
     std::fs::write(&file, "262144\n").unwrap();
