@@ -315,12 +315,24 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     sh(&format!(
         "{env} DOCKER_BUILDKIT=0 docker build -q --target prebuilt -t swarmlog:e2e ."
     ))?;
+    let size: u64 = sh(&format!(
+        "{env} docker image inspect --format '{{{{.Size}}}}' swarmlog:e2e"
+    ))?
+    .trim()
+    .parse()
+    .map_err(|e| format!("image size: {e}"))?;
+    eprintln!("image swarmlog:e2e: {size} bytes");
+    if size >= 25_000_000 {
+        return Err(format!("the image is {size} bytes (target: under 25 MB)"));
+    }
     load_image(sb, "swarmlog:e2e", &["manager-2", "manager-3", "logger-1"])?;
     let dir = common::temp_dir("e2e");
     let image_tar = dir.join("swarmlog-e2e.tar");
     sh(&format!("{env} docker save -o {} swarmlog:e2e", image_tar.display()))?;
     let values = dir.join("values.yaml");
-    std::fs::write(&values, "stack: ite2e\n").map_err(|e| e.to_string())?;
+    let values_arg = values.display().to_string();
+    // Logstash on every logger node: a node that joins gets one.
+    std::fs::write(&values, "stack: ite2e\nlogstash:\n  mode: global\n").map_err(|e| e.to_string())?;
     sb.docker(&["config", "create", "swarmlog_values_v1", &values.display().to_string()])?;
     let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
     let deploy = |image: &str| {
@@ -385,6 +397,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
         let joined = sandbox_cmd(sb, &["add-worker", "--load", &image_tar.display().to_string(), joiner]);
         let reported = async {
             joined?;
+            let joined_at = Instant::now();
             wait_for(
                 "the joining node labelled by the operator container",
                 Duration::from_secs(30),
@@ -394,6 +407,28 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
                     Ok((l.get("logger").map(String::as_str) == Some("true")).then_some(()))
                 },
             )
+            .await?;
+            // The stack uses it as the values say: a Logstash task runs there.
+            let joiner_id = docker
+                .inspect_node(joiner)
+                .await
+                .map_err(|e| e.to_string())?
+                .id
+                .unwrap_or_default();
+            wait_for("a Logstash task running on the joined node", Duration::from_secs(60), || async {
+                let mut f = std::collections::HashMap::new();
+                f.insert("service".to_string(), vec!["ite2e_logstash".to_string()]);
+                f.insert("node".to_string(), vec![joiner_id.clone()]);
+                f.insert("desired-state".to_string(), vec!["running".to_string()]);
+                let tasks = docker
+                    .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(tasks
+                    .iter()
+                    .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+                    .then_some(()))
+            })
             .await?;
             let st = wait_for("logger-5 reported low by the preflight", Duration::from_secs(60), || async {
                 let st = container_status(sb, leader)?;
@@ -423,7 +458,10 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
                     st["phase"], st["degraded_nodes"]
                 ));
             }
-            eprintln!("preflight: {msg}");
+            eprintln!(
+                "preflight: reported {:?} after add-worker returned: {msg}",
+                joined_at.elapsed()
+            );
             // Elasticsearch drifts meanwhile: its repair waits for the fix,
             // and nothing updates it over and over.
             let leader_host = format!("unix://{}", sb.sock(leader)?);
@@ -498,7 +536,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
         let host = format!("unix://{}", sb.sock(new)?);
         common::run_docker(&host, &["service", "update", "-d", "--no-resolve-image", "--env-add", "FAILOVER=1", "ite2e_kibana"])?;
         wait_for("the drift repaired by the new leader's container", Duration::from_secs(60), || async {
-            let code = common::swarmlog_with_host(Some(&host), &["plan", "--stack", "ite2e"]).status.code();
+            let code = common::swarmlog_with_host(Some(&host), &["plan", "--values", &values_arg]).status.code();
             Ok((code == Some(0)).then_some(()))
         })
         .await?;
