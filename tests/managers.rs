@@ -274,6 +274,17 @@ fn container_role(sb: &Sandbox, node: &str) -> Result<String, String> {
     ))
 }
 
+/// A node's row of the preflight in a `/status` document (null if none).
+fn preflight_row(status: &serde_json::Value, hostname: &str) -> serde_json::Value {
+    status["preflight"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["hostname"] == hostname)
+        .cloned()
+        .unwrap_or_default()
+}
+
 const MANAGERS: [&str; 3] = ["manager-1", "manager-2", "manager-3"];
 
 /// The manager whose operator container reports `leader`.
@@ -416,37 +427,18 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
                 .id
                 .unwrap_or_default();
             wait_for("a Logstash task running on the joined node", Duration::from_secs(60), || async {
-                let mut f = std::collections::HashMap::new();
-                f.insert("service".to_string(), vec!["ite2e_logstash".to_string()]);
-                f.insert("node".to_string(), vec![joiner_id.clone()]);
-                f.insert("desired-state".to_string(), vec!["running".to_string()]);
-                let tasks = docker
-                    .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(tasks
-                    .iter()
-                    .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+                Ok(common::task_running_on(&docker, "ite2e_logstash", &joiner_id)
+                    .await?
                     .then_some(()))
             })
             .await?;
             let st = wait_for("logger-5 reported low by the preflight", Duration::from_secs(60), || async {
                 let st = container_status(sb, leader)?;
-                let low = st["preflight"]["nodes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|n| n["hostname"] == joiner && n["state"] == "low");
+                let low = preflight_row(&st, joiner)["state"] == "low";
                 Ok(low.then_some(st))
             })
             .await?;
-            let row = st["preflight"]["nodes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|n| n["hostname"] == joiner)
-                .cloned()
-                .unwrap_or_default();
+            let row = preflight_row(&st, joiner);
             let msg = row["message"].as_str().unwrap_or_default();
             if row["value"] != 65_530 || !msg.contains("sysctl -w vm.max_map_count=262144") {
                 return Err(format!("the low node's report: {row}"));
@@ -492,11 +484,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             set_map_count(262_144)?;
             wait_for("logger-5 ok after the fix", Duration::from_secs(60), || async {
                 let st = container_status(sb, leader)?;
-                let ok = st["preflight"]["nodes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|n| n["hostname"] == joiner && n["state"] == "ok");
+                let ok = preflight_row(&st, joiner)["state"] == "ok";
                 if ok && st["phase"] == "Converged" {
                     return Ok(Some(()));
                 }

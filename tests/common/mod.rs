@@ -255,3 +255,17 @@ impl Drop for Operator {
         let _ = self.stop(Duration::from_secs(15));
     }
 }
+
+/// Whether a task of `service` runs on the node `node_id`.
+pub async fn task_running_on(docker: &Docker, service: &str, node_id: &str) -> Result<bool, String> {
+    let mut f = std::collections::HashMap::new();
+    f.insert("service".to_string(), vec![service.to_string()]);
+    f.insert("node".to_string(), vec![node_id.to_string()]);
+    let tasks = docker
+        .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(tasks
+        .iter()
+        .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING)))
+}

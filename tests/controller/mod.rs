@@ -136,16 +136,8 @@ pub fn node_join_is_labelled_and_used(sb: &Sandbox, rt: &tokio::runtime::Runtime
             "a Logstash task running on the new node",
             Duration::from_secs(60),
             || async {
-                let mut f = std::collections::HashMap::new();
-                f.insert("service".to_string(), vec![format!("{stack}_logstash")]);
-                f.insert("node".to_string(), vec![node_id.clone()]);
-                let tasks = docker
-                    .list_tasks(Some(bollard::query_parameters::ListTasksOptions { filters: Some(f) }))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(tasks
-                    .iter()
-                    .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+                Ok(common::task_running_on(&docker, &format!("{stack}_logstash"), &node_id)
+                    .await?
                     .then_some(()))
             },
         )
