@@ -324,7 +324,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     static_binary()?;
     let env = format!("DOCKER_HOST={}", sb.host);
     sh(&format!(
-        "{env} DOCKER_BUILDKIT=0 docker build -q --target prebuilt -t swarmlog:e2e ."
+        "{env} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t swarmlog:e2e ."
     ))?;
     let size: u64 = sh(&format!(
         "{env} docker image inspect --format '{{{{.Size}}}}' swarmlog:e2e"
