@@ -274,6 +274,26 @@ fn container_role(sb: &Sandbox, node: &str) -> Result<String, String> {
     ))
 }
 
+/// How many operator tasks of exactly `image` are running.
+fn running_operators(sb: &Sandbox, image: &str) -> Result<usize, String> {
+    let out = sb.docker(&[
+        "service",
+        "ps",
+        "swarmlog_operator",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Image}} {{.CurrentState}}",
+    ])?;
+    Ok(out
+        .lines()
+        .filter(|l| {
+            l.split_once(' ')
+                .is_some_and(|(i, state)| i == image && state.starts_with("Running"))
+        })
+        .count())
+}
+
 /// A node's row of the preflight in a `/status` document (null if none).
 fn preflight_row(status: &serde_json::Value, hostname: &str) -> serde_json::Value {
     status["preflight"]["nodes"]
@@ -357,17 +377,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     rt.block_on(async {
         let docker = sb.client().await?;
         wait_for("three operator tasks running", Duration::from_secs(60), || async {
-            let out = sb.docker(&[
-                "service",
-                "ps",
-                "swarmlog_operator",
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.Node}} {{.CurrentState}}",
-            ])?;
-            let running: Vec<&str> = out.lines().filter(|l| l.contains("Running")).collect();
-            Ok((running.len() == 3).then_some(()))
+            Ok((running_operators(sb, "swarmlog:e2e")? == 3).then_some(()))
         })
         .await?;
         let roles = wait_for("one leader, two standbys", Duration::from_secs(60), || async {
@@ -572,21 +582,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
         load_image(sb, "swarmlog:e2e-next", &["manager-2", "manager-3", "logger-1"])?;
         deploy("swarmlog:e2e-next")?;
         wait_for("the upgraded operators running", Duration::from_secs(90), || async {
-            let out = sb.docker(&[
-                "service",
-                "ps",
-                "swarmlog_operator",
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.Image}} {{.CurrentState}}",
-            ])?;
-            Ok((out
-                .lines()
-                .filter(|l| l.starts_with("swarmlog:e2e-next") && l.contains("Running"))
-                .count()
-                == 3)
-                .then_some(()))
+            Ok((running_operators(sb, "swarmlog:e2e-next")? == 3).then_some(()))
         })
         .await?;
         container_leader(sb, &MANAGERS, Duration::from_secs(30)).await?;
