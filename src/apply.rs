@@ -7,13 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::models::ServiceSpec;
-use bollard::query_parameters::{ListTasksOptions, UpdateServiceOptions};
 use futures::future::join_all;
 
-use crate::desired::DesiredState;
-use crate::engine::{Engine, EngineError};
-use crate::observe::{observe, Observed};
-use crate::plan::{plan, Action, Plan, PlanOptions};
+use crate::engine::{observe, Engine, EngineError, Observed, WriteKind};
+use crate::plan::{plan, Action, ObjectRef, Plan, PlanOptions};
+use crate::render::desired::DesiredState;
 
 /// How many observe-plan-apply rounds one apply may take.
 pub const MAX_ROUNDS: u32 = 5;
@@ -42,11 +40,49 @@ impl ApplyError {
     }
 }
 
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Created,
+    Updated,
+    Removed,
+}
+
+/// One write that succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub verb: Verb,
+    pub object: ObjectRef,
+    /// The line logs and events show (`updated service x (drifted: ...)`).
+    pub line: String,
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl Written {
+    fn of(a: &Action) -> Written {
+        let verb = match a.verb() {
+            "create" => Verb::Created,
+            "update" => Verb::Updated,
+            _ => Verb::Removed,
+        };
+        Written {
+            verb,
+            object: ObjectRef::new(a.kind(), a.name()),
+            line: describe(a),
+        }
+    }
+}
+
 /// What an apply did.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// One line per write that succeeded, in order.
-    pub done: Vec<String>,
+    /// Every write that succeeded, in order.
+    pub done: Vec<Written>,
     /// Rounds that wrote something (1 when nothing conflicted, 0 when converged already).
     pub rounds: u32,
     /// The last plan computed: empty once converged.
@@ -79,8 +115,7 @@ pub async fn apply_from(
         };
         let p = plan(desired, &observed, opts);
         report.observed = observed;
-        let mut refusals = p.blockers.clone();
-        refusals.extend(p.conflicts.iter().cloned());
+        let refusals = p.refusals();
         if !refusals.is_empty() {
             report.last_plan = p;
             return Err(ApplyError::Blocked(refusals));
@@ -124,7 +159,7 @@ pub async fn apply_from(
 }
 
 /// Runs the actions phase by phase; the actions of one phase run concurrently.
-async fn execute(engine: &Engine, p: &Plan, observed: &Observed, done: &mut Vec<String>) -> Result<(), EngineError> {
+async fn execute(engine: &Engine, p: &Plan, observed: &Observed, done: &mut Vec<Written>) -> Result<(), EngineError> {
     // Names to IDs of configs and secrets, for service specs.
     let mut config_ids: HashMap<String, String> = observed
         .configs
@@ -151,15 +186,15 @@ async fn execute(engine: &Engine, p: &Plan, observed: &Observed, done: &mut Vec<
             match r {
                 Ok(Created::Config(id)) => {
                     config_ids.insert(a.name().to_string(), id);
-                    done.push(describe(a));
+                    done.push(Written::of(a));
                 }
                 Ok(Created::Secret(id)) => {
                     secret_ids.insert(a.name().to_string(), id);
-                    done.push(describe(a));
+                    done.push(Written::of(a));
                 }
-                Ok(Created::Other) => done.push(describe(a)),
+                Ok(Created::Other) => done.push(Written::of(a)),
                 Err(e) => {
-                    tracing::warn!(action = a.verb(), kind = a.kind(), name = a.name(), error = %e, "write failed");
+                    tracing::warn!(action = a.verb(), kind = a.kind().as_str(), name = a.name(), error = %e, "write failed");
                     first_err.get_or_insert(e);
                 }
             }
@@ -234,36 +269,16 @@ async fn run(
     configs: &HashMap<String, String>,
     secrets: &HashMap<String, String>,
 ) -> Result<Created, EngineError> {
-    let d = &engine.docker;
     match a {
         Action::CreateNetwork { name, spec } => {
-            engine.count_write("network_create");
-            d.create_network(spec.clone())
-                .await
-                .map_err(|e| engine.err("create network", name, e))?;
+            engine.create_network(name, spec.clone()).await?;
             Ok(Created::Other)
         }
-        Action::CreateConfig { name, spec } => {
-            engine.count_write("config_create");
-            let r = d
-                .create_config(spec.clone())
-                .await
-                .map_err(|e| engine.err("create config", name, e))?;
-            Ok(Created::Config(r.id))
-        }
-        Action::CreateSecret { name, spec } => {
-            engine.count_write("secret_create");
-            let r = d
-                .create_secret(spec.clone())
-                .await
-                .map_err(|e| engine.err("create secret", name, e))?;
-            Ok(Created::Secret(r.id))
-        }
+        Action::CreateConfig { name, spec } => Ok(Created::Config(engine.create_config(name, spec.clone()).await?)),
+        Action::CreateSecret { name, spec } => Ok(Created::Secret(engine.create_secret(name, spec.clone()).await?)),
         Action::CreateService { name, spec } => {
-            engine.count_write("service_create");
-            d.create_service(resolve_ids(spec, configs, secrets), None)
-                .await
-                .map_err(|e| engine.err("create service", name, e))?;
+            let spec = resolve_ids(spec, configs, secrets);
+            engine.create_service(name, spec, WriteKind::ServiceCreate).await?;
             Ok(Created::Other)
         }
         Action::UpdateService {
@@ -273,50 +288,26 @@ async fn run(
             spec,
             ..
         } => {
-            engine.count_write("service_update");
-            let version = i32::try_from(*version).map_err(|_| EngineError::Other {
-                what: format!("update service {name}"),
-                detail: format!("version index {version} is out of range"),
-            })?;
-            d.update_service(
-                id,
-                resolve_ids(spec, configs, secrets),
-                UpdateServiceOptions {
-                    version,
-                    ..Default::default()
-                },
-                None,
-            )
-            .await
-            .map_err(|e| engine.err("update service", name, e))?;
+            let spec = resolve_ids(spec, configs, secrets);
+            engine
+                .update_service(name, id, *version, spec, WriteKind::ServiceUpdate)
+                .await?;
             Ok(Created::Other)
         }
         Action::RemoveService { name, id } => {
-            engine.count_write("service_remove");
-            d.delete_service(id)
-                .await
-                .map_err(|e| engine.err("remove service", name, e))?;
+            engine.remove_service(name, id, WriteKind::ServiceRemove).await?;
             Ok(Created::Other)
         }
         Action::RemoveConfig { name, id } => {
-            engine.count_write("config_remove");
-            d.delete_config(id)
-                .await
-                .map_err(|e| engine.err("remove config", name, e))?;
+            engine.remove_config(name, id).await?;
             Ok(Created::Other)
         }
         Action::RemoveSecret { name, id } => {
-            engine.count_write("secret_remove");
-            d.delete_secret(id)
-                .await
-                .map_err(|e| engine.err("remove secret", name, e))?;
+            engine.remove_secret(name, id).await?;
             Ok(Created::Other)
         }
         Action::RemoveNetwork { name, id, .. } => {
-            engine.count_write("network_remove");
-            d.remove_network(id)
-                .await
-                .map_err(|e| engine.err("remove network", name, e))?;
+            engine.remove_network(name, id).await?;
             Ok(Created::Other)
         }
     }
@@ -349,14 +340,7 @@ pub async fn progress(engine: &Engine, desired: &DesiredState) -> Result<Vec<Pro
             continue;
         };
         let id = svc.id.clone().unwrap_or_default();
-        let mut filters = HashMap::new();
-        filters.insert("service".to_string(), vec![id.clone()]);
-        filters.insert("desired-state".to_string(), vec!["running".to_string()]);
-        let tasks = engine
-            .docker
-            .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
-            .await
-            .map_err(|e| engine.err("list tasks", &name, e))?;
+        let tasks = engine.service_tasks(&id, true).await?;
         let running = tasks
             .iter()
             .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))

@@ -241,3 +241,67 @@ pub enum RenderFormat {
     Yaml,
     Json,
 }
+
+impl ChartArgs {
+    /// What a render reads; `--set` parsed here, once, for every subcommand.
+    pub fn inputs(&self) -> Result<crate::render::Inputs, crate::diag::Problems> {
+        Ok(crate::render::Inputs {
+            chart: self.chart.clone(),
+            values: self.values.clone(),
+            set: crate::render::parse_set(&self.set)?,
+            stack: self.stack.clone(),
+        })
+    }
+}
+
+impl SafetyArgs {
+    pub fn options(&self) -> crate::plan::PlanOptions {
+        crate::plan::PlanOptions {
+            adopt: self.adopt,
+            allow_remove_all: self.allow_remove_all,
+            allow_move: self.allow_move,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The controller's settings from the command line; a bad rule or
+    /// `--set` is an error naming it.
+    pub fn settings(&self) -> Result<crate::controller::Settings, String> {
+        let auto_label = self
+            .auto_label
+            .iter()
+            .map(|r| crate::controller::nodes::parse_rule(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::controller::Settings {
+            render: self.chart.inputs().map_err(|p| p.to_string())?,
+            resync: self.resync,
+            debounce: self.debounce,
+            debounce_max: self.debounce_max,
+            watch_interval: self.watch_interval,
+            leader_gating: !self.no_leader_election,
+            auto_label,
+            plan: self.safety.options(),
+            retry_min: self.retry_min,
+            retry_max: self.retry_max,
+            shutdown_timeout: self.shutdown_timeout,
+            preflight: crate::controller::PreflightSettings {
+                image: self.preflight_image.clone().filter(|i| !i.trim().is_empty()),
+                timeout: self.preflight_timeout,
+                recheck: self.preflight_recheck,
+            },
+        })
+    }
+
+    /// The bearer token for `POST /reconcile`, read from its file.
+    pub fn reconcile_token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.reconcile_token_file else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+            Ok(_) => Err(format!("{}: the reconcile token file is empty", path.display())),
+            Err(e) => Err(format!("{}: cannot read the reconcile token: {e}", path.display())),
+        }
+    }
+}

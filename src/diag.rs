@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::yaml::Pos;
+use crate::render::yaml::Pos;
 
 /// One problem with an input file.
 #[derive(Debug, Clone, PartialEq, Eq)]

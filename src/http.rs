@@ -167,7 +167,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn page(State(state): State<HttpState>) -> Response {
     match snapshot(&state) {
-        Some(s) => Html(crate::page::render(&s)).into_response(),
+        Some(s) => Html(crate::status::page::render(&s)).into_response(),
         None => error(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable"),
     }
 }
@@ -351,23 +351,23 @@ mod tests {
                 reason: "logger node is down".into(),
             });
             s.objects.push(crate::status::ObjectStatus {
-                kind: "service".into(),
+                kind: crate::plan::ObjectKind::Service,
                 name: "logging_kibana".into(),
-                state: "drifted".into(),
+                state: crate::status::ObjectState::Drifted,
                 replicas_desired: Some(1),
                 replicas_running: Some(0),
                 last_change: None,
                 why: Some("TaskTemplate.ContainerSpec.Env".into()),
             });
             s.companion.desired = vec![vec!["kibana.example.com".into()]];
-            s.preflight = crate::controller::preflight::PreflightStatus {
-                state: "on".into(),
+            s.preflight = crate::status::PreflightStatus {
+                state: crate::status::PreflightState::On,
                 image: Some("swarmlog:0.1.0".into()),
                 min_map_count: Some(262144),
-                nodes: vec![crate::controller::preflight::PreflightNode {
+                nodes: vec![crate::status::PreflightNode {
                     hostname: "logger-2".into(),
                     node_id: "node2".into(),
-                    state: "low".into(),
+                    state: crate::status::PreflightNodeState::Low,
                     value: Some(65530),
                     checked_at: Some("2026-01-01T00:00:02Z".into()),
                     message: "vm.max_map_count on logger-2 is 65530, below 262144".into(),
@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn openapi_is_true() {
         let text = include_str!("../docs/openapi.yaml");
-        let doc = crate::yaml::parse("docs/openapi.yaml", text).unwrap().to_json();
+        let doc = crate::render::yaml::parse("docs/openapi.yaml", text).unwrap().to_json();
         let mut paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
         paths.sort();
         assert_eq!(paths, ["/", "/healthz", "/metrics", "/readyz", "/reconcile", "/status"]);

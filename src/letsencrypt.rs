@@ -153,7 +153,7 @@ pub fn desired_groups(statics: &[Vec<String>], services: &[DomainSource]) -> (Ve
 /// Reads a bash array literal `('a' 'b')`, `("a" "b")` or `(a b)`.
 pub fn parse_array(value: &str) -> Vec<String> {
     let inner = value.trim().trim_start_matches('(').trim_end_matches(')');
-    crate::compose::model::shell_words(inner).unwrap_or_default()
+    crate::render::compose::model::shell_words(inner).unwrap_or_default()
 }
 
 /// The groups a companion's environment currently holds (`DOMAIN_<n>`, in order of n).

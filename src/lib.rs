@@ -1,20 +1,20 @@
 //! swarmlog: a reconciliation operator for a logging stack on Docker Swarm.
+//!
+//! The pipeline, one module per step: [`render`] (pure) -> [`engine`]
+//! (observe, I/O) -> [`plan`] (pure) -> [`apply`] (I/O) -> [`status`]
+//! (pure model); [`controller`] drives it, [`http`] serves the status.
 pub mod apply;
-pub mod chart;
 pub mod cli;
-pub mod compose;
+pub mod client;
+pub mod clock;
 pub mod controller;
-pub mod desired;
 pub mod diag;
 pub mod engine;
 pub mod http;
 pub mod letsencrypt;
 pub mod metrics;
-pub mod observe;
-pub mod page;
 pub mod plan;
 pub mod preflight;
+pub mod render;
 pub mod report;
 pub mod status;
-pub mod values;
-pub mod yaml;

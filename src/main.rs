@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use swarmlog::chart::{self, Chart, RenderOptions, Rendered};
 use swarmlog::cli::{
     ApplyArgs, ChartArgs, Cli, Command, EngineArgs, HealthcheckArgs, LogFormat, PlanArgs, PlanFormat, PreflightArgs,
-    RenderArgs, RenderFormat, RunArgs, SafetyArgs, StatusArgs,
+    RenderArgs, RenderFormat, RunArgs, StatusArgs,
 };
-use swarmlog::diag::{Problem, Problems};
+use swarmlog::diag::Problems;
 use swarmlog::engine::{self, Engine};
-use swarmlog::plan::PlanOptions;
+use swarmlog::render::Rendered;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,40 +49,9 @@ fn init_tracing(format: LogFormat, filter: &str) {
     }
 }
 
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-/// Loads the chart and renders it; every problem is printed, one per line.
+/// Loads the chart and renders it; every problem is returned, one per line.
 fn load_and_render(args: &ChartArgs) -> Result<Rendered, Problems> {
-    let chart = match &args.chart {
-        Some(path) => Chart::load(path)?,
-        None => Chart::embedded()?,
-    };
-    let mut problems = Vec::new();
-    let mut values_files = Vec::new();
-    for path in &args.values {
-        match chart::read_input(path) {
-            Ok(text) => values_files.push((path.display().to_string(), text)),
-            Err(p) => problems.push(p),
-        }
-    }
-    let mut set = Vec::new();
-    for s in &args.set {
-        match s.split_once('=') {
-            Some((k, v)) => set.push((k.to_string(), v.to_string())),
-            None => problems.push(Problem::new("--set", format!("{s:?} must be KEY=VALUE"))),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Problems(problems));
-    }
-    let rendered = chart.render(&RenderOptions {
-        values_files,
-        set,
-        stack: args.stack.clone(),
-        env: &env_lookup,
-    })?;
+    let rendered = swarmlog::render::render(&args.inputs()?, &swarmlog::render::process_env)?;
     for w in &rendered.warnings {
         tracing::warn!("{w}");
     }
@@ -185,14 +153,6 @@ async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
     })
 }
 
-fn options(s: &SafetyArgs) -> PlanOptions {
-    PlanOptions {
-        adopt: s.adopt,
-        allow_remove_all: s.allow_remove_all,
-        allow_move: s.allow_move,
-    }
-}
-
 /// Renders (offline, so bad input never reaches the engine), then connects.
 async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(Rendered, Engine), ExitCode> {
     let rendered = load_and_render(chart).map_err(|p| report(&p))?;
@@ -205,19 +165,19 @@ async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let observed = match swarmlog::observe::observe(&engine).await {
+    let observed = match swarmlog::engine::observe(&engine).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(e.exit_code()));
         }
     };
-    let p = swarmlog::plan::plan(&rendered.desired, &observed, options(&args.safety));
+    let p = swarmlog::plan::plan(&rendered.desired, &observed, args.safety.options());
     match args.output {
         PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&p)),
         PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&p).context("serialising the plan")?),
     }
-    Ok(if !p.blockers.is_empty() || !p.conflicts.is_empty() {
+    Ok(if !p.refusals().is_empty() {
         ExitCode::FAILURE
     } else if p.is_empty() {
         ExitCode::SUCCESS
@@ -231,8 +191,8 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let result = swarmlog::apply::apply(&engine, &rendered.desired, options(&args.safety)).await;
-    let writes: u64 = engine.writes().values().sum();
+    let result = swarmlog::apply::apply(&engine, &rendered.desired, args.safety.options()).await;
+    let writes = engine.total_writes();
     match result {
         Ok(r) => {
             for line in &r.done {
@@ -285,83 +245,42 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, RwLock};
-    use swarmlog::controller::{self, leader::Role, nodes, triggers::Backoff, Context, Settings};
-    use swarmlog::status::Status;
+    use swarmlog::controller::{self, triggers::Backoff, Context};
+    use swarmlog::status::{Role, Status};
     use tokio_util::sync::CancellationToken;
 
-    let mut rules = Vec::new();
-    for r in &args.auto_label {
-        match nodes::parse_rule(r) {
-            Ok(rule) => rules.push(rule),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::FAILURE);
-            }
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
         }
-    }
-    let mut set = Vec::new();
-    for s in &args.chart.set {
-        match s.split_once('=') {
-            Some((k, v)) => set.push((k.to_string(), v.to_string())),
-            None => {
-                eprintln!("error: --set {s:?} must be KEY=VALUE");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    }
-    let settings = Settings {
-        chart: args.chart.chart.clone(),
-        values: args.chart.values.clone(),
-        set,
-        stack: args.chart.stack.clone(),
-        resync: args.resync,
-        debounce: args.debounce,
-        debounce_max: args.debounce_max,
-        watch_interval: args.watch_interval,
-        leader_gating: !args.no_leader_election,
-        auto_label: rules,
-        plan: options(&args.safety),
-        retry_min: args.retry_min,
-        retry_max: args.retry_max,
-        shutdown_timeout: args.shutdown_timeout,
-        preflight: controller::PreflightSettings {
-            image: args.preflight_image.clone().filter(|i| !i.trim().is_empty()),
-            timeout: args.preflight_timeout,
-            recheck: args.preflight_recheck,
-        },
     };
     // A desired state that never rendered is worth saying at once (it keeps running).
-    if let Err(problems) = controller::render(&settings) {
-        for p in &problems {
+    if let Err(problems) = swarmlog::render::render(&settings.render, &swarmlog::render::process_env) {
+        for p in &problems.0 {
             tracing::error!("{p}");
         }
     }
-    let token = match &args.reconcile_token_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-            Ok(_) => {
-                eprintln!("error: {}: the reconcile token file is empty", path.display());
-                return Ok(ExitCode::FAILURE);
-            }
-            Err(e) => {
-                eprintln!("error: {}: cannot read the reconcile token: {e}", path.display());
-                return Ok(ExitCode::FAILURE);
-            }
-        },
-        None => None,
+    let token = match args.reconcile_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
 
     // The status and the HTTP API come first: an engine that is down is a
     // state to show, not a crash.
-    let stack = settings.stack.clone().unwrap_or_else(|| "logging".to_string());
+    let stack = settings.render.stack.clone().unwrap_or_else(|| "logging".to_string());
     let role = if settings.leader_gating {
         Role::Standby
     } else {
         Role::Single
     };
-    let status = Arc::new(RwLock::new(Status::new(&stack, swarmlog::status::now(), role)));
+    let status = Arc::new(RwLock::new(Status::new(&stack, swarmlog::clock::now(), role)));
     let metrics = Arc::new(swarmlog::metrics::Metrics::new());
     let alive = Arc::new(AtomicBool::new(true));
     let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -407,9 +326,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 if let Ok(mut st) = status.write() {
-                    st.engine.connected = false;
-                    st.engine.last_error = Some(e.to_string());
-                    st.phase = swarmlog::status::Phase::EngineUnavailable;
+                    st.engine_unavailable(swarmlog::clock::now(), &e.to_string());
                 }
                 metrics.set_phase(swarmlog::status::Phase::EngineUnavailable);
                 let delay = backoff.next_delay();
@@ -451,69 +368,10 @@ fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// A tiny HTTP/1.1 GET (the image has no curl): returns status code and body.
-async fn http_get(url: &str, timeout: std::time::Duration) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
-    let (addr, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let work = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to the operator at {addr}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .context("sending the request")?;
-        let mut buf = Vec::new();
-        stream
-            .take(8 * 1024 * 1024)
-            .read_to_end(&mut buf)
-            .await
-            .context("reading the answer")?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP answer")?;
-        let code: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .context("malformed HTTP status line")?;
-        let chunked = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-        let body = if chunked { dechunk(body) } else { body.to_string() };
-        anyhow::Ok((code, body))
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .with_context(|| format!("no answer from {url} within {}", humantime::format_duration(timeout)))?
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let url = format!("{}/status", args.url.trim_end_matches('/'));
-    let (code, body) = match http_get(&url, args.timeout).await {
-        Ok(r) => r,
+    let (code, body) = match swarmlog::client::get(&url, args.timeout).await {
+        Ok(a) => (a.code, a.body),
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(ExitCode::from(3));
@@ -544,10 +402,10 @@ async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
         args.url.trim_end_matches('/'),
         args.endpoint.trim_start_matches('/')
     );
-    match http_get(&url, args.timeout).await {
-        Ok((200, _)) => Ok(ExitCode::SUCCESS),
-        Ok((code, body)) => {
-            eprintln!("unhealthy: {url} answered {code}: {}", body.trim());
+    match swarmlog::client::get(&url, args.timeout).await {
+        Ok(a) if a.code == 200 => Ok(ExitCode::SUCCESS),
+        Ok(a) => {
+            eprintln!("unhealthy: {url} answered {}: {}", a.code, a.body.trim());
             Ok(ExitCode::FAILURE)
         }
         Err(e) => {

@@ -8,7 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::status::Phase;
+use crate::engine::WriteKind;
+use crate::status::{Phase, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -67,6 +68,8 @@ pub struct Metrics {
     pub logger_nodes: Gauge,
     pub degraded_nodes: Gauge,
     pub companion_patches: Counter,
+    /// Engine writes already counted, by kind (the engine keeps totals).
+    counted_writes: std::sync::Mutex<std::collections::BTreeMap<WriteKind, u64>>,
 }
 
 impl Default for Metrics {
@@ -90,6 +93,7 @@ impl Metrics {
             logger_nodes: Gauge::default(),
             degraded_nodes: Gauge::default(),
             companion_patches: Counter::default(),
+            counted_writes: Default::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Reconciles by outcome", m.reconciles.clone());
@@ -150,6 +154,58 @@ impl Metrics {
 
     pub fn count(family: &Family<KindLabel, Counter>, kind: &str) {
         family.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    /// One reconcile: its triggers, outcome, error category (failures only),
+    /// duration, and the engine's write totals (counted as deltas).
+    pub fn record_reconcile<'a>(
+        &self,
+        triggers: impl Iterator<Item = &'a str>,
+        outcome: &str,
+        error_category: Option<&str>,
+        elapsed: std::time::Duration,
+        writes: &std::collections::BTreeMap<WriteKind, u64>,
+    ) {
+        self.reconciles
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
+        for t in triggers {
+            Metrics::count(&self.triggers, t);
+        }
+        if let Some(category) = error_category {
+            self.errors
+                .get_or_create(&CategoryLabel {
+                    category: category.to_string(),
+                })
+                .inc();
+        }
+        let Ok(mut counted) = self.counted_writes.lock() else {
+            return;
+        };
+        for (kind, n) in writes {
+            let before = counted.insert(*kind, *n).unwrap_or(0);
+            if *n > before {
+                Metrics::count_by(&self.writes, kind.as_str(), n - before);
+                if *kind == WriteKind::CompanionUpdate {
+                    self.companion_patches.inc_by(n - before);
+                }
+            }
+        }
+    }
+
+    /// The gauges that mirror the status.
+    pub fn record_status(&self, st: &Status) {
+        self.set_phase(st.phase);
+        self.nodes.set(st.engine.nodes as i64);
+        self.logger_nodes.set(st.logger_nodes.len() as i64);
+        self.degraded_nodes.set(st.degraded_nodes.len() as i64);
+    }
+
+    fn count_by(family: &Family<KindLabel, Counter>, kind: &str, n: u64) {
+        family.get_or_create(&KindLabel { kind: kind.to_string() }).inc_by(n);
     }
 
     /// The Prometheus text format.

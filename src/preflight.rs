@@ -19,11 +19,9 @@ use bollard::models::{
     HealthConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicatedJob, TaskSpec, TaskSpecContainerSpec,
     TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
-use bollard::query_parameters::{ListTasksOptions, LogsOptions};
-use futures::StreamExt;
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, WriteKind};
 
 /// Where the kernel exposes the setting (the host's, also inside a container).
 pub const SYSCTL_FILE: &str = "/proc/sys/vm/max_map_count";
@@ -103,7 +101,7 @@ impl NodeCheck {
             state,
             value,
             min,
-            checked_at: crate::status::now(),
+            checked_at: crate::clock::now(),
             message,
         }
     }
@@ -241,12 +239,9 @@ pub async fn check_node(
     let name = job_name(stack, node_id);
     // A job left behind by an operator that stopped mid-check.
     remove_job(engine, &name).await;
-    engine.count_write("preflight_job");
     engine
-        .docker
-        .create_service(job_spec(stack, image, node_id, min), None)
-        .await
-        .map_err(|e| engine.err("create preflight job", &name, e))?;
+        .create_service(&name, job_spec(stack, image, node_id, min), WriteKind::PreflightJob)
+        .await?;
     let result = wait_job(engine, &name, timeout).await;
     remove_job(engine, &name).await;
     Ok(match result {
@@ -264,13 +259,7 @@ async fn wait_job(engine: &Engine, name: &str, timeout: Duration) -> Result<Fini
     let started = Instant::now();
     let mut last = String::from("no task yet");
     loop {
-        let tasks = engine
-            .docker
-            .list_tasks(Some(ListTasksOptions {
-                filters: Some(HashMap::from([("service".to_string(), vec![name.to_string()])])),
-            }))
-            .await
-            .map_err(|e| engine.err("list preflight tasks", name, e).to_string())?;
+        let tasks = engine.service_tasks(name, false).await.map_err(|e| e.to_string())?;
         for t in &tasks {
             let Some(status) = t.status.as_ref() else { continue };
             let Some(state) = status.state else { continue };
@@ -304,38 +293,22 @@ async fn wait_job(engine: &Engine, name: &str, timeout: Duration) -> Result<Fini
 
 /// The value the job printed, when the engine serves the task's log.
 async fn task_output(engine: &Engine, task_id: &str) -> Option<u64> {
-    let read = async {
-        let mut logs = engine.docker.task_logs(
-            task_id,
-            Some(LogsOptions {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
-        );
-        let mut text = String::new();
-        while let Some(chunk) = logs.next().await {
-            match chunk {
-                Ok(c) => text.push_str(&c.to_string()),
-                Err(_) => break,
-            }
-            if text.len() > 4096 {
-                break;
-            }
+    let read = engine.task_output(task_id, 4096);
+    match tokio::time::timeout(Duration::from_secs(5), read).await {
+        Ok(Ok(text)) => parse_output(&text),
+        Ok(Err(e)) => {
+            tracing::debug!(task = %task_id, error = %e, "preflight output unreadable; the exit code decides");
+            None
         }
-        parse_output(&text)
-    };
-    tokio::time::timeout(Duration::from_secs(5), read).await.ok().flatten()
+        Err(_) => None,
+    }
 }
 
 /// Removes a job service if it exists (a missing one is fine).
 pub async fn remove_job(engine: &Engine, name: &str) {
-    match engine.docker.delete_service(name).await {
-        Ok(()) => engine.count_write("preflight_job_remove"),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-        Err(e) => {
-            tracing::warn!(job = %name, error = %engine.err("remove preflight job", name, e), "could not remove a preflight job")
-        }
+    match engine.remove_service(name, name, WriteKind::PreflightJobRemove).await {
+        Ok(()) | Err(EngineError::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(job = %name, error = %e, "could not remove a preflight job"),
     }
 }
 

@@ -1,13 +1,13 @@
 //! Snapshots of what users read: the default chart's rendered stack file and
 //! engine specs. A change to either shows up in review (`cargo insta review`).
 
-use swarmlog::chart::{Chart, RenderOptions};
+use swarmlog::render::chart::{Chart, RenderOptions};
 
 fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn render() -> swarmlog::chart::Rendered {
+fn render() -> swarmlog::render::chart::Rendered {
     let chart = Chart::embedded().expect("the embedded chart loads");
     chart
         .render(&RenderOptions {
@@ -27,7 +27,7 @@ fn default_chart_compose() {
 #[test]
 fn default_chart_specs() {
     // Canonical JSON (sorted keys): label maps are hash maps.
-    let json = swarmlog::desired::canonical(serde_json::to_value(render().desired).expect("serialises"));
+    let json = swarmlog::render::desired::canonical(serde_json::to_value(render().desired).expect("serialises"));
     insta::assert_json_snapshot!("default_chart_specs", json);
 }
 
@@ -35,8 +35,9 @@ fn default_chart_specs() {
 fn hashes_are_stable_across_runs_and_key_orders() {
     let a = render();
     let b = render();
-    let hashes =
-        |r: &swarmlog::chart::Rendered| -> Vec<String> { r.desired.services.iter().map(|s| s.hash.clone()).collect() };
+    let hashes = |r: &swarmlog::render::chart::Rendered| -> Vec<String> {
+        r.desired.services.iter().map(|s| s.hash.clone()).collect()
+    };
     assert_eq!(hashes(&a), hashes(&b));
     // Same content with keys in another order: same hashes.
     let v1 = "kibana:\n  domain: a.example.org\n  replicas: 2\n";

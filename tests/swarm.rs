@@ -473,8 +473,8 @@ fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
             if a != b {
                 diffs.push(format!(
                     "{k} differs:\n  docker stack deploy: {}\n  swarmlog:            {}",
-                    swarmlog::desired::canonical(a.clone()),
-                    swarmlog::desired::canonical(b.clone())
+                    swarmlog::render::desired::canonical(a.clone()),
+                    swarmlog::render::desired::canonical(b.clone())
                 ));
             }
         }

@@ -5,15 +5,13 @@
 use std::time::Duration;
 
 use bollard::models::{Service, ServiceSpec};
-use bollard::query_parameters::UpdateServiceOptions;
 use tokio::time::Instant;
 
 use super::Context;
-use crate::desired::{DesiredState, LABEL_COMPANION, LABEL_STACK};
-use crate::engine::EngineError;
+use crate::clock::now;
+use crate::engine::{EngineError, Observed, WriteKind};
 use crate::letsencrypt::{self, Decision, DomainSource, Pending};
-use crate::observe::Observed;
-use crate::status::now;
+use crate::render::desired::{DesiredState, LABEL_COMPANION, LABEL_STACK};
 
 /// State kept between reconciles.
 #[derive(Debug, Default)]
@@ -178,20 +176,9 @@ pub async fn step(
             if let Some(c) = new_spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
                 c.env = Some(letsencrypt::write_env(&env_of(&spec), &groups));
             }
-            ctx.engine.count_write("companion_update");
             ctx.engine
-                .docker
-                .update_service(
-                    &id,
-                    new_spec,
-                    UpdateServiceOptions {
-                        version: i32::try_from(version).unwrap_or(i32::MAX),
-                        ..Default::default()
-                    },
-                    None,
-                )
-                .await
-                .map_err(|e| ctx.engine.err("patch the companion", &name, e))?;
+                .update_service(&name, &id, version, new_spec, WriteKind::CompanionUpdate)
+                .await?;
             let shown: Vec<String> = groups.iter().map(|g| g.join(" ")).collect();
             tracing::info!(service = %name, domains = %shown.join("; "), "patched companion");
             ctx.update_status(|st| {

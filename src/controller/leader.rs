@@ -1,33 +1,8 @@
 //! Leader gating (pure): only the operator on the swarm's Raft leader writes.
 
 use bollard::models::Node;
-use serde::Serialize;
 
-/// This instance's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// On the leader: writes.
-    Leader,
-    /// On another manager: observes only.
-    Standby,
-    /// Gating off (`--no-leader-election`): writes.
-    Single,
-}
-
-impl Role {
-    pub fn writes(self) -> bool {
-        !matches!(self, Role::Standby)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "leader",
-            Role::Standby => "standby",
-            Role::Single => "single",
-        }
-    }
-}
+pub use crate::status::Role;
 
 /// The role of the instance on node `self_id`, from the node list.
 pub fn role(self_id: &str, nodes: &[Node], gating: bool) -> Role {

@@ -1,10 +1,15 @@
-//! Node policy (pure): auto-label rules, which nodes are logger nodes, and
-//! which of them are degraded.
+//! Controller, nodes: the policy (pure: auto-label rules, which nodes are
+//! logger nodes, which of them are degraded) and the one write it makes,
+//! [`label`] (I/O, version-checked, adds labels only).
 
 use std::collections::BTreeMap;
 
-use bollard::models::{Node, NodeSpecRoleEnum, NodeState};
-use serde::Serialize;
+use bollard::models::{Node, NodeSpec, NodeSpecRoleEnum, NodeState};
+
+use super::Context;
+use crate::clock::now;
+use crate::engine::{EngineError, Observed};
+pub use crate::status::{Degraded, LoggerNode};
 
 /// One rule: nodes matching every condition get the labels (when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,23 +178,6 @@ pub fn label_changes(rules: &[LabelRule], nodes: &[Node]) -> Vec<LabelChange> {
     out
 }
 
-/// A logger node and how it is doing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LoggerNode {
-    pub id: String,
-    pub hostname: String,
-    pub state: String,
-    pub availability: String,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A node that should serve the stack and cannot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Degraded {
-    pub hostname: String,
-    pub reason: String,
-}
-
 /// Logger nodes (matching `label == value`), and degraded ones: down,
 /// drained, or once a logger node and now without the label.
 pub fn logger_nodes(
@@ -252,6 +240,45 @@ pub fn logger_nodes(
         }
     }
     (loggers, degraded)
+}
+
+/// Adds the labels the auto-label rules ask for (never removing any),
+/// version-checked. Returns whether any node was changed.
+pub async fn label(ctx: &Context, observed: &Observed) -> Result<bool, EngineError> {
+    let changes = label_changes(&ctx.settings.auto_label, &observed.nodes);
+    let mut changed = false;
+    for c in changes {
+        for (k, theirs, ours) in &c.kept {
+            tracing::warn!(node = %c.hostname, label = %k, set = %theirs, rule = %ours, "node label set by hand differs from the auto-label rule; kept");
+        }
+        if c.add.is_empty() {
+            continue;
+        }
+        let Some(node) = observed
+            .nodes
+            .iter()
+            .find(|n| n.id.as_deref() == Some(c.node_id.as_str()))
+        else {
+            continue;
+        };
+        let mut spec: NodeSpec = node.spec.clone().unwrap_or_default();
+        let labels = spec.labels.get_or_insert_with(Default::default);
+        for (k, v) in &c.add {
+            labels.insert(k.clone(), v.clone());
+        }
+        ctx.engine.update_node(&c.hostname, &c.node_id, c.version, spec).await?;
+        let added: Vec<String> = c.add.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        tracing::info!(node = %c.hostname, labels = %added.join(","), "labelled node");
+        ctx.update_status(|st| {
+            st.event(
+                now(),
+                "node",
+                format!("labelled {} with {}", c.hostname, added.join(",")),
+            )
+        });
+        changed = true;
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]

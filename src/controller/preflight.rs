@@ -7,38 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bollard::models::Node;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::nodes::LoggerNode;
 use super::triggers::Trigger;
 use super::Context;
-use crate::desired::DesiredState;
-use crate::observe::Observed;
+use crate::clock::now;
+use crate::engine::Observed;
 use crate::preflight::{self, Cached, CheckState, NodeCheck, LABEL_PREFLIGHT};
-
-/// The preflight as `/status` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PreflightStatus {
-    /// `on`; `off` (no preflight image set); `not-needed` (no service asks
-    /// for it); `standby` (the leader's operator checks).
-    pub state: String,
-    pub image: Option<String>,
-    pub min_map_count: Option<u64>,
-    /// One row per logger node: ok, low, unknown or pending.
-    pub nodes: Vec<PreflightNode>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PreflightNode {
-    pub hostname: String,
-    pub node_id: String,
-    /// ok, low, unknown, pending (first check under way).
-    pub state: String,
-    pub value: Option<u64>,
-    pub checked_at: Option<String>,
-    pub message: String,
-}
+use crate::render::desired::DesiredState;
+use crate::status::{LoggerNode, PreflightNode, PreflightNodeState, PreflightState, PreflightStatus};
 
 /// Node id, node version when started, the check, when it ended.
 type Finished = (String, u64, NodeCheck, Instant);
@@ -89,9 +66,11 @@ pub fn holds(services: &BTreeMap<String, u64>, rows: &[PreflightNode]) -> BTreeM
     for (service, min) in services {
         let mut why = Vec::new();
         for r in rows {
-            match r.state.as_str() {
-                "low" if r.value.is_none_or(|v| v < *min) => why.push(r.message.clone()),
-                "pending" => why.push(format!("waiting for the vm.max_map_count check of {}", r.hostname)),
+            match r.state {
+                PreflightNodeState::Low if r.value.is_none_or(|v| v < *min) => why.push(r.message.clone()),
+                PreflightNodeState::Pending => {
+                    why.push(format!("waiting for the vm.max_map_count check of {}", r.hostname))
+                }
                 _ => {}
             }
         }
@@ -108,11 +87,10 @@ fn row(n: &LoggerNode, c: Option<&Cached>) -> PreflightNode {
             hostname: n.hostname.clone(),
             node_id: n.id.clone(),
             state: match c.check.state {
-                CheckState::Ok => "ok",
-                CheckState::Low => "low",
-                CheckState::Unknown => "unknown",
-            }
-            .to_string(),
+                CheckState::Ok => PreflightNodeState::Ok,
+                CheckState::Low => PreflightNodeState::Low,
+                CheckState::Unknown => PreflightNodeState::Unknown,
+            },
             value: c.check.value,
             checked_at: Some(c.check.checked_at.clone()),
             message: c.check.message.clone(),
@@ -120,7 +98,7 @@ fn row(n: &LoggerNode, c: Option<&Cached>) -> PreflightNode {
         None => PreflightNode {
             hostname: n.hostname.clone(),
             node_id: n.id.clone(),
-            state: "pending".to_string(),
+            state: PreflightNodeState::Pending,
             value: None,
             checked_at: None,
             message: format!("vm.max_map_count on {} is being checked", n.hostname),
@@ -150,7 +128,7 @@ impl Preflight {
                     .map(|r| r.message.as_str())
                     != Some(check.message.as_str());
                 if changed {
-                    st.event(crate::status::now(), "preflight", check.message.clone());
+                    st.event(now(), "preflight", check.message.clone());
                 }
             });
             self.cache.insert(
@@ -169,14 +147,18 @@ impl Preflight {
             ..Default::default()
         };
         let (Some(image), Some(min)) = (settings.image.clone(), services.values().max().copied()) else {
-            status.state = if services.is_empty() { "not-needed" } else { "off" }.to_string();
+            status.state = if services.is_empty() {
+                PreflightState::NotNeeded
+            } else {
+                PreflightState::Off
+            };
             return Outcome {
                 held: BTreeMap::new(),
                 low: Vec::new(),
                 status,
             };
         };
-        status.state = "on".to_string();
+        status.state = PreflightState::On;
         status.min_map_count = Some(min);
         let stack = desired.stack.clone();
         let now = Instant::now();
@@ -229,7 +211,7 @@ impl Preflight {
         let held = holds(&services, &rows);
         let low = rows
             .iter()
-            .filter(|r| r.state == "low")
+            .filter(|r| r.state == PreflightNodeState::Low)
             .map(|r| (r.hostname.clone(), r.message.clone()))
             .collect();
         status.nodes = rows;
@@ -241,38 +223,41 @@ impl Preflight {
 mod tests {
     use super::*;
 
-    fn r(host: &str, state: &str, value: Option<u64>) -> PreflightNode {
+    fn r(host: &str, state: PreflightNodeState, value: Option<u64>) -> PreflightNode {
         PreflightNode {
             hostname: host.to_string(),
             node_id: format!("id-{host}"),
-            state: state.to_string(),
+            state,
             value,
             checked_at: None,
-            message: format!("{host} is {state}"),
+            message: format!("{host} is {}", state.as_str()),
         }
     }
 
     #[test]
     fn what_waits_for_the_preflight() {
         let es = BTreeMap::from([("logging_elasticsearch".to_string(), 262_144)]);
-        assert!(holds(&es, &[r("logger-1", "ok", Some(262_144))]).is_empty());
+        assert!(holds(&es, &[r("logger-1", PreflightNodeState::Ok, Some(262_144))]).is_empty());
         assert!(
-            holds(&es, &[r("logger-1", "unknown", None)]).is_empty(),
+            holds(&es, &[r("logger-1", PreflightNodeState::Unknown, None)]).is_empty(),
             "a check that could not run holds nothing"
         );
         let held = holds(
             &es,
-            &[r("logger-1", "ok", Some(300_000)), r("logger-2", "low", Some(65_530))],
+            &[
+                r("logger-1", PreflightNodeState::Ok, Some(300_000)),
+                r("logger-2", PreflightNodeState::Low, Some(65_530)),
+            ],
         );
         assert_eq!(
             held.get("logging_elasticsearch").map(String::as_str),
             Some("logger-2 is low")
         );
-        let held = holds(&es, &[r("logger-1", "pending", None)]);
+        let held = holds(&es, &[r("logger-1", PreflightNodeState::Pending, None)]);
         assert!(held["logging_elasticsearch"].contains("waiting for the vm.max_map_count check of logger-1"));
-        assert!(holds(&BTreeMap::new(), &[r("logger-1", "low", Some(1))]).is_empty());
+        assert!(holds(&BTreeMap::new(), &[r("logger-1", PreflightNodeState::Low, Some(1))]).is_empty());
         // Checked against a higher minimum, still enough for this service.
-        let held = holds(&es, &[r("logger-1", "low", Some(300_000))]);
+        let held = holds(&es, &[r("logger-1", PreflightNodeState::Low, Some(300_000))]);
         assert!(held.is_empty());
     }
 }

@@ -55,6 +55,30 @@ impl Trigger {
     }
 }
 
+/// Most triggers a batch names in the status and the log; the rest are counted.
+pub const DESCRIBED: usize = 8;
+
+/// A batch in words, deduplicated and bounded: `service remove x, resync
+/// (+3 more)`.
+pub fn describe(batch: &[Trigger]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut names = Vec::new();
+    for t in batch {
+        let name = match t {
+            Trigger::Event { what } => what.as_str(),
+            other => other.kind(),
+        };
+        if seen.insert(name) && names.len() < DESCRIBED {
+            names.push(name);
+        }
+    }
+    let mut out = names.join(", ");
+    if seen.len() > names.len() {
+        out.push_str(&format!(" (+{} more)", seen.len() - names.len()));
+    }
+    out
+}
+
 /// Waits for the next batch of triggers. `None` once every sender is gone.
 pub async fn next_batch(
     rx: &mut mpsc::Receiver<Trigger>,

@@ -3,12 +3,10 @@
 //! with one I/O error). After every reconnect a full re-list is triggered,
 //! since the events in between are lost.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::EventMessage;
-use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +41,8 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut connected_before = false;
     loop {
-        if let Err(e) = ctx.engine.docker.ping().await {
-            let msg = ctx.engine.err("subscribe to events", "", e).to_string();
+        if let Err(e) = ctx.engine.ping().await {
+            let msg = e.to_string();
             ctx.set_engine_error(&msg);
             let delay = backoff.next_delay();
             tracing::warn!(error = %msg, retry_in = ?delay, "engine unreachable; retrying");
@@ -53,18 +51,8 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
                 _ = tokio::time::sleep(delay) => continue,
             }
         }
-        let mut filters = HashMap::new();
-        filters.insert(
-            "type".to_string(),
-            ["service", "node", "network", "config", "secret"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
-        let mut stream = ctx.engine.docker.events(Some(EventsOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }));
+        let stream = ctx.engine.events(&["service", "node", "network", "config", "secret"]);
+        tokio::pin!(stream);
         if connected_before {
             ctx.note_reconnect();
             tracing::info!("event stream reconnected; re-listing");
@@ -85,7 +73,7 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
                             }
                         }
                     }
-                    Some(Err(e)) => break ctx.engine.err("watch events", "", e).to_string(),
+                    Some(Err(e)) => break e.to_string(),
                     None => break "the event stream ended".to_string(),
                 }
             }

@@ -21,10 +21,10 @@ use bollard::models::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::compose::load::Loaded;
-use crate::compose::model::{FileObjectDef, FileRef, Service, UpdateConfig};
-use crate::compose::units;
 use crate::diag::{Problem, Problems};
+use crate::render::compose::load::Loaded;
+use crate::render::compose::model::{FileObjectDef, FileRef, Service, UpdateConfig};
+use crate::render::compose::units;
 
 /// Label docker stack deploy puts on everything of a stack.
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
@@ -680,7 +680,7 @@ fn service_spec(
     }
     let resources = {
         let mut r = TaskSpecResources::default();
-        let amounts = |ctx: &mut Ctx, which: &str, a: &crate::compose::model::ResourceAmounts| {
+        let amounts = |ctx: &mut Ctx, which: &str, a: &crate::render::compose::model::ResourceAmounts| {
             let cpus = a.cpus.as_ref().and_then(|c| match units::nano_cpus(c) {
                 Ok(n) => Some(n),
                 Err(e) => {

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::phase_name;
 use crate::status::{Phase, Status};
 
 /// Escapes text for HTML.
@@ -41,7 +40,7 @@ fn state_colour(s: &str) -> &'static str {
 /// The page.
 pub fn render(s: &Status) -> String {
     let mut h = String::new();
-    let phase = phase_name(s.phase);
+    let phase = crate::metrics::phase_name(s.phase);
     let _ = write!(
         h,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
@@ -97,10 +96,10 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
         let _ = write!(
             h,
             r#"<tr><td>{}</td><td><code>{}</code></td><td><span class="dot" style="background:{}"></span>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&o.kind),
+            esc(o.kind.as_str()),
             esc(&o.name),
-            state_colour(&o.state),
-            esc(&o.state),
+            state_colour(o.state.as_str()),
+            esc(o.state.as_str()),
             replicas,
             esc(o.why.as_deref().unwrap_or("")),
             esc(o.last_change.as_deref().unwrap_or("")),
@@ -126,7 +125,7 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(&n.hostname),
-            esc(&n.state),
+            esc(n.state.as_str()),
             esc(&n.availability),
             esc(&labels.join(", "))
         );
@@ -140,7 +139,7 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
     let _ = write!(
         h,
         "<h2>Elasticsearch preflight</h2><p>{}{}</p>",
-        esc(&pf.state),
+        esc(pf.state.as_str()),
         pf.min_map_count
             .map(|m| format!("; vm.max_map_count of at least {m} on every logger node"))
             .unwrap_or_default()
@@ -152,7 +151,7 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&n.hostname),
-                esc(&n.state),
+                esc(n.state.as_str()),
                 n.value.map(|v| v.to_string()).unwrap_or_default(),
                 esc(n.checked_at.as_deref().unwrap_or("")),
                 esc(&n.message)

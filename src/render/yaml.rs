@@ -407,14 +407,14 @@ mod fuzz {
         #[test]
         fn arbitrary_text_never_panics(text in "[ -~\\n\\t]{0,200}") {
             let _ = super::parse("fuzz.yaml", &text);
-            let chart = crate::chart::Chart::embedded().expect("chart");
-            let _ = chart.render(&crate::chart::RenderOptions {
+            let chart = crate::render::chart::Chart::embedded().expect("chart");
+            let _ = chart.render(&crate::render::chart::RenderOptions {
                 values_files: vec![("fuzz.yaml".into(), text.clone())],
                 set: Vec::new(),
                 stack: None,
                 env: &|_| None,
             });
-            let _ = crate::compose::load::load("fuzz.yml", &text, &|_| None);
+            let _ = crate::render::compose::load::load("fuzz.yml", &text, &|_| None);
         }
 
         /// YAML-shaped inputs (keys, lists, anchors) reach deeper code paths.
@@ -424,7 +424,7 @@ mod fuzz {
         ) {
             let text = lines.join("\n");
             let _ = super::parse("fuzz.yaml", &text);
-            let _ = crate::compose::load::load("fuzz.yml", &text, &|_| None);
+            let _ = crate::render::compose::load::load("fuzz.yml", &text, &|_| None);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! literal `$`. Only string values are interpolated, never keys. The variables
 //! come from a lookup function so the logic stays pure.
 
-use crate::yaml::{Node, Value};
+use crate::render::yaml::{Node, Value};
 
 /// Why interpolation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn tree_keeps_keys_and_reports_path() {
-        let mut node = crate::yaml::parse("s.yml", "$KEY:\n  - ok $SET\n  - bad ${\n").unwrap();
+        let mut node = crate::render::yaml::parse("s.yml", "$KEY:\n  - ok $SET\n  - bad ${\n").unwrap();
         let err = interpolate_tree(&mut node, &env, &mut Vec::new()).unwrap_err();
         assert_eq!(err.path, vec!["$KEY".to_string(), "1".to_string()]);
         assert_eq!(err.node.pos.line, 3);

@@ -1,10 +1,10 @@
 //! Render step, stack files: text to a checked [`ComposeFile`], with every
 //! problem located in the file it came from.
 
-use crate::compose::interpolate::interpolate_tree;
-use crate::compose::model::ComposeFile;
 use crate::diag::{Problem, Problems};
-use crate::yaml::{self, Node};
+use crate::render::compose::interpolate::interpolate_tree;
+use crate::render::compose::model::ComposeFile;
+use crate::render::yaml::{self, Node};
 
 /// A parsed stack file and what was noticed while loading it.
 #[derive(Debug, Clone)]

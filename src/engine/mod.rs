@@ -1,11 +1,19 @@
-//! The edge to Docker: the one place that holds the engine client. Observe
-//! and apply call through here; every write is counted by kind.
+//! The edge to Docker (I/O): the one place that holds the engine client.
+//! Reads live in [`observe`], writes in [`write`]: every write goes through
+//! a typed method that counts it by [`WriteKind`] and carries the version
+//! index as `u64`.
+
+pub mod observe;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::Docker;
+
+pub use observe::{observe, Observed};
+pub use write::WriteKind;
 
 /// Oldest Engine API swarmlog supports (Docker 20.10).
 pub const MIN_API: (u32, u32) = (1, 41);
@@ -152,10 +160,10 @@ impl EngineError {
 
 /// The engine client, with counters of writes by kind.
 pub struct Engine {
-    pub docker: Docker,
+    docker: Docker,
     pub host: String,
     pub api_version: String,
-    writes: Mutex<BTreeMap<&'static str, u64>>,
+    writes: Mutex<BTreeMap<WriteKind, u64>>,
 }
 
 impl Engine {
@@ -198,16 +206,21 @@ impl Engine {
         EngineError::from_bollard(what, name, &self.host, e)
     }
 
-    /// Records one write call of `kind` (such as `service_update`).
-    pub fn count_write(&self, kind: &'static str) {
+    /// Records one write call of `kind`.
+    fn count_write(&self, kind: WriteKind) {
         if let Ok(mut w) = self.writes.lock() {
             *w.entry(kind).or_default() += 1;
         }
     }
 
     /// Write calls made so far, by kind.
-    pub fn writes(&self) -> BTreeMap<&'static str, u64> {
+    pub fn writes(&self) -> BTreeMap<WriteKind, u64> {
         self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Write calls made so far, all kinds.
+    pub fn total_writes(&self) -> u64 {
+        self.writes().values().sum()
     }
 }
 

@@ -652,7 +652,7 @@ mod tests {
     use super::*;
 
     fn load(yaml: &str) -> ComposeFile {
-        serde_json::from_value(crate::yaml::parse("t.yml", yaml).unwrap().to_json()).unwrap()
+        serde_json::from_value(crate::render::yaml::parse("t.yml", yaml).unwrap().to_json()).unwrap()
     }
 
     #[test]
@@ -681,7 +681,7 @@ mod tests {
     fn string_modes_are_octal() {
         let f = load("services:\n  a:\n    image: x\n    configs: [{source: c, mode: '0400'}]\n");
         assert_eq!(f.services["a"].configs[0].mode, Some(0o400));
-        let bad = crate::yaml::parse(
+        let bad = crate::render::yaml::parse(
             "t.yml",
             "services:\n  a:\n    image: x\n    configs: [{source: c, mode: 0948}]\n",
         )

@@ -1,13 +1,17 @@
 //! Observe step (I/O): the live swarm in a constant number of list calls,
-//! whatever the number of services.
+//! whatever the number of services, and the few other reads the operator
+//! makes (events, one service's tasks, a task's log).
 
-use bollard::models::{Config, Network, Node, Secret, Service, Task};
+use std::collections::HashMap;
+
+use bollard::models::{Config, EventMessage, Network, Node, Secret, Service, Task};
 use bollard::query_parameters::{
-    ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
-    ListTasksOptions,
+    EventsOptions, ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
+    ListTasksOptions, LogsOptions,
 };
+use futures::{Stream, StreamExt};
 
-use crate::engine::{Engine, EngineError};
+use super::{Engine, EngineError};
 
 /// Everything a plan is computed from.
 #[derive(Debug, Clone, Default)]
@@ -86,4 +90,63 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
         secrets,
         tasks,
     })
+}
+
+impl Engine {
+    /// Whether the engine answers at all.
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("subscribe to events", "", e))
+    }
+
+    /// The engine's event stream, of the given object types.
+    pub fn events(&self, types: &[&str]) -> impl Stream<Item = Result<EventMessage, EngineError>> + '_ {
+        let filters = HashMap::from([(
+            "type".to_string(),
+            types.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        )]);
+        self.docker
+            .events(Some(EventsOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .map(|r| r.map_err(|e| self.err("read events", "", e)))
+    }
+
+    /// Tasks of one service (by ID or name); `running`: only those whose
+    /// desired state is running.
+    pub async fn service_tasks(&self, service: &str, running: bool) -> Result<Vec<Task>, EngineError> {
+        let mut filters = HashMap::from([("service".to_string(), vec![service.to_string()])]);
+        if running {
+            filters.insert("desired-state".to_string(), vec!["running".to_string()]);
+        }
+        self.docker
+            .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| self.err("list tasks", service, e))
+    }
+
+    /// Up to `limit` bytes of a task's output (stdout and stderr).
+    pub async fn task_output(&self, task_id: &str, limit: usize) -> Result<String, EngineError> {
+        let mut logs = self.docker.task_logs(
+            task_id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut text = String::new();
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk.map_err(|e| self.err("read task log", task_id, e))?;
+            text.push_str(&chunk.to_string());
+            if text.len() > limit {
+                break;
+            }
+        }
+        Ok(text)
+    }
 }

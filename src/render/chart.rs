@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use crate::compose::load;
-use crate::desired::{self, DesiredState};
 use crate::diag::{Problem, Problems};
-use crate::values;
-use crate::yaml;
+use crate::render::compose::load;
+use crate::render::desired::{self, DesiredState};
+use crate::render::values;
+use crate::render::yaml;
 
 /// The compose template of a chart, under `templates/`.
 pub const MAIN_TEMPLATE: &str = "stack.yml.j2";
@@ -20,15 +20,15 @@ pub const MAIN_TEMPLATE: &str = "stack.yml.j2";
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 const EMBEDDED: &[(&str, &str)] = &[
-    ("Chart.yaml", include_str!("../charts/logging/Chart.yaml")),
-    ("values.yaml", include_str!("../charts/logging/values.yaml")),
+    ("Chart.yaml", include_str!("../../charts/logging/Chart.yaml")),
+    ("values.yaml", include_str!("../../charts/logging/values.yaml")),
     (
         "templates/stack.yml.j2",
-        include_str!("../charts/logging/templates/stack.yml.j2"),
+        include_str!("../../charts/logging/templates/stack.yml.j2"),
     ),
     (
         "files/logstash.conf",
-        include_str!("../charts/logging/files/logstash.conf"),
+        include_str!("../../charts/logging/files/logstash.conf"),
     ),
 ];
 

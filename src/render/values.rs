@@ -8,7 +8,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::diag::{did_you_mean, Problem};
-use crate::yaml::{Node, Value};
+use crate::render::yaml::{Node, Value};
 
 /// Checks `user` (from `file`) against `defaults`, collecting every problem.
 pub fn check(file: &str, user: &Node, defaults: &Json, problems: &mut Vec<Problem>) {
@@ -123,7 +123,7 @@ mod tests {
     }
 
     fn problems(text: &str) -> Vec<Problem> {
-        let node = crate::yaml::parse("v.yaml", text).unwrap();
+        let node = crate::render::yaml::parse("v.yaml", text).unwrap();
         let mut p = Vec::new();
         check("v.yaml", &node, &defaults(), &mut p);
         p

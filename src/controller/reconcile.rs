@@ -1,0 +1,385 @@
+//! Controller, reconcile (the driver): one level-triggered pass, as named
+//! steps, each a function with its inputs and outputs:
+//!
+//! observe -> role -> nodes -> render -> loggers -> preflight -> plan ->
+//! apply -> companion -> status.
+//!
+//! Nothing depends on which trigger ran it. Errors come back as one
+//! [`ReconcileError`]; [`error_policy`] decides what the loop does next.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{companion, leader, nodes, preflight, Context};
+use crate::apply::{self, ApplyError, Written};
+use crate::clock::now;
+use crate::engine::{observe, EngineError, Observed};
+use crate::plan::{self, Plan};
+use crate::render::desired::DesiredState;
+use crate::status::derive::{self, Facts};
+use crate::status::{Degraded, LoggerNode, PreflightState, PreflightStatus, Role};
+
+/// How soon to look again while tasks are starting.
+const RECHECK: Duration = Duration::from_secs(2);
+/// How often a standby checks whether it now runs on the leader.
+pub const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// What the controller keeps from one reconcile to the next.
+#[derive(Default)]
+pub struct Memory {
+    /// The last desired state that rendered: in force while the files are invalid.
+    pub last_good: Option<DesiredState>,
+    /// Logger nodes seen so far (id -> hostname), to notice one that left.
+    pub known_loggers: BTreeMap<String, String>,
+    pub companion: companion::State,
+    pub preflight: preflight::Preflight,
+}
+
+/// A reconcile that ran to its end.
+#[derive(Debug)]
+pub enum Done {
+    /// Nothing left to write; look again after `recheck` (tasks starting,
+    /// a companion change settling).
+    Applied {
+        written: Vec<Written>,
+        recheck: Option<Duration>,
+    },
+    /// Not on the leader: observed and reported only.
+    Standby,
+}
+
+impl Done {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Done::Applied { written, .. } if written.is_empty() => "in-sync",
+            Done::Applied { .. } => "applied",
+            Done::Standby => "standby",
+        }
+    }
+}
+
+/// Why a reconcile stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The desired state never rendered: nothing to reconcile toward.
+    #[error("the desired state is invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("nothing was written: {}", .0.join("; "))]
+    Blocked(Vec<String>),
+    #[error("this instance is no longer on the swarm leader; it stopped writing")]
+    NotLeader,
+    #[error(transparent)]
+    Apply(ApplyError),
+}
+
+impl From<ApplyError> for ReconcileError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Engine(e) => ReconcileError::Engine(e),
+            ApplyError::Blocked(r) => ReconcileError::Blocked(r),
+            ApplyError::NotLeader => ReconcileError::NotLeader,
+            other => ReconcileError::Apply(other),
+        }
+    }
+}
+
+impl ReconcileError {
+    /// A static category, for metrics and status.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Engine(e) => e.category(),
+            ReconcileError::Invalid(_) => "invalid",
+            ReconcileError::Blocked(_) => "blocked",
+            ReconcileError::NotLeader => "not_leader",
+            ReconcileError::Apply(e) => e.category(),
+        }
+    }
+
+    /// The outcome label of a reconcile that ended with this error.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ReconcileError::Invalid(_) => "invalid",
+            ReconcileError::Blocked(_) => "blocked",
+            ReconcileError::NotLeader => "standby",
+            ReconcileError::Engine(_) | ReconcileError::Apply(_) => "error",
+        }
+    }
+}
+
+/// What the loop does after a failed reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Try again after the next backoff delay.
+    Backoff,
+    /// Nothing changes on its own: wait for a trigger (a file change, an event).
+    WaitForChange,
+    /// Leadership moved: look again soon, as a standby does.
+    Poll(Duration),
+}
+
+/// Invalid input and refusals wait for a change; engine trouble retries
+/// with backoff (but an engine too old never gets younger).
+pub fn error_policy(e: &ReconcileError) -> Policy {
+    match e {
+        ReconcileError::Invalid(_) | ReconcileError::Blocked(_) => Policy::WaitForChange,
+        ReconcileError::NotLeader => Policy::Poll(STANDBY_POLL),
+        ReconcileError::Engine(EngineError::ApiTooOld { .. }) => Policy::WaitForChange,
+        ReconcileError::Engine(_) | ReconcileError::Apply(_) => Policy::Backoff,
+    }
+}
+
+/// One level-triggered reconcile: the steps, then the status from what they found.
+pub async fn reconcile(ctx: &Arc<Context>, mem: &mut Memory) -> Result<Done, ReconcileError> {
+    let mut facts = Facts::default();
+    let result = steps(ctx, mem, &mut facts).await;
+    status_step(ctx, &facts, &result);
+    result
+}
+
+async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Result<Done, ReconcileError> {
+    let observed = observe_step(ctx).await?;
+    facts.engine_reachable = true;
+    let role = role_step(ctx, &observed);
+    let observed = nodes_step(ctx, role, observed).await?;
+    let desired = render_step(ctx, &mut mem.last_good, facts)?;
+    let (loggers, mut degraded) = loggers_step(&desired, &observed, &mut mem.known_loggers);
+    let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
+    degraded.extend(low);
+    facts.degraded = !degraded.is_empty();
+    let plan = plan::plan(&desired, &observed, ctx.settings.plan);
+    report_plan(ctx, &desired, &observed, &plan, &loggers, &degraded);
+    if !role.writes() {
+        facts.standby = true;
+        // A standby still reports what the companion should serve.
+        companion_step(ctx, &desired, &observed, false, &mut mem.companion).await?;
+        return Ok(Done::Standby);
+    }
+    let report = apply_step(ctx, &desired, observed).await.map_err(|e| {
+        facts.blocked = matches!(e, ApplyError::Blocked(_));
+        ReconcileError::from(e)
+    })?;
+    report_written(ctx, &report.done);
+    facts.wrote = !report.done.is_empty();
+    facts.tasks_running = derive::tasks_running(&report.observed, &desired);
+    let mut recheck = (facts.wrote || !facts.tasks_running).then_some(RECHECK);
+    if let Some(wait) = companion_step(ctx, &desired, &report.observed, true, &mut mem.companion).await? {
+        recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+    }
+    Ok(Done::Applied {
+        written: report.done,
+        recheck,
+    })
+}
+
+/// observe: the whole swarm, in a constant number of calls.
+async fn observe_step(ctx: &Context) -> Result<Observed, ReconcileError> {
+    Ok(observe(&ctx.engine).await?)
+}
+
+/// role: leader, standby or single, from the node list.
+fn role_step(ctx: &Context, observed: &Observed) -> Role {
+    let role = leader::role(&observed.node_id, &observed.nodes, ctx.settings.leader_gating);
+    ctx.update_status(|st| {
+        if st.role != role {
+            st.event(now(), "leader", format!("role is now {}", role.as_str()));
+        }
+        st.role = role;
+        st.node_id = observed.node_id.clone();
+        st.engine.connected = true;
+        st.engine.last_error = None;
+        st.engine.nodes = observed.nodes.len();
+    });
+    role
+}
+
+/// nodes: the auto-label rules' labels (leader only), before anything else
+/// so a joining node waits for nothing. Re-observes when a node changed.
+async fn nodes_step(ctx: &Context, role: Role, observed: Observed) -> Result<Observed, ReconcileError> {
+    if !role.writes() || ctx.settings.auto_label.is_empty() {
+        return Ok(observed);
+    }
+    match nodes::label(ctx, &observed).await {
+        Ok(true) => Ok(observe(&ctx.engine).await?),
+        Ok(false) => Ok(observed),
+        // A node moved while we read it: go on, and look again at once.
+        Err(e) if e.is_conflict() => {
+            let _ = ctx.trigger.try_send(super::triggers::Trigger::Retry);
+            Ok(observed)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// render: the desired state; a bad render keeps the last good one in force.
+fn render_step(
+    ctx: &Context,
+    last_good: &mut Option<DesiredState>,
+    facts: &mut Facts,
+) -> Result<DesiredState, ReconcileError> {
+    match ctx.render() {
+        Ok(d) => {
+            if last_good.as_ref() != Some(&d) {
+                ctx.desired_changed(&d);
+            }
+            *last_good = Some(d);
+        }
+        Err(problems) => {
+            facts.invalid = true;
+            tracing::warn!(problems = %problems.join("; "), "desired state is invalid; keeping the last good one");
+            ctx.update_status(|st| {
+                if st.invalid != problems {
+                    let msg = format!("desired state invalid: {}", problems.join("; "));
+                    st.event(now(), "desired", msg);
+                }
+                st.invalid = problems.clone();
+            });
+            if last_good.is_none() {
+                return Err(ReconcileError::Invalid(problems));
+            }
+        }
+    }
+    facts.has_desired = last_good.is_some();
+    last_good.clone().ok_or(ReconcileError::Invalid(Vec::new()))
+}
+
+/// loggers: the nodes matching the stack's selector, and the degraded ones.
+fn loggers_step(
+    desired: &DesiredState,
+    observed: &Observed,
+    known: &mut BTreeMap<String, String>,
+) -> (Vec<LoggerNode>, Vec<Degraded>) {
+    let (label, value) = plan::selector(desired);
+    let (loggers, degraded) = nodes::logger_nodes(&observed.nodes, &label, &value, known);
+    for l in &loggers {
+        known.insert(l.id.clone(), l.hostname.clone());
+    }
+    (loggers, degraded)
+}
+
+/// preflight: services that wait for a logger node's `vm.max_map_count`
+/// (leader only: it runs jobs). Returns the desired state with those held,
+/// and the nodes found low.
+fn preflight_step(
+    ctx: &Arc<Context>,
+    role: Role,
+    mut desired: DesiredState,
+    observed: &Observed,
+    loggers: &[LoggerNode],
+    state: &mut preflight::Preflight,
+) -> (DesiredState, Vec<Degraded>) {
+    if !role.writes() {
+        ctx.update_status(|st| {
+            st.preflight = PreflightStatus {
+                state: PreflightState::Standby,
+                image: ctx.settings.preflight.image.clone(),
+                ..Default::default()
+            }
+        });
+        return (desired, Vec::new());
+    }
+    let pf = state.step(ctx, &desired, observed, loggers);
+    ctx.update_status(|st| st.preflight = pf.status);
+    desired.held = pf.held;
+    let low = pf
+        .low
+        .into_iter()
+        .map(|(hostname, reason)| Degraded { hostname, reason })
+        .collect();
+    (desired, low)
+}
+
+/// apply: the plan, version-checked, with the leader asked before every round.
+async fn apply_step(ctx: &Context, desired: &DesiredState, observed: Observed) -> Result<apply::Report, ApplyError> {
+    let gating = ctx.settings.leader_gating;
+    let gate = move |o: &Observed| leader::role(&o.node_id, &o.nodes, gating).writes();
+    apply::apply_from(&ctx.engine, desired, ctx.settings.plan, Some(observed), &gate).await
+}
+
+/// companion: the Let's Encrypt companion's domains. Returns when to look
+/// again (a change settling); a companion that moved while read is read again at once.
+async fn companion_step(
+    ctx: &Context,
+    desired: &DesiredState,
+    observed: &Observed,
+    writes: bool,
+    state: &mut companion::State,
+) -> Result<Option<Duration>, ReconcileError> {
+    match companion::step(ctx, desired, observed, writes, state).await {
+        Ok(wait) => Ok(wait),
+        Err(e) if e.is_conflict() => Ok(Some(Duration::ZERO)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Objects (as planned), logger nodes and degraded nodes into the status.
+fn report_plan(
+    ctx: &Context,
+    desired: &DesiredState,
+    observed: &Observed,
+    plan: &Plan,
+    loggers: &[LoggerNode],
+    degraded: &[Degraded],
+) {
+    let objects = derive::objects(desired, observed, plan);
+    ctx.update_status(|st| {
+        for d in degraded {
+            if !st.degraded_nodes.contains(d) {
+                st.event(now(), "node", format!("{} degraded: {}", d.hostname, d.reason));
+            }
+        }
+        st.logger_nodes = loggers.to_vec();
+        st.degraded_nodes = degraded.to_vec();
+        st.objects = objects;
+    });
+}
+
+/// What apply wrote, into the objects' states and the events.
+fn report_written(ctx: &Context, written: &[Written]) {
+    let at = now();
+    ctx.update_status(|st| {
+        derive::mark_written(&mut st.objects, written, &at);
+        for w in written {
+            st.event(at.clone(), "write", w.to_string());
+        }
+    });
+}
+
+/// status: the phase from the facts, and what the error says.
+fn status_step(ctx: &Context, facts: &Facts, result: &Result<Done, ReconcileError>) {
+    ctx.update_status(|st| {
+        if !facts.invalid {
+            if !st.invalid.is_empty() {
+                st.event(now(), "desired", "desired state valid again");
+            }
+            st.invalid.clear();
+        }
+        match result {
+            Ok(Done::Applied { .. }) => st.blocked.clear(),
+            Ok(Done::Standby) => {}
+            Err(ReconcileError::Blocked(reasons)) => {
+                if &st.blocked != reasons {
+                    st.event(now(), "blocked", reasons.join("; "));
+                }
+                st.blocked = reasons.clone();
+            }
+            Err(ReconcileError::Engine(e)) if !facts.engine_reachable || e.category() == "unreachable" => {
+                st.engine_unavailable(now(), &e.to_string());
+                return;
+            }
+            Err(ReconcileError::Invalid(_)) | Err(ReconcileError::NotLeader) => {}
+            // Other failures leave the phase as it was; the error is an event.
+            Err(e) => {
+                st.event(now(), "error", e.to_string());
+                return;
+            }
+        }
+        let facts = Facts {
+            standby: facts.standby || matches!(result, Err(ReconcileError::NotLeader)),
+            ..*facts
+        };
+        st.phase = derive::phase(&facts);
+    });
+}

@@ -1,0 +1,58 @@
+//! Plan, preconditions (pure): what the stack uses but does not create must
+//! exist, and every placement must match a node.
+
+use std::collections::BTreeSet;
+
+use bollard::models::Node;
+
+use super::placement::{constraints_of, node_matches, node_ready};
+use super::{Blocker, Inputs, ObjectKind, ObjectRef, Plan};
+use crate::render::desired::{DesiredService, External};
+
+pub(super) fn plan(inputs: &Inputs, external: &External, services: &[DesiredService], p: &mut Plan) {
+    let o = inputs.observed;
+    let networks: BTreeSet<&str> = o.networks.iter().filter_map(|n| n.name.as_deref()).collect();
+    let configs: BTreeSet<&str> = o
+        .configs
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.name.as_deref())
+        .collect();
+    let secrets: BTreeSet<&str> = o
+        .secrets
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.name.as_deref())
+        .collect();
+    let External {
+        networks: ext_networks,
+        configs: ext_configs,
+        secrets: ext_secrets,
+        // Named volumes are created by the engine on first use.
+        volumes: _,
+    } = external;
+    for (kind, wanted, have) in [
+        (ObjectKind::Network, ext_networks, &networks),
+        (ObjectKind::Config, ext_configs, &configs),
+        (ObjectKind::Secret, ext_secrets, &secrets),
+    ] {
+        for name in wanted.iter().filter(|n| !have.contains(n.as_str())) {
+            p.blockers
+                .push(Blocker::MissingExternal(ObjectRef::new(kind, name.clone())));
+        }
+    }
+    for svc in services {
+        let constraints = constraints_of(&svc.spec);
+        if constraints.is_empty() {
+            continue;
+        }
+        let matching: Vec<&Node> = o.nodes.iter().filter(|n| node_matches(n, &constraints)).collect();
+        let name = svc.spec.name.clone().unwrap_or_default();
+        if matching.is_empty() {
+            p.blockers.push(Blocker::NoPlacement {
+                service: name,
+                constraints,
+            });
+        } else if !matching.iter().any(|n| node_ready(n)) {
+            p.warnings.push(format!("every node that may run {name} is down"));
+        }
+    }
+}

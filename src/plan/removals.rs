@@ -1,0 +1,101 @@
+//! Plan, removals (pure): only what the stack owns and no longer wants.
+//! A plan that would remove every service of the stack is refused; configs
+//! and secrets still used by a service that stays as it is (another
+//! stack's, or a held one of ours) are kept; volumes are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bollard::models::Service;
+
+use super::files::{observed_configs, observed_secrets, FileObject};
+use super::{Action, Blocker, Inputs, Plan, Wanted};
+
+pub(super) fn plan(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wanted, p: &mut Plan) {
+    let o = inputs.observed;
+    services(inputs, wanted, p);
+    // Services that keep running with the files they use now.
+    let staying: Vec<&Service> = o
+        .services
+        .iter()
+        .filter(|s| {
+            let spec = s.spec.as_ref();
+            let is_held = spec.and_then(|s| s.name.as_ref()).is_some_and(|n| held.contains_key(n));
+            is_held || !inputs.owns(spec.and_then(|s| s.labels.as_ref()))
+        })
+        .collect();
+    let (used_configs, used_secrets) = files_in_use(&staying);
+    for f in observed_configs(&o.configs) {
+        if removable(inputs, &f, &wanted.configs, &used_configs) {
+            p.actions.push(Action::RemoveConfig {
+                name: f.name.to_string(),
+                id: f.id.to_string(),
+            });
+        }
+    }
+    for f in observed_secrets(&o.secrets) {
+        if removable(inputs, &f, &wanted.secrets, &used_secrets) {
+            p.actions.push(Action::RemoveSecret {
+                name: f.name.to_string(),
+                id: f.id.to_string(),
+            });
+        }
+    }
+    for n in &o.networks {
+        let name = n.name.clone().unwrap_or_default();
+        let id = n.id.clone().unwrap_or_default();
+        if inputs.owns(n.labels.as_ref())
+            && !wanted.networks.contains(&name)
+            && !wanted.duplicate_networks.contains(&id)
+        {
+            p.actions.push(Action::RemoveNetwork {
+                name,
+                id,
+                duplicate: false,
+            });
+        }
+    }
+}
+
+fn services(inputs: &Inputs, wanted: &Wanted, p: &mut Plan) {
+    let owned: Vec<&Service> = inputs
+        .observed
+        .services
+        .iter()
+        .filter(|s| inputs.owns(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+        .collect();
+    let mut removed = 0;
+    for s in &owned {
+        let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        if !wanted.services.contains(&name) {
+            removed += 1;
+            p.actions.push(Action::RemoveService {
+                name,
+                id: s.id.clone().unwrap_or_default(),
+            });
+        }
+    }
+    if removed > 0 && removed == owned.len() && !inputs.opts.allow_remove_all {
+        p.blockers.push(Blocker::RemovesAll {
+            stack: inputs.stack.to_string(),
+            count: removed,
+        });
+    }
+}
+
+fn removable(inputs: &Inputs, f: &FileObject, wanted: &BTreeSet<String>, used: &BTreeSet<String>) -> bool {
+    inputs.owns(f.labels) && !wanted.contains(f.name) && !used.contains(f.name)
+}
+
+/// Names of the configs and of the secrets the given services use.
+fn files_in_use(services: &[&Service]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut configs = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    for c in services
+        .iter()
+        .filter_map(|s| s.spec.as_ref()?.task_template.as_ref()?.container_spec.as_ref())
+    {
+        configs.extend(c.configs.iter().flatten().filter_map(|r| r.config_name.clone()));
+        secrets.extend(c.secrets.iter().flatten().filter_map(|r| r.secret_name.clone()));
+    }
+    (configs, secrets)
+}

@@ -1,0 +1,250 @@
+//! Status, derived (pure): object states from the desired state, the
+//! observation, the plan and what apply wrote; the phase from the facts of
+//! one reconcile. The only place either is computed.
+
+use bollard::models::TaskState;
+
+use super::{ObjectState, ObjectStatus, Phase};
+use crate::apply::{Verb, Written};
+use crate::engine::Observed;
+use crate::plan::{Action, ObjectKind, ObjectRef, Plan, Reason};
+use crate::render::desired::DesiredState;
+
+/// What one reconcile found, for the phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The engine answered.
+    pub engine_reachable: bool,
+    /// A desired state is in force (rendered now or kept from before).
+    pub has_desired: bool,
+    /// The desired state does not render now.
+    pub invalid: bool,
+    /// This instance does not write.
+    pub standby: bool,
+    /// Apply refused (blockers or conflicts).
+    pub blocked: bool,
+    /// A logger node cannot serve.
+    pub degraded: bool,
+    /// Something was written.
+    pub wrote: bool,
+    /// Every desired service has its tasks running.
+    pub tasks_running: bool,
+}
+
+/// The phase, from worst to best.
+pub fn phase(f: &Facts) -> Phase {
+    if !f.engine_reachable {
+        Phase::EngineUnavailable
+    } else if !f.has_desired {
+        if f.invalid {
+            Phase::Invalid
+        } else {
+            Phase::Pending
+        }
+    } else if f.standby {
+        Phase::Standby
+    } else if f.blocked {
+        Phase::Degraded
+    } else if f.invalid {
+        Phase::Invalid
+    } else if f.degraded {
+        Phase::Degraded
+    } else if f.wrote || !f.tasks_running {
+        Phase::Progressing
+    } else {
+        Phase::Converged
+    }
+}
+
+/// Tasks of a service whose state is running.
+pub fn running_tasks(observed: &Observed, service_id: &str) -> u64 {
+    observed
+        .tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(service_id))
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .count() as u64
+}
+
+/// Whether every desired service has as many running tasks as it asks for
+/// (one at least, for global services).
+pub fn tasks_running(observed: &Observed, desired: &DesiredState) -> bool {
+    desired.services.iter().all(|d| {
+        let Some(svc) = observed
+            .services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == d.spec.name.as_deref())
+        else {
+            return false;
+        };
+        let wanted = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.mode.as_ref())
+            .and_then(|m| m.replicated.as_ref())
+            .map(|r| r.replicas.unwrap_or(1) as u64);
+        let running = running_tasks(observed, svc.id.as_deref().unwrap_or_default());
+        running >= wanted.unwrap_or(1)
+    })
+}
+
+/// The state of one object as the plan sees it, and why.
+fn planned_state(p: &Plan, object: &ObjectRef) -> (ObjectState, Option<String>) {
+    if p.conflicts.iter().any(|c| &c.object == object) {
+        return (
+            ObjectState::Conflict,
+            Some("exists and is not owned by swarmlog".to_string()),
+        );
+    }
+    if object.kind == ObjectKind::Service {
+        if let Some(h) = p.held.iter().find(|h| h.service == object.name) {
+            return (ObjectState::Held, Some(h.to_string()));
+        }
+    }
+    let action = p
+        .actions
+        .iter()
+        .find(|a| a.kind() == object.kind && a.name() == object.name);
+    match action {
+        None => (ObjectState::InSync, None),
+        Some(Action::UpdateService { reason, changes, .. }) => (
+            if *reason == Reason::Drifted {
+                ObjectState::Drifted
+            } else {
+                ObjectState::Changed
+            },
+            Some(changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", ")),
+        ),
+        Some(a) if a.verb() == "create" => (ObjectState::Missing, None),
+        Some(_) => (ObjectState::Removing, None),
+    }
+}
+
+/// What apply wrote, over the planned states: created, updated.
+pub fn mark_written(objects: &mut [ObjectStatus], written: &[Written], at: &str) {
+    for o in objects.iter_mut() {
+        let Some(w) = written
+            .iter()
+            .find(|w| w.object.kind == o.kind && w.object.name == o.name)
+        else {
+            continue;
+        };
+        o.state = match w.verb {
+            Verb::Created => ObjectState::Created,
+            Verb::Updated => ObjectState::Updated,
+            Verb::Removed => ObjectState::Removing,
+        };
+        o.last_change = Some(at.to_string());
+    }
+}
+
+/// Per object of the desired state: its state as the plan found it,
+/// replicas for services, and why.
+pub fn objects(desired: &DesiredState, observed: &Observed, p: &Plan) -> Vec<ObjectStatus> {
+    let mut out = Vec::new();
+    let mut push = |object: ObjectRef, replicas: Option<(u64, u64)>| {
+        let (state, why) = planned_state(p, &object);
+        out.push(ObjectStatus {
+            kind: object.kind,
+            name: object.name,
+            state,
+            replicas_desired: replicas.map(|r| r.0),
+            replicas_running: replicas.map(|r| r.1),
+            last_change: None,
+            why,
+        });
+    };
+    for n in &desired.networks {
+        push(ObjectRef::new(ObjectKind::Network, n.spec.name.clone()), None);
+    }
+    for c in &desired.configs {
+        push(
+            ObjectRef::new(ObjectKind::Config, c.spec.name.clone().unwrap_or_default()),
+            None,
+        );
+    }
+    for d in &desired.services {
+        let name = d.spec.name.clone().unwrap_or_default();
+        let wanted = d
+            .spec
+            .mode
+            .as_ref()
+            .and_then(|m| m.replicated.as_ref())
+            .map(|r| r.replicas.unwrap_or(1) as u64);
+        let running = observed
+            .services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
+            .map(|s| running_tasks(observed, s.id.as_deref().unwrap_or_default()))
+            .unwrap_or(0);
+        push(
+            ObjectRef::new(ObjectKind::Service, name),
+            Some((wanted.unwrap_or(running.max(1)), running)),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_order() {
+        let ok = Facts {
+            engine_reachable: true,
+            has_desired: true,
+            tasks_running: true,
+            ..Facts::default()
+        };
+        assert_eq!(phase(&ok), Phase::Converged);
+        assert_eq!(phase(&Facts { wrote: true, ..ok }), Phase::Progressing);
+        assert_eq!(
+            phase(&Facts {
+                tasks_running: false,
+                ..ok
+            }),
+            Phase::Progressing
+        );
+        assert_eq!(phase(&Facts { degraded: true, ..ok }), Phase::Degraded);
+        assert_eq!(phase(&Facts { invalid: true, ..ok }), Phase::Invalid);
+        assert_eq!(
+            phase(&Facts {
+                blocked: true,
+                invalid: true,
+                ..ok
+            }),
+            Phase::Degraded
+        );
+        assert_eq!(
+            phase(&Facts {
+                standby: true,
+                blocked: true,
+                ..ok
+            }),
+            Phase::Standby
+        );
+        assert_eq!(
+            phase(&Facts {
+                has_desired: false,
+                invalid: true,
+                ..ok
+            }),
+            Phase::Invalid
+        );
+        assert_eq!(
+            phase(&Facts {
+                has_desired: false,
+                ..ok
+            }),
+            Phase::Pending
+        );
+        assert_eq!(
+            phase(&Facts {
+                engine_reachable: false,
+                ..ok
+            }),
+            Phase::EngineUnavailable
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! Status step (pure model): the shared snapshot of where things stand. The
+//! controller writes it from values [`derive`] computes out of the
+//! observation, the plan and what apply did; the HTTP API, the page and
+//! `swarmlog status` read it. Every type `/status` shows is defined here.
+
+pub mod derive;
+pub mod page;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+pub use crate::clock::now;
+
+/// Version of the `/status` schema.
+pub const SCHEMA_VERSION: u32 = 1;
+/// How many notable events are kept.
+pub const MAX_EVENTS: usize = 50;
+
+/// This instance's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// On the leader: writes.
+    Leader,
+    /// On another manager: observes only.
+    Standby,
+    /// Gating off (`--no-leader-election`): writes.
+    Single,
+}
+
+impl Role {
+    pub fn writes(self) -> bool {
+        !matches!(self, Role::Standby)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Standby => "standby",
+            Role::Single => "single",
+        }
+    }
+}
+
+/// A logger node and how it is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoggerNode {
+    pub id: String,
+    pub hostname: String,
+    pub state: String,
+    pub availability: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A node that should serve the stack and cannot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Degraded {
+    pub hostname: String,
+    pub reason: String,
+}
+
+/// The stack's phase, from worst to best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Nothing observed yet.
+    Pending,
+    /// The engine cannot be reached or read.
+    EngineUnavailable,
+    /// The desired state does not render or validate (the last good one stays in force).
+    Invalid,
+    /// Something stands in the way: a blocked plan, a conflict, a degraded logger node.
+    Degraded,
+    /// Writes done, tasks not all running yet.
+    Progressing,
+    /// This instance is not on the leader: it observes only.
+    Standby,
+    /// Everything as desired.
+    Converged,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::Pending,
+        Phase::EngineUnavailable,
+        Phase::Invalid,
+        Phase::Degraded,
+        Phase::Progressing,
+        Phase::Standby,
+        Phase::Converged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::EngineUnavailable => "EngineUnavailable",
+            Phase::Invalid => "Invalid",
+            Phase::Degraded => "Degraded",
+            Phase::Progressing => "Progressing",
+            Phase::Standby => "Standby",
+            Phase::Converged => "Converged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EngineStatus {
+    pub connected: bool,
+    pub host: String,
+    pub api_version: String,
+    pub last_error: Option<String>,
+    pub nodes: usize,
+    pub event_stream_reconnects: u64,
+}
+
+/// Where one owned object stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectState {
+    /// As desired.
+    InSync,
+    /// Created by the last reconcile.
+    Created,
+    /// Updated by the last reconcile.
+    Updated,
+    /// Not there yet.
+    Missing,
+    /// The desired state changed; an update is due.
+    Changed,
+    /// Someone changed it out of band; an update is due.
+    Drifted,
+    /// No longer wanted; removal is due.
+    Removing,
+    /// An object of the name exists that swarmlog does not own.
+    Conflict,
+    /// Its create or update waits for a precondition (the preflight).
+    Held,
+}
+
+impl ObjectState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectState::InSync => "in-sync",
+            ObjectState::Created => "created",
+            ObjectState::Updated => "updated",
+            ObjectState::Missing => "missing",
+            ObjectState::Changed => "changed",
+            ObjectState::Drifted => "drifted",
+            ObjectState::Removing => "removing",
+            ObjectState::Conflict => "conflict",
+            ObjectState::Held => "held",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectStatus {
+    pub kind: crate::plan::ObjectKind,
+    pub name: String,
+    pub state: ObjectState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas_desired: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas_running: Option<u64>,
+    pub last_change: Option<String>,
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileStatus {
+    pub count: u64,
+    pub last_trigger: Option<String>,
+    pub last_trigger_kind: Option<String>,
+    pub started_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub outcome: Option<String>,
+    pub consecutive_failures: u32,
+    pub next_resync: Option<String>,
+    pub writes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// The whole snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub schema_version: u32,
+    pub version: String,
+    pub node_id: String,
+    pub role: Role,
+    pub started_at: String,
+    pub stack: String,
+    pub phase: Phase,
+    pub engine: EngineStatus,
+    pub logger_nodes: Vec<LoggerNode>,
+    pub degraded_nodes: Vec<Degraded>,
+    /// Problems of the desired state, when it does not render.
+    pub invalid: Vec<String>,
+    pub blocked: Vec<String>,
+    pub objects: Vec<ObjectStatus>,
+    pub reconcile: ReconcileStatus,
+    pub companion: CompanionStatus,
+    /// The Elasticsearch preflight (vm.max_map_count on the logger nodes).
+    pub preflight: PreflightStatus,
+    pub events: VecDeque<Event>,
+}
+
+/// The Let's Encrypt companion as last seen.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompanionStatus {
+    pub service: Option<String>,
+    /// Groups its DOMAIN_* hold now.
+    pub serving: Vec<Vec<String>>,
+    /// Groups it should hold.
+    pub desired: Vec<Vec<String>>,
+    pub refused: Vec<crate::letsencrypt::Refused>,
+    /// A change is waiting for the settle window.
+    pub pending: bool,
+    pub last_patch: Option<String>,
+    pub patches: u64,
+    pub error: Option<String>,
+}
+
+/// The preflight as a whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreflightState {
+    /// Checks run on the logger nodes.
+    On,
+    /// A service asks for it, but no preflight image is set.
+    Off,
+    /// No service asks for it.
+    #[default]
+    NotNeeded,
+    /// The leader's operator checks; this one does not.
+    Standby,
+}
+
+impl PreflightState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreflightState::On => "on",
+            PreflightState::Off => "off",
+            PreflightState::NotNeeded => "not-needed",
+            PreflightState::Standby => "standby",
+        }
+    }
+}
+
+/// One logger node's check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreflightNodeState {
+    Ok,
+    Low,
+    /// The check could not run (reported, tried again).
+    Unknown,
+    /// The first check is under way.
+    Pending,
+}
+
+impl PreflightNodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreflightNodeState::Ok => "ok",
+            PreflightNodeState::Low => "low",
+            PreflightNodeState::Unknown => "unknown",
+            PreflightNodeState::Pending => "pending",
+        }
+    }
+}
+
+/// The preflight as `/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PreflightStatus {
+    pub state: PreflightState,
+    pub image: Option<String>,
+    pub min_map_count: Option<u64>,
+    /// One row per logger node.
+    pub nodes: Vec<PreflightNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreflightNode {
+    pub hostname: String,
+    pub node_id: String,
+    pub state: PreflightNodeState,
+    pub value: Option<u64>,
+    pub checked_at: Option<String>,
+    pub message: String,
+}
+
+impl Status {
+    pub fn new(stack: &str, started_at: String, role: Role) -> Status {
+        Status {
+            schema_version: SCHEMA_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            node_id: String::new(),
+            role,
+            started_at,
+            stack: stack.to_string(),
+            phase: Phase::Pending,
+            engine: EngineStatus::default(),
+            logger_nodes: Vec::new(),
+            degraded_nodes: Vec::new(),
+            invalid: Vec::new(),
+            blocked: Vec::new(),
+            objects: Vec::new(),
+            reconcile: ReconcileStatus::default(),
+            companion: CompanionStatus::default(),
+            preflight: Default::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The engine cannot be reached: say so (once per distinct error).
+    pub fn engine_unavailable(&mut self, at: String, msg: &str) {
+        if self.engine.connected || self.engine.last_error.as_deref() != Some(msg) {
+            self.event(at, "engine", format!("engine unavailable: {msg}"));
+        }
+        self.engine.connected = false;
+        self.engine.last_error = Some(msg.to_string());
+        self.phase = Phase::EngineUnavailable;
+    }
+
+    /// Records a notable event now.
+    pub fn events_push(&mut self, kind: &str, message: impl Into<String>) {
+        self.event(now(), kind, message);
+    }
+
+    /// Records a notable event (bounded).
+    pub fn event(&mut self, at: String, kind: &str, message: impl Into<String>) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event {
+            at,
+            kind: kind.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_bounded() {
+        let mut s = Status::new("logging", "t0".into(), Role::Single);
+        for i in 0..(MAX_EVENTS + 10) {
+            s.event(format!("t{i}"), "test", format!("e{i}"));
+        }
+        assert_eq!(s.events.len(), MAX_EVENTS);
+        assert_eq!(s.events.front().map(|e| e.message.as_str()), Some("e10"));
+    }
+}
