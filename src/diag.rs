@@ -2,7 +2,18 @@
 
 use std::fmt;
 
-use crate::render::yaml::Pos;
+/// Where something starts in a file: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
 
 /// One problem with an input file.
 #[derive(Debug, Clone, PartialEq, Eq)]

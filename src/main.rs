@@ -245,7 +245,7 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, RwLock};
-    use swarmlog::controller::{self, triggers::Backoff, Context};
+    use swarmlog::controller::{self, Context};
     use swarmlog::status::{Role, Status};
     use tokio_util::sync::CancellationToken;
 
@@ -306,36 +306,13 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         args.shutdown_timeout,
     ));
 
-    let env_host = std::env::var("DOCKER_HOST").ok();
-    let host = engine::default_host(args.engine.docker_host.as_deref(), env_host.as_deref());
-    if let Ok(mut st) = status.write() {
-        st.engine.host = host.clone();
-    }
-    let mut backoff = Backoff::new(
-        std::time::Duration::from_millis(500),
-        std::time::Duration::from_secs(30),
-    );
-    let engine = loop {
-        match Engine::connect(&host, args.engine.engine_timeout).await {
-            Ok(e) => break Some(e),
-            Err(e @ engine::EngineError::ApiTooOld { .. }) => {
-                eprintln!("error: {e}");
-                shutdown.cancel();
-                let _ = http.await;
-                return Ok(ExitCode::from(e.exit_code()));
-            }
-            Err(e) => {
-                if let Ok(mut st) = status.write() {
-                    st.engine_unavailable(swarmlog::clock::now(), &e.to_string());
-                }
-                metrics.set_phase(swarmlog::status::Phase::EngineUnavailable);
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the engine");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break None,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
+    let engine = match connect_until_up(&args.engine, &status, &metrics, &shutdown).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("error: {e}");
+            shutdown.cancel();
+            let _ = http.await;
+            return Ok(ExitCode::from(e.exit_code()));
         }
     };
     if let Some(engine) = engine {
@@ -351,6 +328,43 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the engine, retrying with backoff while it is down (the
+/// status says so); `None` on shutdown. An engine too old is an error.
+async fn connect_until_up(
+    args: &EngineArgs,
+    status: &std::sync::RwLock<swarmlog::status::Status>,
+    metrics: &swarmlog::metrics::Metrics,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Engine>, engine::EngineError> {
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    let host = engine::default_host(args.docker_host.as_deref(), env_host.as_deref());
+    if let Ok(mut st) = status.write() {
+        st.engine.host = host.clone();
+    }
+    let mut backoff = swarmlog::controller::triggers::Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
+    loop {
+        match Engine::connect(&host, args.engine_timeout).await {
+            Ok(e) => return Ok(Some(e)),
+            Err(e @ engine::EngineError::ApiTooOld { .. }) => return Err(e),
+            Err(e) => {
+                if let Ok(mut st) = status.write() {
+                    st.engine_unavailable(swarmlog::clock::now(), &e.to_string());
+                }
+                metrics.set_phase(swarmlog::status::Phase::EngineUnavailable);
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the engine");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }
 
 /// SIGTERM and SIGINT cancel `token` (the binary is PID 1 in its image).

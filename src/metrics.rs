@@ -32,26 +32,10 @@ pub struct PhaseLabel {
 }
 
 /// Every phase, for the one-hot phase gauge.
-pub const PHASES: [Phase; 7] = [
-    Phase::Pending,
-    Phase::EngineUnavailable,
-    Phase::Invalid,
-    Phase::Degraded,
-    Phase::Progressing,
-    Phase::Standby,
-    Phase::Converged,
-];
+pub const PHASES: [Phase; 7] = Phase::ALL;
 
 pub fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Pending => "Pending",
-        Phase::EngineUnavailable => "EngineUnavailable",
-        Phase::Invalid => "Invalid",
-        Phase::Degraded => "Degraded",
-        Phase::Progressing => "Progressing",
-        Phase::Standby => "Standby",
-        Phase::Converged => "Converged",
-    }
+    p.as_str()
 }
 
 /// The operator's metrics and their registry.

@@ -107,15 +107,8 @@ fn row(n: &LoggerNode, c: Option<&Cached>) -> PreflightNode {
 }
 
 impl Preflight {
-    /// Leader only: takes in finished checks, starts the ones due, removes
-    /// jobs left behind, and says what waits.
-    pub fn step(
-        &mut self,
-        ctx: &Arc<Context>,
-        desired: &DesiredState,
-        observed: &Observed,
-        loggers: &[LoggerNode],
-    ) -> Outcome {
+    /// Takes in the checks that finished since the last reconcile.
+    fn take_finished(&mut self, ctx: &Context) {
         while let Ok((id, version, check, at)) = self.rx.try_recv() {
             self.in_flight.remove(&id);
             tracing::info!(node = %check.hostname, state = ?check.state, value = ?check.value, "preflight: {}", check.message);
@@ -140,6 +133,61 @@ impl Preflight {
                 },
             );
         }
+    }
+
+    /// Removes jobs of this stack that no check of ours is waiting for
+    /// (left by an operator that stopped mid-check).
+    fn remove_leftovers(&self, ctx: &Arc<Context>, stack: &str, observed: &Observed) {
+        let ours: BTreeSet<String> = self.in_flight.iter().map(|id| preflight::job_name(stack, id)).collect();
+        for s in &observed.services {
+            let Some(spec) = s.spec.as_ref() else { continue };
+            let leftover = spec
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_PREFLIGHT))
+                .map(String::as_str)
+                == Some(stack)
+                && spec.name.as_ref().is_some_and(|n| !ours.contains(n));
+            if let (true, Some(name)) = (leftover, spec.name.clone()) {
+                let ctx = ctx.clone();
+                tokio::spawn(async move { preflight::remove_job(&ctx.engine, &name).await });
+            }
+        }
+    }
+
+    /// Starts one node's check in the background; its result arrives as a
+    /// trigger and is taken in by the next reconcile.
+    fn start_check(&mut self, ctx: &Arc<Context>, n: &LoggerNode, version: u64, image: &str, stack: &str, min: u64) {
+        let settings = &ctx.settings.preflight;
+        self.in_flight.insert(n.id.clone());
+        let (ctx, tx, image, stack) = (ctx.clone(), self.tx.clone(), image.to_string(), stack.to_string());
+        let (id, host, timeout, recheck) = (n.id.clone(), n.hostname.clone(), settings.timeout, settings.recheck);
+        tokio::spawn(async move {
+            let check = match preflight::check_node(&ctx.engine, &stack, &image, &id, &host, min, timeout).await {
+                Ok(c) => c,
+                Err(e) => NodeCheck::unknown(&id, &host, min, &e.to_string()),
+            };
+            let again = check.state != CheckState::Ok;
+            let _ = tx.send((id, version, check, Instant::now()));
+            let _ = ctx.trigger.try_send(Trigger::Preflight);
+            // Nothing else may happen on its own: ask for the next
+            // look once a failed node is due again.
+            if again {
+                tokio::time::sleep(recheck).await;
+                let _ = ctx.trigger.try_send(Trigger::Preflight);
+            }
+        });
+    }
+    /// Leader only: takes in finished checks, starts the ones due, removes
+    /// jobs left behind, and says what waits.
+    pub fn step(
+        &mut self,
+        ctx: &Arc<Context>,
+        desired: &DesiredState,
+        observed: &Observed,
+        loggers: &[LoggerNode],
+    ) -> Outcome {
+        self.take_finished(ctx);
         let services = desired.preflight();
         let settings = &ctx.settings.preflight;
         let mut status = PreflightStatus {
@@ -162,21 +210,7 @@ impl Preflight {
         status.min_map_count = Some(min);
         let stack = desired.stack.clone();
         let now = Instant::now();
-        // Jobs of this stack that no check of ours is waiting for.
-        let ours: BTreeSet<String> = self
-            .in_flight
-            .iter()
-            .map(|id| preflight::job_name(&stack, id))
-            .collect();
-        for s in &observed.services {
-            let Some(spec) = s.spec.as_ref() else { continue };
-            let leftover = spec.labels.as_ref().and_then(|l| l.get(LABEL_PREFLIGHT)) == Some(&stack)
-                && spec.name.as_ref().is_some_and(|n| !ours.contains(n));
-            if let (true, Some(name)) = (leftover, spec.name.clone()) {
-                let ctx = ctx.clone();
-                tokio::spawn(async move { preflight::remove_job(&ctx.engine, &name).await });
-            }
-        }
+        self.remove_leftovers(ctx, &stack, observed);
         let mut rows = Vec::new();
         for n in loggers
             .iter()
@@ -184,29 +218,11 @@ impl Preflight {
         {
             let version = node_version(&observed.nodes, &n.id);
             let cached = self.cache.get(&n.id).filter(|c| c.check.min == min);
-            if !self.in_flight.contains(&n.id) && preflight::due(cached, version, min, now, settings.recheck) {
-                self.in_flight.insert(n.id.clone());
-                let (ctx, tx, image, stack) = (ctx.clone(), self.tx.clone(), image.clone(), stack.clone());
-                let (id, host, timeout, recheck) =
-                    (n.id.clone(), n.hostname.clone(), settings.timeout, settings.recheck);
-                tokio::spawn(async move {
-                    let check = match preflight::check_node(&ctx.engine, &stack, &image, &id, &host, min, timeout).await
-                    {
-                        Ok(c) => c,
-                        Err(e) => NodeCheck::unknown(&id, &host, min, &e.to_string()),
-                    };
-                    let again = check.state != CheckState::Ok;
-                    let _ = tx.send((id, version, check, Instant::now()));
-                    let _ = ctx.trigger.try_send(Trigger::Preflight);
-                    // Nothing else may happen on its own: ask for the next
-                    // look once a failed node is due again.
-                    if again {
-                        tokio::time::sleep(recheck).await;
-                        let _ = ctx.trigger.try_send(Trigger::Preflight);
-                    }
-                });
-            }
+            let due = preflight::due(cached, version, min, now, settings.recheck);
             rows.push(row(n, cached));
+            if due && !self.in_flight.contains(&n.id) {
+                self.start_check(ctx, n, version, &image, &stack, min);
+            }
         }
         let held = holds(&services, &rows);
         let low = rows

@@ -14,18 +14,7 @@ use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
 /// Largest YAML input accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Where a node starts: 1-based line and column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pos {
-    pub line: u64,
-    pub column: u64,
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
+pub use crate::diag::Pos;
 
 /// A YAML node with its position.
 #[derive(Debug, Clone, PartialEq)]

@@ -40,7 +40,7 @@ fn state_colour(s: &str) -> &'static str {
 /// The page.
 pub fn render(s: &Status) -> String {
     let mut h = String::new();
-    let phase = crate::metrics::phase_name(s.phase);
+    let phase = crate::status::Phase::as_str(s.phase);
     let _ = write!(
         h,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
