@@ -48,8 +48,9 @@ impl ObjectKind {
 }
 
 impl fmt::Display for ObjectKind {
+    /// Honours width and alignment (`{:<8}` in the plan's table).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -431,3 +432,14 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod display_tests {
+    use super::ObjectKind;
+
+    #[test]
+    fn kinds_pad_like_strings() {
+        assert_eq!(format!("{:<8}|", ObjectKind::Network), "network |");
+        assert_eq!(format!("{:>8}|", ObjectKind::Service), " service|");
+    }
+}
