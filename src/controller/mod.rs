@@ -142,6 +142,7 @@ impl Context {
     }
 
     pub fn note_reconnect(&self) {
+        self.metrics.event_stream_reconnects.inc();
         self.update_status(|s| {
             s.engine.event_stream_reconnects += 1;
             s.event(now(), "engine", "event stream reconnected");
@@ -399,10 +400,7 @@ fn record_metrics(
         }
     }
     if let Some(st) = ctx.snapshot() {
-        m.set_phase(st.phase);
-        m.nodes.set(st.engine.nodes as i64);
-        m.logger_nodes.set(st.logger_nodes.len() as i64);
-        m.degraded_nodes.set(st.degraded_nodes.len() as i64);
+        m.observe_status(&st);
     }
 }
 

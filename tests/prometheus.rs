@@ -1,0 +1,3 @@
+fn main() {
+    panic!("not written yet");
+}
