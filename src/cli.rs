@@ -107,7 +107,9 @@ pub fn manpage() -> std::io::Result<Vec<u8>> {
 /// Writes swarmlog.1 and one page per subcommand (swarmlog-run.1, ...) into `dir`.
 pub fn manpages_to(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)?;
+    // The same swarmlog.1 as `swarmlog manpage` prints.
+    std::fs::write(dir.join("swarmlog.1"), manpage()?)
 }
 
 #[derive(Debug, Clone, Args)]
