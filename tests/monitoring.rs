@@ -4,7 +4,7 @@
 //! exports, the dashboard generated from its description with every query
 //! parsed by promtool, and the README's scrape config accepted by promtool.
 
-mod dashboard;
+mod monitoring_kit;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ fn yaml(path: &Path) -> Value {
 }
 
 fn alerts() -> Vec<Value> {
-    let rules = yaml(&dashboard::dir().join("alerts.yml"));
+    let rules = yaml(&monitoring_kit::dir().join("alerts.yml"));
     rules["groups"]
         .as_array()
         .into_iter()
@@ -60,35 +60,11 @@ fn alerts() -> Vec<Value> {
         .collect()
 }
 
-fn readme() -> String {
-    std::fs::read_to_string(repo().join("README.md")).unwrap_or_else(|e| panic!("README.md: {e}"))
-}
-
-/// The README's lines from the heading `title` to the next heading of the same level or above.
-fn section(text: &str, title: &str) -> String {
-    let level = title.chars().take_while(|c| *c == '#').count();
-    let mut lines = text.lines().skip_while(|l| l.trim() != title);
-    let Some(first) = lines.next() else {
-        panic!("README.md has no section {title:?}");
-    };
-    let mut out = vec![first];
-    let mut in_code = false;
-    for l in lines {
-        if l.starts_with("```") {
-            in_code = !in_code;
-        }
-        let hashes = l.chars().take_while(|c| *c == '#').count();
-        if !in_code && hashes > 0 && hashes <= level && l.chars().nth(hashes) == Some(' ') {
-            break;
-        }
-        out.push(l);
-    }
-    out.join("\n")
-}
+use monitoring_kit::{readme, readme_scrape_config, section};
 
 #[test]
 fn promtool_checks_and_unit_tests_the_alert_rules() {
-    let dir = dashboard::dir();
+    let dir = monitoring_kit::dir();
     let check = promtool(&["check", "rules", "alerts.yml"], &dir).unwrap_or_else(|e| panic!("{e}"));
     let n = alerts().len();
     assert!(check.contains(&format!("SUCCESS: {n} rules found")), "{check}");
@@ -98,7 +74,7 @@ fn promtool_checks_and_unit_tests_the_alert_rules() {
 
 #[test]
 fn every_alert_fires_in_a_unit_test_and_stays_quiet_in_one() {
-    let tests = yaml(&dashboard::dir().join("alerts.test.yml"));
+    let tests = yaml(&monitoring_kit::dir().join("alerts.test.yml"));
     let cases: Vec<&Value> = tests["tests"]
         .as_array()
         .into_iter()
@@ -233,8 +209,8 @@ fn rules_and_dashboard_query_only_series_the_operator_exports() {
             )
         })
         .collect();
-    let d = dashboard::load().unwrap_or_else(|e| panic!("{e}"));
-    exprs.extend(dashboard::queries(&d));
+    let d = monitoring_kit::load().unwrap_or_else(|e| panic!("{e}"));
+    exprs.extend(monitoring_kit::queries(&d));
     let mut used = BTreeSet::new();
     for (what, expr) in &exprs {
         for name in metric_names(expr) {
@@ -260,9 +236,9 @@ fn rules_and_dashboard_query_only_series_the_operator_exports() {
 
 #[test]
 fn dashboard_json_is_generated_from_its_description() {
-    let d = dashboard::load().unwrap_or_else(|e| panic!("{e}"));
-    let text = dashboard::generate_text(&d).unwrap_or_else(|e| panic!("{e}"));
-    let path = dashboard::dir().join("dashboard.json");
+    let d = monitoring_kit::load().unwrap_or_else(|e| panic!("{e}"));
+    let text = monitoring_kit::generate_text(&d).unwrap_or_else(|e| panic!("{e}"));
+    let path = monitoring_kit::dir().join("dashboard.json");
     if std::env::var_os("UPDATE_DASHBOARD").is_some() {
         std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
@@ -305,25 +281,14 @@ fn dashboard_json_is_generated_from_its_description() {
 
 #[test]
 fn every_dashboard_query_parses_with_promtool() {
-    let d = dashboard::load().unwrap_or_else(|e| panic!("{e}"));
-    let n = dashboard::queries(&d).len();
+    let d = monitoring_kit::load().unwrap_or_else(|e| panic!("{e}"));
+    let n = monitoring_kit::queries(&d).len();
     assert!(n >= 15, "only {n} queries");
     let dir = out_dir();
     let file = dir.join("dashboard-queries.rules.yml");
-    std::fs::write(&file, dashboard::queries_as_rules(&d)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    std::fs::write(&file, monitoring_kit::queries_as_rules(&d)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let out = promtool(&["check", "rules", "dashboard-queries.rules.yml"], &dir).unwrap_or_else(|e| panic!("{e}"));
     assert!(out.contains(&format!("SUCCESS: {n} rules found")), "{out}");
-}
-
-/// The README's scrape config (the yaml block with dockerswarm_sd_configs).
-pub fn readme_scrape_config() -> String {
-    let text = readme();
-    let monitoring = section(&text, "## Monitoring");
-    let mut blocks = monitoring.split("```yaml\n").skip(1);
-    let block = blocks
-        .find(|b| b.contains("dockerswarm_sd_configs"))
-        .unwrap_or_else(|| panic!("the README's Monitoring section has no yaml block with dockerswarm_sd_configs"));
-    block.split("```").next().unwrap_or_default().to_string()
 }
 
 #[test]
@@ -341,8 +306,11 @@ fn the_readme_scrape_config_passes_promtool() {
         );
     }
     let dir = out_dir();
-    std::fs::copy(dashboard::dir().join("alerts.yml"), dir.join("swarmlog-alerts.yml"))
-        .unwrap_or_else(|e| panic!("copy alerts.yml: {e}"));
+    std::fs::copy(
+        monitoring_kit::dir().join("alerts.yml"),
+        dir.join("swarmlog-alerts.yml"),
+    )
+    .unwrap_or_else(|e| panic!("copy alerts.yml: {e}"));
     let config = config.replace("/etc/prometheus/swarmlog-alerts.yml", "swarmlog-alerts.yml");
     std::fs::write(dir.join("prometheus.yml"), &config).unwrap_or_else(|e| panic!("{e}"));
     let out = promtool(&["check", "config", "prometheus.yml"], &dir).unwrap_or_else(|e| panic!("{e}"));

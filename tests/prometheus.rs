@@ -1,12 +1,19 @@
 //! Debian's Prometheus scraping a real operator on a sandbox swarm of its
-//! own: Prometheus runs as a process on a free loopback port, with a config
-//! and a data directory this test writes under target/, and is stopped by
-//! its pid. It loads manifests/monitoring/alerts.yml as it is, and once more
-//! with every `for` at 0s, so the alerts can be seen firing within a test:
-//! the stack blocked, the engine gone, reconciles failing; and resolving.
+//! own. Prometheus runs as a process with a config and a data directory the
+//! test writes under target/, and is stopped by its pid.
+//!
+//! 1. An operator process on loopback, Prometheus on a free loopback port:
+//!    manifests/monitoring/alerts.yml loads as it is, and once more with
+//!    every `for` at 0s, so the alerts can be seen firing within a test (the
+//!    stack blocked, the engine gone, reconciles failing) and resolving; every
+//!    dashboard query returns data.
+//! 2. The operator's image deployed with manifests/operator.yml, and
+//!    Prometheus on manager-1 (in its network namespace, as if installed on
+//!    that manager) with the README's scrape config as a user copies it: it
+//!    finds the operator through the Docker API and scrapes it.
 
 mod common;
-mod dashboard;
+mod monitoring_kit;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,10 +36,16 @@ type TestFn = fn(&Sandbox, &tokio::runtime::Runtime) -> Result<(), String>;
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let tests: Vec<(&str, TestFn)> = vec![(
-        "prometheus_scrapes_the_operator_and_its_alerts_fire",
-        prometheus_scrapes_the_operator,
-    )];
+    let tests: Vec<(&str, TestFn)> = vec![
+        (
+            "prometheus_scrapes_the_operator_and_its_alerts_fire",
+            prometheus_scrapes_the_operator,
+        ),
+        (
+            "readme_scrape_config_finds_the_deployed_operator",
+            readme_scrape_config_finds_the_deployed_operator,
+        ),
+    ];
     if args.list {
         let trials = tests.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
         libtest_mimic::run(&args, trials).exit();
@@ -42,7 +55,8 @@ fn main() {
         Err(e) => panic!("tokio runtime: {e}"),
     };
     // A sandbox that cannot start fails the test (never skips it).
-    let sandbox = Sandbox::up(SANDBOX, &["--workers", "1"]).and_then(|s| {
+    // --iptables: the operator's stack file publishes its port in host mode.
+    let sandbox = Sandbox::up(SANDBOX, &["--workers", "1", "--iptables"]).and_then(|s| {
         s.docker(&["network", "create", "--driver", "overlay", "--attachable", "main"])?;
         Ok(s)
     });
@@ -117,12 +131,26 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(dir: &Path, config: &str) -> Result<Prometheus, String> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        Prometheus::start_in(dir, config, None, addr)
+    }
+
+    /// In the network namespace `netns` (nsenter execs prometheus itself,
+    /// so the pid is Prometheus'), listening on `addr` there.
+    fn start_in(dir: &Path, config: &str, netns: Option<&str>, addr: String) -> Result<Prometheus, String> {
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config).map_err(|e| format!("{}: {e}", config_file.display()))?;
-        let addr = format!("127.0.0.1:{}", free_port()?);
         let log = dir.join("prometheus.log");
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let child = Command::new("prometheus")
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{ns}")).arg("prometheus");
+                c
+            }
+            None => Command::new("prometheus"),
+        };
+        let child = cmd
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
@@ -281,7 +309,7 @@ fn sandbox_cmd(sb: &Sandbox, args: &[&str]) -> Result<(), String> {
 
 fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let dir = common::temp_dir("prometheus");
-    let alerts_text = std::fs::read_to_string(dashboard::dir().join("alerts.yml")).map_err(|e| e.to_string())?;
+    let alerts_text = std::fs::read_to_string(monitoring_kit::dir().join("alerts.yml")).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("alerts.yml"), &alerts_text).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("alerts-immediate.yml"), immediate_rules(&alerts_text)?).map_err(|e| e.to_string())?;
     let set = format!("--set=nodeSelector.label={SELECTOR}");
@@ -460,8 +488,8 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
         .await?;
 
         // Every dashboard query returns data from this operator.
-        let d = dashboard::load()?;
-        let queries = dashboard::queries(&d);
+        let d = monitoring_kit::load()?;
+        let queries = monitoring_kit::queries(&d);
         for (panel, expr) in &queries {
             let r = p.query(expr).map_err(|e| format!("panel {panel:?}: {e}"))?;
             if r.is_empty() {
@@ -482,4 +510,155 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             tail(&op_log, 20)
         )
     })
+}
+
+/// The static binary scripts/test builds before the tests (the image wraps it).
+fn static_binary() -> Result<PathBuf, String> {
+    let p = common::repo().join("target/x86_64-unknown-linux-gnu/release/swarmlog");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: build it first (scripts/test does): RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --target x86_64-unknown-linux-gnu",
+            p.display()
+        ))
+    }
+}
+
+fn sh(cmd: &str) -> Result<String, String> {
+    let out = Command::new("bash")
+        .args(["-c", cmd])
+        .current_dir(common::repo())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// An instant query with promtool, from inside the network namespace `netns`.
+fn query_in(netns: &str, addr: &str, expr: &str) -> Result<Vec<Value>, String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{netns}"))
+        .args([
+            "promtool",
+            "query",
+            "instant",
+            "-o",
+            "json",
+            &format!("http://{addr}"),
+            expr,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run nsenter promtool: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "promtool query {expr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("promtool query {expr}: {e}: {}", String::from_utf8_lossy(&out.stdout)))?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+fn readme_scrape_config_finds_the_deployed_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    static_binary()?;
+    let image = "swarmlog:itprom";
+    let env = format!("DOCKER_HOST={}", sb.host);
+    sh(&format!(
+        "{env} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {image} ."
+    ))?;
+    let dir = common::temp_dir("prometheus-sd");
+    // A stack of its own; the preflight off (the host's vm.max_map_count is
+    // not this test's business).
+    let values = dir.join("values.yaml");
+    std::fs::write(
+        &values,
+        "stack: itpromsd\nelasticsearch:\n  preflight:\n    maxMapCount: 0\n",
+    )
+    .map_err(|e| e.to_string())?;
+    sb.docker(&["config", "create", "swarmlog_values_v1", &values.display().to_string()])?;
+    let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
+    sh(&format!(
+        "{env} SWARMLOG_IMAGE={image} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
+        socks.display()
+    ))?;
+    let result = rt.block_on(async {
+        wait_for("the operator task running", Duration::from_secs(60), || async {
+            let ps = sb.docker(&[
+                "service",
+                "ps",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+                "swarmlog_operator",
+            ])?;
+            Ok(ps.lines().any(|l| l.starts_with("manager-1 Running")).then_some(()))
+        })
+        .await?;
+
+        // The README's block as it is, but for the paths of this machine:
+        // manager-1's socket, the rule file next to the config.
+        let readme = monitoring_kit::readme_scrape_config();
+        for wanted in ["unix:///var/run/docker.sock", "/etc/prometheus/swarmlog-alerts.yml"] {
+            if !readme.contains(wanted) {
+                return Err(format!("the README's scrape config no longer has {wanted}:\n{readme}"));
+            }
+        }
+        let config = format!(
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 2s\n{}",
+            readme
+                .replace(
+                    "unix:///var/run/docker.sock",
+                    &format!("unix://{}", sb.sock("manager-1")?)
+                )
+                .replace("/etc/prometheus/swarmlog-alerts.yml", "swarmlog-alerts.yml")
+        );
+        std::fs::copy(
+            monitoring_kit::dir().join("alerts.yml"),
+            dir.join("swarmlog-alerts.yml"),
+        )
+        .map_err(|e| e.to_string())?;
+        let netns = format!("slg-{}-manager-1", sb.name);
+        // Its own loopback: any port is free there.
+        let addr = "127.0.0.1:9090";
+        let prom = Prometheus::start_in(&dir, &config, Some(&netns), addr.to_string())?;
+        let found = async {
+            let up = wait_for(
+                "the operator discovered and scraped",
+                Duration::from_secs(90),
+                || async {
+                    let r = query_in(&netns, addr, r#"up{job="swarmlog"} == 1"#)?;
+                    Ok((!r.is_empty()).then_some(r))
+                },
+            )
+            .await?;
+            let instances: Vec<&str> = up.iter().filter_map(|s| s["metric"]["instance"].as_str()).collect();
+            if instances != ["manager-1"] {
+                return Err(format!(
+                    "expected one target, instance manager-1 (the node's hostname): {up:?}"
+                ));
+            }
+            wait_for("the deployed operator's role", Duration::from_secs(60), || async {
+                let r = query_in(
+                    &netns,
+                    addr,
+                    r#"swarmlog_role{job="swarmlog", instance="manager-1", role="leader"} == 1"#,
+                )?;
+                Ok((!r.is_empty()).then_some(()))
+            })
+            .await
+        }
+        .await;
+        let log = prom.log_text();
+        drop(prom);
+        found.map_err(|e| format!("{e}\n--- prometheus log (tail) ---\n{}", tail(&log, 20)))
+    });
+    let removed = sb.docker(&["stack", "rm", "swarmlog"]).map(|_| ());
+    result.and(removed)
 }

@@ -1,6 +1,7 @@
-//! The Grafana dashboard: its description (manifests/monitoring/panels.yml)
-//! and the dashboard.json generated from it, so the queries a person sees are
-//! the strings the tests check with promtool and against a real Prometheus.
+//! The monitoring kit the tests share: the Grafana dashboard's description
+//! (manifests/monitoring/panels.yml) and the dashboard.json generated from
+//! it, so the queries a person sees are the strings the tests check with
+//! promtool and against a real Prometheus; and the README's scrape config.
 
 #![allow(dead_code)]
 
@@ -184,4 +185,43 @@ pub fn queries_as_rules(d: &Description) -> String {
         ));
     }
     out
+}
+
+pub fn readme() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The README's lines from the heading `title` to the next heading of the
+/// same level or above (code blocks are not headings).
+pub fn section(text: &str, title: &str) -> String {
+    let level = title.chars().take_while(|c| *c == '#').count();
+    let mut lines = text.lines().skip_while(|l| l.trim() != title);
+    let Some(first) = lines.next() else {
+        panic!("README.md has no section {title:?}");
+    };
+    let mut out = vec![first];
+    let mut in_code = false;
+    for l in lines {
+        if l.starts_with("```") {
+            in_code = !in_code;
+        }
+        let hashes = l.chars().take_while(|c| *c == '#').count();
+        if !in_code && hashes > 0 && hashes <= level && l.chars().nth(hashes) == Some(' ') {
+            break;
+        }
+        out.push(l);
+    }
+    out.join("\n")
+}
+
+/// The README's scrape config: the yaml block with dockerswarm_sd_configs.
+pub fn readme_scrape_config() -> String {
+    let monitoring = section(&readme(), "## Monitoring");
+    let block = monitoring
+        .split("```yaml\n")
+        .skip(1)
+        .find(|b| b.contains("dockerswarm_sd_configs"))
+        .unwrap_or_else(|| panic!("the README's Monitoring section has no yaml block with dockerswarm_sd_configs"));
+    block.split("```").next().unwrap_or_default().to_string()
 }
