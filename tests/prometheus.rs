@@ -6,7 +6,9 @@
 //!    manifests/monitoring/alerts.yml loads as it is, and once more with
 //!    every `for` at 0s, so the alerts can be seen firing within a test (the
 //!    stack blocked, the engine gone, reconciles failing) and resolving; every
-//!    dashboard query returns data.
+//!    dashboard query returns data. The operator reaches the engine through a
+//!    socket forwarder of the test's own, so "the engine goes away" is the
+//!    test closing it (every connection and the socket), not a daemon stop.
 //! 2. The operator's image deployed with manifests/operator.yml, and
 //!    Prometheus on manager-1 (in its network namespace, as if installed on
 //!    that manager) with the README's scrape config as a user copies it: it
@@ -290,21 +292,57 @@ fn immediate_rules(text: &str) -> Result<String, String> {
     Ok(out.join("\n") + "\n")
 }
 
-fn sandbox_cmd(sb: &Sandbox, args: &[&str]) -> Result<(), String> {
-    let mut all = args.to_vec();
-    all.extend(["--name", sb.name.as_str()]);
-    let out = Command::new(common::repo().join("scripts/sandbox"))
-        .args(&all)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/sandbox {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ));
+/// A unix socket forwarding every connection to the engine's socket; cut
+/// (listener and connections closed, socket file removed) when dropped.
+struct Forwarder {
+    path: PathBuf,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Forwarder {
+    fn start(rt: &tokio::runtime::Runtime, path: &Path, engine: &str) -> Result<Forwarder, String> {
+        let _ = std::fs::remove_file(path);
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::UnixListener::bind(path).map_err(|e| format!("bind {}: {e}", path.display()))?
+        };
+        let cut = tokio_util::sync::CancellationToken::new();
+        let engine = engine.to_string();
+        let token = cut.clone();
+        rt.spawn(async move {
+            loop {
+                let (mut client, _) = tokio::select! {
+                    _ = token.cancelled() => return,
+                    c = listener.accept() => match c {
+                        Ok(c) => c,
+                        Err(_) => return,
+                    },
+                };
+                let engine = engine.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::UnixStream::connect(&engine).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                    }
+                });
+            }
+        });
+        Ok(Forwarder {
+            path: path.to_path_buf(),
+            cut,
+        })
     }
-    Ok(())
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.cut.cancel();
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
@@ -313,8 +351,11 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     std::fs::write(dir.join("alerts.yml"), &alerts_text).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("alerts-immediate.yml"), immediate_rules(&alerts_text)?).map_err(|e| e.to_string())?;
     let set = format!("--set=nodeSelector.label={SELECTOR}");
-    let op = Operator::start(
-        sb,
+    let engine = sb.host.trim_start_matches("unix://").to_string();
+    let socket = dir.join("engine.sock");
+    let mut forwarder = Some(Forwarder::start(rt, &socket, &engine)?);
+    let op = Operator::start_on(
+        &format!("unix://{}", socket.display()),
         "itprom-operator",
         &[
             "--stack",
@@ -448,7 +489,7 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
 
         // The engine goes away: the phase says so at once, and reconciles
         // (one asked for by hand, then the retries) fail in a row.
-        sandbox_cmd(sb, &["node-stop", "manager-1"])?;
+        drop(forwarder.take());
         let down = async {
             p.wait_query(
                 "phase EngineUnavailable",
@@ -471,8 +512,8 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             .await
         }
         .await;
-        // The daemon comes back whatever happened above.
-        sandbox_cmd(sb, &["node-start", "manager-1"])?;
+        // The engine comes back whatever happened above.
+        forwarder = Some(Forwarder::start(rt, &socket, &engine)?);
         down?;
         p.wait_query(
             "the event stream reconnected",
@@ -503,6 +544,7 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     drop(prom);
     let op_log = op.log_text();
     drop(op);
+    drop(forwarder);
     result.map_err(|e| {
         format!(
             "{e}\n--- prometheus log (tail) ---\n{}\n--- operator log (tail) ---\n{}",
@@ -643,6 +685,11 @@ fn readme_scrape_config_finds_the_deployed_operator(sb: &Sandbox, rt: &tokio::ru
                 return Err(format!(
                     "expected one target, instance manager-1 (the node's hostname): {up:?}"
                 ));
+            }
+            // One target only: the task's targets on its overlay network are dropped.
+            let all = query_in(&netns, addr, r#"up{job="swarmlog"}"#)?;
+            if all.len() != 1 {
+                return Err(format!("expected exactly one swarmlog target: {all:?}"));
             }
             wait_for("the deployed operator's role", Duration::from_secs(60), || async {
                 let r = query_in(
