@@ -8,7 +8,19 @@
 
 use std::process::Command;
 
+/// A git command in this package's own repository (a source tree unpacked
+/// inside some other repository must not take that one's commit).
 fn git(args: &[&str]) -> Option<String> {
+    let here = std::env::var("CARGO_MANIFEST_DIR").ok()?;
+    let top = run_git(&["rev-parse", "--show-toplevel"])?;
+    let same = std::fs::canonicalize(&top).ok()? == std::fs::canonicalize(&here).ok()?;
+    if !same {
+        return None;
+    }
+    run_git(args)
+}
+
+fn run_git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
     if !out.status.success() {
         return None;
