@@ -9,6 +9,10 @@
 # scripts/verify-dockerfile builds this file where no registry is reachable.
 
 FROM rust:1-bookworm AS build
+# The sources come without .git: pass the commit for `swarmlog --version`
+# (--build-arg SWARMLOG_GIT_COMMIT=$(git rev-parse --short=12 HEAD)), or it says "unknown".
+ARG SWARMLOG_GIT_COMMIT
+ARG SOURCE_DATE_EPOCH
 WORKDIR /src
 COPY . .
 ENV RUSTFLAGS="-C target-feature=+crt-static"

@@ -4,10 +4,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `swarmlog --version`: the version, the commit and the build date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SWARMLOG_GIT_COMMIT"),
+    ", built ",
+    env!("SWARMLOG_BUILD_DATE"),
+    ")"
+);
+
 /// swarmlog keeps a logging stack (Elasticsearch, Logstash, Kibana) running on
 /// the Docker Swarm nodes labelled logger=true.
 #[derive(Debug, Parser)]
-#[command(name = "swarmlog", version, about, long_about = None)]
+#[command(name = "swarmlog", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "SWARMLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -45,6 +55,61 @@ pub enum Command {
     /// at least --min-map-count, 2 when below, 1 when unreadable. The operator
     /// runs it as a one-off task on each logger node.
     Preflight(PreflightArgs),
+    /// Print a shell completion script: `swarmlog completions bash > /etc/bash_completion.d/swarmlog`.
+    Completions(CompletionsArgs),
+    /// Print the man page swarmlog.1 (roff), or write one page per subcommand with --dir.
+    Manpage(ManpageArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Shells `swarmlog completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManpageArgs {
+    /// Write swarmlog.1 and swarmlog-SUBCOMMAND.1 into this directory instead of printing swarmlog.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    // Into memory: clap_complete panics when its writer fails (a closed pipe).
+    let mut out = Vec::new();
+    clap_complete::generate(generator, &mut cmd, "swarmlog", &mut out);
+    out
+}
+
+/// The man page swarmlog.1 (roff).
+pub fn manpage() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+    Ok(out)
+}
+
+/// Writes swarmlog.1 and one page per subcommand (swarmlog-run.1, ...) into `dir`.
+pub fn manpages_to(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)?;
+    // The same swarmlog.1 as `swarmlog manpage` prints.
+    std::fs::write(dir.join("swarmlog.1"), manpage()?)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -108,6 +108,11 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    // The gauges say how things stand now, not at the last reconcile (the
+    // engine may have gone away since).
+    if let Some(st) = snapshot(&state) {
+        state.metrics.observe_status(&st);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -259,7 +264,8 @@ mod tests {
             );
             let (code, metrics) = call(&state, "GET", "/metrics", None, vec![]).await;
             assert_eq!(code, StatusCode::OK);
-            assert!(metrics.contains("swarmlog_phase"));
+            let line = format!("swarmlog_phase{{phase=\"{}\"}} 1", crate::metrics::phase_name(phase));
+            assert!(metrics.contains(&line), "{phase:?}: no `{line}` in\n{metrics}");
         }
     }
 

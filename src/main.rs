@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Command::Status(args) => with_runtime(|| status(args)),
         Command::Healthcheck(args) => with_runtime(|| healthcheck(args)),
         Command::Preflight(args) => Ok(preflight(args)),
+        Command::Completions(args) => print_bytes(&swarmlog::cli::completions(args.shell)),
+        Command::Manpage(args) => manpage(args),
     };
     match result {
         Ok(code) => code,
@@ -282,6 +284,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let status = Arc::new(RwLock::new(Status::new(&stack, swarmlog::clock::now(), role)));
     let metrics = Arc::new(swarmlog::metrics::Metrics::new());
+    metrics.set_role(role);
     let alive = Arc::new(AtomicBool::new(true));
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -427,6 +430,27 @@ async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `swarmlog manpage`: swarmlog.1 on stdout, or every page into a directory.
+fn manpage(args: &swarmlog::cli::ManpageArgs) -> anyhow::Result<ExitCode> {
+    match &args.dir {
+        Some(dir) => {
+            swarmlog::cli::manpages_to(dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+            eprintln!("wrote the man pages into {}", dir.display());
+        }
+        None => return print_bytes(&swarmlog::cli::manpage().context("rendering the man page")?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `swarmlog preflight`: the one-off check the operator runs on each logger node.

@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::engine::WriteKind;
-use crate::status::{Phase, Status};
+use crate::status::{Phase, Role, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -30,6 +30,28 @@ pub struct KindLabel {
 pub struct PhaseLabel {
     pub phase: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    pub version: String,
+    pub commit: String,
+}
+
+/// Every role, for the one-hot role gauge.
+pub const ROLES: [Role; 3] = [Role::Leader, Role::Standby, Role::Single];
+
+/// Every state of a logger node's preflight row.
+pub const PREFLIGHT_STATES: [&str; 4] = ["ok", "low", "unknown", "pending"];
 
 /// Every phase, for the one-hot phase gauge.
 pub const PHASES: [Phase; 7] = Phase::ALL;
@@ -54,6 +76,11 @@ pub struct Metrics {
     pub companion_patches: Counter,
     /// Engine writes already counted, by kind (the engine keeps totals).
     counted_writes: std::sync::Mutex<std::collections::BTreeMap<WriteKind, u64>>,
+    pub role: Family<RoleLabel, Gauge>,
+    pub consecutive_failures: Gauge,
+    pub preflight_nodes: Family<StateLabel, Gauge>,
+    pub companion_refused: Gauge,
+    pub build_info: Family<BuildLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -78,15 +105,28 @@ impl Metrics {
             degraded_nodes: Gauge::default(),
             companion_patches: Counter::default(),
             counted_writes: Default::default(),
+            role: Family::default(),
+            consecutive_failures: Gauge::default(),
+            preflight_nodes: Family::default(),
+            companion_refused: Gauge::default(),
+            build_info: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("reconciles", "Reconciles by outcome", m.reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles by outcome: in-sync, applied, standby, blocked, invalid, error",
+            m.reconciles.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconciles",
+            "Duration of reconciles, in seconds",
             m.reconcile_duration.clone(),
         );
-        registry.register("errors", "Errors by category", m.errors.clone());
+        registry.register(
+            "errors",
+            "Failed reconciles by error category (unreachable, no_quorum, ...)",
+            m.errors.clone(),
+        );
         registry.register("writes", "Engine write calls by kind", m.writes.clone());
         registry.register("triggers", "Reconcile triggers by kind", m.triggers.clone());
         registry.register(
@@ -111,19 +151,74 @@ impl Metrics {
             "Patches of the Let's Encrypt companion",
             m.companion_patches.clone(),
         );
-        for p in PHASES {
-            m.phase
-                .get_or_create(&PhaseLabel {
-                    phase: phase_name(p).into(),
-                })
-                .set(0);
-        }
-        m.phase
-            .get_or_create(&PhaseLabel {
-                phase: "Pending".into(),
+        registry.register(
+            "role",
+            "This instance's role: leader (writes), standby (observes) or single (leader election off); 1 for the current one",
+            m.role.clone(),
+        );
+        registry.register(
+            "reconcile_consecutive_failures",
+            "Reconciles that failed in a row (0 after a success)",
+            m.consecutive_failures.clone(),
+        );
+        registry.register(
+            "preflight_nodes",
+            "Logger nodes by the state of their Elasticsearch preflight (vm.max_map_count): ok, low, unknown, pending",
+            m.preflight_nodes.clone(),
+        );
+        registry.register(
+            "companion_refused_domains",
+            "Domain names refused for the Let's Encrypt companion (not plain DNS hostnames)",
+            m.companion_refused.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The operator's version and commit (always 1)",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").into(),
+                commit: env!("SWARMLOG_GIT_COMMIT").into(),
             })
             .set(1);
+        // Every gauge has a sample from the start, each label at a fixed value.
+        m.set_phase(Phase::Pending);
+        m.set_role(Role::Standby);
+        for state in PREFLIGHT_STATES {
+            m.preflight_nodes
+                .get_or_create(&StateLabel { state: state.into() })
+                .set(0);
+        }
         Metrics { registry, ..m }
+    }
+
+    pub fn set_role(&self, role: Role) {
+        for r in ROLES {
+            self.role
+                .get_or_create(&RoleLabel {
+                    role: r.as_str().into(),
+                })
+                .set(i64::from(r == role));
+        }
+    }
+
+    /// Brings the gauges that mirror the status up to date.
+    pub fn observe_status(&self, st: &Status) {
+        self.set_phase(st.phase);
+        self.set_role(st.role);
+        self.nodes.set(st.engine.nodes as i64);
+        self.logger_nodes.set(st.logger_nodes.len() as i64);
+        self.degraded_nodes.set(st.degraded_nodes.len() as i64);
+        self.consecutive_failures
+            .set(i64::from(st.reconcile.consecutive_failures));
+        for state in PREFLIGHT_STATES {
+            let n = st.preflight.nodes.iter().filter(|r| r.state.as_str() == state).count();
+            self.preflight_nodes
+                .get_or_create(&StateLabel { state: state.into() })
+                .set(n as i64);
+        }
+        self.companion_refused.set(st.companion.refused.len() as i64);
     }
 
     pub fn set_phase(&self, phase: Phase) {
@@ -180,14 +275,6 @@ impl Metrics {
         }
     }
 
-    /// The gauges that mirror the status.
-    pub fn record_status(&self, st: &Status) {
-        self.set_phase(st.phase);
-        self.nodes.set(st.engine.nodes as i64);
-        self.logger_nodes.set(st.logger_nodes.len() as i64);
-        self.degraded_nodes.set(st.degraded_nodes.len() as i64);
-    }
-
     fn count_by(family: &Family<KindLabel, Counter>, kind: &str, n: u64) {
         family.get_or_create(&KindLabel { kind: kind.to_string() }).inc_by(n);
     }
@@ -228,5 +315,106 @@ mod tests {
         assert!(text.contains("swarmlog_phase{phase=\"Converged\"} 1"), "{text}");
         assert!(text.contains("swarmlog_phase{phase=\"Pending\"} 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Names of the metric families in an exposition, with their HELP text.
+    fn families(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_gauge_has_help_and_a_sample_from_the_start() {
+        let m = Metrics::new();
+        let text = m.encode();
+        let fams = families(&text);
+        // Label families of counters appear with their first sample (the
+        // first reconcile, write, trigger, error); everything else is there
+        // from the start.
+        assert_eq!(fams.len(), 12, "{fams:?}");
+        for (name, help) in &fams {
+            assert!(help.len() > 10, "{name} has no real help text: {help:?}");
+            let sampled = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .any(|l| l.starts_with(name.as_str()));
+            assert!(sampled, "{name} has no sample:\n{text}");
+        }
+        assert!(text.contains("swarmlog_event_stream_reconnects_total 0"), "{text}");
+        assert!(text.contains("swarmlog_role{role=\"standby\"} 1"), "{text}");
+        assert!(text.contains("swarmlog_role{role=\"leader\"} 0"), "{text}");
+        assert!(text.contains("swarmlog_preflight_nodes{state=\"low\"} 0"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "swarmlog_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                env!("SWARMLOG_GIT_COMMIT")
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn gauges_follow_the_status() {
+        use crate::status::{Degraded, PreflightNode, PreflightNodeState};
+        let m = Metrics::new();
+        let mut st = Status::new("logging", "t0".into(), Role::Standby);
+        st.role = Role::Leader;
+        st.phase = Phase::Degraded;
+        st.engine.nodes = 3;
+        st.reconcile.consecutive_failures = 4;
+        st.degraded_nodes.push(Degraded {
+            hostname: "logger-2".into(),
+            reason: "down".into(),
+        });
+        let row = |state: PreflightNodeState| PreflightNode {
+            hostname: format!("h-{}", state.as_str()),
+            node_id: "n".into(),
+            state,
+            value: None,
+            checked_at: None,
+            message: String::new(),
+        };
+        st.preflight.nodes = vec![
+            row(PreflightNodeState::Ok),
+            row(PreflightNodeState::Low),
+            row(PreflightNodeState::Low),
+            row(PreflightNodeState::Pending),
+        ];
+        st.companion.refused.push(crate::letsencrypt::Refused {
+            name: "$(x)".into(),
+            reason: "not a hostname".into(),
+            source: crate::letsencrypt::Source {
+                service: "web".into(),
+                label: "com.df.serviceDomain".into(),
+            },
+        });
+        m.observe_status(&st);
+        let text = m.encode();
+        for line in [
+            "swarmlog_role{role=\"leader\"} 1",
+            "swarmlog_role{role=\"standby\"} 0",
+            "swarmlog_phase{phase=\"Degraded\"} 1",
+            "swarmlog_phase{phase=\"Pending\"} 0",
+            "swarmlog_nodes 3",
+            "swarmlog_degraded_nodes 1",
+            "swarmlog_reconcile_consecutive_failures 4",
+            "swarmlog_preflight_nodes{state=\"low\"} 2",
+            "swarmlog_preflight_nodes{state=\"ok\"} 1",
+            "swarmlog_preflight_nodes{state=\"unknown\"} 0",
+            "swarmlog_preflight_nodes{state=\"pending\"} 1",
+            "swarmlog_companion_refused_domains 1",
+        ] {
+            assert!(text.contains(line), "no `{line}` in:\n{text}");
+        }
+        // Label values stay within their fixed set: one series per state.
+        assert_eq!(
+            text.matches("swarmlog_preflight_nodes{").count(),
+            PREFLIGHT_STATES.len(),
+            "{text}"
+        );
     }
 }

@@ -130,6 +130,7 @@ impl Context {
     }
 
     pub fn note_reconnect(&self) {
+        self.metrics.event_stream_reconnects.inc();
         self.update_status(|s| {
             s.engine.event_stream_reconnects += 1;
             s.event(now(), "engine", "event stream reconnected");
@@ -319,6 +320,6 @@ fn record(ctx: &Context, batch: &[Trigger], result: &Result<Done, ReconcileError
     ctx.metrics
         .record_reconcile(batch.iter().map(Trigger::kind), outcome, category, elapsed, &writes);
     if let Some(st) = ctx.snapshot() {
-        ctx.metrics.record_status(&st);
+        ctx.metrics.observe_status(&st);
     }
 }
