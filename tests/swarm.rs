@@ -12,20 +12,14 @@ use std::time::Duration;
 
 use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
-use common::{wait_for, Sandbox};
-use libtest_mimic::{Arguments, Failed, Trial};
+use common::{wait_for, Sandbox, TestFn};
 use serde_json::Value as Json;
 
 const SANDBOX: &str = "itswarm";
 const PROXY_NET: &str = "main";
 
-type TestFn = fn(&Sandbox, &tokio::runtime::Runtime) -> Result<(), String>;
-
 fn main() {
-    let mut args = Arguments::from_args();
-    // Tests share one swarm: run them one at a time.
-    args.test_threads = Some(1);
-    let tests: Vec<(&str, TestFn)> = vec![
+    let tests: Vec<(&'static str, TestFn)> = vec![
         (
             "sandbox_nodes_have_hostnames_and_labels",
             nodes_have_hostnames_and_labels,
@@ -81,35 +75,13 @@ fn main() {
         ("run_companion_follows_domains", companion::companion_follows_domains),
         ("run_http_api_follows_the_stack", http::http_api_follows_the_stack),
     ];
-    if args.list {
-        let trials = tests.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
-        libtest_mimic::run(&args, trials).exit();
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => panic!("tokio runtime: {e}"),
-    };
-    // A sandbox that cannot start fails every test (never skips them).
-    let sandbox = Sandbox::up(SANDBOX, &["--workers", "2"]).and_then(|s| {
-        s.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
-        Ok(s)
-    });
-    let sandbox = std::sync::Arc::new(sandbox);
-    let runtime = std::sync::Arc::new(runtime);
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let sandbox = sandbox.clone();
-            let runtime = runtime.clone();
-            Trial::test(name, move || match sandbox.as_ref() {
-                Ok(s) => f(s, &runtime).map_err(Failed::from),
-                Err(e) => Err(Failed::from(format!("the sandbox swarm did not start: {e}"))),
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(sandbox);
-    conclusion.exit();
+    common::run_suite(SANDBOX, &["--workers", "2"], setup, tests);
+}
+
+/// docker-flow-proxy's network, which the chart expects to exist.
+fn setup(sb: &Sandbox) -> Result<(), String> {
+    sb.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
+    Ok(())
 }
 
 fn nodes_have_hostnames_and_labels(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
