@@ -665,6 +665,17 @@ impl Operator {
         http_get(&self.addr()?, path)
     }
 
+    /// Asks for a reconcile now (`POST /reconcile`; the operator must run
+    /// with `--allow-unauthenticated-reconcile`).
+    pub fn reconcile_now(&self) -> Result<(), String> {
+        let (code, body) = http_request(&self.addr()?, "POST", "/reconcile")?;
+        if code / 100 == 2 {
+            Ok(())
+        } else {
+            Err(format!("POST /reconcile: {code} {body}"))
+        }
+    }
+
     /// Its `/status` document.
     pub fn status(&self) -> Result<serde_json::Value, String> {
         let (code, body) = self.get("/status")?;
@@ -733,6 +744,11 @@ impl Drop for Operator {
 
 /// A plain HTTP/1.1 GET on loopback: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, "GET", path)
+}
+
+/// A plain HTTP/1.1 request without a body on loopback: (status code, body).
+pub fn http_request(addr: &str, method: &str, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     stream
@@ -740,7 +756,7 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut text = String::new();
