@@ -31,6 +31,8 @@ pub struct Call {
     pub name: Option<String>,
     /// The engine's answer (or the injected one); None while it is pending.
     pub status: Option<u16>,
+    /// The message of an error answer (status 400 and up).
+    pub error: Option<String>,
     pub at: Instant,
 }
 
@@ -42,10 +44,28 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The engine refused it as a conflict: 409 (a name taken), or the 500
+    /// the swarm answers for a lost creation race or a stale version ("name
+    /// conflicts with an existing object", "update out of sequence").
+    pub fn is_conflict(&self) -> bool {
+        let msg = self.error.as_deref().unwrap_or_default().to_lowercase();
+        self.is_write()
+            && (self.status == Some(409)
+                || (self.status == Some(500)
+                    && (msg.contains("conflicts with an existing object")
+                        || msg.contains("out of sequence")
+                        || msg.contains("already exists"))))
+    }
+}
+
 impl std::fmt::Display for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = self.status.map_or("-".to_string(), |s| s.to_string());
         write!(f, "{} {} -> {status}", self.method, self.path)?;
+        if let Some(e) = &self.error {
+            write!(f, " {e:?}")?;
+        }
         if let Some(n) = &self.name {
             write!(f, " (Name {n})")?;
         }
@@ -70,6 +90,9 @@ pub enum Fault {
     Error(u16, String),
     /// Pass the request on after this long.
     Delay(Duration),
+    /// Hold the request until [`EngineProxy::open_gate`] (a barrier: two
+    /// clients that both observed the swarm then write at the same time).
+    Hold,
 }
 
 #[derive(Default)]
@@ -84,6 +107,8 @@ struct Inner {
     /// Cancelled by `cut`: every open connection is dropped.
     cut: Mutex<CancellationToken>,
     frozen: tokio::sync::watch::Sender<bool>,
+    /// Open: held requests go on.
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Inner {
@@ -112,11 +137,13 @@ impl EngineProxy {
             UnixListener::bind(sock).map_err(|e| format!("proxy: bind {}: {e}", sock.display()))?
         };
         let (frozen, _) = tokio::sync::watch::channel(false);
+        let (gate, _) = tokio::sync::watch::channel(false);
         let inner = Arc::new(Inner {
             upstream: upstream.to_path_buf(),
             state: Mutex::new(State::default()),
             cut: Mutex::new(CancellationToken::new()),
             frozen,
+            gate,
         });
         let stop = CancellationToken::new();
         rt.spawn(serve(listener, inner.clone(), stop.clone()));
@@ -157,15 +184,27 @@ impl EngineProxy {
         self.inner.state().rules.push(rule);
     }
 
-    /// Removes every fault rule.
+    /// Removes every fault rule (and lets everything held or frozen go on).
     pub fn clear_faults(&self) {
         self.inner.state().rules.clear();
         self.inner.frozen.send_replace(false);
+        self.inner.gate.send_replace(true);
     }
 
     /// While frozen, requests wait (nothing reaches the engine).
     pub fn freeze(&self, on: bool) {
         self.inner.frozen.send_replace(on);
+    }
+
+    /// Lets the requests held by a [`Fault::Hold`] rule go on (and every
+    /// later one that such a rule matches).
+    pub fn open_gate(&self) {
+        self.inner.gate.send_replace(true);
+    }
+
+    /// Requests still waiting for an answer (held ones among them).
+    pub fn pending(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.status.is_none()).collect()
     }
 
     /// Drops every open connection (event streams included) at once.
@@ -272,6 +311,7 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
             query,
             name,
             status: None,
+            error: None,
             at: Instant::now(),
         });
         let index = st.calls.len() - 1;
@@ -294,26 +334,50 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
             break;
         }
     }
-    let set_status = |status: u16| {
+    let set_status = |status: u16, error: Option<String>| {
         if let Some(c) = inner.state().calls.get_mut(index) {
             c.status = Some(status);
+            c.error = error;
         }
     };
     match fault {
         Some(Fault::Error(status, message)) => {
-            set_status(status);
+            set_status(status, Some(message.clone()));
             return Ok(answer(status, &message));
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Hold) => {
+            let mut gate = inner.gate.subscribe();
+            while !*gate.borrow_and_update() {
+                if gate.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
         None => {}
     }
     match forward(req, &inner.upstream).await {
+        Ok(resp) if resp.status().as_u16() >= 400 => {
+            // Error answers are small: read them to record the message.
+            let status = resp.status().as_u16();
+            let (parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).to_string());
+            set_status(status, Some(message));
+            Ok(Response::from_parts(
+                parts,
+                Full::new(bytes).map_err(|never| match never {}).boxed(),
+            ))
+        }
         Ok(resp) => {
-            set_status(resp.status().as_u16());
+            set_status(resp.status().as_u16(), None);
             Ok(resp.map(|b| b.boxed()))
         }
         Err(e) => {
-            set_status(502);
+            set_status(502, Some(e.clone()));
             Ok(answer(502, &format!("engine proxy: {e}")))
         }
     }
