@@ -421,11 +421,18 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         });
     }
 
-    // Removals: only what this stack owns and no longer wants.
+    // Removals: only what this stack owns and no longer wants. A companion
+    // the user labelled for this stack (no spec hash: swarmlog did not
+    // create it) is found by that label, not owned.
+    let user_companion = |l: Option<&HashMap<String, String>>| {
+        l.is_some_and(|l| l.contains_key(LABEL_COMPANION) && !l.contains_key(LABEL_SPEC_HASH))
+    };
     let owned_services: Vec<&bollard::models::Service> = observed
         .services
         .iter()
-        .filter(|s| owned_by(s.spec.as_ref().and_then(|s| s.labels.as_ref()), stack))
+        .map(|s| (s, s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+        .filter(|(_, l)| owned_by(*l, stack) && !user_companion(*l))
+        .map(|(s, _)| s)
         .collect();
     let mut removed = 0;
     for s in &owned_services {

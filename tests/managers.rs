@@ -689,9 +689,21 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             Ok((running_operators(sb, "swarmlog:e2e-next")? == 3).then_some(()))
         })
         .await?;
-        let upgraded = container_leader(sb, &MANAGERS, Duration::from_secs(30)).await?;
-        let looked = proxies[upgraded].mark();
-        observed_again(&proxies[upgraded], looked, 3, "the upgraded leader").await?;
+        // The upgraded leader (a new process) has reconciled the swarm as it
+        // is, checked logger-1, and found nothing to do.
+        wait_for("the upgraded leader converged", Duration::from_secs(90), || async {
+            let leader = container_leader(sb, &MANAGERS, Duration::from_secs(5)).await?;
+            let st = container_status(sb, leader)?;
+            let done = st["phase"] == "Converged"
+                && st["reconcile"]["count"].as_u64().unwrap_or(0) > 0
+                && preflight_row(&st, "logger-1")["state"] == "ok";
+            if done {
+                Ok(Some(()))
+            } else {
+                Err(format!("{leader}: phase {}, reconcile {}, preflight {}", st["phase"], st["reconcile"], st["preflight"]))
+            }
+        })
+        .await?;
         let after = stack_versions(&on_leader, "ite2e").await?;
         let upgrade_writes: Vec<Call> = proxies
             .iter()

@@ -5,6 +5,7 @@ mod common;
 mod companion;
 mod controller;
 mod http;
+mod promises;
 mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,10 @@ fn main() {
         ),
         ("racing_applies_converge", reconcile::racing_applies_converge),
         (
+            "volume_survives_remove_all_and_rename",
+            reconcile::volume_survives_remove_all_and_rename,
+        ),
+        (
             "preconditions_and_engine_errors",
             reconcile::preconditions_and_engine_errors,
         ),
@@ -74,6 +79,24 @@ fn main() {
         ),
         ("run_companion_follows_domains", companion::companion_follows_domains),
         ("run_http_api_follows_the_stack", http::http_api_follows_the_stack),
+        ("exit_codes_of_engine_errors", promises::exit_codes_of_engine_errors),
+        ("run_reports_each_phase", promises::run_reports_each_phase),
+        (
+            "sigterm_during_a_reconcile_honours_shutdown_timeout",
+            promises::sigterm_during_a_reconcile_honours_shutdown_timeout,
+        ),
+        (
+            "safety_flags_and_preconditions",
+            promises::safety_flags_and_preconditions,
+        ),
+        (
+            "companion_found_by_label_or_image_or_created",
+            promises::companion_found_by_label_or_image_or_created,
+        ),
+        (
+            "companion_refuses_every_hostile_name",
+            promises::companion_refuses_every_hostile_name,
+        ),
     ];
     common::run_suite(SANDBOX, &["--workers", "2"], setup, tests);
 }
@@ -374,52 +397,11 @@ async fn snapshot(docker: &Docker, stack: &str) -> Result<BTreeMap<String, Json>
     Ok(out)
 }
 
-/// Creates the desired state of `render -o json` directly, as swarmlog will.
-async fn create_from_render(docker: &Docker, desired: &Json) -> Result<(), String> {
-    for n in desired["networks"].as_array().into_iter().flatten() {
-        let spec: bollard::models::NetworkCreateRequest =
-            serde_json::from_value(n["spec"].clone()).map_err(|e| e.to_string())?;
-        docker
-            .create_network(spec)
-            .await
-            .map_err(|e| format!("create network: {e}"))?;
-    }
-    let mut config_ids = HashMap::new();
-    for c in desired["configs"].as_array().into_iter().flatten() {
-        let spec: bollard::models::ConfigSpec = serde_json::from_value(c["spec"].clone()).map_err(|e| e.to_string())?;
-        let name = spec.name.clone().unwrap_or_default();
-        let id = docker
-            .create_config(spec)
-            .await
-            .map_err(|e| format!("create config: {e}"))?
-            .id;
-        config_ids.insert(name, id);
-    }
-    for s in desired["services"].as_array().into_iter().flatten() {
-        let mut spec: bollard::models::ServiceSpec =
-            serde_json::from_value(s["spec"].clone()).map_err(|e| e.to_string())?;
-        if let Some(configs) = spec
-            .task_template
-            .as_mut()
-            .and_then(|t| t.container_spec.as_mut())
-            .and_then(|c| c.configs.as_mut())
-        {
-            for c in configs {
-                c.config_id = c.config_name.as_ref().and_then(|n| config_ids.get(n).cloned());
-            }
-        }
-        docker
-            .create_service(spec, None)
-            .await
-            .map_err(|e| format!("create service: {e}"))?;
-    }
-    Ok(())
-}
-
+/// The objects `docker stack deploy` makes of the ejected file are, field for
+/// field, the ones `swarmlog apply` makes (apply itself, not a helper).
 fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itcompare";
     let file = eject(stack)?;
-    let desired = render_json(stack)?;
     rt.block_on(async {
         let docker = sb.client().await?;
         stack_deploy(sb, &file, stack)?;
@@ -427,7 +409,14 @@ fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
         let by_stack_deploy = snapshot(&docker, stack).await?;
         remove_stack(sb, &docker, stack).await?;
 
-        create_from_render(&docker, &desired).await?;
+        let o = sb.swarmlog(&["apply", "--stack", stack, "--wait", "--wait-timeout", "120s"]);
+        if !o.status.success() {
+            return Err(format!(
+                "swarmlog apply failed: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
         wait_running(&docker, stack, 3).await?;
         let by_swarmlog = snapshot(&docker, stack).await?;
         remove_stack(sb, &docker, stack).await?;

@@ -534,12 +534,15 @@ where
     }
 }
 
-/// A fresh temporary directory under target/.
+/// A fresh temporary directory under target/, its own for every call (a
+/// second call with the same name must not wipe the first one's files).
 pub fn temp_dir(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = repo()
         .join("target")
         .join("test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
+        .join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         panic!("cannot create {}: {e}", dir.display());

@@ -88,6 +88,8 @@ pub struct Rule {
 pub enum Fault {
     /// Answer with this status and `{"message": ...}` without asking the engine.
     Error(u16, String),
+    /// Answer with this status and this JSON body, without asking the engine.
+    Json(u16, String),
     /// Pass the request on after this long.
     Delay(Duration),
     /// Hold the request until [`EngineProxy::open_gate`] (a barrier: two
@@ -344,6 +346,12 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
         Some(Fault::Error(status, message)) => {
             set_status(status, Some(message.clone()));
             return Ok(answer(status, &message));
+        }
+        Some(Fault::Json(status, body)) => {
+            set_status(status, None);
+            let mut resp = answer(status, "");
+            *resp.body_mut() = Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed();
+            return Ok(resp);
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::Hold) => {
