@@ -118,7 +118,7 @@ pub struct PreflightArgs {
     #[arg(long, default_value_t = crate::preflight::DEFAULT_MIN)]
     pub min_map_count: u64,
     /// Where to read it (the host's value, also inside a container).
-    #[arg(long, default_value = crate::preflight::SYSCTL_FILE)]
+    #[arg(long, env = "SWARMLOG_PREFLIGHT_FILE", default_value = crate::preflight::SYSCTL_FILE)]
     pub file: String,
 }
 

@@ -5,6 +5,7 @@ mod common;
 mod companion;
 mod controller;
 mod http;
+mod promises;
 mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,20 +13,14 @@ use std::time::Duration;
 
 use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
-use common::{wait_for, Sandbox};
-use libtest_mimic::{Arguments, Failed, Trial};
+use common::{wait_for, Sandbox, TestFn};
 use serde_json::Value as Json;
 
 const SANDBOX: &str = "itswarm";
 const PROXY_NET: &str = "main";
 
-type TestFn = fn(&Sandbox, &tokio::runtime::Runtime) -> Result<(), String>;
-
 fn main() {
-    let mut args = Arguments::from_args();
-    // Tests share one swarm: run them one at a time.
-    args.test_threads = Some(1);
-    let tests: Vec<(&str, TestFn)> = vec![
+    let tests: Vec<(&'static str, TestFn)> = vec![
         (
             "sandbox_nodes_have_hostnames_and_labels",
             nodes_have_hostnames_and_labels,
@@ -61,6 +56,10 @@ fn main() {
         ),
         ("racing_applies_converge", reconcile::racing_applies_converge),
         (
+            "volume_survives_remove_all_and_rename",
+            reconcile::volume_survives_remove_all_and_rename,
+        ),
+        (
             "preconditions_and_engine_errors",
             reconcile::preconditions_and_engine_errors,
         ),
@@ -80,36 +79,32 @@ fn main() {
         ),
         ("run_companion_follows_domains", companion::companion_follows_domains),
         ("run_http_api_follows_the_stack", http::http_api_follows_the_stack),
+        ("exit_codes_of_engine_errors", promises::exit_codes_of_engine_errors),
+        ("run_reports_each_phase", promises::run_reports_each_phase),
+        (
+            "sigterm_during_a_reconcile_honours_shutdown_timeout",
+            promises::sigterm_during_a_reconcile_honours_shutdown_timeout,
+        ),
+        (
+            "safety_flags_and_preconditions",
+            promises::safety_flags_and_preconditions,
+        ),
+        (
+            "companion_found_by_label_or_image_or_created",
+            promises::companion_found_by_label_or_image_or_created,
+        ),
+        (
+            "companion_refuses_every_hostile_name",
+            promises::companion_refuses_every_hostile_name,
+        ),
     ];
-    if args.list {
-        let trials = tests.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
-        libtest_mimic::run(&args, trials).exit();
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => panic!("tokio runtime: {e}"),
-    };
-    // A sandbox that cannot start fails every test (never skips them).
-    let sandbox = Sandbox::up(SANDBOX, &["--workers", "2"]).and_then(|s| {
-        s.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
-        Ok(s)
-    });
-    let sandbox = std::sync::Arc::new(sandbox);
-    let runtime = std::sync::Arc::new(runtime);
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let sandbox = sandbox.clone();
-            let runtime = runtime.clone();
-            Trial::test(name, move || match sandbox.as_ref() {
-                Ok(s) => f(s, &runtime).map_err(Failed::from),
-                Err(e) => Err(Failed::from(format!("the sandbox swarm did not start: {e}"))),
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(sandbox);
-    conclusion.exit();
+    common::run_suite(SANDBOX, &["--workers", "2"], setup, tests);
+}
+
+/// docker-flow-proxy's network, which the chart expects to exist.
+fn setup(sb: &Sandbox) -> Result<(), String> {
+    sb.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
+    Ok(())
 }
 
 fn nodes_have_hostnames_and_labels(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
@@ -402,52 +397,11 @@ async fn snapshot(docker: &Docker, stack: &str) -> Result<BTreeMap<String, Json>
     Ok(out)
 }
 
-/// Creates the desired state of `render -o json` directly, as swarmlog will.
-async fn create_from_render(docker: &Docker, desired: &Json) -> Result<(), String> {
-    for n in desired["networks"].as_array().into_iter().flatten() {
-        let spec: bollard::models::NetworkCreateRequest =
-            serde_json::from_value(n["spec"].clone()).map_err(|e| e.to_string())?;
-        docker
-            .create_network(spec)
-            .await
-            .map_err(|e| format!("create network: {e}"))?;
-    }
-    let mut config_ids = HashMap::new();
-    for c in desired["configs"].as_array().into_iter().flatten() {
-        let spec: bollard::models::ConfigSpec = serde_json::from_value(c["spec"].clone()).map_err(|e| e.to_string())?;
-        let name = spec.name.clone().unwrap_or_default();
-        let id = docker
-            .create_config(spec)
-            .await
-            .map_err(|e| format!("create config: {e}"))?
-            .id;
-        config_ids.insert(name, id);
-    }
-    for s in desired["services"].as_array().into_iter().flatten() {
-        let mut spec: bollard::models::ServiceSpec =
-            serde_json::from_value(s["spec"].clone()).map_err(|e| e.to_string())?;
-        if let Some(configs) = spec
-            .task_template
-            .as_mut()
-            .and_then(|t| t.container_spec.as_mut())
-            .and_then(|c| c.configs.as_mut())
-        {
-            for c in configs {
-                c.config_id = c.config_name.as_ref().and_then(|n| config_ids.get(n).cloned());
-            }
-        }
-        docker
-            .create_service(spec, None)
-            .await
-            .map_err(|e| format!("create service: {e}"))?;
-    }
-    Ok(())
-}
-
+/// The objects `docker stack deploy` makes of the ejected file are, field for
+/// field, the ones `swarmlog apply` makes (apply itself, not a helper).
 fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itcompare";
     let file = eject(stack)?;
-    let desired = render_json(stack)?;
     rt.block_on(async {
         let docker = sb.client().await?;
         stack_deploy(sb, &file, stack)?;
@@ -455,7 +409,14 @@ fn specs_match_stack_deploy(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
         let by_stack_deploy = snapshot(&docker, stack).await?;
         remove_stack(sb, &docker, stack).await?;
 
-        create_from_render(&docker, &desired).await?;
+        let o = sb.swarmlog(&["apply", "--stack", stack, "--wait", "--wait-timeout", "120s"]);
+        if !o.status.success() {
+            return Err(format!(
+                "swarmlog apply failed: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
         wait_running(&docker, stack, 3).await?;
         let by_swarmlog = snapshot(&docker, stack).await?;
         remove_stack(sb, &docker, stack).await?;

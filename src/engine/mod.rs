@@ -132,7 +132,14 @@ impl EngineError {
                 }
             }
             other => {
-                let detail = other.to_string();
+                // The cause (EACCES on the socket, say) is in the source
+                // chain, not in the top error's text.
+                let mut detail = other.to_string();
+                let mut source = std::error::Error::source(&other);
+                while let Some(s) = source {
+                    detail.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
                 let lower = detail.to_lowercase();
                 if lower.contains("permission denied") {
                     EngineError::PermissionDenied { host: host.to_string() }

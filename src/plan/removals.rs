@@ -3,12 +3,13 @@
 //! and secrets still used by a service that stays as it is (another
 //! stack's, or a held one of ours) are kept; volumes are never touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bollard::models::Service;
 
 use super::files::{observed_configs, observed_secrets, FileObject};
 use super::{Action, Blocker, Inputs, Plan, Wanted};
+use crate::render::desired::{LABEL_COMPANION, LABEL_SPEC_HASH};
 
 pub(super) fn plan(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wanted, p: &mut Plan) {
     let o = inputs.observed;
@@ -56,12 +57,21 @@ pub(super) fn plan(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wa
     }
 }
 
+/// A companion the user labelled for this stack (no spec hash: swarmlog did
+/// not create it) is found by that label, not owned.
+fn user_companion(labels: Option<&HashMap<String, String>>) -> bool {
+    labels.is_some_and(|l| l.contains_key(LABEL_COMPANION) && !l.contains_key(LABEL_SPEC_HASH))
+}
+
 fn services(inputs: &Inputs, wanted: &Wanted, p: &mut Plan) {
     let owned: Vec<&Service> = inputs
         .observed
         .services
         .iter()
-        .filter(|s| inputs.owns(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+        .filter(|s| {
+            let labels = s.spec.as_ref().and_then(|s| s.labels.as_ref());
+            inputs.owns(labels) && !user_companion(labels)
+        })
         .collect();
     let mut removed = 0;
     for s in &owned {

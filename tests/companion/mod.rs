@@ -1,28 +1,31 @@
 //! The Let's Encrypt companion against the sandbox swarm: a stand-in
 //! companion created the classic way follows Kibana's domain and opted-in
-//! services, once per change, with nothing else of it changed.
+//! services, once per change, with nothing else of it changed. Patches are
+//! counted at the engine (the operator talks through an engine proxy), and
+//! "no more patches" is judged once the operator reports nothing pending
+//! and serves what it wants, never after a sleep.
 
 use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use crate::common::{self, wait_for, Sandbox};
-use crate::controller::Operator;
+use crate::common::proxy::{describe, Call};
+use crate::common::{self, wait_for, Operator, Sandbox};
 
 const COMPANION: &str = "itle_proxy_le";
 
-fn values(kibana_domain: &str) -> String {
+fn values(kibana_domain: &str, settle: &str) -> String {
     format!(
-        "kibana:\n  domain: {kibana_domain}\nletsencrypt:\n  service: {COMPANION}\n  settle: 500ms\n  domains:\n    - [example.com, www.example.com]\n"
+        "kibana:\n  domain: {kibana_domain}\nletsencrypt:\n  service: {COMPANION}\n  settle: {settle}\n  domains:\n    - [example.com, www.example.com]\n"
     )
 }
 
+async fn companion(docker: &bollard::Docker) -> Result<bollard::models::Service, String> {
+    docker.inspect_service(COMPANION, None).await.map_err(|e| e.to_string())
+}
+
 async fn companion_spec(docker: &bollard::Docker) -> Result<Json, String> {
-    let s = docker
-        .inspect_service(COMPANION, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    serde_json::to_value(s.spec).map_err(|e| e.to_string())
+    serde_json::to_value(companion(docker).await?.spec).map_err(|e| e.to_string())
 }
 
 fn env(spec: &Json) -> Vec<String> {
@@ -42,18 +45,81 @@ fn untouched_part(spec: &Json) -> (Json, Vec<String>) {
     (s, others)
 }
 
-fn patches(op: &Operator) -> usize {
-    op.log_text()
-        .lines()
-        .filter(|l| l.contains("patched companion"))
-        .count()
+/// Writes at the engine that touch the companion (by its name or ID).
+fn companion_writes(op: &Operator, id: &str, mark: usize) -> Result<Vec<Call>, String> {
+    Ok(op
+        .engine()?
+        .since(mark)
+        .into_iter()
+        .filter(|c| c.is_write() && (c.path.contains(COMPANION) || c.path.contains(id)))
+        .collect())
+}
+
+/// The patches among them (`POST /services/<companion>/update`).
+fn patches(op: &Operator, id: &str, mark: usize) -> Result<usize, String> {
+    Ok(companion_writes(op, id, mark)?
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/update"))
+        .count())
+}
+
+/// Groups as a sorted list of sorted lists (order does not matter).
+fn groups(v: &Json) -> Vec<Vec<String>> {
+    let mut g: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let mut names: Vec<String> = g
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        })
+        .collect();
+    g.sort();
+    g
+}
+
+/// Asks the operator for a reconcile and waits until one more has run and
+/// it reports no companion change pending, serving what it wants: no patch
+/// is on its way. Returns its status.
+async fn quiet(op: &Operator) -> Result<Json, String> {
+    let count = reconciles(op)?;
+    op.reconcile_now()?;
+    wait_for(
+        "the operator settled (nothing pending, serving what it wants)",
+        Duration::from_secs(30),
+        || async {
+            let st = op.status()?;
+            let c = &st["companion"];
+            let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+            if n > count && c["pending"] == false && groups(&c["desired"]) == groups(&c["serving"]) {
+                Ok(Some(st))
+            } else {
+                Err(format!("reconciles {n} (from {count}), companion {c}"))
+            }
+        },
+    )
+    .await
+}
+
+fn reconciles(op: &Operator) -> Result<u64, String> {
+    Ok(op.status()?["reconcile"]["count"].as_u64().unwrap_or(0))
 }
 
 async fn wait_env(docker: &bollard::Docker, what: &str, want: &[&str], not: &[&str]) -> Result<Vec<String>, String> {
     wait_for(what, Duration::from_secs(30), || async {
         let e = env(&companion_spec(docker).await?);
         let ok = want.iter().all(|w| e.iter().any(|x| x == w)) && not.iter().all(|n| !e.iter().any(|x| x.contains(n)));
-        Ok(ok.then_some(e))
+        if ok {
+            Ok(Some(e))
+        } else {
+            Err(format!("companion env {e:?}"))
+        }
     })
     .await
 }
@@ -64,7 +130,7 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
     let vfile = dir.join("values.yaml");
-    std::fs::write(&vfile, values("a.example.org")).map_err(|e| e.to_string())?;
+    std::fs::write(&vfile, values("a.example.org", "500ms")).map_err(|e| e.to_string())?;
     let mount = format!("type=bind,source={},target=/etc/letsencrypt", certs.display());
     sb.docker(&[
         "service",
@@ -101,11 +167,14 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         v.as_str(),
         "--watch-interval",
         "200ms",
+        // quiet() asks for a reconcile when it wants one.
+        "--allow-unauthenticated-reconcile",
     ];
-    let result = rt.block_on(async {
+    rt.block_on(async {
         let docker = sb.client().await?;
         let original = untouched_part(&companion_spec(&docker).await?);
-        let op = Operator::start(sb, "itle-op", &args)?;
+        let id = companion(&docker).await?.id.unwrap_or_default();
+        let op = Operator::start_counted(rt, &sb.host, "itle-op", &args)?;
         // Kibana's domain joins the static group.
         wait_env(
             &docker,
@@ -118,14 +187,19 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
             &[],
         )
         .await?;
+        quiet(&op).await?;
         if untouched_part(&companion_spec(&docker).await?) != original {
             return Err("patching changed more than DOMAIN_*".into());
         }
-        if patches(&op) != 1 {
-            return Err(format!("{} patches for one change:\n{}", patches(&op), op.log_text()));
+        if patches(&op, &id, 0)? != 1 {
+            return Err(format!(
+                "{} patches for one change:\n{}",
+                patches(&op, &id, 0)?,
+                describe(&companion_writes(&op, &id, 0)?)
+            ));
         }
         // Kibana's domain changes in values.
-        std::fs::write(&vfile, values("b.example.org")).map_err(|e| e.to_string())?;
+        std::fs::write(&vfile, values("b.example.org", "500ms")).map_err(|e| e.to_string())?;
         wait_env(
             &docker,
             "the companion following the new domain",
@@ -156,14 +230,11 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
             &[],
         )
         .await?;
-        // Settle, then: one patch per change so far.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if patches(&op) != 3 {
-            return Err(format!(
-                "{} patches for three changes:\n{}",
-                patches(&op),
-                op.log_text()
-            ));
+        // Settled: one patch per change so far, and nothing else written to it.
+        quiet(&op).await?;
+        let w = companion_writes(&op, &id, 0)?;
+        if patches(&op, &id, 0)? != 3 || w.len() != 3 {
+            return Err(format!("writes to the companion for three changes:\n{}", describe(&w)));
         }
         if untouched_part(&companion_spec(&docker).await?) != original {
             return Err("patching changed more than DOMAIN_*".into());
@@ -185,46 +256,66 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
             "com.df.serviceDomain=x.example.com'; id #",
             "swarmlog/standin:latest",
         ])?;
-        wait_for("the refusal in the log", Duration::from_secs(20), || async {
-            Ok(op
-                .log_text()
-                .lines()
-                .any(|l| l.contains("domain refused") && l.contains("itle_evil"))
-                .then_some(()))
+        wait_for("the refusal in /status", Duration::from_secs(20), || async {
+            let st = op.status()?;
+            let refused = &st["companion"]["refused"];
+            let named = refused
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["source"]["service"] == "itle_evil");
+            if named {
+                Ok(Some(()))
+            } else {
+                Err(format!("refused: {refused}"))
+            }
         })
         .await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if env(&companion_spec(&docker).await?) != env(&before) || patches(&op) != 3 {
-            return Err(format!("the injection changed the companion:\n{}", op.log_text()));
+        quiet(&op).await?;
+        if env(&companion_spec(&docker).await?) != env(&before) || patches(&op, &id, 0)? != 3 {
+            return Err(format!(
+                "the injection changed the companion:\n{}",
+                describe(&companion_writes(&op, &id, 0)?)
+            ));
         }
-        // A restart of the operator does not touch the companion.
-        drop(op);
-        let before = docker
-            .inspect_service(COMPANION, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let op = Operator::start(sb, "itle-op2", &args)?;
-        wait_for(
-            "the restarted operator to reconcile",
-            Duration::from_secs(30),
-            || async { Ok(op.log_text().contains("reconciled").then_some(())) },
+        // A burst of domain edits within the settle window: one patch, with
+        // the last domain.
+        std::fs::write(&vfile, values("b.example.org", "3s")).map_err(|e| e.to_string())?;
+        quiet(&op).await?;
+        let burst_mark = op.engine()?.mark();
+        for d in ["c1", "c2", "c3", "c4"] {
+            std::fs::write(&vfile, values(&format!("{d}.example.org"), "3s")).map_err(|e| e.to_string())?;
+            // Pace the edits so the operator sees several of them (its
+            // watch interval is 200 ms); all are within the 3 s window.
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        wait_env(
+            &docker,
+            "the companion serving the burst's last domain",
+            &["DOMAIN_1=('app.example.net')", "DOMAIN_2=('c4.example.org')"],
+            &["b.example.org"],
         )
         .await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let after = docker
-            .inspect_service(COMPANION, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        if patches(&op) != 0 || before.spec != after.spec {
-            return Err(format!("a restart patched the companion:\n{}", op.log_text()));
+        quiet(&op).await?;
+        let burst = companion_writes(&op, &id, burst_mark)?;
+        if burst.len() != 1 {
+            return Err(format!(
+                "a burst of four edits gave these companion writes (want one patch):\n{}",
+                describe(&burst)
+            ));
+        }
+        // A restart of the operator does not touch the companion: the new
+        // operator reconciles, has nothing pending and serves what it wants.
+        drop(op);
+        let before = companion(&docker).await?;
+        let op = Operator::start_counted(rt, &sb.host, "itle-op2", &args)?;
+        quiet(&op).await?;
+        let after = companion(&docker).await?;
+        let w = companion_writes(&op, &id, 0)?;
+        if !w.is_empty() || before.spec != after.spec {
+            return Err(format!("a restart patched the companion:\n{}", describe(&w)));
         }
         drop(op);
         Ok(())
-    });
-    let _ = sb.docker(&["service", "rm", COMPANION, "itle_app", "itle_evil"]);
-    result?;
-    rt.block_on(async {
-        let docker = sb.client().await?;
-        crate::remove_stack(sb, &docker, stack).await
     })
 }

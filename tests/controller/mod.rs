@@ -4,20 +4,50 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::proxy::{describe, Call, Fault, Rule};
 pub use crate::common::Operator;
 use crate::common::{self, wait_for, Sandbox};
 
-fn plan_code(sb: &Sandbox, stack: &str, extra: &[&str]) -> Option<i32> {
-    let mut args = vec!["plan", "--stack", stack];
-    args.extend_from_slice(extra);
-    sb.swarmlog(&args).status.code()
-}
-
 async fn converged(sb: &Sandbox, stack: &str, extra: &[&str], what: &str) -> Result<(), String> {
     wait_for(what, Duration::from_secs(90), || async {
-        Ok((plan_code(sb, stack, extra) == Some(0)).then_some(()))
+        let mut args = vec!["plan", "--stack", stack];
+        args.extend_from_slice(extra);
+        let o = sb.swarmlog(&args);
+        match o.status.code() {
+            Some(0) => Ok(Some(())),
+            code => Err(format!(
+                "plan exit {code:?}: {}{}",
+                String::from_utf8_lossy(&o.stdout).trim(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+        }
     })
     .await
+}
+
+/// Asks the operator for `n` reconciles, one after the other, and waits
+/// for each to finish.
+async fn reconciles(op: &Operator, n: u64) -> Result<(), String> {
+    for _ in 0..n {
+        let before = op.status()?["reconcile"]["count"].as_u64().unwrap_or(0);
+        op.reconcile_now()?;
+        wait_for("a requested reconcile", Duration::from_secs(30), || async {
+            let st = op.status()?;
+            let now = st["reconcile"]["count"].as_u64().unwrap_or(0);
+            if now > before {
+                Ok(Some(()))
+            } else {
+                Err(format!("reconcile {}", st["reconcile"]))
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes among calls.
+fn writes(calls: &[Call]) -> Vec<Call> {
+    calls.iter().filter(|c| c.is_write()).cloned().collect()
 }
 
 async fn remove(sb: &Sandbox, stack: &str) -> Result<(), String> {
@@ -25,14 +55,33 @@ async fn remove(sb: &Sandbox, stack: &str) -> Result<(), String> {
     crate::remove_stack(sb, &docker, stack).await
 }
 
-/// From empty to converged; every drift healed with no manual step; SIGTERM exits 0.
+/// From empty to converged; reconciles of the converged swarm write
+/// nothing at the engine; every drift healed with no manual step (with
+/// writes); SIGTERM exits 0.
 pub fn run_converges_and_heals(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itrun";
-    let mut op = Operator::start(sb, stack, &["--stack", stack, "--resync", "10m"])?;
+    let mut op = Operator::start_counted(
+        rt,
+        &sb.host,
+        stack,
+        &["--stack", stack, "--resync", "10m", "--allow-unauthenticated-reconcile"],
+    )?;
     rt.block_on(async {
         converged(sb, stack, &[], "the operator to converge the stack").await?;
         let docker = sb.client().await?;
         crate::wait_running(&docker, stack, 3).await?;
+        // Zero writes when converged, counted at the engine over five
+        // reconciles: no POST or DELETE at all, nodes included.
+        let engine = op.engine()?;
+        let mark = engine.mark();
+        reconciles(&op, 5).await?;
+        let calls = engine.since(mark);
+        if !writes(&calls).is_empty() || !calls.iter().any(|c| c.path == "/services") {
+            return Err(format!(
+                "reconciles of a converged swarm wrote:\n{}",
+                describe(&writes(&calls))
+            ));
+        }
         let kibana = format!("{stack}_kibana");
         // Removed service: re-created.
         let t0 = Instant::now();
@@ -65,9 +114,20 @@ pub fn run_converges_and_heals(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
                 kibana.as_str(),
             ],
         ] {
+            let mark = engine.mark();
             sb.docker(&drift)?;
             let t0 = Instant::now();
             converged(sb, stack, &[], &format!("drift {drift:?} repaired")).await?;
+            let repair = writes(&engine.since(mark));
+            if !repair
+                .iter()
+                .any(|c| c.path.starts_with("/services/") && c.path.ends_with("/update"))
+            {
+                return Err(format!(
+                    "no service update at the engine for {drift:?}:\n{}",
+                    describe(&repair)
+                ));
+            }
             eprintln!("heal: {:?} repaired within {:?}", &drift[4..6], t0.elapsed());
         }
         Ok::<(), String>(())
@@ -205,25 +265,95 @@ pub fn event_stream_cut_reconnects(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     rt.block_on(remove(sb, stack))
 }
 
-/// Two operators with gating off: converged, no duplicates, conflicts retried.
+/// Two operators with gating off: converged, no duplicate network. Then a
+/// barrier at the engine makes both re-create a removed service at the same
+/// time: one gets the conflict, observes again and re-plans; converged with
+/// no duplicates.
 pub fn two_writers_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "ittwo";
     let args = ["--stack", stack, "--resync", "10m", "--no-leader-election"];
-    let mut a = Operator::start(sb, "ittwo-a", &args)?;
-    let mut b = Operator::start(sb, "ittwo-b", &args)?;
+    let mut a = Operator::start_counted(rt, &sb.host, "ittwo-a", &args)?;
+    let mut b = Operator::start_counted(rt, &sb.host, "ittwo-b", &args)?;
+    let networks = |docker: bollard::Docker| async move {
+        Ok::<usize, String>(
+            docker
+                .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some("ittwo_log_net"))
+                .count(),
+        )
+    };
     rt.block_on(async {
         converged(sb, stack, &[], "two operators to converge").await?;
+        let docker = sb.client().await?;
+        let n = networks(docker.clone()).await?;
+        if n != 1 {
+            return Err(format!("{n} networks named ittwo_log_net after two writers converged"));
+        }
+        let (pa, pb) = (a.engine()?, b.engine()?);
+        let marks = (pa.mark(), pb.mark());
+        for p in [pa, pb] {
+            p.inject(Rule {
+                method: Some("POST".into()),
+                path_prefix: "/services/create".into(),
+                fault: Fault::Hold,
+                times: Some(1),
+            });
+        }
         sb.docker(&[
             "service",
             "rm",
             &format!("{stack}_kibana"),
             &format!("{stack}_logstash"),
         ])?;
+        wait_for(
+            "both operators holding a service create",
+            Duration::from_secs(30),
+            || async {
+                let held: Vec<bool> = [pa, pb]
+                    .iter()
+                    .map(|p| p.pending().iter().any(|c| c.path == "/services/create"))
+                    .collect();
+                if held.iter().all(|h| *h) {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("holding a create: {held:?}"))
+                }
+            },
+        )
+        .await?;
+        pa.open_gate();
+        pb.open_gate();
         converged(sb, stack, &[], "two operators to heal").await?;
-        let docker = sb.client().await?;
+        let mut conflicts = Vec::new();
+        for (p, mark, who) in [(pa, marks.0, "a"), (pb, marks.1, "b")] {
+            let calls = p.since(mark);
+            let (c, replanned) = crate::reconcile::conflict_and_replan(&calls);
+            if !c.is_empty() && !replanned {
+                return Err(format!(
+                    "operator {who} did not look again after its conflict:\n{}",
+                    describe(&calls)
+                ));
+            }
+            conflicts.extend(c);
+        }
+        if conflicts.is_empty() {
+            return Err(format!(
+                "no conflict at the engine, so the two writers did not collide:\na:\n{}\nb:\n{}",
+                describe(&writes(&pa.since(marks.0))),
+                describe(&writes(&pb.since(marks.1)))
+            ));
+        }
+        eprintln!("two writers: conflicts at the engine: {}", describe(&conflicts));
         let services = crate::stack_services(&docker, stack).await?;
-        if services.len() != 3 {
-            return Err(format!("{} services after two writers", services.len()));
+        let n = networks(docker.clone()).await?;
+        if services.len() != 3 || n != 1 {
+            return Err(format!(
+                "{} services and {n} networks after two writers",
+                services.len()
+            ));
         }
         Ok::<(), String>(())
     })?;

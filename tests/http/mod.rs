@@ -7,47 +7,14 @@ use std::time::Duration;
 use crate::common::{wait_for, Sandbox};
 use crate::controller::Operator;
 
-const LISTEN: &str = "127.0.0.1:18931";
-
-/// A plain HTTP/1.1 GET on loopback: (status code, body).
-fn get(path: &str) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(LISTEN).map_err(|e| format!("connect {LISTEN}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {LISTEN}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed answer")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status code")?;
-    Ok((code, body.to_string()))
-}
-
-fn status() -> Result<serde_json::Value, String> {
-    let (code, body) = get("/status")?;
-    if code != 200 {
-        return Err(format!("no status: {body}"));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
-}
-
 pub fn http_api_follows_the_stack(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "ithttp";
     let sel = "--set=nodeSelector.label=httpsel";
-    let op = Operator::start(
-        sb,
-        stack,
-        &["--stack", stack, sel, "--resync", "10m", "--listen", LISTEN],
-    )?;
+    // On a free port: the address comes from the operator's log.
+    let op = Operator::start(sb, stack, &["--stack", stack, sel, "--resync", "10m"])?;
+    let listen = op.addr()?;
+    let get = |path: &str| op.get(path);
+    let status = || op.status();
     let result = rt.block_on(async {
         // Blocked: no node carries the selector's label.
         let s = wait_for("phase Degraded (blocked)", Duration::from_secs(30), || async {
@@ -96,9 +63,9 @@ pub fn http_api_follows_the_stack(sb: &Sandbox, rt: &tokio::runtime::Runtime) ->
         if states.iter().any(|st| st != "\"in-sync\"") {
             return Err(format!("objects not in sync once converged: {states:?}"));
         }
-        chromium_renders_the_page()?;
+        chromium_renders_the_page(&listen)?;
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
-            .args(["status", "--url", &format!("http://{LISTEN}")])
+            .args(["status", "--url", &format!("http://{listen}")])
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.code() != Some(0) || !String::from_utf8_lossy(&out.stdout).contains("Converged") {
@@ -118,7 +85,7 @@ pub fn http_api_follows_the_stack(sb: &Sandbox, rt: &tokio::runtime::Runtime) ->
 /// The page in headless Chromium: it loads, shows the phase, asks for
 /// nothing else (no scripts, styles or images from anywhere), and a
 /// screenshot is kept in target/test-artifacts/status-page.png.
-fn chromium_renders_the_page() -> Result<(), String> {
+fn chromium_renders_the_page(listen: &str) -> Result<(), String> {
     let dir = crate::common::repo().join("target/test-artifacts");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let profile = crate::common::temp_dir("chromium-profile");
@@ -140,7 +107,7 @@ fn chromium_renders_the_page() -> Result<(), String> {
             .args(flags)
             .arg(format!("--user-data-dir={}", profile.display()))
             .args(extra)
-            .arg(format!("http://{LISTEN}/"))
+            .arg(format!("http://{listen}/"))
             .output()
             .map_err(|e| format!("cannot run chromium (scripts/prereqs installs it): {e}"))
     };

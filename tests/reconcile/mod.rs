@@ -7,6 +7,7 @@ use std::process::Output;
 use bollard::query_parameters::{ListConfigsOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions};
 use bollard::Docker;
 
+use crate::common::proxy::{describe, Call, EngineProxy, Fault, Rule};
 use crate::common::{self, Sandbox};
 
 fn out(o: &Output) -> String {
@@ -120,13 +121,38 @@ async fn remove_owned(sb: &Sandbox, docker: &Docker, stack: &str) -> Result<(), 
     crate::remove_stack(sb, docker, stack).await
 }
 
-/// From an empty swarm, apply creates everything; a second apply writes nothing.
+/// An engine proxy in front of manager-1, for counting a command's requests.
+pub(crate) fn proxy_of(sb: &Sandbox, rt: &tokio::runtime::Runtime, name: &str) -> Result<EngineProxy, String> {
+    let dir = common::temp_dir(name);
+    EngineProxy::start(
+        rt,
+        std::path::Path::new(sb.host.trim_start_matches("unix://")),
+        &dir.join("engine.sock"),
+    )
+}
+
+/// `swarmlog <cmd> --stack <stack> <args>` through an engine proxy.
+fn sl_via(p: &EngineProxy, cmd: &str, stack: &str, args: &[&str]) -> Output {
+    let mut all = vec![cmd, "--stack", stack];
+    all.extend_from_slice(args);
+    common::swarmlog_with_host(Some(&p.host()), &all)
+}
+
+/// From an empty swarm, apply creates everything; a second apply (and a
+/// plan) of the converged swarm makes no write call at all, counted at the
+/// engine.
 pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itapply";
+    let engine = proxy_of(sb, rt, stack)?;
     let o = sl(sb, "plan", stack, &[]);
     expect_code(&o, 2, "plan of an empty swarm")?;
-    let o = sl(sb, "apply", stack, &["--wait", "--wait-timeout", "120s"]);
+    let o = sl_via(&engine, "apply", stack, &["--wait", "--wait-timeout", "120s"]);
     expect_code(&o, 0, "apply")?;
+    let first: Vec<Call> = engine.calls().into_iter().filter(Call::is_write).collect();
+    let creates = |path: &str| first.iter().filter(|c| c.path == path).count();
+    if creates("/networks/create") != 1 || creates("/configs/create") != 1 || creates("/services/create") != 3 {
+        return Err(format!("the first apply's writes at the engine:\n{}", describe(&first)));
+    }
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     for want in [
         "created network itapply_log_net",
@@ -154,13 +180,24 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
         if before.objects.len() != 5 {
             return Err(format!("expected 3 services, 1 config, 1 network: {before:?}"));
         }
-        let o = sl(sb, "apply", stack, &[]);
+        let mark = engine.mark();
+        let o = sl_via(&engine, "apply", stack, &[]);
         expect_code(&o, 0, "second apply")?;
         if !String::from_utf8_lossy(&o.stdout).contains("no changes") {
             return Err(format!("second apply was not a no-op: {}", out(&o)));
         }
-        let o = sl(sb, "plan", stack, &[]);
+        let o = sl_via(&engine, "plan", stack, &[]);
         expect_code(&o, 0, "plan of a converged swarm")?;
+        // At the engine: reads, and not one write (nodes included).
+        let calls = engine.since(mark);
+        let writes: Vec<Call> = calls.iter().filter(|c| c.is_write()).cloned().collect();
+        if !writes.is_empty() || !calls.iter().any(|c| c.method == "GET" && c.path == "/services") {
+            return Err(format!(
+                "a no-op apply and plan made these writes at the engine:\n{}\n(of {} requests)",
+                describe(&writes),
+                calls.len()
+            ));
+        }
         let after = versions(&docker, stack).await?;
         if before != after {
             return Err(format!(
@@ -190,18 +227,22 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
     let kibana = format!("{stack}_kibana");
     let logstash = format!("{stack}_logstash");
     let es = format!("{stack}_elasticsearch");
-    let drifts: Vec<(Vec<String>, &str)> = vec![
+    // (the drift, the field plan must name, the service it changes)
+    let drifts: Vec<(Vec<String>, &str, &String)> = vec![
         (
             vec!["--env-add".into(), "FOO=bar".into(), kibana.clone()],
             "TaskTemplate.ContainerSpec.Env",
+            &kibana,
         ),
         (
             vec!["--image".into(), "swarmlog/standin:latest".into(), logstash.clone()],
             "TaskTemplate.ContainerSpec.Image",
+            &logstash,
         ),
         (
             vec!["--replicas".into(), "2".into(), kibana.clone()],
             "Mode.Replicated.Replicas",
+            &kibana,
         ),
         (
             vec![
@@ -210,6 +251,7 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
                 es.clone(),
             ],
             "TaskTemplate.Placement",
+            &es,
         ),
         (
             vec![
@@ -220,12 +262,14 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
                 kibana.clone(),
             ],
             "Labels.com.df.notify",
+            &kibana,
         ),
     ];
     rt.block_on(async {
         let docker = sb.client().await?;
         let foreign_before = service_version(&docker, "itforeign").await?;
-        for (args, field) in &drifts {
+        for (args, field, service) in &drifts {
+            let before = live_spec(&docker, service).await?;
             let mut cmd = vec!["service", "update", "-d", "--no-resolve-image"];
             cmd.extend(args.iter().map(String::as_str));
             sb.docker(&cmd)?;
@@ -237,6 +281,20 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
             }
             expect_code(&sl(sb, "apply", stack, &[]), 0, "apply repairing drift")?;
             expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after repair")?;
+            // Repaired means the live spec is what it was before the drift
+            // (a label someone added is kept, by design), judged by the
+            // engine's spec, not by swarmlog's own plan.
+            let mut want = before;
+            if args.contains(&"team=ops".to_string()) {
+                want["Labels"]["team"] = serde_json::Value::String("ops".into());
+            }
+            let after = live_spec(&docker, service).await?;
+            if after != want {
+                return Err(format!(
+                    "{service} after repairing {args:?} is not what it was:\n{}",
+                    json_diff(&want, &after, "")
+                ));
+            }
         }
         // The label someone added stays.
         let k = docker.inspect_service(&kibana, None).await.map_err(|e| e.to_string())?;
@@ -268,6 +326,138 @@ pub fn drift_is_planned_and_repaired(sb: &Sandbox, rt: &tokio::runtime::Runtime)
             return Err("the foreign service was changed".into());
         }
         sb.docker(&["service", "rm", "itforeign"])?;
+        remove_owned(sb, &docker, stack).await
+    })
+}
+
+/// The live spec of a service, as the engine returns it.
+async fn live_spec(docker: &Docker, name: &str) -> Result<serde_json::Value, String> {
+    let s = docker
+        .inspect_service(name, None)
+        .await
+        .map_err(|e| format!("inspect {name}: {e}"))?;
+    serde_json::to_value(s.spec).map_err(|e| e.to_string())
+}
+
+/// The paths where two JSON values differ, with both sides.
+fn json_diff(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> String {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .map(|k| {
+                    json_diff(
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        &format!("{path}.{k}"),
+                    )
+                })
+                .filter(|d| !d.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        _ if a == b => String::new(),
+        _ => format!("  {path}: before the drift {a}, after the repair {b}"),
+    }
+}
+
+/// Volumes are never removed: with `--allow-remove-all` (every service of
+/// the stack removed) and with the stack renamed, the Elasticsearch volume
+/// and a file written into it stay, and the re-created Elasticsearch gets it
+/// back; no request to the engine touches a volume.
+pub fn volume_survives_remove_all_and_rename(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itvol";
+    let engine = proxy_of(sb, rt, stack)?;
+    let wait = ["--wait", "--wait-timeout", "120s"];
+    expect_code(&sl_via(&engine, "apply", stack, &wait), 0, "apply")?;
+    let dir = common::temp_dir(stack);
+    let other = dir.join("other.yml");
+    std::fs::write(
+        &other,
+        "services:\n  web:\n    image: swarmlog/standin:latest\n    deploy:\n      replicas: 0\n",
+    )
+    .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let logger = common::client_for(&sb.sock("logger-1")?).await?;
+        let volume = format!("{stack}_elasticsearch_index");
+        let v = logger
+            .inspect_volume(&volume)
+            .await
+            .map_err(|e| format!("volume {volume}: {e}"))?;
+        let marker = std::path::PathBuf::from(&v.mountpoint).join("swarmlog-test-marker");
+        std::fs::write(&marker, "index data").map_err(|e| format!("write {}: {e}", marker.display()))?;
+        let still_there = |when: &str| -> Result<(), String> {
+            match std::fs::read_to_string(&marker) {
+                Ok(t) if t == "index data" => Ok(()),
+                Ok(t) => Err(format!("{when}: the file in the volume holds {t:?}")),
+                Err(e) => Err(format!("{when}: the file in the volume is gone: {e}")),
+            }
+        };
+        // Every service of the stack removed: refused without the flag,
+        // done with it.
+        let o = sl_via(&engine, "apply", stack, &["--chart", &other.display().to_string()]);
+        expect_code(&o, 1, "apply removing every service, without --allow-remove-all")?;
+        let o = sl_via(
+            &engine,
+            "apply",
+            stack,
+            &["--chart", &other.display().to_string(), "--allow-remove-all"],
+        );
+        expect_code(&o, 0, "apply --allow-remove-all")?;
+        if service_version(&docker, &format!("{stack}_elasticsearch"))
+            .await?
+            .is_some()
+        {
+            return Err(format!("--allow-remove-all left Elasticsearch: {}", out(&o)));
+        }
+        logger
+            .inspect_volume(&volume)
+            .await
+            .map_err(|e| format!("after --allow-remove-all: {e}"))?;
+        still_there("after --allow-remove-all")?;
+        // The stack renamed: the new one gets its own volume, the old stays.
+        expect_code(
+            &sl_via(&engine, "apply", "itvol2", &wait),
+            0,
+            "apply of the renamed stack",
+        )?;
+        logger
+            .inspect_volume(&volume)
+            .await
+            .map_err(|e| format!("after the rename: {e}"))?;
+        still_there("after the rename")?;
+        // Back under the old name: Elasticsearch mounts the same volume.
+        // (It removes the stand-in stack's one service, so that is allowed too.)
+        expect_code(
+            &sl_via(&engine, "apply", stack, &[&wait[..], &["--allow-remove-all"]].concat()),
+            0,
+            "apply of the old name again",
+        )?;
+        still_there("after Elasticsearch came back")?;
+        let es = docker
+            .inspect_service(&format!("{stack}_elasticsearch"), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mounts = es
+            .spec
+            .and_then(|s| s.task_template?.container_spec?.mounts)
+            .unwrap_or_default();
+        if !mounts.iter().any(|m| m.source.as_deref() == Some(volume.as_str())) {
+            return Err(format!(
+                "the re-created Elasticsearch does not mount {volume}: {mounts:?}"
+            ));
+        }
+        let touched: Vec<Call> = engine
+            .calls()
+            .into_iter()
+            .filter(|c| c.path.starts_with("/volumes") && c.is_write())
+            .collect();
+        if !touched.is_empty() {
+            return Err(format!("writes to volumes at the engine:\n{}", describe(&touched)));
+        }
+        remove_owned(sb, &docker, "itvol2").await?;
         remove_owned(sb, &docker, stack).await
     })
 }
@@ -457,31 +647,109 @@ pub fn name_conflict_is_reported_untouched(sb: &Sandbox, rt: &tokio::runtime::Ru
     })
 }
 
-/// Two applies racing each other end converged, with no duplicates and no error.
+/// Kills a child process when dropped (a test that fails half-way).
+struct Racer(Option<std::process::Child>);
+
+impl Racer {
+    fn wait(mut self) -> Result<Output, String> {
+        let child = self.0.take().ok_or("no child")?;
+        child.wait_with_output().map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The conflicts among calls, and whether the client observed the swarm
+/// again after the first one (re-planned instead of failing).
+pub(crate) fn conflict_and_replan(calls: &[Call]) -> (Vec<Call>, bool) {
+    let conflicts: Vec<Call> = calls.iter().filter(|c| c.is_conflict()).cloned().collect();
+    let replanned = calls.iter().position(Call::is_conflict).is_some_and(|i| {
+        calls[i + 1..]
+            .iter()
+            .any(|c| c.method == "GET" && (c.path == "/services" || c.path == "/networks"))
+    });
+    (conflicts, replanned)
+}
+
+/// Two applies racing each other: both observe the empty swarm, and a
+/// barrier at the engine holds each one's first write until both want to
+/// write, so they do collide. One loses (a conflict at the engine), looks
+/// again and re-plans; both end with exit 0, one network, three services.
 pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itrace";
-    let spawn = || {
+    let proxies = [proxy_of(sb, rt, "itrace-a")?, proxy_of(sb, rt, "itrace-b")?];
+    for p in &proxies {
+        p.inject(Rule {
+            method: Some("POST".into()),
+            path_prefix: "/".into(),
+            fault: Fault::Hold,
+            times: Some(1),
+        });
+    }
+    let spawn = |p: &EngineProxy| {
         std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
             .args(["apply", "--stack", stack])
-            .env("DOCKER_HOST", &sb.host)
+            .env("DOCKER_HOST", p.host())
             .current_dir(common::repo())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(|c| Racer(Some(c)))
             .map_err(|e| e.to_string())
     };
-    let a = spawn()?;
-    let b = spawn()?;
-    let a = a.wait_with_output().map_err(|e| e.to_string())?;
-    let b = b.wait_with_output().map_err(|e| e.to_string())?;
+    let a = spawn(&proxies[0])?;
+    let b = spawn(&proxies[1])?;
+    rt.block_on(common::wait_for(
+        "both racers holding their first write",
+        std::time::Duration::from_secs(30),
+        || async {
+            let held: Vec<bool> = proxies.iter().map(|p| p.pending().iter().any(Call::is_write)).collect();
+            if held.iter().all(|h| *h) {
+                Ok(Some(()))
+            } else {
+                Err(format!("holding a write: {held:?}"))
+            }
+        },
+    ))?;
+    for p in &proxies {
+        p.open_gate();
+    }
+    let a = a.wait()?;
+    let b = b.wait()?;
     expect_code(&a, 0, "first racer")?;
     expect_code(&b, 0, "second racer")?;
     expect_code(&sl(sb, "plan", stack, &[]), 0, "plan after the race")?;
+    let mut conflicts = Vec::new();
+    for (p, who) in proxies.iter().zip(["a", "b"]) {
+        let calls = p.calls();
+        let (c, replanned) = conflict_and_replan(&calls);
+        if !c.is_empty() && !replanned {
+            return Err(format!(
+                "racer {who} did not look again after its conflict:\n{}",
+                describe(&calls)
+            ));
+        }
+        conflicts.extend(c);
+    }
+    if conflicts.is_empty() {
+        return Err(format!(
+            "no conflict at the engine, so the race was not run:\na:\n{}\nb:\n{}",
+            describe(&proxies[0].calls()),
+            describe(&proxies[1].calls())
+        ));
+    }
+    eprintln!("race: conflicts at the engine: {}", describe(&conflicts));
     rt.block_on(async {
         let docker = sb.client().await?;
         let v = versions(&docker, stack).await?;
         let services = v.objects.keys().filter(|k| k.starts_with("service ")).count();
-        let networks = v.objects.keys().filter(|k| k.starts_with("network ")).count();
         let nets = docker
             .list_networks(None::<ListNetworksOptions>)
             .await
@@ -489,9 +757,10 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
             .into_iter()
             .filter(|n| n.name.as_deref() == Some("itrace_log_net"))
             .count();
-        if services != 3 || networks != 1 || nets != 1 {
+        let configs = v.objects.keys().filter(|k| k.starts_with("config ")).count();
+        if services != 3 || nets != 1 || configs != 1 {
             return Err(format!(
-                "after the race: {services} services, {nets} networks named itrace_log_net: {v:?}"
+                "after the race: {services} services, {configs} configs, {nets} networks named itrace_log_net: {v:?}"
             ));
         }
         remove_owned(sb, &docker, stack).await
