@@ -131,7 +131,7 @@ pub struct StatusArgs {
     #[arg(long, short = 'o', value_enum, default_value_t = PlanFormat::Text)]
     pub output: PlanFormat,
     /// How long to wait for an answer.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration)]
     pub timeout: std::time::Duration,
 }
 
@@ -143,7 +143,7 @@ pub struct HealthcheckArgs {
     /// `healthz` (alive) or `readyz` (engine reachable, first observe done).
     #[arg(long, default_value = "healthz")]
     pub endpoint: String,
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: std::time::Duration,
 }
 
@@ -156,16 +156,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub safety: SafetyArgs,
     /// Full resync period, even without events (humantime).
-    #[arg(long, env = "SWARMLOG_RESYNC", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_RESYNC", default_value = "5m", value_parser = duration)]
     pub resync: std::time::Duration,
     /// Quiet time that closes a batch of triggers.
-    #[arg(long, env = "SWARMLOG_DEBOUNCE", default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_DEBOUNCE", default_value = "20ms", value_parser = duration_or_zero)]
     pub debounce: std::time::Duration,
     /// Longest a batch of triggers waits, however busy the events.
-    #[arg(long, env = "SWARMLOG_DEBOUNCE_MAX", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_DEBOUNCE_MAX", default_value = "1s", value_parser = duration)]
     pub debounce_max: std::time::Duration,
     /// How often the values and chart files are checked for changes.
-    #[arg(long, env = "SWARMLOG_WATCH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_WATCH_INTERVAL", default_value = "2s", value_parser = duration)]
     pub watch_interval: std::time::Duration,
     /// Write even when not on the swarm leader (a single instance).
     #[arg(long, env = "SWARMLOG_NO_LEADER_ELECTION")]
@@ -181,10 +181,10 @@ pub struct RunArgs {
     )]
     pub auto_label: Vec<String>,
     /// First retry delay after a failed reconcile (doubles, with jitter).
-    #[arg(long, env = "SWARMLOG_RETRY_MIN", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_RETRY_MIN", default_value = "1s", value_parser = duration)]
     pub retry_min: std::time::Duration,
     /// Longest retry delay.
-    #[arg(long, env = "SWARMLOG_RETRY_MAX", default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_RETRY_MAX", default_value = "2m", value_parser = duration)]
     pub retry_max: std::time::Duration,
     /// Address of the HTTP API (/status, /healthz, /readyz, /metrics, /).
     #[arg(long, env = "SWARMLOG_LISTEN", default_value = "0.0.0.0:8080")]
@@ -196,18 +196,18 @@ pub struct RunArgs {
     #[arg(long, env = "SWARMLOG_ALLOW_UNAUTHENTICATED_RECONCILE")]
     pub allow_unauthenticated_reconcile: bool,
     /// On SIGTERM/SIGINT, how long a running reconcile may take to finish.
-    #[arg(long, env = "SWARMLOG_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_or_zero)]
     pub shutdown_timeout: std::time::Duration,
     /// Image of the Elasticsearch preflight job (this operator's own image;
     /// manifests/operator.yml sets it). Unset: the check is off and /status says so.
     #[arg(long, env = "SWARMLOG_PREFLIGHT_IMAGE")]
     pub preflight_image: Option<String>,
     /// How long one node's preflight job may take (the image may need a pull).
-    #[arg(long, env = "SWARMLOG_PREFLIGHT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_PREFLIGHT_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub preflight_timeout: std::time::Duration,
     /// How soon a node that failed the preflight (or could not be checked) is
     /// checked again; a passed check stands until the node changes.
-    #[arg(long, env = "SWARMLOG_PREFLIGHT_RECHECK", default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_PREFLIGHT_RECHECK", default_value = "1m", value_parser = duration)]
     pub preflight_recheck: std::time::Duration,
 }
 
@@ -218,7 +218,7 @@ pub struct EngineArgs {
     #[arg(long, env = "SWARMLOG_DOCKER_HOST")]
     pub docker_host: Option<String>,
     /// Timeout of one engine call (humantime: 30s, 2m).
-    #[arg(long, env = "SWARMLOG_ENGINE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_ENGINE_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub engine_timeout: std::time::Duration,
 }
 
@@ -267,7 +267,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub wait: bool,
     /// Deadline of --wait (humantime: 90s, 5m).
-    #[arg(long, env = "SWARMLOG_WAIT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SWARMLOG_WAIT_TIMEOUT", default_value = "5m", value_parser = duration)]
     pub wait_timeout: std::time::Duration,
 }
 
@@ -368,5 +368,56 @@ impl RunArgs {
             Ok(_) => Err(format!("{}: the reconcile token file is empty", path.display())),
             Err(e) => Err(format!("{}: cannot read the reconcile token: {e}", path.display())),
         }
+    }
+}
+
+/// Longest duration any setting takes: beyond it, a typo (`5y` for `5s`)
+/// would overflow the clock instead of meaning anything.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// A humantime duration, zero allowed, at most [`MAX_DURATION`].
+pub fn duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration (such as 30s, 5m, 2h): {e}"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than {}, the most any setting takes",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// A humantime duration above zero, at most [`MAX_DURATION`] (periods and
+/// timeouts: zero would spin or never wait).
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let d = duration_or_zero(text)?;
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn durations_are_refused_at_parse() {
+        assert_eq!(duration("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert!(duration("0").unwrap_err().contains("more than zero"));
+        assert!(duration("0s").is_err());
+        assert_eq!(duration_or_zero("0s"), Ok(std::time::Duration::ZERO));
+        assert!(duration("500years").unwrap_err().contains("longer than"));
+        assert!(duration("abc").unwrap_err().contains("not a duration"));
+        for args in [
+            ["swarmlog", "run", "--resync", "0"],
+            ["swarmlog", "run", "--watch-interval", "0s"],
+            ["swarmlog", "run", "--retry-max", "99999999999999s"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} was accepted");
+        }
+        assert!(Cli::try_parse_from(["swarmlog", "run", "--debounce", "0ms"]).is_ok());
     }
 }

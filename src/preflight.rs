@@ -133,9 +133,15 @@ pub fn due(cached: Option<&Cached>, node_version: u64, min: u64, now: Instant, r
 /// The name of a node's preflight job (service names are at most 63 characters).
 pub fn job_name(stack: &str, node_id: &str) -> String {
     let id: String = node_id.chars().take(12).collect();
-    let mut name = format!("{stack}_preflight_{id}");
-    name.truncate(63);
-    name
+    let name = format!("{stack}_preflight_{id}");
+    if name.len() <= 63 {
+        return name;
+    }
+    // Service names end at 63 characters: keep a prefix of the stack and
+    // the node id, and a hash of both so two long stacks never share one.
+    let hash = crate::render::desired::spec_hash(&(stack, node_id));
+    let prefix: String = stack.chars().take(63 - "_pf_".len() - 12 - 1 - 8).collect();
+    format!("{prefix}_pf_{id}_{}", &hash[..8])
 }
 
 /// The one-off job: one task, on that node only, never restarted.
@@ -315,6 +321,18 @@ pub async fn remove_job(engine: &Engine, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_names_fit_and_never_collide() {
+        let id = "abcdefghijkl0123456789";
+        assert_eq!(job_name("logging", id), "logging_preflight_abcdefghijkl");
+        let a = "s".repeat(60);
+        let b = format!("{}x", "s".repeat(59));
+        let (na, nb) = (job_name(&a, id), job_name(&b, id));
+        assert!(na.len() <= 63 && nb.len() <= 63, "{na} {nb}");
+        assert_ne!(na, nb, "two long stacks share a job name");
+        assert_ne!(job_name(&a, "node-one-000"), job_name(&a, "node-two-000"));
+    }
 
     fn cached(state: CheckState, version: u64, at: Instant) -> Cached {
         Cached {
