@@ -247,6 +247,11 @@ pub struct PlanArgs {
     /// `text` for people, `json` for scripts.
     #[arg(long, short = 'o', value_enum, default_value_t = PlanFormat::Text)]
     pub output: PlanFormat,
+    /// Show the values of environment keys that look secret (PASSWORD,
+    /// SECRET, TOKEN, KEY, ...); hidden by default. Config and secret data
+    /// are never shown.
+    #[arg(long)]
+    pub show_values: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

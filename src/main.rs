@@ -175,9 +175,13 @@ async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let p = swarmlog::plan::plan(&rendered.desired, &observed, args.safety.options());
+    let shown = swarmlog::plan::redact::redacted(&p, args.show_values);
     match args.output {
-        PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&p)),
-        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&p).context("serialising the plan")?),
+        PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&shown)),
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&shown).context("serialising the plan")?
+        ),
     }
     Ok(if !p.refusals().is_empty() {
         ExitCode::FAILURE

@@ -10,6 +10,7 @@ mod networks;
 pub mod normalise;
 pub mod placement;
 mod preconditions;
+pub mod redact;
 mod removals;
 mod services;
 

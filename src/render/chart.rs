@@ -70,6 +70,17 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
+/// The values with every `$` in a string doubled (`$$`), which compose
+/// interpolation turns back into one: values reach the services as written.
+pub fn literal_dollars(values: &Json) -> Json {
+    match values {
+        Json::String(s) => Json::String(s.replace('$', "$$")),
+        Json::Array(a) => Json::Array(a.iter().map(literal_dollars).collect()),
+        Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), literal_dollars(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Inputs of a render beside the chart.
 pub struct RenderOptions<'a> {
     /// Values files, in order (later wins): (name for messages, text).
@@ -301,7 +312,13 @@ impl Chart {
             Source::StackFile(p) => (p.display().to_string(), self.templates[0].1.clone()),
             _ => {
                 let name = self.template_path(MAIN_TEMPLATE);
-                (format!("{name} (rendered)"), self.render_template(&stack, &values)?)
+                // Values are literal: the rendered file is read as compose,
+                // which interpolates `$`, so every `$` of a value goes in as
+                // `$$` (also what an ejected file needs for `docker stack deploy`).
+                (
+                    format!("{name} (rendered)"),
+                    self.render_template(&stack, &literal_dollars(&values))?,
+                )
             }
         };
         let loaded = load::load(&compose_name, &compose_text, opts.env)?;
@@ -482,6 +499,33 @@ mod tests {
             .collect();
         assert_eq!(names, ["logging_elasticsearch", "logging_kibana", "logging_logstash"]);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn values_are_literal() {
+        let chart = Chart::embedded().unwrap();
+        let env = |_: &str| Some("FROM-THE-ENVIRONMENT".to_string());
+        let mut o =
+            opts(&["elasticsearch:\n  env:\n    ELASTIC_PASSWORD: \"Pa$word1\"\n    OTHER: \"abc$1x ${HOME} $$\"\n"]);
+        o.env = &env;
+        let r = chart.render(&o).expect("a value with $ renders");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let es = r.desired.services.iter().find(|s| s.key == "elasticsearch").unwrap();
+        let env = es
+            .spec
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container_spec
+            .as_ref()
+            .unwrap()
+            .env
+            .clone()
+            .unwrap();
+        assert!(env.contains(&"ELASTIC_PASSWORD=Pa$word1".to_string()), "{env:?}");
+        assert!(env.contains(&"OTHER=abc$1x ${HOME} $$".to_string()), "{env:?}");
+        // The ejected stack file says `$$`, which docker stack deploy reads as `$`.
+        assert!(r.compose_text.contains("Pa$$word1"), "{}", r.compose_text);
     }
 
     #[test]

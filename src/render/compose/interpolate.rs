@@ -10,8 +10,9 @@ use crate::render::yaml::{Node, Value};
 /// Why interpolation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InterpolateError {
-    #[error("invalid interpolation format in {text:?}: {why}")]
-    Format { text: String, why: String },
+    /// The value itself is never shown (it may be a secret): the position is.
+    #[error("invalid interpolation format at character {at} of the value: {why}")]
+    Format { at: usize, why: String },
     #[error("required variable {name} is missing a value: {message}")]
     Required { name: String, message: String },
 }
@@ -33,11 +34,11 @@ pub fn interpolate_str(
 ) -> Result<String, InterpolateError> {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
-    let format_err = |why: &str| InterpolateError::Format {
-        text: text.to_string(),
+    let format_err = |at: usize, why: &str| InterpolateError::Format {
+        at: text[..at].chars().count() + 1,
         why: why.to_string(),
     };
-    while let Some((_, c)) = chars.next() {
+    while let Some((at, c)) = chars.next() {
         if c != '$' {
             out.push(c);
             continue;
@@ -59,10 +60,10 @@ pub fn interpolate_str(
                     body.push(c);
                 }
                 if !closed {
-                    return Err(format_err("missing closing brace"));
+                    return Err(format_err(at, "missing closing brace"));
                 }
                 out.push_str(&braced(&body, lookup, unset).map_err(|e| match e {
-                    BracedError::Format(why) => format_err(&why),
+                    BracedError::Format(why) => format_err(at, &why),
                     BracedError::Required(err) => err,
                 })?);
             }
@@ -82,6 +83,7 @@ pub fn interpolate_str(
             }
             _ => {
                 return Err(format_err(
+                    at,
                     "a '$' must be followed by a variable name, '{' or '$' (write '$$' for a literal '$')",
                 ))
             }
@@ -99,7 +101,9 @@ fn braced(body: &str, lookup: &dyn Fn(&str) -> Option<String>, unset: &mut Vec<S
     let end = body.find(|c: char| !is_name_char(c)).unwrap_or(body.len());
     let (name, rest) = body.split_at(end);
     if name.is_empty() || !name.starts_with(is_name_start) {
-        return Err(BracedError::Format(format!("{body:?} is not a variable name")));
+        return Err(BracedError::Format(
+            "the text inside ${...} is not a variable name".to_string(),
+        ));
     }
     let value = lookup(name);
     let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
@@ -115,7 +119,7 @@ fn braced(body: &str, lookup: &dyn Fn(&str) -> Option<String>, unset: &mut Vec<S
         ("", "")
     } else {
         return Err(BracedError::Format(format!(
-            "unexpected {rest:?} after the variable name {name}"
+            "unexpected characters after the variable name {name} (use :-, -, :? or ?)"
         )));
     };
     let required = |message: &str| {
