@@ -137,11 +137,22 @@ impl Context {
         });
     }
 
-    /// Renders the desired state from the settings (the same entry point as the CLI's).
-    fn render(&self) -> Result<DesiredState, Vec<String>> {
-        crate::render::render(&self.settings.render, &crate::render::process_env)
+    /// Renders the desired state from the settings (the same entry point as
+    /// the CLI's). A running operator also refuses an empty values file, and,
+    /// against the desired state in force, another stack name or a service
+    /// with a volume gone ([`crate::render::continuity`]).
+    fn render(&self, in_force: Option<&DesiredState>) -> Result<DesiredState, Vec<String>> {
+        let empty = crate::render::empty_values_files(&self.settings.render);
+        if !empty.is_empty() {
+            return Err(empty);
+        }
+        let d = crate::render::render(&self.settings.render, &crate::render::process_env)
             .map(|r| r.desired)
-            .map_err(|p| p.0.iter().map(ToString::to_string).collect())
+            .map_err(|p| p.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        match in_force.map(|f| crate::render::continuity(f, &d)) {
+            Some(problems) if !problems.is_empty() => Err(problems),
+            _ => Ok(d),
+        }
     }
 
     /// A new desired state is in force: what to watch follows it.

@@ -219,7 +219,7 @@ fn render_step(
     last_good: &mut Option<DesiredState>,
     facts: &mut Facts,
 ) -> Result<DesiredState, ReconcileError> {
-    match ctx.render() {
+    match ctx.render(last_good.as_ref()) {
         Ok(d) => {
             if last_good.as_ref() != Some(&d) {
                 ctx.desired_changed(&d);

@@ -77,3 +77,109 @@ pub fn render(inputs: &Inputs, env: &dyn Fn(&str) -> Option<String>) -> Result<R
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
+
+/// What a running operator refuses in a new desired state, against the one
+/// in force: another stack name (the stack is fixed when the operator
+/// starts), or a service that mounts a named volume gone from it (a values
+/// file read half-written must not take Elasticsearch away). Empty: fine.
+pub fn continuity(in_force: &desired::DesiredState, next: &desired::DesiredState) -> Vec<String> {
+    let mut problems = Vec::new();
+    if next.stack != in_force.stack {
+        problems.push(format!(
+            "the values now render stack {:?}, but this operator runs stack {:?} (the stack is fixed at start: restart the operator to change it)",
+            next.stack, in_force.stack
+        ));
+    }
+    for s in &in_force.services {
+        let volumes = s.named_volumes();
+        if volumes.is_empty() || next.services.iter().any(|n| n.spec.name == s.spec.name) {
+            continue;
+        }
+        problems.push(format!(
+            "service {} (volume {}) is no longer in the desired state; refusing to remove it while running (a values file read while being written?). To remove it on purpose, restart the operator with the new values",
+            s.spec.name.as_deref().unwrap_or_default(),
+            volumes.join(", ")
+        ));
+    }
+    problems
+}
+
+/// Values files that hold nothing (or only comments): in a running
+/// operator, most likely a file caught while being rewritten.
+pub fn empty_values_files(inputs: &Inputs) -> Vec<String> {
+    inputs
+        .values
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .all(|l| l.is_empty() || l.starts_with('#') || l == "---")
+            })
+        })
+        .map(|p| {
+            format!(
+                "{}: the values file is empty (being rewritten?); the desired state in force stays",
+                p.display()
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(values: &str) -> desired::DesiredState {
+        let chart = chart::Chart::embedded().expect("chart");
+        chart
+            .render(&RenderOptions {
+                values_files: vec![("v.yaml".into(), values.into())],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+            })
+            .expect("renders")
+            .desired
+    }
+
+    #[test]
+    fn a_running_stack_keeps_its_name_and_its_volumes() {
+        let prod = desired("stack: prod\n");
+        assert!(continuity(&prod, &prod).is_empty());
+        let other = desired("");
+        let problems = continuity(&prod, &other);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("\"logging\"") && p.contains("\"prod\"")),
+            "{problems:?}"
+        );
+        let mut no_es = prod.clone();
+        no_es.services.retain(|s| s.key != "elasticsearch");
+        let problems = continuity(&prod, &no_es);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("prod_elasticsearch") && problems[0].contains("prod_elasticsearch_index"));
+        // Services without a volume may go.
+        let mut no_kibana = prod.clone();
+        no_kibana.services.retain(|s| s.key != "kibana");
+        assert!(continuity(&prod, &no_kibana).is_empty());
+    }
+
+    #[test]
+    fn empty_values_files_are_named() {
+        let dir = std::env::temp_dir().join(format!("swarmlog-empty-values-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (empty, full) = (dir.join("empty.yaml"), dir.join("full.yaml"));
+        std::fs::write(&empty, "# nothing yet\n\n---\n").unwrap();
+        std::fs::write(&full, "stack: prod\n").unwrap();
+        let inputs = Inputs {
+            values: vec![empty.clone(), full],
+            ..Inputs::default()
+        };
+        let found = empty_values_files(&inputs);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with(&empty.display().to_string()));
+    }
+}

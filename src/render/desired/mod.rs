@@ -153,6 +153,22 @@ pub struct DesiredService {
     pub hash: String,
 }
 
+impl DesiredService {
+    /// The named volumes it mounts (its data, when it has any).
+    pub fn named_volumes(&self) -> Vec<String> {
+        self.spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.mounts.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|m| m.typ == Some(bollard::models::MountType::VOLUME))
+            .filter_map(|m| m.source.clone())
+            .collect()
+    }
+}
+
 /// Reads a file named in the stack file (`configs.x.file`), relative to the
 /// chart or stack file; returns its bytes or a message saying why not.
 pub type FileReader<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
