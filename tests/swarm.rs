@@ -77,6 +77,10 @@ fn main() {
             "run_invalid_values_keep_last_good",
             controller::invalid_values_keep_last_good,
         ),
+        (
+            "run_half_written_values_change_nothing",
+            controller::half_written_values_change_nothing,
+        ),
         ("run_companion_follows_domains", companion::companion_follows_domains),
         ("run_http_api_follows_the_stack", http::http_api_follows_the_stack),
         ("exit_codes_of_engine_errors", promises::exit_codes_of_engine_errors),

@@ -750,27 +750,24 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     http_request(addr, "GET", path)
 }
 
-/// A plain HTTP/1.1 request without a body on loopback: (status code, body).
+/// A request without a body on loopback: (status code, body), through the
+/// operator's own client (`swarmlog::client`). Runs on a thread of its own,
+/// so it may be called from inside a runtime too.
 pub fn http_request(addr: &str, method: &str, path: &str) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed answer")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status code")?;
-    Ok((code, body.to_string()))
+    let url = format!("http://{addr}{path}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("a runtime for {url}: {e}"))?;
+            rt.block_on(swarmlog::client::request(method, &url, &[], Duration::from_secs(5)))
+                .map(|a| (a.code, a.body))
+                .map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| format!("the request to {url} panicked"))?
+    })
 }
 
 /// Whether a task of `service` runs on the node `node_id`.

@@ -424,3 +424,78 @@ pub fn invalid_values_keep_last_good(sb: &Sandbox, rt: &tokio::runtime::Runtime)
     drop(op);
     rt.block_on(remove(sb, stack))
 }
+
+/// Issue: a values file read while being rewritten (empty, or another stack
+/// name, or without Elasticsearch) made `run` create a second stack with an
+/// empty volume. Now each is invalid: the state in force stays, reported.
+pub fn half_written_values_change_nothing(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itpartial";
+    let dir = common::temp_dir(stack);
+    let values = dir.join("values.yaml");
+    let good = format!("stack: {stack}\n");
+    std::fs::write(&values, &good).map_err(|e| e.to_string())?;
+    let v = values.display().to_string();
+    let op = Operator::start(
+        sb,
+        "itpartial-op",
+        &["--resync", "10m", "--values", &v, "--watch-interval", "200ms"],
+    )?;
+    let result = rt.block_on(async {
+        converged(sb, stack, &["--values", &v], "the operator to converge").await?;
+        let docker = sb.client().await?;
+        let before = stack_services(&docker).await?;
+        for (content, says) in [
+            ("", "the values file is empty"),
+            ("# being written\n", "the values file is empty"),
+            // Renders the default stack name: a second stack, refused.
+            ("kibana:\n  replicas: 1\n", "fixed at start"),
+        ] {
+            std::fs::write(&values, content).map_err(|e| e.to_string())?;
+            op.reconcile_now().ok();
+            wait_for(
+                &format!("the operator to refuse {content:?}"),
+                Duration::from_secs(20),
+                || async {
+                    let st = op.status()?;
+                    let invalid = st["invalid"].to_string();
+                    Ok((st["phase"] == "Invalid" && invalid.contains(says)).then_some(()))
+                },
+            )
+            .await?;
+            let after = stack_services(&docker).await?;
+            if after != before {
+                return Err(format!(
+                    "services changed under {content:?}: before {before:?}, after {after:?}"
+                ));
+            }
+        }
+        // Written whole again: valid, nothing to do.
+        std::fs::write(&values, &good).map_err(|e| e.to_string())?;
+        converged(sb, stack, &["--values", &v], "valid values again").await
+    });
+    drop(op);
+    rt.block_on(remove(sb, stack))?;
+    result
+}
+
+/// Every service of a stack namespace in the swarm, by name (with its spec version).
+async fn stack_services(docker: &bollard::Docker) -> Result<Vec<(String, u64)>, String> {
+    let mut out: Vec<(String, u64)> = docker
+        .list_services(None::<bollard::query_parameters::ListServicesOptions>)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.spec.as_ref()?.name.clone()?;
+            let labelled = s
+                .spec
+                .as_ref()?
+                .labels
+                .as_ref()?
+                .contains_key("com.docker.stack.namespace");
+            labelled.then(|| (name, s.version.and_then(|v| v.index).unwrap_or(0)))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
