@@ -78,6 +78,10 @@ fn main() {
             controller::invalid_values_keep_last_good,
         ),
         (
+            "run_elasticsearch_stays_with_its_data",
+            controller::elasticsearch_stays_with_its_data,
+        ),
+        (
             "run_half_written_values_change_nothing",
             controller::half_written_values_change_nothing,
         ),

@@ -146,6 +146,7 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     let observed = nodes_step(ctx, role, observed).await?;
     let desired = render_step(ctx, &mut mem.last_good, facts)?;
     let (loggers, mut degraded) = loggers_step(&desired, &observed, &mut mem.known_loggers);
+    degraded.extend(data_nodes_step(&desired, &observed));
     let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
     degraded.extend(low);
     facts.degraded = !degraded.is_empty();
@@ -257,6 +258,18 @@ fn loggers_step(
         known.insert(l.id.clone(), l.hostname.clone());
     }
     (loggers, degraded)
+}
+
+/// data nodes: a pinned service (Elasticsearch) whose node is down, drained
+/// or gone waits for it; the node is degraded, named with the reason.
+fn data_nodes_step(desired: &DesiredState, observed: &Observed) -> Vec<Degraded> {
+    plan::pinning::waiting_on_data_nodes(desired, observed)
+        .into_iter()
+        .map(|w| Degraded {
+            hostname: w.hostname,
+            reason: w.why,
+        })
+        .collect()
 }
 
 /// preflight: services that wait for a logger node's `vm.max_map_count`

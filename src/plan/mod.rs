@@ -8,6 +8,7 @@
 mod files;
 mod networks;
 pub mod normalise;
+pub mod pinning;
 pub mod placement;
 mod preconditions;
 pub mod redact;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bollard::models::{Node, Service, ServiceSpec};
 
 use super::normalise::{diff, normalise_service};
+use super::pinning::pinned;
 use super::placement::{constraints_of, node_matches};
 use super::{Action, Blocker, Conflict, Held, Inputs, ObjectKind, ObjectRef, Plan, Reason, Wanted};
 use crate::engine::Observed;
@@ -30,16 +31,14 @@ pub(super) fn plan(
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()));
         match observed {
-            None => match held.get(&name) {
-                Some(why) => p.held.push(Held {
+            None => match (held.get(&name), pinned(inputs, d, None)) {
+                (Some(why), _) => p.held.push(Held {
                     service: name,
                     fields: Vec::new(),
                     why: why.clone(),
                 }),
-                None => p.actions.push(Action::CreateService {
-                    name,
-                    spec: d.spec.clone(),
-                }),
+                (None, Ok(spec)) => p.actions.push(Action::CreateService { name, spec }),
+                (None, Err(b)) => p.blockers.push(b),
             },
             Some(o) => plan_existing(inputs, d, name, o, held, net_names, p),
         }
@@ -64,7 +63,14 @@ fn plan_existing(
         });
         return;
     }
-    let mut spec = with_foreign_labels(&d.spec, &ospec);
+    let desired_spec = match pinned(inputs, d, Some(o)) {
+        Ok(spec) => spec,
+        Err(b) => {
+            p.blockers.push(b);
+            return;
+        }
+    };
+    let mut spec = with_foreign_labels(&desired_spec, &ospec);
     if d.spec.labels.as_ref().is_some_and(|l| l.contains_key(LABEL_COMPANION)) {
         keep_companion_domains(&mut spec, &ospec);
     }
@@ -92,7 +98,7 @@ fn plan_existing(
         Reason::Changed
     };
     if !inputs.opts.allow_move {
-        if let Some(b) = relocation_blocker(&name, &d.spec, o, inputs.observed) {
+        if let Some(b) = relocation_blocker(&name, &desired_spec, o, inputs.observed) {
             p.blockers.push(b);
         }
     }

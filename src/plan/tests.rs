@@ -540,3 +540,102 @@ fn preflight_zero_turns_the_check_off() {
         .expect("renders");
     assert!(rendered.desired.preflight().is_empty(), "0 turns the check off");
 }
+
+fn active(mut n: Node) -> Node {
+    if let Some(s) = n.spec.as_mut() {
+        s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE);
+    }
+    n
+}
+
+fn es_spec(p: &Plan) -> Option<&ServiceSpec> {
+    p.actions.iter().find_map(|a| match a {
+        Action::CreateService { name, spec } | Action::UpdateService { name, spec, .. }
+            if name == "logging_elasticsearch" =>
+        {
+            Some(spec)
+        }
+        _ => None,
+    })
+}
+
+fn pinned_to(spec: &ServiceSpec) -> (Option<String>, Vec<String>) {
+    let label = spec
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(super::pinning::LABEL_DATA_NODE))
+        .cloned();
+    let pins = constraints_of(spec)
+        .into_iter()
+        .filter(|c| c.starts_with("node.id=="))
+        .collect();
+    (label, pins)
+}
+
+#[test]
+fn elasticsearch_is_pinned_to_its_data_node() {
+    let d = desired();
+    let mut o = observed_from(&d);
+    o.nodes = vec![
+        active(node("n1", "manager-1", &[])),
+        active(node("n3", "logger-2", &[("logger", "true")])),
+        active(node("n2", "logger-1", &[("logger", "true")])),
+    ];
+    // First create: the first allowed node by hostname; Kibana is not pinned.
+    let mut empty = o.clone();
+    empty.services.clear();
+    let p = plan(&d, &empty, PlanOptions::default());
+    assert_eq!(
+        pinned_to(es_spec(&p).expect("created")),
+        (Some("n2".into()), vec!["node.id==n2".to_string()])
+    );
+    let kibana = p.actions.iter().find(|a| a.name() == "logging_kibana").unwrap();
+    let Action::CreateService { spec, .. } = kibana else {
+        panic!()
+    };
+    assert_eq!(pinned_to(spec), (None, vec![]));
+    // Running on logger-2 without the label (an older operator): pinned there.
+    o.tasks.push(Task {
+        service_id: Some("id-logging_elasticsearch".into()),
+        node_id: Some("n3".into()),
+        ..Default::default()
+    });
+    let p = plan(&d, &o, PlanOptions::default());
+    assert_eq!(
+        pinned_to(es_spec(&p).expect("pinned by an update")),
+        (Some("n3".into()), vec!["node.id==n3".to_string()])
+    );
+    // Pinned and recorded: nothing to do, also while its node is drained or down.
+    let pinned_spec = es_spec(&p).unwrap().clone();
+    *service_mut(&mut o, "logging_elasticsearch") = pinned_spec;
+    o.tasks.clear();
+    for n in o.nodes.iter_mut().filter(|n| n.id.as_deref() == Some("n3")) {
+        n.spec.as_mut().unwrap().availability = Some(bollard::models::NodeSpecAvailabilityEnum::DRAIN);
+        n.status.as_mut().unwrap().state = Some(NodeState::DOWN);
+    }
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(p.is_empty() && p.blockers.is_empty(), "{:#?}", p);
+    // Its data node loses the label: moving is refused unless asked for.
+    for n in o.nodes.iter_mut().filter(|n| n.id.as_deref() == Some("n3")) {
+        n.spec.as_mut().unwrap().labels = Some(HashMap::new());
+    }
+    let p = plan(&d, &o, PlanOptions::default());
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| matches!(b, Blocker::WouldMove { service, host, .. }
+            if service == "logging_elasticsearch" && host == "logger-2")),
+        "{:?}",
+        p.blockers
+    );
+    let p = plan(
+        &d,
+        &o,
+        PlanOptions {
+            allow_move: true,
+            ..Default::default()
+        },
+    );
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    assert_eq!(pinned_to(es_spec(&p).expect("moved")).0, Some("n2".into()));
+}

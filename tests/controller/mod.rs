@@ -499,3 +499,99 @@ async fn stack_services(docker: &bollard::Docker) -> Result<Vec<(String, u64)>, 
     out.sort();
     Ok(out)
 }
+
+/// Issue: with two logger nodes, swarm restarted Elasticsearch on the other
+/// one (drain, node down), on an empty volume. Now it is pinned to the node
+/// holding its data: drained, it waits (Degraded, the node named) and runs
+/// nowhere else; back, it runs again on its data.
+pub fn elasticsearch_stays_with_its_data(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itpin";
+    let op = Operator::start(sb, "itpin-op", &["--stack", stack, "--resync", "10m"])?;
+    let result = rt.block_on(async {
+        converged(sb, stack, &[], "the operator to converge").await?;
+        let docker = sb.client().await?;
+        let es = format!("{stack}_elasticsearch");
+        let node_id = |host: &str| {
+            let host = host.to_string();
+            let docker = docker.clone();
+            async move {
+                let nodes = docker
+                    .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                nodes
+                    .into_iter()
+                    .find(|n| n.description.as_ref().and_then(|d| d.hostname.as_deref()) == Some(host.as_str()))
+                    .and_then(|n| n.id)
+                    .ok_or_else(|| format!("no node {host}"))
+            }
+        };
+        let (data, other) = (node_id("logger-1").await?, node_id("worker-1").await?);
+        wait_for("Elasticsearch running on logger-1", Duration::from_secs(60), || async {
+            Ok(common::task_running_on(&docker, &es, &data).await?.then_some(()))
+        })
+        .await?;
+        // Its data, written into its volume on logger-1.
+        let logger = common::client_for(&sb.sock("logger-1")?).await?;
+        let volume = format!("{stack}_elasticsearch_index");
+        let v = logger
+            .inspect_volume(&volume)
+            .await
+            .map_err(|e| format!("volume {volume}: {e}"))?;
+        let marker = std::path::PathBuf::from(&v.mountpoint).join("swarmlog-pin-marker");
+        std::fs::write(&marker, "index data").map_err(|e| format!("write {}: {e}", marker.display()))?;
+        // A second logger node, then the data node drained.
+        sb.docker(&["node", "update", "--label-add", "logger=true", "worker-1"])?;
+        sb.docker(&["node", "update", "--availability", "drain", "logger-1"])?;
+        wait_for("the data node reported", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            let named = st["degraded_nodes"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|n| n["hostname"] == "logger-1" && n["reason"].to_string().contains(&es))
+            });
+            Ok((st["phase"] == "Degraded" && named).then_some(()))
+        })
+        .await?;
+        let spec = docker
+            .inspect_service(&es, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .spec
+            .unwrap_or_default();
+        let constraints = spec
+            .task_template
+            .and_then(|t| t.placement)
+            .and_then(|p| p.constraints)
+            .unwrap_or_default();
+        if !constraints.contains(&format!("node.id=={data}")) {
+            return Err(format!("Elasticsearch is not pinned to its data node: {constraints:?}"));
+        }
+        if common::task_running_on(&docker, &es, &other).await? {
+            return Err("Elasticsearch runs on worker-1, away from its data".into());
+        }
+        // Back: it runs on its data again.
+        sb.docker(&["node", "update", "--availability", "active", "logger-1"])?;
+        wait_for("Elasticsearch back on logger-1", Duration::from_secs(90), || async {
+            Ok(common::task_running_on(&docker, &es, &data).await?.then_some(()))
+        })
+        .await?;
+        match std::fs::read_to_string(&marker) {
+            Ok(t) if t == "index data" => {}
+            other => return Err(format!("the data in the volume: {other:?}")),
+        }
+        if common::task_running_on(&docker, &es, &other).await? {
+            return Err("Elasticsearch also runs on worker-1".into());
+        }
+        wait_for("phase Converged again", Duration::from_secs(60), || async {
+            op.reconcile_now().ok();
+            Ok((op.status()?["phase"] == "Converged").then_some(()))
+        })
+        .await
+    });
+    sb.docker(&["node", "update", "--availability", "active", "logger-1"])
+        .ok();
+    sb.docker(&["node", "update", "--label-rm", "logger", "worker-1"]).ok();
+    drop(op);
+    rt.block_on(remove(sb, stack))?;
+    result
+}
