@@ -16,6 +16,9 @@ use serde::Serialize;
 pub const LABEL_OPT_IN: &str = "io.swarmlog.letsencrypt";
 /// docker-flow-proxy's domain label.
 pub const LABEL_DOMAIN: &str = "com.df.serviceDomain";
+/// The label on the companion that remembers the groups swarmlog wrote (its
+/// own, as JSON: canonical groups). Every other `DOMAIN_*` group is the user's.
+pub const LABEL_OWNED: &str = "io.swarmlog.domains";
 
 /// A source of domain names: the values, or a service label.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -179,17 +182,83 @@ fn is_domain_var(e: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// The companion's environment with the groups written: every other variable
-/// kept in its place, stale `DOMAIN_<n>` dropped, `DOMAIN_1..n` and
-/// `DOMAIN_COUNT` appended. Names are valid hostnames, so single quotes are safe.
-pub fn write_env(env: &[String], groups: &[Vec<String>]) -> Vec<String> {
-    let mut out: Vec<String> = env.iter().filter(|e| !is_domain_var(e)).cloned().collect();
-    for (i, g) in groups.iter().enumerate() {
-        let quoted: Vec<String> = g.iter().map(|n| format!("'{n}'")).collect();
-        out.push(format!("DOMAIN_{}=({})", i + 1, quoted.join(" ")));
+/// The groups swarmlog wrote, from the companion's [`LABEL_OWNED`] label.
+/// An absent label owns nothing; an unreadable one is an error (the caller
+/// then owns nothing either: a user's group is never taken for ours).
+pub fn owned_from_label(label: Option<&str>) -> Result<Vec<Vec<String>>, String> {
+    match label {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str::<Vec<Vec<String>>>(text)
+            .map(|g| canonical(&g))
+            .map_err(|e| format!("label {LABEL_OWNED} is not a JSON list of domain groups ({e}): {text:?}")),
     }
-    out.push(format!("DOMAIN_COUNT={}", groups.len()));
-    out
+}
+
+/// The [`LABEL_OWNED`] value for the groups swarmlog writes (none: no label).
+pub fn owned_label(ours: &[Vec<String>]) -> Option<String> {
+    (!ours.is_empty()).then(|| serde_json::Value::from(canonical(ours)).to_string())
+}
+
+/// One group in canonical form.
+fn canonical_group(g: &[String]) -> Vec<String> {
+    canonical(&[g.to_vec()]).into_iter().next().unwrap_or_default()
+}
+
+/// The companion's domains after a merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    /// The environment to write.
+    pub env: Vec<String>,
+    /// Every group it holds then (the user's and swarmlog's, in `DOMAIN_<n>` order).
+    pub groups: Vec<Vec<String>>,
+    /// swarmlog's groups (canonical): what [`LABEL_OWNED`] remembers.
+    pub ours: Vec<Vec<String>>,
+}
+
+/// Merges the wanted groups into a companion's environment without losing
+/// the user's: every `DOMAIN_<n>` that is not one swarmlog wrote before
+/// (`owned`, from [`LABEL_OWNED`]) stays as it is, byte for byte and in its
+/// place; swarmlog's groups are the wanted ones no group of the user already
+/// holds every name of, appended under the lowest free numbers (so `1..n` stays contiguous
+/// when the user's are), and groups swarmlog wrote that are no longer wanted
+/// go. `DOMAIN_COUNT` is the total, last. Names are valid hostnames, so
+/// single quotes are safe.
+pub fn merge(env: &[String], owned: &[Vec<String>], wanted: &[Vec<String>]) -> Merged {
+    let owned: BTreeSet<Vec<String>> = owned.iter().map(|g| canonical_group(g)).collect();
+    let mut out = Vec::new();
+    let mut used = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    for e in env {
+        if !is_domain_var(e) {
+            out.push(e.clone());
+            continue;
+        }
+        let (key, value) = e.split_once('=').unwrap_or((e.as_str(), ""));
+        let Some(n) = key.strip_prefix("DOMAIN_").and_then(|n| n.parse::<u32>().ok()) else {
+            continue; // DOMAIN_COUNT: written anew below.
+        };
+        let names: Vec<String> = parse_array(value).into_iter().map(|n| n.to_ascii_lowercase()).collect();
+        let group = canonical_group(&names);
+        if !group.is_empty() && owned.contains(&group) {
+            continue; // Ours from before: written anew below if still wanted.
+        }
+        used.insert(n);
+        users.insert(group);
+        out.push(e.clone());
+    }
+    // A user's group with every name of a wanted one (in any order) covers it:
+    // its certificate already holds them all.
+    let covered = |g: &Vec<String>| users.iter().any(|u: &Vec<String>| g.iter().all(|n| u.contains(n)));
+    let ours: Vec<Vec<String>> = canonical(wanted).into_iter().filter(|g| !covered(g)).collect();
+    let mut free = (1u32..).filter(|n| !used.contains(n));
+    for g in &ours {
+        let quoted: Vec<String> = g.iter().map(|n| format!("'{n}'")).collect();
+        let n = free.next().unwrap_or(u32::MAX);
+        out.push(format!("DOMAIN_{n}=({})", quoted.join(" ")));
+    }
+    out.push(format!("DOMAIN_COUNT={}", used.len() + ours.len()));
+    let groups = current_groups(&out);
+    Merged { env: out, groups, ours }
 }
 
 /// Keeps the `DOMAIN_*` variables of `observed` in `desired` (for a companion
@@ -396,10 +465,12 @@ mod tests {
             current_groups(&env),
             vec![s(&["example.com", "www.example.com"]), s(&["old.example.com"])]
         );
+        // Everything swarmlog owns: rewritten as wanted, the rest in place.
+        let owned = current_groups(&env);
         let groups = vec![s(&["example.com", "www.example.com"]), s(&["logs.example.org"])];
-        let out = write_env(&env, &groups);
+        let out = merge(&env, &owned, &groups);
         assert_eq!(
-            out,
+            out.env,
             s(&[
                 "CERTBOT_EMAIL=ops@example.com",
                 "PROXY_ADDRESS=proxy",
@@ -408,8 +479,153 @@ mod tests {
                 "DOMAIN_COUNT=2",
             ])
         );
-        assert_eq!(current_groups(&out), groups);
+        assert_eq!(current_groups(&out.env), groups);
+        assert_eq!(out.groups, groups);
+        assert_eq!(out.ours, groups);
         assert_eq!(parse_array("(\"a.com\" \"b.com\")"), s(&["a.com", "b.com"]));
+    }
+
+    /// The seed's scenario: a companion made by hand for the frontend gets
+    /// Kibana's group too, and keeps its own.
+    #[test]
+    fn merge_keeps_the_users_groups_in_place_and_appends_ours() {
+        let env = s(&[
+            "CERTBOT_EMAIL=ops@example.com",
+            "DOMAIN_1=('customdomain.com' 'www.customdomain.com')",
+            "DOMAIN_COUNT=1",
+            "PROXY_ADDRESS=proxy",
+        ]);
+        let kibana = vec![s(&["kibana.example.org"])];
+        let m = merge(&env, &[], &kibana);
+        assert_eq!(
+            m.env,
+            s(&[
+                "CERTBOT_EMAIL=ops@example.com",
+                "DOMAIN_1=('customdomain.com' 'www.customdomain.com')",
+                "PROXY_ADDRESS=proxy",
+                "DOMAIN_2=('kibana.example.org')",
+                "DOMAIN_COUNT=2",
+            ])
+        );
+        assert_eq!(m.ours, kibana);
+        assert_eq!(owned_label(&m.ours).as_deref(), Some(r#"[["kibana.example.org"]]"#));
+        // Kibana's domain changes: only swarmlog's group is replaced.
+        let owned = owned_from_label(owned_label(&m.ours).as_deref()).unwrap();
+        let m2 = merge(&m.env, &owned, &[s(&["logs.example.org"])]);
+        assert_eq!(
+            m2.env,
+            s(&[
+                "CERTBOT_EMAIL=ops@example.com",
+                "DOMAIN_1=('customdomain.com' 'www.customdomain.com')",
+                "PROXY_ADDRESS=proxy",
+                "DOMAIN_2=('logs.example.org')",
+                "DOMAIN_COUNT=2",
+            ])
+        );
+        // A group the user adds by hand later stays; ours keeps its number.
+        let mut by_hand = m2.env.clone();
+        by_hand.insert(3, "DOMAIN_3=(shop.example.net)".to_string());
+        let m3 = merge(&by_hand, &m2.ours, &[s(&["logs.example.org"])]);
+        assert_eq!(
+            m3.env,
+            s(&[
+                "CERTBOT_EMAIL=ops@example.com",
+                "DOMAIN_1=('customdomain.com' 'www.customdomain.com')",
+                "PROXY_ADDRESS=proxy",
+                "DOMAIN_3=(shop.example.net)",
+                "DOMAIN_2=('logs.example.org')",
+                "DOMAIN_COUNT=3",
+            ])
+        );
+        assert_eq!(canonical(&m3.groups), canonical(&current_groups(&by_hand)));
+    }
+
+    #[test]
+    fn merge_removes_only_ours_when_no_longer_wanted() {
+        let env = s(&[
+            "DOMAIN_1=('customdomain.com' 'www.customdomain.com')",
+            "DOMAIN_2=('kibana.example.org')",
+            "DOMAIN_3=('app.example.net')",
+            "DOMAIN_COUNT=3",
+        ]);
+        let owned = vec![s(&["kibana.example.org"]), s(&["app.example.net"])];
+        let m = merge(&env, &owned, &[s(&["app.example.net"])]);
+        assert_eq!(
+            m.env,
+            s(&[
+                "DOMAIN_1=('customdomain.com' 'www.customdomain.com')",
+                "DOMAIN_2=('app.example.net')",
+                "DOMAIN_COUNT=2",
+            ])
+        );
+        assert_eq!(m.ours, vec![s(&["app.example.net"])]);
+        // Nothing wanted: the user's group alone, and no label.
+        let none = merge(&m.env, &m.ours, &[]);
+        assert_eq!(
+            none.env,
+            s(&["DOMAIN_1=('customdomain.com' 'www.customdomain.com')", "DOMAIN_COUNT=1"])
+        );
+        assert_eq!(owned_label(&none.ours), None);
+        // Without the label nothing is ours: every group stays.
+        let unlabelled = merge(&env, &[], &[]);
+        assert_eq!(unlabelled.groups, current_groups(&env));
+    }
+
+    #[test]
+    fn a_users_group_equal_to_ours_is_not_duplicated() {
+        let env = s(&["DOMAIN_1=(\"www.example.com\" \"example.com\")", "DOMAIN_COUNT=1"]);
+        let m = merge(
+            &env,
+            &[],
+            &[s(&["example.com", "www.example.com"]), s(&["b.example.org"])],
+        );
+        assert_eq!(
+            m.env,
+            s(&[
+                "DOMAIN_1=(\"www.example.com\" \"example.com\")",
+                "DOMAIN_2=('b.example.org')",
+                "DOMAIN_COUNT=2",
+            ])
+        );
+        // Not ours either: it stays when swarmlog no longer wants it.
+        assert_eq!(m.ours, vec![s(&["b.example.org"])]);
+        let later = merge(&m.env, &m.ours, &[]);
+        assert_eq!(
+            later.env,
+            s(&["DOMAIN_1=(\"www.example.com\" \"example.com\")", "DOMAIN_COUNT=1"])
+        );
+        // A user's group with more names covers ours.
+        let m = merge(&env, &[], &[s(&["example.com"])]);
+        assert!(m.ours.is_empty(), "{m:?}");
+    }
+
+    #[test]
+    fn owned_label_reads_back_and_refuses_garbage() {
+        let g = vec![
+            s(&["b.example.org"]),
+            s(&["a.example.org", "z.a.example.org", "x.a.example.org"]),
+        ];
+        let text = owned_label(&g);
+        assert_eq!(owned_from_label(text.as_deref()).unwrap(), canonical(&g));
+        assert_eq!(owned_from_label(None).unwrap(), Vec::<Vec<String>>::new());
+        assert!(owned_from_label(Some("a.example.org")).is_err());
+    }
+
+    /// Gaps in the user's numbers are filled first: with older images that
+    /// read DOMAIN_1..DOMAIN_COUNT, every group is still read.
+    #[test]
+    fn ours_take_the_lowest_free_numbers() {
+        let env = s(&["DOMAIN_2=(a.example.com)", "DOMAIN_COUNT=1"]);
+        let m = merge(&env, &[], &[s(&["b.example.com"]), s(&["c.example.com"])]);
+        assert_eq!(
+            m.env,
+            s(&[
+                "DOMAIN_2=(a.example.com)",
+                "DOMAIN_1=('b.example.com')",
+                "DOMAIN_3=('c.example.com')",
+                "DOMAIN_COUNT=3",
+            ])
+        );
     }
 
     #[test]

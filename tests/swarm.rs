@@ -74,6 +74,10 @@ fn main() {
         ),
         ("run_two_writers_converge", controller::two_writers_converge),
         (
+            "run_lost_logger_nodes_are_events_not_degraded",
+            controller::lost_logger_nodes_are_events_not_degraded,
+        ),
+        (
             "run_invalid_values_keep_last_good",
             controller::invalid_values_keep_last_good,
         ),
@@ -86,6 +90,10 @@ fn main() {
             controller::half_written_values_change_nothing,
         ),
         ("run_companion_follows_domains", companion::companion_follows_domains),
+        (
+            "run_companion_keeps_the_users_domains",
+            companion::companion_keeps_the_users_domains,
+        ),
         ("run_http_api_follows_the_stack", http::http_api_follows_the_stack),
         ("exit_codes_of_engine_errors", promises::exit_codes_of_engine_errors),
         ("run_reports_each_phase", promises::run_reports_each_phase),

@@ -1,6 +1,8 @@
 //! Controller step: keeps the Let's Encrypt companion's `DOMAIN_*` in step
-//! with the desired domain groups. Patches only that environment, version
-//! checked, after the settle window, and never when nothing changed.
+//! with the desired domain groups, keeping every group the user wrote.
+//! Patches only that environment and swarmlog's own `io.swarmlog.domains`
+//! label, version checked, after the settle window, and never when nothing
+//! changed.
 
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use crate::render::desired::{DesiredState, LABEL_COMPANION, LABEL_STACK};
 #[derive(Debug, Default)]
 pub struct State {
     pub pending: Option<Pending<Instant>>,
+    /// The companion's label could not be read (reported once).
+    pub label_error: Option<String>,
 }
 
 fn name_of(s: &Service) -> &str {
@@ -145,6 +149,7 @@ pub async fn step(
         let c = &mut st.companion;
         c.refused = refused.clone();
         c.desired = groups.clone();
+        c.owned = groups.clone();
         c.service = companion.map(|s| name_of(s).to_string());
         c.error = None;
     });
@@ -153,10 +158,31 @@ pub async fn step(
         return Ok(None);
     };
     let spec = companion.spec.clone().unwrap_or_default();
-    let current = letsencrypt::current_groups(&env_of(&spec));
-    ctx.update_status(|st| st.companion.serving = letsencrypt::canonical(&current));
+    let env = env_of(&spec);
+    let current = letsencrypt::current_groups(&env);
+    let label = spec.labels.as_ref().and_then(|l| l.get(letsencrypt::LABEL_OWNED));
+    // An unreadable label owns nothing: the user's groups are never taken for ours.
+    let (owned, label_error) = match letsencrypt::owned_from_label(label.map(String::as_str)) {
+        Ok(owned) => (owned, None),
+        Err(e) => (Vec::new(), Some(format!("{}: {e}", name_of(companion)))),
+    };
+    let merged = letsencrypt::merge(&env, &owned, &groups);
+    ctx.update_status(|st| {
+        let c = &mut st.companion;
+        c.serving = letsencrypt::canonical(&current);
+        c.desired = letsencrypt::canonical(&merged.groups);
+        c.owned = merged.ours.clone();
+        c.error = label_error.clone();
+    });
+    if state.label_error != label_error {
+        if let Some(e) = &label_error {
+            tracing::warn!(error = %e, "companion label unreadable; its groups are kept as the user's");
+            ctx.update_status(|st| st.events_push("companion", e.clone()));
+        }
+        state.label_error = label_error;
+    }
     let decision = letsencrypt::decide(
-        &groups,
+        &merged.groups,
         &current,
         &mut state.pending,
         Instant::now(),
@@ -174,12 +200,26 @@ pub async fn step(
             let version = companion.version.as_ref().and_then(|v| v.index).unwrap_or(0);
             let mut new_spec = spec.clone();
             if let Some(c) = new_spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
-                c.env = Some(letsencrypt::write_env(&env_of(&spec), &groups));
+                c.env = Some(merged.env.clone());
+            }
+            // What swarmlog owns, in the same version-checked update; no other label is touched.
+            match letsencrypt::owned_label(&merged.ours) {
+                Some(v) => {
+                    new_spec
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .insert(letsencrypt::LABEL_OWNED.to_string(), v);
+                }
+                None => {
+                    if let Some(l) = new_spec.labels.as_mut() {
+                        l.remove(letsencrypt::LABEL_OWNED);
+                    }
+                }
             }
             ctx.engine
                 .update_service(&name, &id, version, new_spec, WriteKind::CompanionUpdate)
                 .await?;
-            let shown: Vec<String> = groups.iter().map(|g| g.join(" ")).collect();
+            let shown: Vec<String> = merged.groups.iter().map(|g| g.join(" ")).collect();
             tracing::info!(service = %name, domains = %shown.join("; "), "patched companion");
             ctx.update_status(|st| {
                 st.companion.last_patch = Some(now());

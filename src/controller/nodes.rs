@@ -1,14 +1,16 @@
 //! Controller, nodes: the policy (pure: auto-label rules, which nodes are
-//! logger nodes, which of them are degraded) and the one write it makes,
+//! logger nodes, which of them are degraded, and when a logger node that
+//! left or lost its label still matters) and the one write it makes,
 //! [`label`] (I/O, version-checked, adds labels only).
 
 use std::collections::BTreeMap;
 
-use bollard::models::{Node, NodeSpec, NodeSpecRoleEnum, NodeState};
+use bollard::models::{MountType, Node, NodeSpec, NodeSpecRoleEnum, NodeState, TaskState};
 
 use super::Context;
 use crate::clock::now;
 use crate::engine::{EngineError, Observed};
+use crate::render::desired::DesiredState;
 pub use crate::status::{Degraded, LoggerNode};
 
 /// One rule: nodes matching every condition get the labels (when absent).
@@ -178,14 +180,58 @@ pub fn label_changes(rules: &[LabelRule], nodes: &[Node]) -> Vec<LabelChange> {
     out
 }
 
+/// What makes a logger node that left or lost its label matter: while it
+/// does, it is degraded; otherwise it is only an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stakes {
+    /// Node ID -> services with a volume whose task runs there, or ran there
+    /// last (their data is on that node).
+    pub data_nodes: BTreeMap<String, Vec<String>>,
+    /// Desired services with a task that no node can take now.
+    pub unplaced: Vec<String>,
+}
+
+/// Logger nodes and how they stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loggers {
+    /// Nodes matching `label == value`.
+    pub nodes: Vec<LoggerNode>,
+    /// Logger nodes that cannot serve, and known ones that left or lost
+    /// their label while it matters.
+    pub degraded: Vec<Degraded>,
+    /// Known logger nodes that left or lost their label and do not matter:
+    /// reported once as an event, then forgotten.
+    pub gone: Vec<(String, Degraded)>,
+}
+
 /// Logger nodes (matching `label == value`), and degraded ones: down,
-/// drained, or once a logger node and now without the label.
+/// drained, or a known logger node (`known`: id -> hostname) that left the
+/// swarm or lost its label while it matters ([`Stakes`]).
 pub fn logger_nodes(
     nodes: &[Node],
     label: &str,
     value: &str,
     known: &BTreeMap<String, String>,
-) -> (Vec<LoggerNode>, Vec<Degraded>) {
+    stakes: &Stakes,
+) -> Loggers {
+    let mut out = Loggers::default();
+    // A lost logger node: degraded while it matters, else gone.
+    let mut lost = |id: &str, hostname: String, why: String| {
+        let matters = if let Some(services) = stakes.data_nodes.get(id) {
+            Some(format!("{why}; it holds the data of {}", services.join(", ")))
+        } else if !stakes.unplaced.is_empty() {
+            Some(format!(
+                "{why}; tasks of {} cannot be placed",
+                stakes.unplaced.join(", ")
+            ))
+        } else {
+            None
+        };
+        match matters {
+            Some(reason) => out.degraded.push(Degraded { hostname, reason }),
+            None => out.gone.push((id.to_string(), Degraded { hostname, reason: why })),
+        }
+    };
     let mut loggers = Vec::new();
     let mut degraded = Vec::new();
     for n in nodes {
@@ -224,22 +270,90 @@ pub fn logger_nodes(
                 labels: l,
             });
         } else if known.contains_key(&id) {
-            degraded.push(Degraded {
-                hostname: host,
-                reason: format!("lost its label {label}={value}"),
-            });
+            lost(&id, host, format!("lost its label {label}={value}"));
         }
     }
     // Known logger nodes that left the swarm.
     for (id, host) in known {
         if !nodes.iter().any(|n| n.id.as_deref() == Some(id.as_str())) {
-            degraded.push(Degraded {
-                hostname: host.clone(),
-                reason: "logger node left the swarm".to_string(),
-            });
+            lost(id, host.clone(), "logger node left the swarm".to_string());
         }
     }
-    (loggers, degraded)
+    degraded.append(&mut out.degraded);
+    out.nodes = loggers;
+    out.degraded = degraded;
+    out
+}
+
+/// The nodes holding the data of the desired services with a volume: where
+/// each one's task runs now, else where it ran last (`remembered`: service
+/// -> node ID, updated here).
+pub fn data_nodes(
+    desired: &DesiredState,
+    observed: &Observed,
+    remembered: &mut BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<String>> {
+    let with_volume = desired.services.iter().filter(|d| {
+        d.spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.mounts.as_ref())
+            .is_some_and(|m| m.iter().any(|m| m.typ == Some(MountType::VOLUME)))
+    });
+    let mut wanted = Vec::new();
+    for d in with_volume {
+        let Some(name) = d.spec.name.clone() else { continue };
+        let sid = observed
+            .services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()))
+            .and_then(|s| s.id.clone());
+        let running = observed
+            .tasks
+            .iter()
+            .filter(|t| sid.is_some() && t.service_id == sid)
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+            .find_map(|t| t.node_id.clone().filter(|n| !n.is_empty()));
+        if let Some(node) = running {
+            remembered.insert(name.clone(), node);
+        }
+        wanted.push(name);
+    }
+    remembered.retain(|service, _| wanted.contains(service));
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (service, node) in remembered.iter() {
+        out.entry(node.clone()).or_default().push(service.clone());
+    }
+    out
+}
+
+/// Desired services with a task waiting for a node (none can take it).
+pub fn unplaced(desired: &DesiredState, observed: &Observed) -> Vec<String> {
+    let mut out: Vec<String> = desired
+        .services
+        .iter()
+        .filter_map(|d| {
+            let name = d.spec.name.as_deref()?;
+            let sid = observed
+                .services
+                .iter()
+                .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))?
+                .id
+                .as_deref()?;
+            observed
+                .tasks
+                .iter()
+                .any(|t| {
+                    t.service_id.as_deref() == Some(sid)
+                        && t.node_id.as_deref().unwrap_or_default().is_empty()
+                        && t.status.as_ref().and_then(|s| s.state) == Some(TaskState::PENDING)
+                })
+                .then(|| name.to_string())
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Adds the labels the auto-label rules ask for (never removing any),
@@ -381,9 +495,19 @@ mod tests {
         let mut known = BTreeMap::new();
         known.insert("b".to_string(), "logger-2".to_string());
         known.insert("z".to_string(), "logger-9".to_string());
-        let (loggers, degraded) = logger_nodes(&nodes, "logger", "true", &known);
-        assert_eq!(loggers.len(), 2);
-        let reasons: Vec<String> = degraded
+        // Both lost nodes hold data: degraded.
+        let stakes = Stakes {
+            data_nodes: [("b", "logging_elasticsearch"), ("z", "logging_other")]
+                .into_iter()
+                .map(|(n, s)| (n.to_string(), vec![s.to_string()]))
+                .collect(),
+            unplaced: Vec::new(),
+        };
+        let found = logger_nodes(&nodes, "logger", "true", &known, &stakes);
+        assert_eq!(found.nodes.len(), 2);
+        assert!(found.gone.is_empty());
+        let reasons: Vec<String> = found
+            .degraded
             .iter()
             .map(|d| format!("{}: {}", d.hostname, d.reason))
             .collect();
@@ -391,9 +515,119 @@ mod tests {
             reasons,
             [
                 "logger-1: logger node is down",
-                "logger-2: lost its label logger=true",
-                "logger-9: logger node left the swarm"
+                "logger-2: lost its label logger=true; it holds the data of logging_elasticsearch",
+                "logger-9: logger node left the swarm; it holds the data of logging_other"
             ]
         );
+    }
+
+    /// Issue 11 item 9: a logger node unlabelled or removed on purpose that
+    /// holds no data, with every task placed, is an event, not degraded.
+    #[test]
+    fn lost_logger_nodes_that_do_not_matter_are_gone_not_degraded() {
+        let nodes = vec![
+            node("a", "logger-1", NodeSpecRoleEnum::WORKER, &[("logger", "true")], true),
+            node("b", "worker-1", NodeSpecRoleEnum::WORKER, &[], true),
+        ];
+        let known: BTreeMap<String, String> = [("a", "logger-1"), ("b", "worker-1"), ("z", "logger-8")]
+            .into_iter()
+            .map(|(i, h)| (i.to_string(), h.to_string()))
+            .collect();
+        let data = Stakes {
+            data_nodes: [("a".to_string(), vec!["logging_elasticsearch".to_string()])].into(),
+            unplaced: Vec::new(),
+        };
+        let found = logger_nodes(&nodes, "logger", "true", &known, &data);
+        assert_eq!(found.degraded, vec![]);
+        let gone: Vec<String> = found
+            .gone
+            .iter()
+            .map(|(id, d)| format!("{id} {}: {}", d.hostname, d.reason))
+            .collect();
+        assert_eq!(
+            gone,
+            [
+                "b worker-1: lost its label logger=true",
+                "z logger-8: logger node left the swarm"
+            ]
+        );
+        // While a desired task cannot be placed, they matter.
+        let stuck = Stakes {
+            unplaced: vec!["logging_kibana".to_string()],
+            ..data
+        };
+        let found = logger_nodes(&nodes, "logger", "true", &known, &stuck);
+        assert!(found.gone.is_empty());
+        assert_eq!(found.degraded.len(), 2);
+        assert!(found.degraded[0]
+            .reason
+            .ends_with("tasks of logging_kibana cannot be placed"));
+    }
+
+    fn desired() -> DesiredState {
+        let chart = crate::render::chart::Chart::embedded().unwrap();
+        let no_env = |_: &str| None;
+        chart
+            .render(&crate::render::chart::RenderOptions {
+                values_files: Vec::new(),
+                set: Vec::new(),
+                stack: None,
+                env: &no_env,
+            })
+            .unwrap()
+            .desired
+    }
+
+    fn service(name: &str) -> bollard::models::Service {
+        bollard::models::Service {
+            id: Some(format!("id-{name}")),
+            spec: Some(bollard::models::ServiceSpec {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn task(service: &str, node: Option<&str>, state: TaskState) -> bollard::models::Task {
+        bollard::models::Task {
+            service_id: Some(format!("id-{service}")),
+            node_id: node.map(str::to_string),
+            status: Some(bollard::models::TaskStatus {
+                state: Some(state),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn data_nodes_are_where_a_volume_service_runs_or_ran_last() {
+        let d = desired();
+        let names: Vec<String> = d.services.iter().filter_map(|s| s.spec.name.clone()).collect();
+        let es = names.iter().find(|n| n.ends_with("_elasticsearch")).unwrap().clone();
+        let kibana = names.iter().find(|n| n.ends_with("_kibana")).unwrap().clone();
+        let mut observed = Observed {
+            services: names.iter().map(|n| service(n)).collect(),
+            tasks: vec![
+                task(&es, Some("n1"), TaskState::RUNNING),
+                task(&kibana, Some("n2"), TaskState::RUNNING),
+            ],
+            ..Default::default()
+        };
+        let mut remembered = BTreeMap::new();
+        let data = data_nodes(&d, &observed, &mut remembered);
+        assert_eq!(data, [("n1".to_string(), vec![es.clone()])].into());
+        // Its task gone (the node left): the node it ran on still holds the data.
+        observed.tasks = vec![task(&es, None, TaskState::PENDING)];
+        assert_eq!(data_nodes(&d, &observed, &mut remembered), data);
+        assert_eq!(unplaced(&d, &observed), vec![es.clone()]);
+        // Running on another node now: that one holds it.
+        observed.tasks = vec![task(&es, Some("n3"), TaskState::RUNNING)];
+        assert_eq!(
+            data_nodes(&d, &observed, &mut remembered),
+            [("n3".to_string(), vec![es.clone()])].into()
+        );
+        assert!(unplaced(&d, &observed).is_empty());
     }
 }

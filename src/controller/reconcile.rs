@@ -30,8 +30,11 @@ pub const STANDBY_POLL: Duration = Duration::from_secs(1);
 pub struct Memory {
     /// The last desired state that rendered: in force while the files are invalid.
     pub last_good: Option<DesiredState>,
-    /// Logger nodes seen so far (id -> hostname), to notice one that left.
+    /// Logger nodes seen so far (id -> hostname), to notice one that left
+    /// or lost its label; forgotten once that is reported and does not matter.
     pub known_loggers: BTreeMap<String, String>,
+    /// Services with a volume -> the node their task ran on last (their data).
+    pub data_nodes: BTreeMap<String, String>,
     pub companion: companion::State,
     pub preflight: preflight::Preflight,
 }
@@ -145,13 +148,13 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     let role = role_step(ctx, &observed);
     let observed = nodes_step(ctx, role, observed).await?;
     let desired = render_step(ctx, &mut mem.last_good, facts)?;
-    let (loggers, mut degraded) = loggers_step(&desired, &observed, &mut mem.known_loggers);
-    degraded.extend(data_nodes_step(&desired, &observed));
+    let (loggers, mut degraded, gone) = loggers_step(&desired, &observed, &mut mem.known_loggers, &mut mem.data_nodes);
+    data_nodes_step(&desired, &observed, &mut degraded);
     let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
     degraded.extend(low);
     facts.degraded = !degraded.is_empty();
     let plan = plan::plan(&desired, &observed, ctx.settings.plan);
-    report_plan(ctx, &desired, &observed, &plan, &loggers, &degraded);
+    report_plan(ctx, &desired, &observed, &plan, &loggers, &degraded, &gone);
     if !role.writes() {
         facts.standby = true;
         // A standby still reports what the companion should serve.
@@ -246,30 +249,44 @@ fn render_step(
     last_good.clone().ok_or(ReconcileError::Invalid(Vec::new()))
 }
 
-/// loggers: the nodes matching the stack's selector, and the degraded ones.
+/// loggers: the nodes matching the stack's selector, the degraded ones, and
+/// the known ones that left or lost their label without it mattering
+/// (reported once, then forgotten).
 fn loggers_step(
     desired: &DesiredState,
     observed: &Observed,
     known: &mut BTreeMap<String, String>,
-) -> (Vec<LoggerNode>, Vec<Degraded>) {
+    data: &mut BTreeMap<String, String>,
+) -> (Vec<LoggerNode>, Vec<Degraded>, Vec<Degraded>) {
     let (label, value) = plan::selector(desired);
-    let (loggers, degraded) = nodes::logger_nodes(&observed.nodes, &label, &value, known);
-    for l in &loggers {
+    let stakes = nodes::Stakes {
+        data_nodes: nodes::data_nodes(desired, observed, data),
+        unplaced: nodes::unplaced(desired, observed),
+    };
+    let found = nodes::logger_nodes(&observed.nodes, &label, &value, known, &stakes);
+    for l in &found.nodes {
         known.insert(l.id.clone(), l.hostname.clone());
     }
-    (loggers, degraded)
+    let mut gone = Vec::new();
+    for (id, d) in found.gone {
+        known.remove(&id);
+        gone.push(d);
+    }
+    (found.nodes, found.degraded, gone)
 }
 
 /// data nodes: a pinned service (Elasticsearch) whose node is down, drained
-/// or gone waits for it; the node is degraded, named with the reason.
-fn data_nodes_step(desired: &DesiredState, observed: &Observed) -> Vec<Degraded> {
-    plan::pinning::waiting_on_data_nodes(desired, observed)
-        .into_iter()
-        .map(|w| Degraded {
-            hostname: w.hostname,
-            reason: w.why,
-        })
-        .collect()
+/// or gone waits for it; the node is degraded, its reason naming the service.
+fn data_nodes_step(desired: &DesiredState, observed: &Observed, degraded: &mut Vec<Degraded>) {
+    for w in plan::pinning::waiting_on_data_nodes(desired, observed) {
+        match degraded.iter_mut().find(|d| d.hostname == w.hostname) {
+            Some(d) => d.reason = w.why,
+            None => degraded.push(Degraded {
+                hostname: w.hostname,
+                reason: w.why,
+            }),
+        }
+    }
 }
 
 /// preflight: services that wait for a logger node's `vm.max_map_count`
@@ -335,9 +352,18 @@ fn report_plan(
     plan: &Plan,
     loggers: &[LoggerNode],
     degraded: &[Degraded],
+    gone: &[Degraded],
 ) {
     let objects = derive::objects(desired, observed, plan);
     ctx.update_status(|st| {
+        for d in gone {
+            tracing::info!(node = %d.hostname, reason = %d.reason, "no longer a logger node");
+            st.event(
+                now(),
+                "node",
+                format!("{} is no longer a logger node: {}", d.hostname, d.reason),
+            );
+        }
         for d in degraded {
             if !st.degraded_nodes.contains(d) {
                 st.event(now(), "node", format!("{} degraded: {}", d.hostname, d.reason));

@@ -132,8 +132,15 @@ fn with_foreign_labels(desired: &ServiceSpec, observed: &ServiceSpec) -> Service
     spec
 }
 
-/// The companion's `DOMAIN_*` variables belong to its patcher: carried over.
+/// The companion's `DOMAIN_*` variables and the label that says which of
+/// them are swarmlog's belong to its patcher: carried over.
 fn keep_companion_domains(spec: &mut ServiceSpec, observed: &ServiceSpec) {
+    let owned = crate::letsencrypt::LABEL_OWNED;
+    if let Some(v) = observed.labels.as_ref().and_then(|l| l.get(owned)) {
+        spec.labels
+            .get_or_insert_with(HashMap::new)
+            .insert(owned.to_string(), v.clone());
+    }
     let observed_env = observed
         .task_template
         .as_ref()

@@ -216,8 +216,11 @@ pub struct CompanionStatus {
     pub service: Option<String>,
     /// Groups its DOMAIN_* hold now.
     pub serving: Vec<Vec<String>>,
-    /// Groups it should hold.
+    /// Groups it should hold: the user's own `DOMAIN_*` and swarmlog's.
     pub desired: Vec<Vec<String>>,
+    /// swarmlog's groups among them (remembered in the companion's
+    /// `io.swarmlog.domains` label); every other group is the user's.
+    pub owned: Vec<Vec<String>>,
     pub refused: Vec<crate::letsencrypt::Refused>,
     /// A change is waiting for the settle window.
     pub pending: bool,

@@ -37,10 +37,17 @@ fn env(spec: &Json) -> Vec<String> {
         .collect()
 }
 
-/// The spec without its environment, and the environment without DOMAIN_*.
+/// swarmlog's label on the companion: the groups it wrote.
+const LABEL_OWNED: &str = "io.swarmlog.domains";
+
+/// The spec without its environment and swarmlog's own label, and the
+/// environment without DOMAIN_*: what patching may never change.
 fn untouched_part(spec: &Json) -> (Json, Vec<String>) {
     let mut s = spec.clone();
     s["TaskTemplate"]["ContainerSpec"]["Env"] = Json::Null;
+    if let Some(l) = s["Labels"].as_object_mut() {
+        l.remove(LABEL_OWNED);
+    }
     let others = env(spec).into_iter().filter(|e| !e.starts_with("DOMAIN_")).collect();
     (s, others)
 }
@@ -179,9 +186,10 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         wait_env(
             &docker,
             "the companion serving Kibana's domain",
+            // The user's group (equal to the static one) stays first, not doubled.
             &[
-                "DOMAIN_1=('a.example.org')",
-                "DOMAIN_2=('example.com' 'www.example.com')",
+                "DOMAIN_1=('example.com' 'www.example.com')",
+                "DOMAIN_2=('a.example.org')",
                 "DOMAIN_COUNT=2",
             ],
             &[],
@@ -203,7 +211,7 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         wait_env(
             &docker,
             "the companion following the new domain",
-            &["DOMAIN_1=('b.example.org')"],
+            &["DOMAIN_2=('b.example.org')"],
             &["a.example.org"],
         )
         .await?;
@@ -226,7 +234,11 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         wait_env(
             &docker,
             "the opted-in service's domain",
-            &["DOMAIN_1=('app.example.net')", "DOMAIN_COUNT=3"],
+            &[
+                "DOMAIN_2=('app.example.net')",
+                "DOMAIN_3=('b.example.org')",
+                "DOMAIN_COUNT=3",
+            ],
             &[],
         )
         .await?;
@@ -292,7 +304,7 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         wait_env(
             &docker,
             "the companion serving the burst's last domain",
-            &["DOMAIN_1=('app.example.net')", "DOMAIN_2=('c4.example.org')"],
+            &["DOMAIN_2=('app.example.net')", "DOMAIN_3=('c4.example.org')"],
             &["b.example.org"],
         )
         .await?;
@@ -314,6 +326,177 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
         let w = companion_writes(&op, &id, 0)?;
         if !w.is_empty() || before.spec != after.spec {
             return Err(format!("a restart patched the companion:\n{}", describe(&w)));
+        }
+        drop(op);
+        Ok(())
+    })
+}
+
+const SEED: &str = "itseed_proxy_le";
+
+/// Values with the defaults but Kibana's domain (no static groups).
+fn seed_values(kibana_domain: &str) -> String {
+    format!("kibana:\n  domain: {kibana_domain}\nletsencrypt:\n  service: {SEED}\n  settle: 500ms\n")
+}
+
+/// The companion's spec (as JSON) and its ID.
+async fn seed_spec(docker: &bollard::Docker) -> Result<(Json, String), String> {
+    let s = docker.inspect_service(SEED, None).await.map_err(|e| e.to_string())?;
+    let id = s.id.clone().unwrap_or_default();
+    Ok((serde_json::to_value(s.spec).map_err(|e| e.to_string())?, id))
+}
+
+/// Waits until the companion's env has every `want` entry and no entry
+/// containing a `not` text; returns its spec.
+async fn seed_env(docker: &bollard::Docker, what: &str, want: &[&str], not: &[&str]) -> Result<Json, String> {
+    wait_for(what, Duration::from_secs(30), || async {
+        let (spec, _) = seed_spec(docker).await?;
+        let e = env(&spec);
+        let ok = want.iter().all(|w| e.iter().any(|x| x == w)) && not.iter().all(|n| !e.iter().any(|x| x.contains(n)));
+        if ok {
+            Ok(Some(spec))
+        } else {
+            Err(format!("companion env {e:?}, labels {}", spec["Labels"]))
+        }
+    })
+    .await
+}
+
+/// Patches of the companion counted at the engine.
+fn seed_patches(op: &Operator, id: &str) -> Result<Vec<Call>, String> {
+    Ok(op
+        .engine()?
+        .since(0)
+        .into_iter()
+        .filter(|c| c.is_write() && (c.path.contains(SEED) || c.path.contains(id)))
+        .collect())
+}
+
+/// Issue 11 item 4, the seed's scenario: a companion made the classic way
+/// for the frontend (`DOMAIN_1` for customdomain.com) gets Kibana's group
+/// and keeps its own; a change of Kibana's domain replaces only swarmlog's
+/// group; a group the user adds by hand later stays. One patch per change
+/// at the engine, and nothing outside `DOMAIN_*` and swarmlog's own label
+/// changes. Before the fix the companion ended up with Kibana's group only.
+pub fn companion_keeps_the_users_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itseed";
+    let dir = common::temp_dir(stack);
+    let vfile = dir.join("values.yaml");
+    std::fs::write(&vfile, seed_values("kibana.example.org")).map_err(|e| e.to_string())?;
+    let users = "DOMAIN_1=('customdomain.com' 'www.customdomain.com')";
+    sb.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        SEED,
+        "--replicas",
+        "0",
+        "--label",
+        "com.example.team=ops",
+        "-e",
+        "CERTBOT_EMAIL=ops@example.com",
+        "-e",
+        users,
+        "-e",
+        "PROXY_ADDRESS=proxy",
+        "hamburml/docker-flow-letsencrypt:latest",
+    ])?;
+    let v = vfile.display().to_string();
+    let args = [
+        "--stack",
+        stack,
+        "--resync",
+        "10m",
+        "--values",
+        v.as_str(),
+        "--watch-interval",
+        "200ms",
+        "--allow-unauthenticated-reconcile",
+    ];
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let (first, id) = seed_spec(&docker).await?;
+        let original = untouched_part(&first);
+        let op = Operator::start_counted(rt, &sb.host, "itseed-op", &args)?;
+        // Kibana's group is added; the user's stays, byte for byte, first.
+        let spec = seed_env(
+            &docker,
+            "the companion serving the user's group and Kibana's",
+            &[users, "DOMAIN_2=('kibana.example.org')", "DOMAIN_COUNT=2"],
+            &[],
+        )
+        .await?;
+        if spec["Labels"][LABEL_OWNED] != r#"[["kibana.example.org"]]"# {
+            return Err(format!("{LABEL_OWNED} is not Kibana's group: {}", spec["Labels"]));
+        }
+        let st = quiet(&op).await?;
+        let (spec, _) = seed_spec(&docker).await?;
+        if untouched_part(&spec) != original {
+            return Err(format!(
+                "patching changed more than DOMAIN_* and {LABEL_OWNED}:\nbefore {:?}\nafter  {:?}",
+                original,
+                untouched_part(&spec)
+            ));
+        }
+        let want = vec![
+            vec!["customdomain.com".to_string(), "www.customdomain.com".to_string()],
+            vec!["kibana.example.org".to_string()],
+        ];
+        if groups(&st["companion"]["serving"]) != want || groups(&st["companion"]["owned"]) != want[1..] {
+            return Err(format!("/status companion: {}", st["companion"]));
+        }
+        let w = seed_patches(&op, &id)?;
+        if w.len() != 1 {
+            return Err(format!("writes to the companion for one change:\n{}", describe(&w)));
+        }
+        // Kibana's domain changes: only swarmlog's group is replaced.
+        std::fs::write(&vfile, seed_values("logs.example.org")).map_err(|e| e.to_string())?;
+        seed_env(
+            &docker,
+            "the companion following Kibana's new domain",
+            &[users, "DOMAIN_2=('logs.example.org')", "DOMAIN_COUNT=2"],
+            &["kibana.example.org"],
+        )
+        .await?;
+        quiet(&op).await?;
+        let w = seed_patches(&op, &id)?;
+        if w.len() != 2 {
+            return Err(format!("writes to the companion for two changes:\n{}", describe(&w)));
+        }
+        // The user adds a group by hand (not through the operator's engine).
+        let by_hand = "DOMAIN_3=('shop.example.net' 'www.shop.example.net')";
+        sb.docker(&["service", "update", "-d", "--env-add", by_hand, SEED])?;
+        let (edited, _) = seed_spec(&docker).await?;
+        let original = untouched_part(&edited);
+        quiet(&op).await?;
+        let (spec, _) = seed_spec(&docker).await?;
+        if env(&spec) != env(&edited) || seed_patches(&op, &id)?.len() != 2 {
+            return Err(format!(
+                "the user's hand-added group was touched: env {:?} (was {:?})\n{}",
+                env(&spec),
+                env(&edited),
+                describe(&seed_patches(&op, &id)?)
+            ));
+        }
+        // Another change of Kibana's domain: both of the user's groups stay.
+        std::fs::write(&vfile, seed_values("kibana2.example.org")).map_err(|e| e.to_string())?;
+        seed_env(
+            &docker,
+            "the companion following Kibana's third domain, keeping both user groups",
+            &[users, by_hand, "DOMAIN_2=('kibana2.example.org')", "DOMAIN_COUNT=3"],
+            &["logs.example.org"],
+        )
+        .await?;
+        quiet(&op).await?;
+        let (spec, _) = seed_spec(&docker).await?;
+        if untouched_part(&spec) != original {
+            return Err("patching changed more than DOMAIN_* and swarmlog's label".into());
+        }
+        let w = seed_patches(&op, &id)?;
+        if w.len() != 3 {
+            return Err(format!("writes to the companion for three changes:\n{}", describe(&w)));
         }
         drop(op);
         Ok(())

@@ -595,3 +595,130 @@ pub fn elasticsearch_stays_with_its_data(sb: &Sandbox, rt: &tokio::runtime::Runt
     rt.block_on(remove(sb, stack))?;
     result
 }
+
+/// The hostname of the node running a task of `service`, if one runs.
+async fn node_of_task(docker: &bollard::Docker, service: &str) -> Result<Option<String>, String> {
+    let mut filters = std::collections::HashMap::new();
+    filters.insert("service".to_string(), vec![service.to_string()]);
+    filters.insert("desired-state".to_string(), vec!["running".to_string()]);
+    let tasks = docker
+        .list_tasks(Some(bollard::query_parameters::ListTasksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| format!("list tasks of {service}: {e}"))?;
+    let running = tasks
+        .into_iter()
+        .find(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING));
+    let Some(node) = running.and_then(|t| t.node_id) else {
+        return Ok(None);
+    };
+    let n = docker.inspect_node(&node).await.map_err(|e| e.to_string())?;
+    Ok(n.description.and_then(|d| d.hostname))
+}
+
+/// Issue 11 item 9: a logger node unlabelled on purpose (holding no volume
+/// task) and a logger worker removed from the swarm are reported as events;
+/// the phase returns to Converged and neither is listed as degraded. Before
+/// the fix both stayed degraded until the operator restarted.
+pub fn lost_logger_nodes_are_events_not_degraded(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itlost";
+    let extra = "logger-8";
+    sb.docker(&["node", "update", "--label-add", "logger=true", "worker-1"])?;
+    let mut op = Operator::start(sb, stack, &["--stack", stack, "--resync", "10m"])?;
+    let result = rt.block_on(async {
+        let docker = sb.client().await?;
+        let phase = |want: &'static str| {
+            let op = &op;
+            async move {
+                wait_for(&format!("phase {want}"), Duration::from_secs(120), || async {
+                    let st = op.status()?;
+                    if st["phase"] == want {
+                        Ok(Some(st))
+                    } else {
+                        Err(format!(
+                            "phase {}, degraded {}, objects {}",
+                            st["phase"], st["degraded_nodes"], st["objects"]
+                        ))
+                    }
+                })
+                .await
+            }
+        };
+        phase("Converged").await?;
+        // A third logger node joins, and is known to the operator.
+        sb.script("add-worker", &[extra])?;
+        sb.docker(&["node", "update", "--label-add", "logger=true", extra])?;
+        wait_for(
+            "the operator listing the new logger node",
+            Duration::from_secs(30),
+            || async {
+                let st = op.status()?;
+                let listed = st["logger_nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n["hostname"] == extra);
+                Ok(listed.then_some(()))
+            },
+        )
+        .await?;
+        phase("Converged").await?;
+        let es = format!("{stack}_elasticsearch");
+        let data_host = node_of_task(&docker, &es)
+            .await?
+            .ok_or_else(|| format!("no running task of {es}"))?;
+        if data_host == extra {
+            return Err(format!("{es} moved to the node that joined last"));
+        }
+        let unlabelled = if data_host == "logger-1" {
+            "worker-1"
+        } else {
+            "logger-1"
+        };
+        // On purpose: one node loses its label, the other leaves the swarm.
+        sb.docker(&["node", "update", "--label-rm", "logger", unlabelled])?;
+        sb.script("node-stop", &[extra])?;
+        sb.docker(&["node", "rm", "--force", extra])?;
+        let st = wait_for(
+            "both reported as events, neither degraded, phase Converged",
+            Duration::from_secs(120),
+            || async {
+                let st = op.status()?;
+                let events: Vec<String> = st["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["message"].as_str().map(str::to_string))
+                    .collect();
+                let reported = |h: &str| {
+                    events
+                        .iter()
+                        .any(|m| m.starts_with(&format!("{h} is no longer a logger node")))
+                };
+                let degraded = st["degraded_nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d["hostname"] == unlabelled || d["hostname"] == extra);
+                if reported(unlabelled) && reported(extra) && !degraded && st["phase"] == "Converged" {
+                    Ok(Some(st))
+                } else {
+                    Err(format!(
+                        "phase {}, degraded {}, events {events:?}",
+                        st["phase"], st["degraded_nodes"]
+                    ))
+                }
+            },
+        )
+        .await?;
+        // Elasticsearch stayed on its node.
+        if node_of_task(&docker, &es).await?.as_deref() != Some(data_host.as_str()) {
+            return Err(format!("{es} left {data_host}: {}", st["objects"]));
+        }
+        Ok(())
+    });
+    let _ = op.stop(Duration::from_secs(15));
+    result?;
+    rt.block_on(remove(sb, stack))
+}
