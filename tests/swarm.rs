@@ -56,6 +56,10 @@ fn main() {
         ),
         ("racing_applies_converge", reconcile::racing_applies_converge),
         (
+            "kitchen_sink_converges_and_observe_loses_nothing",
+            reconcile::kitchen::kitchen_sink_converges_and_observe_loses_nothing,
+        ),
+        (
             "volume_survives_remove_all_and_rename",
             reconcile::volume_survives_remove_all_and_rename,
         ),
