@@ -348,7 +348,7 @@ mod tests {
         // Label families of counters appear with their first sample (the
         // first reconcile, write, trigger, error); everything else is there
         // from the start.
-        assert_eq!(fams.len(), 12, "{fams:?}");
+        assert_eq!(fams.len(), 13, "{fams:?}");
         for (name, help) in &fams {
             assert!(help.len() > 10, "{name} has no real help text: {help:?}");
             let sampled = text

@@ -264,3 +264,56 @@ pub fn kitchen_sink_converges_and_observe_loses_nothing(
         }
     })
 }
+
+/// The engine (here: the proxy, rewriting every GET /services answer) keeps
+/// a field differently from how swarmlog writes it. `swarmlog apply` writes
+/// the service at most twice, then names the field as not converging and
+/// exits 1 instead of writing it again on every round.
+pub fn an_update_that_does_not_stick_is_not_repeated(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    use crate::common::proxy::{Fault, Rule};
+    let stack = "itloop";
+    let engine = proxy_of(sb, rt, stack)?;
+    let o = sl_via(&engine, "apply", stack, &[]);
+    expect_code(&o, 0, "first apply")?;
+    fn rewrite(v: &mut Json) {
+        for s in v.as_array_mut().into_iter().flatten() {
+            if s["Spec"]["Name"].as_str() == Some("itloop_kibana") {
+                s["Spec"]["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] = Json::from(1_234_000_000u64);
+            }
+        }
+    }
+    engine.inject(Rule {
+        method: Some("GET".into()),
+        path_prefix: "/services".into(),
+        fault: Fault::Rewrite(rewrite),
+        times: None,
+    });
+    let mark = engine.mark();
+    let o = sl_via(&engine, "apply", stack, &[]);
+    let writes = engine.writes_since(mark);
+    engine.clear_faults();
+    let updates = writes
+        .iter()
+        .filter(|c| c.path.starts_with("/services/") && c.path.ends_with("/update"))
+        .count();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let result = if updates == 0 || updates > 2 || writes.len() != updates {
+        Err(format!(
+            "expected 1 or 2 updates of itloop_kibana, the engine got:\n{}\n{}",
+            describe(&writes),
+            out(&o)
+        ))
+    } else if o.status.code() != Some(1)
+        || !stderr.contains("itloop_kibana does not converge")
+        || !stderr.contains("TaskTemplate.ContainerSpec.StopGracePeriod")
+    {
+        Err(format!(
+            "apply did not name the field that does not converge: {}",
+            out(&o)
+        ))
+    } else {
+        Ok(())
+    };
+    rt.block_on(async { crate::remove_stack(sb, &sb.client().await?, stack).await })?;
+    result
+}
