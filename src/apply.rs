@@ -10,7 +10,8 @@ use bollard::models::ServiceSpec;
 use futures::future::join_all;
 
 use crate::engine::{observe, Engine, EngineError, Observed, WriteKind};
-use crate::plan::{plan, Action, ObjectRef, Plan, PlanOptions};
+use crate::plan::converge::Memory;
+use crate::plan::{plan, Action, ObjectKind, ObjectRef, Plan, PlanOptions};
 use crate::render::desired::DesiredState;
 
 /// How many observe-plan-apply rounds one apply may take.
@@ -94,7 +95,39 @@ pub struct Report {
 /// Observes, plans and applies until the swarm holds `desired`.
 /// Refuses before any write while the plan has blockers or conflicts.
 pub async fn apply(engine: &Engine, desired: &DesiredState, opts: PlanOptions) -> Result<Report, ApplyError> {
-    apply_from(engine, desired, opts, None, &|_| true).await
+    apply_from(engine, desired, opts, None, &|_| true, &mut Memory::default()).await
+}
+
+/// The plan, with updates that would repeat a write that did not stick held back.
+fn plan_held_back(desired: &DesiredState, observed: &Observed, opts: PlanOptions, memory: &Memory) -> Plan {
+    let mut p = plan(desired, observed, opts);
+    let hash_of = |name: &str| {
+        desired
+            .services
+            .iter()
+            .find(|s| s.spec.name.as_deref() == Some(name))
+            .map(|s| s.hash.clone())
+    };
+    memory.hold_back(&mut p, &hash_of);
+    p
+}
+
+/// Remembers the updates a round made, for [`Memory::hold_back`].
+fn remember(memory: &mut Memory, desired: &DesiredState, p: &Plan, done: &[Written]) {
+    for a in &p.actions {
+        if let Action::UpdateService { name, changes, .. } = a {
+            let written = done
+                .iter()
+                .any(|w| w.verb == Verb::Updated && w.object.kind == ObjectKind::Service && &w.object.name == name);
+            let hash = desired
+                .services
+                .iter()
+                .find(|s| s.spec.name.as_deref() == Some(name.as_str()));
+            if let (true, Some(d)) = (written, hash) {
+                memory.after_write(name, &d.hash, changes);
+            }
+        }
+    }
 }
 
 /// [`apply`], starting from an observation already made, and asking `may_write`
@@ -105,6 +138,7 @@ pub async fn apply_from(
     opts: PlanOptions,
     first: Option<Observed>,
     may_write: &(dyn Fn(&Observed) -> bool + Send + Sync),
+    memory: &mut Memory,
 ) -> Result<Report, ApplyError> {
     let mut report = Report::default();
     let mut first = first;
@@ -113,7 +147,7 @@ pub async fn apply_from(
             Some(o) => o,
             None => observe(engine).await?,
         };
-        let p = plan(desired, &observed, opts);
+        let p = plan_held_back(desired, &observed, opts, memory);
         report.observed = observed;
         let refusals = p.refusals();
         if !refusals.is_empty() {
@@ -129,7 +163,10 @@ pub async fn apply_from(
             return Err(ApplyError::NotLeader);
         }
         report.rounds = round;
-        match execute(engine, &p, &report.observed, &mut report.done).await {
+        let before = report.done.len();
+        let result = execute(engine, &p, &report.observed, &mut report.done).await;
+        remember(memory, desired, &p, &report.done[before..]);
+        match result {
             Ok(()) => {}
             Err(e) if e.is_conflict() => {
                 tracing::info!(error = %e, round, "conflict while applying; observing again");
@@ -140,7 +177,7 @@ pub async fn apply_from(
     }
     // One more look: converged now?
     let observed = observe(engine).await?;
-    let p = plan(desired, &observed, opts);
+    let p = plan_held_back(desired, &observed, opts, memory);
     if p.is_empty() {
         report.last_plan = p;
         report.observed = observed;

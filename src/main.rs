@@ -220,6 +220,12 @@ async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                     if r.rounds == 1 { "" } else { "s" }
                 );
             }
+            if !r.last_plan.not_converging.is_empty() {
+                for n in &r.last_plan.not_converging {
+                    eprintln!("error: {n}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Err(swarmlog::apply::ApplyError::Engine(e)) => {
             eprintln!("error: {e}");

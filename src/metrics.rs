@@ -73,6 +73,8 @@ pub struct Metrics {
     pub nodes: Gauge,
     pub logger_nodes: Gauge,
     pub degraded_nodes: Gauge,
+    /// Objects whose last update did not stick (state `not-converging`).
+    pub not_converging: Gauge,
     pub companion_patches: Counter,
     /// Engine writes already counted, by kind (the engine keeps totals).
     counted_writes: std::sync::Mutex<std::collections::BTreeMap<WriteKind, u64>>,
@@ -103,6 +105,7 @@ impl Metrics {
             nodes: Gauge::default(),
             logger_nodes: Gauge::default(),
             degraded_nodes: Gauge::default(),
+            not_converging: Gauge::default(),
             companion_patches: Counter::default(),
             counted_writes: Default::default(),
             role: Family::default(),
@@ -145,6 +148,11 @@ impl Metrics {
             "degraded_nodes",
             "Logger nodes that are down, drained or unlabelled",
             m.degraded_nodes.clone(),
+        );
+        registry.register(
+            "not_converging_objects",
+            "Objects whose last update did not stick (state not-converging): not written again until the desired or the live spec changes",
+            m.not_converging.clone(),
         );
         registry.register(
             "companion_patches",
@@ -210,6 +218,12 @@ impl Metrics {
         self.nodes.set(st.engine.nodes as i64);
         self.logger_nodes.set(st.logger_nodes.len() as i64);
         self.degraded_nodes.set(st.degraded_nodes.len() as i64);
+        self.not_converging.set(
+            st.objects
+                .iter()
+                .filter(|o| o.state == crate::status::ObjectState::NotConverging)
+                .count() as i64,
+        );
         self.consecutive_failures
             .set(i64::from(st.reconcile.consecutive_failures));
         for state in PREFLIGHT_STATES {
@@ -334,7 +348,7 @@ mod tests {
         // Label families of counters appear with their first sample (the
         // first reconcile, write, trigger, error); everything else is there
         // from the start.
-        assert_eq!(fams.len(), 12, "{fams:?}");
+        assert_eq!(fams.len(), 13, "{fams:?}");
         for (name, help) in &fams {
             assert!(help.len() > 10, "{name} has no real help text: {help:?}");
             let sampled = text

@@ -56,6 +56,14 @@ fn main() {
         ),
         ("racing_applies_converge", reconcile::racing_applies_converge),
         (
+            "kitchen_sink_converges_and_observe_loses_nothing",
+            reconcile::kitchen::kitchen_sink_converges_and_observe_loses_nothing,
+        ),
+        (
+            "an_update_that_does_not_stick_is_not_repeated",
+            reconcile::kitchen::an_update_that_does_not_stick_is_not_repeated,
+        ),
+        (
             "volume_survives_remove_all_and_rename",
             reconcile::volume_survives_remove_all_and_rename,
         ),

@@ -69,6 +69,8 @@ pub struct Context {
     watched: RwLock<Vec<String>>,
     /// Every service event matters (the companion and opt-ins can be anywhere).
     all_services: std::sync::atomic::AtomicBool,
+    /// What swarmlog last wrote per service (updates that do not stick are held).
+    pub(crate) convergence: std::sync::Mutex<crate::plan::converge::Memory>,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ impl Context {
             stack: RwLock::new(stack),
             watched: RwLock::new(Vec::new()),
             all_services: std::sync::atomic::AtomicBool::new(true),
+            convergence: std::sync::Mutex::new(Default::default()),
         }
     }
 

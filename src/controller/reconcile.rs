@@ -166,6 +166,8 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
         ReconcileError::from(e)
     })?;
     report_written(ctx, &report.done);
+    report_not_converging(ctx, &report.last_plan.not_converging);
+    facts.degraded |= !report.last_plan.not_converging.is_empty();
     facts.wrote = !report.done.is_empty();
     facts.tasks_running = derive::tasks_running(&report.observed, &desired);
     let mut recheck = (facts.wrote || !facts.tasks_running).then_some(RECHECK);
@@ -325,7 +327,22 @@ fn preflight_step(
 async fn apply_step(ctx: &Context, desired: &DesiredState, observed: Observed) -> Result<apply::Report, ApplyError> {
     let gating = ctx.settings.leader_gating;
     let gate = move |o: &Observed| leader::role(&o.node_id, &o.nodes, gating).writes();
-    apply::apply_from(&ctx.engine, desired, ctx.settings.plan, Some(observed), &gate).await
+    // The memory outlives the reconcile: an update that did not stick is not
+    // written again on the next one either (no update loops).
+    let mut memory = ctx.convergence.lock().map(|m| m.clone()).unwrap_or_default();
+    let result = apply::apply_from(
+        &ctx.engine,
+        desired,
+        ctx.settings.plan,
+        Some(observed),
+        &gate,
+        &mut memory,
+    )
+    .await;
+    if let Ok(mut m) = ctx.convergence.lock() {
+        *m = memory;
+    }
+    result
 }
 
 /// companion: the Let's Encrypt companion's domains. Returns when to look
@@ -372,6 +389,32 @@ fn report_plan(
         st.logger_nodes = loggers.to_vec();
         st.degraded_nodes = degraded.to_vec();
         st.objects = objects;
+    });
+}
+
+/// Services whose update did not stick, into the objects' states and the events.
+fn report_not_converging(ctx: &Context, stuck: &[plan::converge::NotConverging]) {
+    if stuck.is_empty() {
+        return;
+    }
+    ctx.update_status(|st| {
+        for n in stuck {
+            let why = n.to_string();
+            let mut newly = false;
+            if let Some(o) = st
+                .objects
+                .iter_mut()
+                .find(|o| o.kind == plan::ObjectKind::Service && o.name == n.service)
+            {
+                newly = o.state != crate::status::ObjectState::NotConverging;
+                o.state = crate::status::ObjectState::NotConverging;
+                o.why = Some(why.clone());
+            }
+            if newly {
+                tracing::warn!(service = %n.service, fields = %n.fields.join(", "), "{why}");
+                st.event(now(), "not-converging", why);
+            }
+        }
     });
 }
 

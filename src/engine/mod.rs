@@ -4,6 +4,7 @@
 //! index as `u64`.
 
 pub mod observe;
+mod raw;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -170,6 +171,7 @@ pub struct Engine {
     docker: Docker,
     pub host: String,
     pub api_version: String,
+    timeout: Duration,
     writes: Mutex<BTreeMap<WriteKind, u64>>,
 }
 
@@ -204,6 +206,7 @@ impl Engine {
             docker,
             host: host.to_string(),
             api_version,
+            timeout: Duration::from_secs(secs),
             writes: Mutex::new(BTreeMap::new()),
         })
     }

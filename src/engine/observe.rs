@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use bollard::models::{Config, EventMessage, Network, Node, Secret, Service, Task};
 use bollard::query_parameters::{
-    EventsOptions, ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
-    ListTasksOptions, LogsOptions,
+    EventsOptions, ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions, ListTasksOptions,
+    LogsOptions,
 };
 use futures::{Stream, StreamExt};
+use serde_json::Value as Json;
 
 use super::{Engine, EngineError};
 
@@ -55,11 +56,7 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
                 .await
                 .map_err(|e| engine.err("list nodes", "", e))
         },
-        async {
-            d.list_services(None::<ListServicesOptions>)
-                .await
-                .map_err(|e| engine.err("list services", "", e))
-        },
+        engine.list_services(),
         async {
             d.list_networks(None::<ListNetworksOptions>)
                 .await
@@ -93,6 +90,31 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
 }
 
 impl Engine {
+    /// Every service, read as the engine's JSON and put into the model's
+    /// names before it is typed (bollard's own list call loses
+    /// `ContainerSpec.Healthcheck`: see `raw::fix_service_json`).
+    pub async fn list_services(&self) -> Result<Vec<Service>, EngineError> {
+        let what = "list services";
+        let raw = self.get_json(what, "/services").await?;
+        let Json::Array(items) = raw else {
+            return Err(EngineError::Other {
+                what: what.to_string(),
+                detail: format!("expected a list of services, the engine answered {raw:.200}"),
+            });
+        };
+        items
+            .into_iter()
+            .map(|mut item| {
+                super::raw::fix_service_json(&mut item);
+                let id = item.get("ID").and_then(Json::as_str).unwrap_or_default().to_string();
+                serde_json::from_value(item).map_err(|e| EngineError::Other {
+                    what: what.to_string(),
+                    detail: format!("service {id}: the engine's JSON does not fit the model: {e}"),
+                })
+            })
+            .collect()
+    }
+
     /// Whether the engine answers at all.
     pub async fn ping(&self) -> Result<(), EngineError> {
         self.docker

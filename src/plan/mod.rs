@@ -5,6 +5,7 @@
 //! (configs and secrets), services, removals; normalise and placement are
 //! the comparisons they share.
 
+pub mod converge;
 mod files;
 mod networks;
 pub mod normalise;
@@ -344,6 +345,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Services whose create or update waits for a failed precondition.
     pub held: Vec<Held>,
+    /// Services whose last update did not stick: not written again.
+    pub not_converging: Vec<converge::NotConverging>,
     /// Objects already as desired.
     pub in_sync: Vec<ObjectRef>,
 }

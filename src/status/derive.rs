@@ -97,6 +97,9 @@ fn planned_state(p: &Plan, object: &ObjectRef) -> (ObjectState, Option<String>) 
         );
     }
     if object.kind == ObjectKind::Service {
+        if let Some(n) = p.not_converging.iter().find(|n| n.service == object.name) {
+            return (ObjectState::NotConverging, Some(n.to_string()));
+        }
         if let Some(h) = p.held.iter().find(|h| h.service == object.name) {
             return (ObjectState::Held, Some(h.to_string()));
         }

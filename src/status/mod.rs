@@ -135,6 +135,9 @@ pub enum ObjectState {
     Conflict,
     /// Its create or update waits for a precondition (the preflight).
     Held,
+    /// Its last update did not stick (the engine keeps other values): not
+    /// written again until the desired or the live spec changes.
+    NotConverging,
 }
 
 impl ObjectState {
@@ -149,6 +152,7 @@ impl ObjectState {
             ObjectState::Removing => "removing",
             ObjectState::Conflict => "conflict",
             ObjectState::Held => "held",
+            ObjectState::NotConverging => "not-converging",
         }
     }
 }

@@ -95,6 +95,9 @@ pub enum Fault {
     /// Hold the request until [`EngineProxy::open_gate`] (a barrier: two
     /// clients that both observed the swarm then write at the same time).
     Hold,
+    /// Pass the request on and rewrite the engine's JSON answer (a field the
+    /// engine "stores differently" than it was written).
+    Rewrite(fn(&mut serde_json::Value)),
 }
 
 #[derive(Default)]
@@ -354,6 +357,31 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
             return Ok(resp);
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Rewrite(f)) => {
+            let resp = match forward(req, &inner.upstream).await {
+                Ok(r) => r,
+                Err(e) => {
+                    set_status(502, Some(e.clone()));
+                    return Ok(answer(502, &format!("engine proxy: {e}")));
+                }
+            };
+            let status = resp.status().as_u16();
+            let (mut parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(mut v) if status < 400 => {
+                    f(&mut v);
+                    Bytes::from(v.to_string())
+                }
+                _ => bytes,
+            };
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            set_status(status, None);
+            return Ok(Response::from_parts(
+                parts,
+                Full::new(bytes).map_err(|never| match never {}).boxed(),
+            ));
+        }
         Some(Fault::Hold) => {
             let mut gate = inner.gate.subscribe();
             while !*gate.borrow_and_update() {

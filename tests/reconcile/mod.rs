@@ -10,6 +10,8 @@ use bollard::Docker;
 use crate::common::proxy::{describe, Call, EngineProxy, Fault, Rule};
 use crate::common::{self, Sandbox};
 
+pub mod kitchen;
+
 fn out(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

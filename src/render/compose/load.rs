@@ -55,17 +55,29 @@ pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
         }
         Problem::new(file, message).at(tree.locate(&path)).field(&path)
     })?;
+    let mut problems = Vec::new();
     for (name, svc) in &compose.services {
         for key in svc.extra.keys() {
-            warnings.push(format!(
-                "{file}: services.{name}.{key} is not supported by swarmlog and is ignored"
-            ));
+            if key.starts_with("x-") {
+                continue;
+            }
+            let path = vec!["services".to_string(), name.clone(), key.clone()];
+            problems.push(Problem::new(file, refusal(key)).at(tree.locate(&path)).field(&path));
         }
         for key in svc.deploy.extra.keys() {
-            warnings.push(format!(
-                "{file}: services.{name}.deploy.{key} is not supported by swarmlog and is ignored"
-            ));
+            if key.starts_with("x-") {
+                continue;
+            }
+            let path = vec!["services".to_string(), name.clone(), "deploy".to_string(), key.clone()];
+            problems.push(
+                Problem::new(file, format!("deploy.{key} is not a key swarm services have (the compose file format's deploy keys are mode, replicas, labels, placement, resources, restart_policy, update_config, rollback_config and endpoint_mode)"))
+                    .at(tree.locate(&path))
+                    .field(&path),
+            );
         }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
     }
     for key in compose.extra.keys() {
         if !key.starts_with("x-") && key != "name" {
@@ -80,6 +92,50 @@ pub fn load(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
         file: file.to_string(),
         warnings,
     })
+}
+
+/// Service keys swarm mode cannot do: `docker stack deploy` ignores them
+/// (with a warning) or refuses them, so the service would differ from the file.
+const SWARM_CANNOT: &[&str] = &[
+    "build",
+    "cgroupns_mode",
+    "cgroup_parent",
+    "container_name",
+    "cpu_quota",
+    "cpu_shares",
+    "cpuset",
+    "depends_on",
+    "devices",
+    "domainname",
+    "expose",
+    "extends",
+    "external_links",
+    "ipc",
+    "links",
+    "mac_address",
+    "mem_limit",
+    "memswap_limit",
+    "network_mode",
+    "pid",
+    "privileged",
+    "restart",
+    "security_opt",
+    "shm_size",
+    "tmpfs",
+    "userns_mode",
+    "volume_driver",
+    "volumes_from",
+];
+
+/// Why a service key outside the converted subset is refused.
+fn refusal(key: &str) -> String {
+    if SWARM_CANNOT.contains(&key) {
+        format!(
+            "`{key}` cannot be done by a swarm service (docker stack deploy would ignore it or refuse it): remove it"
+        )
+    } else {
+        format!("`{key}` is not converted by swarmlog: remove it, or deploy this file with docker stack deploy")
+    }
 }
 
 fn path_parts(path: &serde_path_to_error::Path) -> Vec<String> {
@@ -133,13 +189,41 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_fields_warn() {
+    fn keys_outside_the_subset_are_refused_at_their_line() {
         let l = load(
             "s.yml",
-            "services:\n  web:\n    image: x\n    cap_add: [NET_ADMIN]\n",
+            "services:\n  web:\n    image: x\n    cap_add: [NET_ADMIN]\n    x-note: 1\n",
             &no_env,
         )
         .unwrap();
-        assert!(l.warnings.iter().any(|w| w.contains("cap_add")));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let err = load(
+            "s.yml",
+            "services:\n  web:\n    image: x\n    privileged: true\n    env_file: a.env\n    deploy:\n      bogus: 1\n",
+            &no_env,
+        )
+        .unwrap_err();
+        let lines: Vec<_> = err
+            .0
+            .iter()
+            .map(|p| (p.pos.map(|p| p.line), p.message.clone()))
+            .collect();
+        assert_eq!(err.0.len(), 3, "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == Some(4) && m.contains("cannot be done by a swarm service")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == Some(5) && m.contains("not converted by swarmlog")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|(l, m)| *l == Some(7) && m.contains("deploy.bogus")),
+            "{lines:?}"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! Desired state, input side: the swarm subset of the Compose Specification.
 //!
 //! These structs accept what `docker stack deploy` accepts (short and long
-//! syntaxes); fields swarmlog does not handle are collected in `extra` and
-//! reported as ignored rather than refused, so ordinary stack files load.
+//! syntaxes); keys outside the converted subset are collected in `extra`
+//! and refused by the loader with their file and line (nothing is silently
+//! different from what `docker stack deploy` makes of the same file).
 
 use std::collections::BTreeMap;
 
@@ -63,8 +64,70 @@ pub struct Service {
     #[serde(default)]
     pub ports: Vec<Port>,
     pub healthcheck: Option<Healthcheck>,
+    #[serde(default, deserialize_with = "string_list")]
+    pub cap_add: Vec<String>,
+    #[serde(default, deserialize_with = "string_list")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, deserialize_with = "label_map")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "extra_hosts")]
+    pub extra_hosts: Vec<String>,
+    #[serde(default, deserialize_with = "string_list")]
+    pub dns: Vec<String>,
+    #[serde(default, deserialize_with = "string_list")]
+    pub dns_search: Vec<String>,
+    pub logging: Option<Logging>,
+    #[serde(default)]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    pub isolation: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Json>,
+}
+
+/// `logging:` of a service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    pub driver: Option<String>,
+    #[serde(default, deserialize_with = "label_map")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One of `ulimits:`: `nproc: 65535` or `nofile: {soft: 20000, hard: 40000}`.
+#[derive(Debug, Clone, Default)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Json::deserialize(d)? {
+            Json::Number(n) => {
+                let v = n
+                    .as_i64()
+                    .ok_or_else(|| de::Error::custom(format!("ulimit {n} is not a whole number")))?;
+                Ok(Ulimit { soft: v, hard: v })
+            }
+            Json::Object(m) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Long {
+                    soft: i64,
+                    hard: i64,
+                }
+                let l: Long = serde_json::from_value(Json::Object(m)).map_err(de::Error::custom)?;
+                Ok(Ulimit {
+                    soft: l.soft,
+                    hard: l.hard,
+                })
+            }
+            other => Err(de::Error::custom(format!(
+                "expected a number or a mapping with soft and hard, not {}",
+                json_kind(&other)
+            ))),
+        }
+    }
 }
 
 /// `deploy:` of a service.
@@ -151,6 +214,10 @@ pub struct ServiceVolume {
     pub target: String,
     pub read_only: bool,
     pub nocopy: bool,
+    /// `bind.propagation` of the long form.
+    pub propagation: Option<String>,
+    /// `tmpfs.size` of the long form (bytes, or with a unit).
+    pub tmpfs_size: Option<String>,
 }
 
 /// A config or secret reference, from `name` or the long form.
@@ -322,6 +389,35 @@ fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Er
     }
 }
 
+/// A string or a list of strings (`dns: 10.0.0.53`, `cap_add: [NET_ADMIN]`).
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Option::<Json>::deserialize(d)? {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::String(s)) => Ok(vec![s]),
+        Some(Json::Array(items)) => items.iter().map(|i| scalar_text(i, "an entry")).collect(),
+        Some(other) => Err(de::Error::custom(format!(
+            "expected a string or a list of strings, not {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+/// `extra_hosts:` as `host:ip` entries, from a list or a mapping.
+fn extra_hosts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Option::<Json>::deserialize(d)? {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| Ok(format!("{k}:{}", scalar_text::<D::Error>(&v, "an address")?)))
+            .collect(),
+        Some(Json::Array(items)) => items.iter().map(|i| scalar_text(i, "an entry")).collect(),
+        Some(other) => Err(de::Error::custom(format!(
+            "expected a list of host:ip or a mapping, not {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
 fn health_test<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     match Option::<Json>::deserialize(d)? {
         None | Some(Json::Null) => Ok(None),
@@ -451,6 +547,19 @@ impl<'de> Deserialize<'de> for ServiceVolume {
                     #[serde(default)]
                     read_only: bool,
                     volume: Option<LongVolume>,
+                    bind: Option<LongBind>,
+                    tmpfs: Option<LongTmpfs>,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct LongBind {
+                    propagation: Option<String>,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct LongTmpfs {
+                    #[serde(default, deserialize_with = "string_or_number")]
+                    size: Option<String>,
                 }
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
@@ -465,6 +574,8 @@ impl<'de> Deserialize<'de> for ServiceVolume {
                     target: l.target,
                     read_only: l.read_only,
                     nocopy: l.volume.map(|v| v.nocopy).unwrap_or(false),
+                    propagation: l.bind.and_then(|b| b.propagation),
+                    tmpfs_size: l.tmpfs.and_then(|t| t.size),
                 })
             }
             other => Err(de::Error::custom(format!(
@@ -511,6 +622,8 @@ fn parse_short_volume(s: &str) -> Result<ServiceVolume, String> {
         target: target.to_string(),
         read_only,
         nocopy,
+        propagation: None,
+        tmpfs_size: None,
     })
 }
 

@@ -1,10 +1,14 @@
 //! Render step, desired state: mounts — a service's volumes, bind mounts and
 //! tmpfs mounts, and the named volumes they use.
 
-use bollard::models::{Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig};
+use bollard::models::{
+    Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig,
+};
 
 use super::{scope, stack_labels, Ctx};
 use crate::render::compose::model::{Service, ServiceVolume};
+use crate::render::compose::units;
 
 /// A service's mounts and the named volumes they use.
 pub(super) struct Mounts {
@@ -41,12 +45,7 @@ pub(super) fn mounts(ctx: &mut Ctx, key: &str, svc: &Service) -> Mounts {
                 mount
             }),
             "bind" => bind_mount(ctx, &path, v),
-            "tmpfs" => Some(Mount {
-                target: Some(v.target.clone()),
-                typ: Some(MountType::TMPFS),
-                read_only: v.read_only.then_some(true),
-                ..Default::default()
-            }),
+            "tmpfs" => tmpfs_mount(ctx, &path, v),
             other => {
                 ctx.problem(
                     &path,
@@ -120,11 +119,63 @@ fn bind_mount(ctx: &mut Ctx, path: &[&str], v: &ServiceVolume) -> Option<Mount> 
         );
         return None;
     }
+    let propagation = match v.propagation.as_deref() {
+        None => None,
+        Some(p) => {
+            match p {
+                "private" => Some(MountBindOptionsPropagationEnum::PRIVATE),
+                "rprivate" => Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                "shared" => Some(MountBindOptionsPropagationEnum::SHARED),
+                "rshared" => Some(MountBindOptionsPropagationEnum::RSHARED),
+                "slave" => Some(MountBindOptionsPropagationEnum::SLAVE),
+                "rslave" => Some(MountBindOptionsPropagationEnum::RSLAVE),
+                other => {
+                    let mut p = path.to_vec();
+                    p.extend(["bind", "propagation"]);
+                    ctx.problem(
+                    &p,
+                    format!("invalid propagation {other:?} (expected private, rprivate, shared, rshared, slave or rslave)"),
+                );
+                    return None;
+                }
+            }
+        }
+    };
     Some(Mount {
         target: Some(v.target.clone()),
         source: Some(source),
         typ: Some(MountType::BIND),
         read_only: v.read_only.then_some(true),
+        bind_options: propagation.map(|p| MountBindOptions {
+            propagation: Some(p),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// A tmpfs mount, with `tmpfs.size` in bytes.
+fn tmpfs_mount(ctx: &mut Ctx, path: &[&str], v: &ServiceVolume) -> Option<Mount> {
+    let size = match v.tmpfs_size.as_deref() {
+        None => None,
+        Some(s) => match units::ram_bytes(s) {
+            Ok(n) => Some(n).filter(|n| *n != 0),
+            Err(e) => {
+                let mut p = path.to_vec();
+                p.extend(["tmpfs", "size"]);
+                ctx.problem(&p, e);
+                return None;
+            }
+        },
+    };
+    Some(Mount {
+        target: Some(v.target.clone()),
+        typ: Some(MountType::TMPFS),
+        read_only: v.read_only.then_some(true),
+        tmpfs_options: size.map(|n| MountTmpfsOptions {
+            size_bytes: Some(n),
+            ..Default::default()
+        }),
         ..Default::default()
     })
 }

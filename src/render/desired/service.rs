@@ -3,8 +3,9 @@
 //! networks) plus the container's own fields.
 
 use bollard::models::{
-    EndpointSpec, HealthConfig, Mount, ServiceSpec, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
-    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets,
+    EndpointSpec, HealthConfig, Mount, ResourcesUlimits, ServiceSpec, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecIsolationEnum,
+    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
 };
 
 use super::{deploy, files, mounts, networks, ports, scope, stack_labels, Ctx, Names};
@@ -39,6 +40,8 @@ pub(super) fn service_spec(ctx: &mut Ctx, key: &str, svc: &Service, names: &Name
     let ports = ports::ports(ctx, key, svc);
     let networks = networks::attachments(stack, key, svc, &names.networks);
     let stop_grace_period = ctx.duration(&["services", key, "stop_grace_period"], &svc.stop_grace_period);
+    let isolation = isolation(ctx, key, svc);
+    let hosts = extra_hosts(ctx, key, svc);
     deploy::check_labels(ctx, key, deploy);
     if ctx.problems.len() > before {
         return None;
@@ -50,6 +53,8 @@ pub(super) fn service_spec(ctx: &mut Ctx, key: &str, svc: &Service, names: &Name
         secrets,
         health_check,
         stop_grace_period,
+        isolation,
+        hosts,
     };
     let spec = ServiceSpec {
         name: Some(scope(stack, key)),
@@ -60,6 +65,11 @@ pub(super) fn service_spec(ctx: &mut Ctx, key: &str, svc: &Service, names: &Name
             restart_policy,
             placement: Some(deploy::placement(deploy)),
             networks: Some(networks),
+            log_driver: svc.logging.as_ref().map(|l| TaskSpecLogDriver {
+                name: l.driver.clone(),
+                options: (!l.options.is_empty())
+                    .then(|| l.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            }),
             ..Default::default()
         }),
         mode: Some(mode),
@@ -134,6 +144,51 @@ struct Container {
     secrets: Vec<TaskSpecContainerSpecSecrets>,
     health_check: Option<HealthConfig>,
     stop_grace_period: Option<i64>,
+    isolation: Option<TaskSpecContainerSpecIsolationEnum>,
+    hosts: Vec<String>,
+}
+
+/// `isolation:` (`default`, `process`, `hyperv`).
+fn isolation(ctx: &mut Ctx, key: &str, svc: &Service) -> Option<TaskSpecContainerSpecIsolationEnum> {
+    match svc.isolation.as_deref()? {
+        "default" => Some(TaskSpecContainerSpecIsolationEnum::DEFAULT),
+        "process" => Some(TaskSpecContainerSpecIsolationEnum::PROCESS),
+        "hyperv" => Some(TaskSpecContainerSpecIsolationEnum::HYPERV),
+        other => {
+            ctx.problem(
+                &["services", key, "isolation"],
+                format!("invalid isolation {other:?} (expected default, process or hyperv)"),
+            );
+            None
+        }
+    }
+}
+
+/// `extra_hosts:` (`host:ip`) in the engine's notation, `ip host`, as
+/// `docker stack deploy` writes them.
+fn extra_hosts(ctx: &mut Ctx, key: &str, svc: &Service) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, h) in svc.extra_hosts.iter().enumerate() {
+        match h.split_once(':') {
+            Some((host, ip)) if !host.is_empty() && !ip.is_empty() => out.push(format!("{ip} {host}")),
+            _ => ctx.problem(
+                &["services", key, "extra_hosts", &i.to_string()],
+                format!("invalid extra host {h:?} (expected host:ip)"),
+            ),
+        }
+    }
+    out
+}
+
+/// A capability as `docker stack deploy` writes it: upper case, `CAP_` prefixed
+/// (`ALL` stays as it is).
+fn capability(c: &str) -> String {
+    let c = c.trim().to_ascii_uppercase();
+    if c == "ALL" || c.starts_with("CAP_") {
+        c
+    } else {
+        format!("CAP_{c}")
+    }
 }
 
 /// The container spec: the converted parts plus the service's plain fields.
@@ -159,6 +214,27 @@ fn container_spec(stack: &str, svc: &Service, c: Container) -> TaskSpecContainer
         secrets: (!c.secrets.is_empty()).then_some(c.secrets),
         configs: (!c.configs.is_empty()).then_some(c.configs),
         init: svc.init,
+        isolation: c.isolation,
+        hosts: (!c.hosts.is_empty()).then_some(c.hosts),
+        dns_config: (!svc.dns.is_empty() || !svc.dns_search.is_empty()).then(|| TaskSpecContainerSpecDnsConfig {
+            nameservers: (!svc.dns.is_empty()).then(|| svc.dns.clone()),
+            search: (!svc.dns_search.is_empty()).then(|| svc.dns_search.clone()),
+            options: None,
+        }),
+        sysctls: (!svc.sysctls.is_empty()).then(|| svc.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        capability_add: (!svc.cap_add.is_empty()).then(|| svc.cap_add.iter().map(|c| capability(c)).collect()),
+        capability_drop: (!svc.cap_drop.is_empty()).then(|| svc.cap_drop.iter().map(|c| capability(c)).collect()),
+        // Sorted by name (the map's order), as docker stack deploy sends them.
+        ulimits: (!svc.ulimits.is_empty()).then(|| {
+            svc.ulimits
+                .iter()
+                .map(|(name, u)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
+        }),
         ..Default::default()
     }
 }

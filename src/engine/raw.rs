@@ -1,0 +1,167 @@
+//! The engine edge, raw reads (I/O): a GET whose answer is kept as the
+//! engine's own JSON, for the lists bollard's typed model would lose fields
+//! of (its serde names are case-sensitive, the engine's are not: see
+//! [`fix_service_json`]).
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value as Json;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Engine, EngineError};
+
+/// Largest answer read (the list of every service of a large swarm fits).
+const MAX_ANSWER: usize = 512 << 20;
+
+impl Engine {
+    /// `GET /v<api><path_and_query>` as JSON; `what` names the call in errors.
+    pub(super) async fn get_json(&self, what: &str, path_and_query: &str) -> Result<Json, EngineError> {
+        let uri = format!("/v{}{}", self.api_version, path_and_query);
+        let call = async {
+            if let Some(path) = self
+                .host
+                .strip_prefix("unix://")
+                .or(self.host.starts_with('/').then_some(&*self.host))
+            {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| self.unreachable(format!("connect {path}: {e}")))?;
+                self.request(stream, what, &uri).await
+            } else {
+                let addr = self
+                    .host
+                    .trim_start_matches("tcp://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| self.unreachable(format!("connect {addr}: {e}")))?;
+                self.request(stream, what, &uri).await
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(self.unreachable(format!("{what}: timed out after {:?}", self.timeout))),
+        }
+    }
+
+    fn unreachable(&self, detail: String) -> EngineError {
+        EngineError::Unreachable {
+            host: self.host.clone(),
+            detail,
+        }
+    }
+
+    async fn request<S>(&self, stream: S, what: &str, uri: &str) -> Result<Json, EngineError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unreachable(format!("{what}: HTTP handshake: {e}")))?;
+        let conn = tokio::spawn(conn);
+        let req = hyper::Request::get(uri)
+            .header(hyper::header::HOST, "docker")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| EngineError::Other {
+                what: what.to_string(),
+                detail: format!("building the request {uri}: {e}"),
+            })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.unreachable(format!("{what}: {e}")))?;
+        let status = resp.status().as_u16();
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| EngineError::Other {
+                what: what.to_string(),
+                detail: format!("reading the answer: {e}"),
+            })?
+            .to_bytes();
+        conn.abort();
+        if status >= 400 {
+            let message = serde_json::from_slice::<Json>(&body)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(self.err(
+                what,
+                "",
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: status,
+                    message,
+                },
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| EngineError::Other {
+            what: what.to_string(),
+            detail: format!("the engine's answer is not JSON: {e}"),
+        })
+    }
+}
+
+/// Keys the engine writes under another name than bollard's model reads
+/// (serde is case-sensitive; Go's decoder is not, so the engine accepts
+/// either on create): (object holding the key, the engine's key, the model's).
+const RENAMES: &[(&[&str], &str, &str)] = &[(&["TaskTemplate", "ContainerSpec"], "Healthcheck", "HealthCheck")];
+
+/// Puts a service of the engine's JSON into the names bollard's model reads
+/// (in its spec; the model has no `PreviousSpec`). The guard for the whole class is the
+/// sandbox test `observe_loses_no_field_of_the_engines_json`.
+pub(super) fn fix_service_json(service: &mut Json) {
+    if let Some(spec) = service.get_mut("Spec") {
+        for (parent, from, to) in RENAMES {
+            let mut obj = Some(&mut *spec);
+            for p in *parent {
+                obj = obj.and_then(|o| o.get_mut(*p));
+            }
+            if let Some(o) = obj.and_then(Json::as_object_mut) {
+                if let Some(v) = o.remove(*from) {
+                    o.entry(to.to_string()).or_insert(v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_healthcheck_reaches_the_model() {
+        let mut raw = serde_json::json!({
+            "ID": "x",
+            "Spec": {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "i",
+                "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5000000000u64, "Retries": 3}}}}
+        });
+        // Without the fix-up the model drops it: the bug this guards against.
+        let lost: bollard::models::Service = serde_json::from_value(raw.clone()).unwrap();
+        assert!(lost
+            .spec
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .health_check
+            .is_none());
+        fix_service_json(&mut raw);
+        let s: bollard::models::Service = serde_json::from_value(raw).unwrap();
+        let hc = s
+            .spec
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .health_check
+            .unwrap();
+        assert_eq!(hc.test.as_deref(), Some(&["CMD".to_string(), "true".to_string()][..]));
+        assert_eq!(hc.interval, Some(5_000_000_000));
+        assert_eq!(hc.retries, Some(3));
+    }
+}
