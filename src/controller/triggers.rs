@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Why a reconcile runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Trigger {
     /// The operator started.
@@ -55,6 +55,10 @@ impl Trigger {
     }
 }
 
+/// Most distinct triggers one batch keeps (an event storm of unrelated
+/// services stays cheap: constant memory, constant work per event).
+pub const MAX_BATCH: usize = 256;
+
 /// Most triggers a batch names in the status and the log; the rest are counted.
 pub const DESCRIBED: usize = 8;
 
@@ -87,13 +91,16 @@ pub async fn next_batch(
 ) -> Option<Vec<Trigger>> {
     let first = rx.recv().await?;
     let opened = Instant::now();
+    let mut seen = std::collections::HashSet::from([first.clone()]);
     let mut batch = vec![first];
     loop {
         let quiet = Instant::now() + debounce;
         let until = quiet.min(opened + max_delay);
         match tokio::time::timeout_at(until, rx.recv()).await {
+            // A reconcile looks at everything anyway: beyond MAX_BATCH
+            // distinct triggers, more only say "look again" once more.
             Ok(Some(t)) => {
-                if !batch.contains(&t) {
+                if batch.len() < MAX_BATCH && seen.insert(t.clone()) {
                     batch.push(t);
                 }
             }
@@ -233,6 +240,27 @@ mod tests {
         assert!(next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
             .await
             .is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_is_bounded_and_described_briefly() {
+        let (tx, mut rx) = mpsc::channel(20_000);
+        for i in 0..10_000 {
+            tx.send(Trigger::Event {
+                what: format!("service update other_{i}"),
+            })
+            .await
+            .unwrap();
+            tx.send(Trigger::Resync).await.unwrap();
+        }
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(batch.iter().filter(|t| **t == Trigger::Resync).count(), 1);
+        let text = describe(&batch);
+        assert!(text.ends_with(&format!("(+{} more)", MAX_BATCH - DESCRIBED)), "{text}");
+        assert!(text.len() < 400, "{text}");
     }
 
     #[tokio::test(start_paused = true)]
