@@ -666,7 +666,7 @@ fn readme_scrape_config_finds_the_deployed_operator(sb: &Sandbox, rt: &tokio::ru
             dir.join("swarmlog-alerts.yml"),
         )
         .map_err(|e| e.to_string())?;
-        let netns = format!("slg-{}-manager-1", sb.name);
+        let netns = sb.netns("manager-1")?;
         // Its own loopback: any port is free there.
         let addr = "127.0.0.1:9090";
         let prom = Prometheus::start_in(&dir, &config, Some(&netns), addr.to_string())?;

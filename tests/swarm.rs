@@ -339,6 +339,16 @@ fn rendered_stack_converges(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
 /// Replaces what legitimately differs between two deployments of one file
 /// (object IDs, swarmlog's own labels and hashed config names).
 fn normalise_service(spec: &mut Json, net_names: &HashMap<String, String>) {
+    // swarmlog's one intended difference: a service with a volume is pinned
+    // to its data node (`node.id==` that the data-node label records). The
+    // pin must be exactly that one constraint; everything else compares.
+    let data_node = spec["Labels"]["io.swarmlog.data-node"].as_str().map(str::to_string);
+    if let (Some(id), Some(cs)) = (
+        data_node,
+        spec["TaskTemplate"]["Placement"]["Constraints"].as_array_mut(),
+    ) {
+        cs.retain(|c| c.as_str() != Some(format!("node.id=={id}").as_str()));
+    }
     if let Some(labels) = spec["Labels"].as_object_mut() {
         labels.retain(|k, _| !k.starts_with("io.swarmlog."));
     }

@@ -118,6 +118,22 @@ impl Sandbox {
         Ok(self.script("sock", &[host])?.trim().to_string())
     }
 
+    /// The network namespace of a node, by hostname, as scripts/sandbox
+    /// recorded it in the node's facts file.
+    pub fn netns(&self, host: &str) -> Result<String, String> {
+        let file = repo()
+            .join("target/sandbox")
+            .join(&self.name)
+            .join("nodes")
+            .join(format!("{host}.env"));
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("NODE_NETNS="))
+            .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("{}: no NODE_NETNS", file.display()))
+    }
+
     /// A client of manager-1, API version negotiated.
     pub async fn client(&self) -> Result<Docker, String> {
         client_for(self.host.trim_start_matches("unix://")).await
