@@ -46,3 +46,11 @@ proxy_start() {
 
 # writes_in LOG: requests in a count_proxy log that change the swarm.
 writes_in() { grep -cE '^(POST|PUT|DELETE) ' "$1" || true; }
+
+# build_release: the release binary the benchmarks run, the same static
+# build scripts/test makes for the operator image (one build serves both);
+# sets SL to its path.
+build_release() {
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target x86_64-unknown-linux-gnu
+  SL=$PWD/target/x86_64-unknown-linux-gnu/release/swarmlog
+}
