@@ -31,6 +31,7 @@ header() {
   echo "Command: $*"
   echo "Date: $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "Machine: $(machine)"
+  echo "Load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min load average at the end; the machine is shared)"
   echo "Engine: dockerd $(dockerd --version | awk '{print $3}' | tr -d ,) in the sandbox swarm (scripts/sandbox), release build of swarmlog"
 }
 
