@@ -31,6 +31,7 @@ header() {
   echo "Command: $*"
   echo "Date: $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "Machine: $(machine)"
+  echo "Load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min load average at the end; the machine is shared)"
   echo "Engine: dockerd $(dockerd --version | awk '{print $3}' | tr -d ,) in the sandbox swarm (scripts/sandbox), release build of swarmlog"
 }
 
@@ -46,3 +47,11 @@ proxy_start() {
 
 # writes_in LOG: requests in a count_proxy log that change the swarm.
 writes_in() { grep -cE '^(POST|PUT|DELETE) ' "$1" || true; }
+
+# build_release: the release binary the benchmarks run, the same static
+# build scripts/test makes for the operator image (one build serves both);
+# sets SL to its path.
+build_release() {
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target x86_64-unknown-linux-gnu
+  SL=$PWD/target/x86_64-unknown-linux-gnu/release/swarmlog
+}

@@ -752,6 +752,16 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     })
 }
 
+/// `unix://` of the manager that is the swarm's leader now.
+fn leader_host(sb: &Sandbox) -> Result<String, String> {
+    let out = sb.docker(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])?;
+    let host = out
+        .lines()
+        .find_map(|l| l.strip_suffix(" Leader"))
+        .ok_or_else(|| format!("no leader in node ls: {out}"))?;
+    Ok(format!("unix://{}", sb.sock(host)?))
+}
+
 /// The minimum decides: logger-1's value (300,007) passes Elasticsearch 8's
 /// minimum (the e2e test above) and fails 9's (1,048,576), set in values.
 fn preflight_minimum_between_two_values(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
@@ -762,8 +772,10 @@ fn preflight_minimum_between_two_values(sb: &Sandbox, rt: &tokio::runtime::Runti
     let stack = "itpfmin";
     let run = |min: u64| -> Result<serde_json::Value, String> {
         let set = format!("elasticsearch.preflight.maxMapCount={min}");
-        let op = Operator::start(
-            sb,
+        // On the leader's socket (an earlier test may have moved the
+        // leadership away from manager-1): only the leader's operator checks.
+        let op = Operator::start_on(
+            &leader_host(sb)?,
             &format!("{stack}-{min}"),
             &[
                 "--stack",

@@ -291,15 +291,29 @@ pub fn companion_follows_domains(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
             ));
         }
         // A burst of domain edits within the settle window: one patch, with
-        // the last domain.
-        std::fs::write(&vfile, values("b.example.org", "3s")).map_err(|e| e.to_string())?;
+        // the last domain. Each edit is made once the operator has seen the
+        // one before (it wants that domain), so it sees all four; the window
+        // (10 s) is far longer than the burst.
+        std::fs::write(&vfile, values("b.example.org", "10s")).map_err(|e| e.to_string())?;
         quiet(&op).await?;
         let burst_mark = op.engine()?.mark();
         for d in ["c1", "c2", "c3", "c4"] {
-            std::fs::write(&vfile, values(&format!("{d}.example.org"), "3s")).map_err(|e| e.to_string())?;
-            // Pace the edits so the operator sees several of them (its
-            // watch interval is 200 ms); all are within the 3 s window.
-            std::thread::sleep(Duration::from_millis(250));
+            let domain = format!("{d}.example.org");
+            std::fs::write(&vfile, values(&domain, "10s")).map_err(|e| e.to_string())?;
+            wait_for(
+                &format!("the operator wanting {domain}"),
+                Duration::from_secs(10),
+                || async {
+                    let st = op.status()?;
+                    let c = &st["companion"];
+                    if c["desired"].to_string().contains(&domain) && c["pending"] == true {
+                        Ok(Some(()))
+                    } else {
+                        Err(format!("companion {c}"))
+                    }
+                },
+            )
+            .await?;
         }
         wait_env(
             &docker,
