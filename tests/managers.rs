@@ -786,9 +786,6 @@ fn preflight_minimum_between_two_values(sb: &Sandbox, rt: &tokio::runtime::Runti
                 &set,
                 "--preflight-image",
                 "swarmlog:e2e",
-                // manager-1 may no longer be the leader after the failover
-                // test: this one is about the preflight, not the election.
-                "--no-leader-election",
             ],
         )?;
         rt.block_on(wait_for(
