@@ -109,12 +109,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
-pub fn hostname(n: &Node) -> String {
-    n.description
-        .as_ref()
-        .and_then(|d| d.hostname.clone())
-        .unwrap_or_default()
-}
+pub use crate::plan::placement::hostname;
 
 fn labels(n: &Node) -> BTreeMap<String, String> {
     n.spec
@@ -238,18 +233,7 @@ pub fn logger_nodes(
         let l = labels(n);
         let id = n.id.clone().unwrap_or_default();
         let host = hostname(n);
-        let state = n
-            .status
-            .as_ref()
-            .and_then(|s| s.state)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let availability = n
-            .spec
-            .as_ref()
-            .and_then(|s| s.availability)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let (state, availability) = crate::plan::placement::state_and_availability(n);
         if l.get(label).is_some_and(|v| v.eq_ignore_ascii_case(value)) {
             if n.status.as_ref().and_then(|s| s.state) != Some(NodeState::READY) {
                 degraded.push(Degraded {

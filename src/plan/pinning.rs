@@ -7,26 +7,14 @@
 //! makes it wait, reported. Moving it is an explicit act: `--allow-move`,
 //! or constraints (values) the data node no longer meets, with `--allow-move`.
 
-use bollard::models::{Node, NodeState, Service, ServiceSpec, TaskSpecPlacement};
+use bollard::models::{Node, Service, ServiceSpec, TaskSpecPlacement};
 
-use super::placement::{constraints_of, node_matches};
+use super::placement::{available, constraints_of, hostname, node_matches, state_and_availability};
 use super::{Blocker, Inputs};
 use crate::render::desired::DesiredService;
 
 /// Service label: the node that holds the service's volume.
 pub const LABEL_DATA_NODE: &str = "io.swarmlog.data-node";
-
-fn hostname(n: &Node) -> String {
-    n.description
-        .as_ref()
-        .and_then(|d| d.hostname.clone())
-        .unwrap_or_default()
-}
-
-fn available(n: &Node) -> bool {
-    n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY)
-        && n.spec.as_ref().and_then(|s| s.availability) == Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE)
-}
 
 /// The node a service's data is on, as observed: the label, else a task.
 pub fn recorded_data_node(inputs_observed: &crate::engine::Observed, o: &Service) -> Option<String> {
@@ -135,18 +123,7 @@ pub fn waiting_on_data_nodes(
             None => "has left the swarm".to_string(),
             Some(n) if available(n) => continue,
             Some(n) => {
-                let state = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.state)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                let availability = n
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.availability)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let (state, availability) = state_and_availability(n);
                 format!("is {state}, availability {availability}")
             }
         };

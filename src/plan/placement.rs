@@ -18,6 +18,28 @@ pub(super) fn node_ready(n: &Node) -> bool {
     n.status.as_ref().and_then(|s| s.state) == Some(bollard::models::NodeState::READY)
 }
 
+/// A node's hostname (what auto-label rules and messages use).
+pub fn hostname(n: &Node) -> String {
+    n.description
+        .as_ref()
+        .and_then(|d| d.hostname.clone())
+        .unwrap_or_default()
+}
+
+/// A node's state (`ready`, `down`, ...) and availability (`active`,
+/// `drain`, `pause`), as the engine words them.
+pub fn state_and_availability(n: &Node) -> (String, String) {
+    let state = n.status.as_ref().and_then(|s| s.state).map(|s| s.to_string());
+    let availability = n.spec.as_ref().and_then(|s| s.availability).map(|a| a.to_string());
+    (state.unwrap_or_default(), availability.unwrap_or_default())
+}
+
+/// Ready and active: tasks may start there.
+pub fn available(n: &Node) -> bool {
+    node_ready(n)
+        && n.spec.as_ref().and_then(|s| s.availability) == Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE)
+}
+
 /// Whether a node satisfies every constraint (`node.labels.x == y`, `node.role != manager`, ...).
 pub fn node_matches(node: &Node, constraints: &[String]) -> bool {
     constraints.iter().all(|c| constraint_matches(node, c))
