@@ -1,0 +1,438 @@
+//! The subcommands' bodies: each reads its arguments, calls the library
+//! (render, engine, plan, apply, controller, client) and returns the exit
+//! code. `main.rs` only parses the command line and dispatches here.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use swarmlog::cli::{
+    ApplyArgs, ChartArgs, EngineArgs, HealthcheckArgs, PlanArgs, PlanFormat, PreflightArgs, RenderArgs, RenderFormat,
+    RunArgs, StatusArgs,
+};
+use swarmlog::diag::Problems;
+use swarmlog::engine::{self, Engine};
+use swarmlog::render::Rendered;
+
+/// Loads the chart and renders it; every problem is returned, one per line.
+fn load_and_render(args: &ChartArgs) -> Result<Rendered, Problems> {
+    let rendered = swarmlog::render::render(&args.inputs()?, &swarmlog::render::process_env)?;
+    for w in &rendered.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(rendered)
+}
+
+fn report(problems: &Problems) -> ExitCode {
+    for p in &problems.0 {
+        eprintln!("error: {p}");
+    }
+    eprintln!(
+        "{} problem{} found; nothing was changed.",
+        problems.0.len(),
+        if problems.0.len() == 1 { "" } else { "s" }
+    );
+    ExitCode::FAILURE
+}
+
+pub(crate) fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let rendered = match load_and_render(&args.chart) {
+        Ok(r) => r,
+        Err(p) => return Ok(report(&p)),
+    };
+    if let Some(dir) = &args.output_dir {
+        write_eject(dir, &rendered)?;
+        eprintln!(
+            "wrote {}; deploy it with: docker stack deploy -c {} {}",
+            dir.join("docker-stack.yml").display(),
+            dir.join("docker-stack.yml").display(),
+            rendered.stack
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.output {
+        RenderFormat::Yaml => print!("{}", rendered.compose_text),
+        RenderFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rendered.desired).context("serialising the desired state")?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stack_file = dir.join("docker-stack.yml");
+    std::fs::write(&stack_file, &rendered.compose_text).with_context(|| format!("writing {}", stack_file.display()))?;
+    for (path, data) in &rendered.files {
+        if Path::new(path).is_absolute() {
+            continue;
+        }
+        let rel = path.strip_prefix("./").unwrap_or(path);
+        if rel.split('/').any(|part| part == "..") {
+            anyhow::bail!("refusing to write {path:?} outside {}", dir.display());
+        }
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, data).with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn validate(args: &ChartArgs) -> anyhow::Result<ExitCode> {
+    match load_and_render(args) {
+        Ok(r) => {
+            println!(
+                "ok: stack {} renders to {} services, {} networks, {} configs",
+                r.stack,
+                r.desired.services.len(),
+                r.desired.networks.len(),
+                r.desired.configs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(p) => Ok(report(&p)),
+    }
+}
+
+async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    let host = engine::default_host(args.docker_host.as_deref(), env_host.as_deref());
+    Engine::connect(&host, args.engine_timeout).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(e.exit_code())
+    })
+}
+
+/// Renders (offline, so bad input never reaches the engine), then connects.
+async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(Rendered, Engine), ExitCode> {
+    let rendered = load_and_render(chart).map_err(|p| report(&p))?;
+    let engine = connect(engine).await?;
+    Ok((rendered, engine))
+}
+
+pub(crate) async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let (rendered, engine) = match render_and_connect(&args.chart, &args.engine).await {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let observed = match swarmlog::engine::observe(&engine).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let p = swarmlog::plan::plan(&rendered.desired, &observed, args.safety.options());
+    let shown = swarmlog::plan::redact::redacted(&p, args.show_values);
+    match args.output {
+        PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&shown)),
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&shown).context("serialising the plan")?
+        ),
+    }
+    Ok(if !p.refusals().is_empty() {
+        ExitCode::FAILURE
+    } else if p.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let (rendered, engine) = match render_and_connect(&args.chart, &args.engine).await {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let result = swarmlog::apply::apply(&engine, &rendered.desired, args.safety.options()).await;
+    let writes = engine.total_writes();
+    match result {
+        Ok(r) => {
+            for line in &r.done {
+                println!("{line}");
+            }
+            if r.done.is_empty() {
+                println!(
+                    "Stack {}: no changes; {} objects are as desired.",
+                    rendered.stack,
+                    r.last_plan.in_sync.len()
+                );
+            } else {
+                println!(
+                    "Stack {}: {} write{} in {} round{}.",
+                    rendered.stack,
+                    writes,
+                    if writes == 1 { "" } else { "s" },
+                    r.rounds,
+                    if r.rounds == 1 { "" } else { "s" }
+                );
+            }
+            if !r.last_plan.not_converging.is_empty() {
+                for n in &r.last_plan.not_converging {
+                    eprintln!("error: {n}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Err(swarmlog::apply::ApplyError::Engine(e)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    if args.wait {
+        match swarmlog::apply::wait_running(&engine, &rendered.desired, args.wait_timeout).await {
+            Ok(p) => {
+                let summary: Vec<String> = p
+                    .iter()
+                    .map(|s| format!("{} {}/{}", s.service, s.running, s.wanted))
+                    .collect();
+                println!("All tasks running: {}", summary.join(", "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, RwLock};
+    use swarmlog::controller::{self, Context};
+    use swarmlog::status::{Role, Status};
+    use tokio_util::sync::CancellationToken;
+
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // A desired state that never rendered is worth saying at once (it keeps running).
+    if let Err(problems) = swarmlog::render::render(&settings.render, &swarmlog::render::process_env) {
+        for p in &problems.0 {
+            tracing::error!("{p}");
+        }
+    }
+    let token = match args.reconcile_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+
+    // The status and the HTTP API come first: an engine that is down is a
+    // state to show, not a crash.
+    let stack = settings.render.stack.clone().unwrap_or_else(|| "logging".to_string());
+    let role = if settings.leader_gating {
+        Role::Standby
+    } else {
+        Role::Single
+    };
+    let status = Arc::new(RwLock::new(Status::new(&stack, swarmlog::clock::now(), role)));
+    let metrics = Arc::new(swarmlog::metrics::Metrics::new());
+    metrics.set_role(role);
+    let alive = Arc::new(AtomicBool::new(true));
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| args.listen.to_string());
+    tracing::info!(listen = %bound, "HTTP API up: /status /healthz /readyz /metrics /");
+    let http = tokio::spawn(swarmlog::http::serve(
+        listener,
+        swarmlog::http::HttpState {
+            status: status.clone(),
+            metrics: metrics.clone(),
+            trigger: tx.clone(),
+            token,
+            open_reconcile: args.allow_unauthenticated_reconcile,
+            alive: alive.clone(),
+        },
+        shutdown.clone(),
+        args.shutdown_timeout,
+    ));
+
+    let engine = match connect_until_up(&args.engine, &status, &metrics, &shutdown).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("error: {e}");
+            shutdown.cancel();
+            let _ = http.await;
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    if let Some(engine) = engine {
+        tracing::info!(host = %engine.host, api = %engine.api_version, "connected to the engine");
+        let ctx = Arc::new(Context::new(engine, settings, tx, status, metrics));
+        controller::run(ctx, rx, shutdown.clone()).await;
+    }
+    alive.store(false, Ordering::Relaxed);
+    shutdown.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server error"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the engine, retrying with backoff while it is down (the
+/// status says so); `None` on shutdown. An engine too old is an error.
+async fn connect_until_up(
+    args: &EngineArgs,
+    status: &std::sync::RwLock<swarmlog::status::Status>,
+    metrics: &swarmlog::metrics::Metrics,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Engine>, engine::EngineError> {
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    let host = engine::default_host(args.docker_host.as_deref(), env_host.as_deref());
+    if let Ok(mut st) = status.write() {
+        st.engine.host = host.clone();
+    }
+    let mut backoff = swarmlog::controller::triggers::Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
+    loop {
+        match Engine::connect(&host, args.engine_timeout).await {
+            Ok(e) => return Ok(Some(e)),
+            Err(e @ engine::EngineError::ApiTooOld { .. }) => return Err(e),
+            Err(e) => {
+                if let Ok(mut st) = status.write() {
+                    st.engine_unavailable(swarmlog::clock::now(), &e.to_string());
+                }
+                metrics.set_phase(swarmlog::status::Phase::EngineUnavailable);
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "waiting for the engine");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM and SIGINT cancel `token` (the binary is PID 1 in its image).
+fn spawn_signal_handler(token: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+pub(crate) async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/status", args.url.trim_end_matches('/'));
+    let (code, body) = match swarmlog::client::get(&url, args.timeout).await {
+        Ok(a) => (a.code, a.body),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if code != 200 {
+        eprintln!("error: {url} answered {code}: {body}");
+        return Ok(ExitCode::from(3));
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).with_context(|| format!("{url} did not answer JSON"))?;
+    match args.output {
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).context("printing the status")?
+        ),
+        PlanFormat::Text => print!("{}", swarmlog::report::status_text(&json)),
+    }
+    Ok(if json["phase"] == "Converged" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(crate) async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let url = format!(
+        "{}/{}",
+        args.url.trim_end_matches('/'),
+        args.endpoint.trim_start_matches('/')
+    );
+    match swarmlog::client::get(&url, args.timeout).await {
+        Ok(a) if a.code == 200 => Ok(ExitCode::SUCCESS),
+        Ok(a) => {
+            eprintln!("unhealthy: {url} answered {}: {}", a.code, a.body.trim());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `swarmlog manpage`: swarmlog.1 on stdout, or every page into a directory.
+pub(crate) fn manpage(args: &swarmlog::cli::ManpageArgs) -> anyhow::Result<ExitCode> {
+    match &args.dir {
+        Some(dir) => {
+            swarmlog::cli::manpages_to(dir).with_context(|| format!("writing man pages into {}", dir.display()))?;
+            eprintln!("wrote the man pages into {}", dir.display());
+        }
+        None => return print_bytes(&swarmlog::cli::manpage().context("rendering the man page")?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("writing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `swarmlog preflight`: the one-off check the operator runs on each logger node.
+pub(crate) fn preflight(args: &PreflightArgs) -> ExitCode {
+    use swarmlog::preflight;
+    match preflight::read_max_map_count(&args.file) {
+        Ok(value) => {
+            println!("{}", preflight::output_line(value));
+            if value >= args.min_map_count {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "vm.max_map_count is {value}, below {}: Elasticsearch will not start on this host; run `sysctl -w vm.max_map_count={}`",
+                    args.min_map_count, args.min_map_count
+                );
+                ExitCode::from(preflight::EXIT_LOW)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
