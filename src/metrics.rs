@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::engine::WriteKind;
-use crate::status::{Phase, Role, Status};
+use crate::status::{Phase, PreflightNodeState, Role, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -51,7 +51,7 @@ pub struct BuildLabel {
 pub const ROLES: [Role; 3] = [Role::Leader, Role::Standby, Role::Single];
 
 /// Every state of a logger node's preflight row.
-pub const PREFLIGHT_STATES: [&str; 4] = ["ok", "low", "unknown", "pending"];
+pub const PREFLIGHT_STATES: [PreflightNodeState; 4] = PreflightNodeState::ALL;
 
 /// Every phase, for the one-hot phase gauge.
 pub const PHASES: [Phase; 7] = Phase::ALL;
@@ -195,7 +195,9 @@ impl Metrics {
         m.set_role(Role::Standby);
         for state in PREFLIGHT_STATES {
             m.preflight_nodes
-                .get_or_create(&StateLabel { state: state.into() })
+                .get_or_create(&StateLabel {
+                    state: state.as_str().into(),
+                })
                 .set(0);
         }
         Metrics { registry, ..m }
@@ -227,9 +229,11 @@ impl Metrics {
         self.consecutive_failures
             .set(i64::from(st.reconcile.consecutive_failures));
         for state in PREFLIGHT_STATES {
-            let n = st.preflight.nodes.iter().filter(|r| r.state.as_str() == state).count();
+            let n = st.preflight.nodes.iter().filter(|r| r.state == state).count();
             self.preflight_nodes
-                .get_or_create(&StateLabel { state: state.into() })
+                .get_or_create(&StateLabel {
+                    state: state.as_str().into(),
+                })
                 .set(n as i64);
         }
         self.companion_refused.set(st.companion.refused.len() as i64);

@@ -272,6 +272,13 @@ pub enum PreflightNodeState {
 }
 
 impl PreflightNodeState {
+    pub const ALL: [PreflightNodeState; 4] = [
+        PreflightNodeState::Ok,
+        PreflightNodeState::Low,
+        PreflightNodeState::Unknown,
+        PreflightNodeState::Pending,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PreflightNodeState::Ok => "ok",
