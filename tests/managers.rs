@@ -50,6 +50,12 @@ fn role_of(op: &Operator) -> Result<String, String> {
     ))
 }
 
+/// The last n lines of a text.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// The writes among calls.
 fn writes(calls: &[Call]) -> Vec<Call> {
     calls.iter().filter(|c| c.is_write()).cloned().collect()
@@ -95,7 +101,10 @@ fn leader_gating_and_failover(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Res
         let roles = wait_for("one leader and two standbys, converged", Duration::from_secs(60), || async {
             let roles: Vec<String> = ops.iter().map(|o| role_of(o).unwrap_or_else(|e| format!("({e})"))).collect();
             let leaders = roles.iter().filter(|r| r.starts_with("leader/")).count();
-            let standbys = roles.iter().filter(|r| r.starts_with("standby/")).count();
+            // A standby counts once it has observed the swarm (phase
+            // Standby): an operator that has not reached its engine yet
+            // also says role standby, with phase Pending or EngineUnavailable.
+            let standbys = roles.iter().filter(|r| r.as_str() == "standby/Standby").count();
             let plan = sb.swarmlog(&["plan", "--stack", STACK]);
             if leaders == 1 && standbys == 2 && plan.status.code() == Some(0) {
                 Ok(Some(roles))
@@ -120,12 +129,16 @@ fn leader_gating_and_failover(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Res
             let calls = ops[i].engine()?.calls();
             let w = writes(&calls);
             if !w.is_empty() || observes(&calls) == 0 {
+                let tail: Vec<Call> = calls.iter().rev().take(20).rev().cloned().collect();
                 return Err(format!(
-                    "standby {} made {} writes (and {} observes) at the engine:\n{}",
+                    "standby {} made {} writes (and {} observes) at the engine:\n{}\nits last {} calls:\n{}\nits log:\n{}",
                     MANAGERS[i],
                     w.len(),
                     observes(&calls),
-                    describe(&w)
+                    describe(&w),
+                    tail.len(),
+                    describe(&tail),
+                    last_lines(&ops[i].log_text(), 40)
                 ));
             }
         }
