@@ -195,6 +195,11 @@ pub struct RunArgs {
     /// Allow POST /reconcile without a token (off by default).
     #[arg(long, env = "SWARMLOG_ALLOW_UNAUTHENTICATED_RECONCILE")]
     pub allow_unauthenticated_reconcile: bool,
+    /// Longest one reconcile may take; one that overruns is cancelled,
+    /// counted (errors by category `deadline`) and retried with backoff.
+    /// `/healthz` fails once no reconcile has finished within this plus the resync.
+    #[arg(long, env = "SWARMLOG_RECONCILE_TIMEOUT", default_value = "2m", value_parser = duration)]
+    pub reconcile_timeout: std::time::Duration,
     /// On SIGTERM/SIGINT, how long a running reconcile may take to finish.
     #[arg(long, env = "SWARMLOG_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_or_zero)]
     pub shutdown_timeout: std::time::Duration,
@@ -355,6 +360,7 @@ impl RunArgs {
             retry_min: self.retry_min,
             retry_max: self.retry_max,
             shutdown_timeout: self.shutdown_timeout,
+            reconcile_timeout: self.reconcile_timeout,
             preflight: crate::controller::PreflightSettings {
                 image: self.preflight_image.clone().filter(|i| !i.trim().is_empty()),
                 timeout: self.preflight_timeout,

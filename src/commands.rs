@@ -206,7 +206,6 @@ pub(crate) async fn apply(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, RwLock};
     use swarmlog::controller::{self, Context};
     use swarmlog::status::{Role, Status};
@@ -246,7 +245,11 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let status = Arc::new(RwLock::new(Status::new(&stack, swarmlog::clock::now(), role)));
     let metrics = Arc::new(swarmlog::metrics::Metrics::new());
     metrics.set_role(role);
-    let alive = Arc::new(AtomicBool::new(true));
+    // A healthy loop finishes a reconcile at least this often (the resync
+    // ticker makes sure something is always waiting).
+    let liveness = Arc::new(swarmlog::status::liveness::Liveness::new(
+        settings.reconcile_timeout + settings.resync + settings.debounce_max,
+    ));
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -264,7 +267,7 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             trigger: tx.clone(),
             token,
             open_reconcile: args.allow_unauthenticated_reconcile,
-            alive: alive.clone(),
+            liveness: liveness.clone(),
         },
         shutdown.clone(),
         args.shutdown_timeout,
@@ -281,10 +284,10 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(engine) = engine {
         tracing::info!(host = %engine.host, api = %engine.api_version, "connected to the engine");
-        let ctx = Arc::new(Context::new(engine, settings, tx, status, metrics));
+        let ctx = Arc::new(Context::new(engine, settings, tx, status, metrics, liveness.clone()));
         controller::run(ctx, rx, shutdown.clone()).await;
     }
-    alive.store(false, Ordering::Relaxed);
+    liveness.stopped();
     shutdown.cancel();
     match http.await {
         Ok(Ok(())) => {}

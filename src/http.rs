@@ -1,7 +1,6 @@
 //! Status step, over HTTP (axum): `/status`, `/healthz`, `/readyz`,
 //! `/metrics`, a human page at `/`, and `POST /reconcile`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::controller::triggers::Trigger;
 use crate::metrics::Metrics;
+use crate::status::liveness::Liveness;
 use crate::status::{Phase, Status};
 
 /// Largest request body accepted.
@@ -33,8 +33,8 @@ pub struct HttpState {
     pub token: Option<String>,
     /// `POST /reconcile` without a token (off by default).
     pub open_reconcile: bool,
-    /// False once the controller loop has stopped.
-    pub alive: Arc<AtomicBool>,
+    /// Whether the controller loop makes progress.
+    pub liveness: Arc<Liveness>,
 }
 
 /// The API's routes, for serving and for `oneshot` tests.
@@ -77,11 +77,12 @@ async fn status(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// Healthy: the loop runs and finishes reconciles (see [`Liveness`]); a
+/// hung engine turns it red, not only a dead process.
 async fn healthz(State(state): State<HttpState>) -> Response {
-    if state.alive.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the controller loop stopped\n").into_response()
+    match state.liveness.check(std::time::Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")).into_response(),
     }
 }
 
@@ -100,6 +101,9 @@ pub fn is_ready(s: &Status) -> Result<(), String> {
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
+    if let Err(why) = state.liveness.check(std::time::Instant::now()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response();
+    }
     match snapshot(&state).map(|s| is_ready(&s)) {
         Some(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
         Some(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
@@ -217,7 +221,7 @@ mod tests {
             trigger: tx,
             token: token.map(str::to_string),
             open_reconcile: open,
-            alive: Arc::new(AtomicBool::new(true)),
+            liveness: Arc::new(Liveness::new(Duration::from_secs(60))),
         };
         (state, rx)
     }
@@ -272,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn healthz_fails_when_the_loop_stopped() {
         let (state, _rx) = state_with(Phase::Converged, None, false);
-        state.alive.store(false, Ordering::Relaxed);
+        state.liveness.stopped();
         assert_eq!(
             call(&state, "GET", "/healthz", None, vec![]).await.0,
             StatusCode::SERVICE_UNAVAILABLE

@@ -66,7 +66,17 @@ fn observes(calls: &[Call]) -> usize {
     calls.iter().filter(|c| c.method == "GET" && c.path == "/nodes").count()
 }
 
-/// Waits until the operator behind `proxy` has observed the swarm `n` more
+/// How many times an operator looked at where it stands: full observes,
+/// and a standby's leadership checks (`GET /nodes/{id}`), after which it
+/// would observe and write if it were the leader.
+fn looks(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .filter(|c| c.method == "GET" && (c.path == "/nodes" || c.path.starts_with("/nodes/")))
+        .count()
+}
+
+/// Waits until the operator behind `proxy` has looked at the swarm `n` more
 /// times since `mark` (its own engine calls say so): whatever it would do
 /// on seeing the swarm as it is now, it has had the chance to.
 async fn observed_again(proxy: &EngineProxy, mark: usize, n: usize, who: &str) -> Result<(), String> {
@@ -74,11 +84,11 @@ async fn observed_again(proxy: &EngineProxy, mark: usize, n: usize, who: &str) -
         &format!("{who} to observe the swarm {n} more times"),
         Duration::from_secs(60),
         || async {
-            let seen = observes(&proxy.since(mark));
+            let seen = looks(&proxy.since(mark));
             if seen >= n {
                 Ok(Some(()))
             } else {
-                Err(format!("{seen} observes since the mark"))
+                Err(format!("{seen} looks since the mark"))
             }
         },
     )

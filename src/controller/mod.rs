@@ -43,6 +43,8 @@ pub struct Settings {
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub shutdown_timeout: Duration,
+    /// Longest one reconcile may take before it is cancelled.
+    pub reconcile_timeout: Duration,
     pub preflight: PreflightSettings,
 }
 
@@ -61,6 +63,8 @@ pub struct Context {
     pub settings: Settings,
     pub status: Arc<RwLock<Status>>,
     pub metrics: Arc<Metrics>,
+    /// Progress of the loop, for `/healthz`.
+    pub liveness: Arc<crate::status::liveness::Liveness>,
     /// Send a trigger (the HTTP API's `POST /reconcile` uses it).
     pub trigger: mpsc::Sender<Trigger>,
     /// The stack name of the last good render.
@@ -82,6 +86,7 @@ impl Context {
         trigger: mpsc::Sender<Trigger>,
         status: Arc<RwLock<Status>>,
         metrics: Arc<Metrics>,
+        liveness: Arc<crate::status::liveness::Liveness>,
     ) -> Context {
         let stack = settings.render.stack.clone().unwrap_or_else(|| "logging".to_string());
         if let Ok(mut st) = status.write() {
@@ -98,6 +103,7 @@ impl Context {
             settings,
             status,
             metrics,
+            liveness,
             trigger,
             stack: RwLock::new(stack),
             watched: RwLock::new(Vec::new()),
@@ -191,6 +197,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 struct Timers {
     retry_at: Option<tokio::time::Instant>,
     recheck_at: Option<tokio::time::Instant>,
+    /// A standby's next leadership check.
+    leader_check_at: Option<tokio::time::Instant>,
 }
 
 impl Timers {
@@ -212,14 +220,17 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
         shutdown.clone(),
     ));
     let _ = ctx.trigger.send(Trigger::Startup).await;
+    ctx.liveness.loop_started(Instant::now());
 
     let mut memory = Memory::default();
     let mut retry = Backoff::new(s.retry_min, s.retry_max);
     let mut timers = Timers::default();
+    // When the last reconcile finished (the leading edge needs quiet since).
+    let mut last_done = tokio::time::Instant::now();
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => break,
-            b = triggers::next_batch(&mut rx, s.debounce, s.debounce_max) => match b {
+            b = triggers::next_batch(&mut rx, s.debounce, s.debounce_max, last_done) => match b {
                 Some(b) => b,
                 None => break,
             },
@@ -231,8 +242,17 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
                 timers.recheck_at = None;
                 vec![Trigger::Recheck]
             }
+            _ = sleep_until(timers.leader_check_at) => {
+                timers.leader_check_at = None;
+                if still_standby(&ctx).await {
+                    timers.leader_check_at = Some(tokio::time::Instant::now() + reconcile::STANDBY_POLL);
+                    continue;
+                }
+                vec![Trigger::Leadership]
+            }
         };
         let started = Instant::now();
+        ctx.liveness.reconcile_started(started);
         let described = triggers::describe(&batch);
         let span = tracing::info_span!("reconcile", trigger = %described);
         let _enter = span.enter();
@@ -255,6 +275,8 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             },
         };
         let elapsed = started.elapsed();
+        ctx.liveness.reconcile_finished(Instant::now());
+        last_done = tokio::time::Instant::now();
         record(&ctx, &batch, &result, elapsed);
         schedule(&result, &mut retry, &mut timers, elapsed);
         if shutdown.is_cancelled() {
@@ -262,6 +284,23 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
         }
     }
     tracing::info!("controller stopped");
+}
+
+/// A standby between full looks: whether this node is still not the
+/// leader, by one small call. An error or an unknown node id says "look":
+/// the full reconcile reports what is wrong.
+async fn still_standby(ctx: &Context) -> bool {
+    let id = ctx.snapshot().map(|s| s.node_id).unwrap_or_default();
+    if id.is_empty() {
+        return false;
+    }
+    match ctx.engine.node_is_leader(&id).await {
+        Ok(leader) => !leader,
+        Err(e) => {
+            tracing::debug!(error = %e, "leadership check failed; observing");
+            false
+        }
+    }
 }
 
 /// The outcome label of a reconcile.
@@ -275,6 +314,8 @@ fn label(result: &Result<Done, ReconcileError>) -> &'static str {
 /// When to look again after a reconcile, and the log line that says how it went.
 fn schedule(result: &Result<Done, ReconcileError>, retry: &mut Backoff, timers: &mut Timers, elapsed: Duration) {
     let elapsed_ms = elapsed.as_millis() as u64;
+    // Leadership checks are a standby's; whatever this reconcile found sets them again.
+    timers.leader_check_at = None;
     match result {
         Ok(Done::Applied { written, recheck }) => {
             retry.reset();
@@ -290,7 +331,7 @@ fn schedule(result: &Result<Done, ReconcileError>, retry: &mut Backoff, timers: 
         // leader's operator takes over right after the election.
         Ok(Done::Standby) => {
             retry.reset();
-            timers.recheck_in(reconcile::STANDBY_POLL);
+            timers.leader_check_at = Some(tokio::time::Instant::now() + reconcile::STANDBY_POLL);
             tracing::debug!(elapsed_ms, "standby");
         }
         Err(e) => match reconcile::error_policy(e) {
@@ -305,7 +346,7 @@ fn schedule(result: &Result<Done, ReconcileError>, retry: &mut Backoff, timers: 
             }
             Policy::Poll(after) => {
                 retry.reset();
-                timers.recheck_in(after);
+                timers.leader_check_at = Some(tokio::time::Instant::now() + after);
                 tracing::debug!(elapsed_ms, "standby");
             }
         },
@@ -316,7 +357,10 @@ fn schedule(result: &Result<Done, ReconcileError>, retry: &mut Backoff, timers: 
 fn record(ctx: &Context, batch: &[Trigger], result: &Result<Done, ReconcileError>, elapsed: Duration) {
     let outcome = label(result);
     let writes = ctx.engine.writes();
-    let failed = matches!(result, Err(ReconcileError::Engine(_) | ReconcileError::Apply(_)));
+    let failed = matches!(
+        result,
+        Err(ReconcileError::Engine(_) | ReconcileError::Apply(_) | ReconcileError::Overran(_))
+    );
     ctx.update_status(|st| {
         st.reconcile.count += 1;
         st.reconcile.duration_ms = Some(elapsed.as_millis() as u64);

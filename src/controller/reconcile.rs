@@ -76,6 +76,9 @@ pub enum ReconcileError {
     NotLeader,
     #[error(transparent)]
     Apply(ApplyError),
+    /// The whole reconcile overran its deadline and was cancelled.
+    #[error("the reconcile did not finish within {}; it was cancelled (the engine answers too slowly)", humantime::format_duration(*.0))]
+    Overran(Duration),
 }
 
 impl From<ApplyError> for ReconcileError {
@@ -98,6 +101,7 @@ impl ReconcileError {
             ReconcileError::Blocked(_) => "blocked",
             ReconcileError::NotLeader => "not_leader",
             ReconcileError::Apply(e) => e.category(),
+            ReconcileError::Overran(_) => "deadline",
         }
     }
 
@@ -107,7 +111,7 @@ impl ReconcileError {
             ReconcileError::Invalid(_) => "invalid",
             ReconcileError::Blocked(_) => "blocked",
             ReconcileError::NotLeader => "standby",
-            ReconcileError::Engine(_) | ReconcileError::Apply(_) => "error",
+            ReconcileError::Engine(_) | ReconcileError::Apply(_) | ReconcileError::Overran(_) => "error",
         }
     }
 }
@@ -130,14 +134,20 @@ pub fn error_policy(e: &ReconcileError) -> Policy {
         ReconcileError::Invalid(_) | ReconcileError::Blocked(_) => Policy::WaitForChange,
         ReconcileError::NotLeader => Policy::Poll(STANDBY_POLL),
         ReconcileError::Engine(EngineError::ApiTooOld { .. }) => Policy::WaitForChange,
-        ReconcileError::Engine(_) | ReconcileError::Apply(_) => Policy::Backoff,
+        ReconcileError::Engine(_) | ReconcileError::Apply(_) | ReconcileError::Overran(_) => Policy::Backoff,
     }
 }
 
 /// One level-triggered reconcile: the steps, then the status from what they found.
 pub async fn reconcile(ctx: &Arc<Context>, mem: &mut Memory) -> Result<Done, ReconcileError> {
     let mut facts = Facts::default();
-    let result = steps(ctx, mem, &mut facts).await;
+    let deadline = ctx.settings.reconcile_timeout;
+    // Cancelling mid-way is safe: every step is level-triggered, the next
+    // reconcile observes what was written.
+    let result = match tokio::time::timeout(deadline, steps(ctx, mem, &mut facts)).await {
+        Ok(r) => r,
+        Err(_) => Err(ReconcileError::Overran(deadline)),
+    };
     status_step(ctx, &facts, &result);
     result
 }
@@ -447,7 +457,13 @@ fn status_step(ctx: &Context, facts: &Facts, result: &Result<Done, ReconcileErro
                 }
                 st.blocked = reasons.clone();
             }
-            Err(ReconcileError::Engine(e)) if !facts.engine_reachable || e.category() == "unreachable" => {
+            Err(ReconcileError::Engine(e))
+                if !facts.engine_reachable || matches!(e.category(), "unreachable" | "timeout") =>
+            {
+                st.engine_unavailable(now(), &e.to_string());
+                return;
+            }
+            Err(e @ ReconcileError::Overran(_)) => {
                 st.engine_unavailable(now(), &e.to_string());
                 return;
             }

@@ -2,8 +2,12 @@
 //!
 //! Every source (engine events, the resync tick, file changes, a manual
 //! request, a reconnect, a retry) only sends a [`Trigger`]; the loop takes
-//! them in batches: the first trigger opens a batch, which closes after
-//! `debounce` without a new one, or `max_delay` after it opened.
+//! them in batches. On the leading edge: a trigger that comes after quiet
+//! (no reconcile finished within `debounce`) runs at once, with whatever is
+//! already queued, so a lone change heals without waiting. Otherwise (the
+//! loop is busy: triggers piled up while a reconcile ran) the batch closes
+//! after `debounce` without a new trigger, or `max_delay` after it opened,
+//! which keeps a storm to about one reconcile per `max_delay`.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -36,6 +40,9 @@ pub enum Trigger {
     Recheck,
     /// A node's Elasticsearch preflight finished.
     Preflight,
+    /// A standby's leadership check found this node is now the leader (or
+    /// could not tell): a full look.
+    Leadership,
 }
 
 impl Trigger {
@@ -51,6 +58,7 @@ impl Trigger {
             Trigger::Retry => "retry",
             Trigger::Recheck => "recheck",
             Trigger::Preflight => "preflight",
+            Trigger::Leadership => "leadership",
         }
     }
 }
@@ -83,16 +91,27 @@ pub fn describe(batch: &[Trigger]) -> String {
     out
 }
 
-/// Waits for the next batch of triggers. `None` once every sender is gone.
+/// Waits for the next batch of triggers; `last_done`: when the last
+/// reconcile finished. `None` once every sender is gone.
 pub async fn next_batch(
     rx: &mut mpsc::Receiver<Trigger>,
     debounce: Duration,
     max_delay: Duration,
+    last_done: Instant,
 ) -> Option<Vec<Trigger>> {
     let first = rx.recv().await?;
     let opened = Instant::now();
     let mut seen = std::collections::HashSet::from([first.clone()]);
     let mut batch = vec![first];
+    if opened.saturating_duration_since(last_done) >= debounce {
+        // The leading edge: at once, with what is already there.
+        while let Ok(t) = rx.try_recv() {
+            if batch.len() < MAX_BATCH && seen.insert(t.clone()) {
+                batch.push(t);
+            }
+        }
+        return Some(batch);
+    }
     loop {
         let quiet = Instant::now() + debounce;
         let until = quiet.min(opened + max_delay);
@@ -226,20 +245,66 @@ mod tests {
             tx.send(Trigger::Resync).await.unwrap();
         });
         let start = Instant::now();
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
-            .await
-            .unwrap();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            Instant::now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(batch.len(), 5);
         // Closed 20 ms after the last of the burst (at 20 ms).
         assert_eq!(start.elapsed(), Duration::from_millis(40));
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
-            .await
-            .unwrap();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            Instant::now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(batch, vec![Trigger::Resync]);
         sender.await.unwrap();
-        assert!(next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
+        assert!(next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            Instant::now()
+        )
+        .await
+        .is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_quiet_the_first_trigger_runs_at_once() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let done = Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send(Trigger::Event {
+            what: "service remove x".into(),
+        })
+        .await
+        .unwrap();
+        tx.send(Trigger::Resync).await.unwrap();
+        let start = Instant::now();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1), done)
             .await
-            .is_none());
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "no debounce after quiet");
+        assert_eq!(batch.len(), 2, "what was queued comes along: {batch:?}");
+        // Right after that reconcile: the next trigger waits for the burst to end.
+        let done = Instant::now();
+        tx.send(Trigger::Event {
+            what: "service create x".into(),
+        })
+        .await
+        .unwrap();
+        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1), done)
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(20), "trailing edge while busy");
     }
 
     #[tokio::test(start_paused = true)]
@@ -253,9 +318,14 @@ mod tests {
             .unwrap();
             tx.send(Trigger::Resync).await.unwrap();
         }
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1))
-            .await
-            .unwrap();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            Instant::now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(batch.len(), MAX_BATCH);
         assert_eq!(batch.iter().filter(|t| **t == Trigger::Resync).count(), 1);
         let text = describe(&batch);
@@ -275,9 +345,14 @@ mod tests {
             }
         });
         let start = Instant::now();
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_millis(200))
-            .await
-            .unwrap();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+            Instant::now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(batch, vec![Trigger::Resync], "identical triggers are one");
         assert!(start.elapsed() >= Duration::from_millis(200) && start.elapsed() <= Duration::from_millis(210));
     }

@@ -42,6 +42,12 @@ pub enum EngineError {
     NotFound { what: String, name: String },
     #[error("{what}: the engine answered {status}: {message}")]
     Api { what: String, status: u16, message: String },
+    #[error("{what}{}: no complete answer from the engine within {} (it may be hung or overloaded)", if name.is_empty() { String::new() } else { format!(" {name}") }, humantime::format_duration(*after))]
+    Timeout {
+        what: String,
+        name: String,
+        after: Duration,
+    },
     #[error("{what}: {detail}")]
     Other { what: String, detail: String },
 }
@@ -60,6 +66,7 @@ impl EngineError {
             EngineError::OutOfSequence { .. } => "out_of_sequence",
             EngineError::NotFound { .. } => "not_found",
             EngineError::Api { .. } => "api",
+            EngineError::Timeout { .. } => "timeout",
             EngineError::Other { .. } => "other",
         }
     }
@@ -75,7 +82,7 @@ impl EngineError {
     /// Process exit code for one-shot commands (1 is input errors; 2 is "changes" for plan).
     pub fn exit_code(&self) -> u8 {
         match self {
-            EngineError::Unreachable { .. } => 3,
+            EngineError::Unreachable { .. } | EngineError::Timeout { .. } => 3,
             EngineError::PermissionDenied { .. } => 4,
             EngineError::ApiTooOld { .. } => 5,
             EngineError::NotSwarm => 6,
@@ -193,10 +200,16 @@ impl Engine {
             });
         }
         .map_err(|e| EngineError::from_bollard("connect", host, host, e))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| EngineError::from_bollard("negotiate the API version", host, host, e))?;
+        let docker = match tokio::time::timeout(timeout, docker.negotiate_version()).await {
+            Ok(r) => r.map_err(|e| EngineError::from_bollard("negotiate the API version", host, host, e))?,
+            Err(_) => {
+                return Err(EngineError::Timeout {
+                    what: "negotiate the API version with".to_string(),
+                    name: host.to_string(),
+                    after: timeout,
+                })
+            }
+        };
         let version = docker.client_version();
         let api_version = format!("{}.{}", version.major_version, version.minor_version);
         if (version.major_version as u32, version.minor_version as u32) < MIN_API {
@@ -206,9 +219,33 @@ impl Engine {
             docker,
             host: host.to_string(),
             api_version,
-            timeout: Duration::from_secs(secs),
+            timeout,
             writes: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Runs one engine call under the per-call deadline, which covers the
+    /// whole answer (bollard's own timeout ends at the headers: a body that
+    /// stops mid-way would hang a reconcile forever).
+    pub(crate) async fn bounded<T>(
+        &self,
+        what: &str,
+        name: &str,
+        call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r.map_err(|e| self.err(what, name, e)),
+            Err(_) => Err(EngineError::Timeout {
+                what: what.to_string(),
+                name: name.to_string(),
+                after: self.timeout,
+            }),
+        }
+    }
+
+    /// The per-call deadline.
+    pub fn call_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Maps a bollard error with this engine's address.

@@ -36,7 +36,7 @@ pub const CALLS_PER_OBSERVE: u64 = 7;
 /// manager.
 pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
     let d = &engine.docker;
-    let info = d.info().await.map_err(|e| engine.err("read engine info", "", e))?;
+    let info = engine.bounded("read engine info", "", d.info()).await?;
     let swarm = info.swarm.unwrap_or_default();
     let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
     if state != "active" {
@@ -51,32 +51,16 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
         f
     };
     let (nodes, services, networks, configs, secrets, tasks) = tokio::try_join!(
-        async {
-            d.list_nodes(None::<ListNodesOptions>)
-                .await
-                .map_err(|e| engine.err("list nodes", "", e))
-        },
+        engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
         engine.list_services(),
-        async {
-            d.list_networks(None::<ListNetworksOptions>)
-                .await
-                .map_err(|e| engine.err("list networks", "", e))
-        },
-        async {
-            d.list_configs(None::<ListConfigsOptions>)
-                .await
-                .map_err(|e| engine.err("list configs", "", e))
-        },
-        async {
-            d.list_secrets(None::<ListSecretsOptions>)
-                .await
-                .map_err(|e| engine.err("list secrets", "", e))
-        },
-        async {
+        engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
+        engine.bounded("list configs", "", d.list_configs(None::<ListConfigsOptions>)),
+        engine.bounded("list secrets", "", d.list_secrets(None::<ListSecretsOptions>)),
+        engine.bounded(
+            "list tasks",
+            "",
             d.list_tasks(Some(ListTasksOptions { filters: Some(running) }))
-                .await
-                .map_err(|e| engine.err("list tasks", "", e))
-        },
+        ),
     )?;
     Ok(Observed {
         node_id: swarm.node_id.unwrap_or_default(),
@@ -115,17 +99,33 @@ impl Engine {
             .collect()
     }
 
-    /// Whether the engine answers at all.
-    pub async fn ping(&self) -> Result<(), EngineError> {
-        self.docker
-            .ping()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err("subscribe to events", "", e))
+    /// Whether node `id` is the swarm leader now: one small call (a standby
+    /// asks this every second instead of observing the whole swarm).
+    pub async fn node_is_leader(&self, id: &str) -> Result<bool, EngineError> {
+        let node = self.bounded("inspect node", id, self.docker.inspect_node(id)).await?;
+        Ok(node.manager_status.and_then(|m| m.leader) == Some(true))
     }
 
-    /// The engine's event stream, of the given object types.
-    pub fn events(&self, types: &[&str]) -> impl Stream<Item = Result<EventMessage, EngineError>> + '_ {
+    /// Whether the engine answers at all, within `deadline` (at most the per-call one).
+    pub async fn ping(&self, deadline: std::time::Duration) -> Result<(), EngineError> {
+        let deadline = deadline.min(self.timeout);
+        match tokio::time::timeout(deadline, self.docker.ping()).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| self.err("reach the engine", "", e)),
+            Err(_) => Err(EngineError::Timeout {
+                what: "reach the engine".to_string(),
+                name: String::new(),
+                after: deadline,
+            }),
+        }
+    }
+
+    /// The engine's event stream, of the given object types; `since`: the
+    /// engine's `seconds.nanoseconds` from which it replays what it still has.
+    pub fn events(
+        &self,
+        types: &[&str],
+        since: Option<String>,
+    ) -> impl Stream<Item = Result<EventMessage, EngineError>> + '_ {
         let filters = HashMap::from([(
             "type".to_string(),
             types.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
@@ -133,6 +133,7 @@ impl Engine {
         self.docker
             .events(Some(EventsOptions {
                 filters: Some(filters),
+                since,
                 ..Default::default()
             }))
             .map(|r| r.map_err(|e| self.err("read events", "", e)))
@@ -145,10 +146,13 @@ impl Engine {
         if running {
             filters.insert("desired-state".to_string(), vec!["running".to_string()]);
         }
-        self.docker
-            .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
-            .await
-            .map_err(|e| self.err("list tasks", service, e))
+        self.bounded(
+            "list tasks",
+            service,
+            self.docker
+                .list_tasks(Some(ListTasksOptions { filters: Some(filters) })),
+        )
+        .await
     }
 
     /// Up to `limit` bytes of a task's output (stdout and stderr).
@@ -161,14 +165,16 @@ impl Engine {
                 ..Default::default()
             }),
         );
-        let mut text = String::new();
-        while let Some(chunk) = logs.next().await {
-            let chunk = chunk.map_err(|e| self.err("read task log", task_id, e))?;
-            text.push_str(&chunk.to_string());
-            if text.len() > limit {
-                break;
+        let read = async {
+            let mut text = String::new();
+            while let Some(chunk) = logs.next().await {
+                text.push_str(&chunk?.to_string());
+                if text.len() > limit {
+                    break;
+                }
             }
-        }
-        Ok(text)
+            Ok(text)
+        };
+        self.bounded("read task log", task_id, read).await
     }
 }

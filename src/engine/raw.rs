@@ -42,7 +42,11 @@ impl Engine {
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(self.unreachable(format!("{what}: timed out after {:?}", self.timeout))),
+            Err(_) => Err(EngineError::Timeout {
+                what: what.to_string(),
+                name: String::new(),
+                after: self.timeout,
+            }),
         }
     }
 

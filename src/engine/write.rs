@@ -80,10 +80,8 @@ fn version_as<T: TryFrom<u64>>(what: &str, name: &str, version: u64) -> Result<T
 impl Engine {
     pub async fn create_network(&self, name: &str, spec: NetworkCreateRequest) -> Result<(), EngineError> {
         self.count_write(WriteKind::NetworkCreate);
-        self.docker
-            .create_network(spec)
-            .await
-            .map_err(|e| self.err("create network", name, e))?;
+        self.bounded("create network", name, self.docker.create_network(spec))
+            .await?;
         Ok(())
     }
 
@@ -91,10 +89,8 @@ impl Engine {
     pub async fn create_config(&self, name: &str, spec: ConfigSpec) -> Result<String, EngineError> {
         self.count_write(WriteKind::ConfigCreate);
         let r = self
-            .docker
-            .create_config(spec)
-            .await
-            .map_err(|e| self.err("create config", name, e))?;
+            .bounded("create config", name, self.docker.create_config(spec))
+            .await?;
         Ok(r.id)
     }
 
@@ -102,10 +98,8 @@ impl Engine {
     pub async fn create_secret(&self, name: &str, spec: SecretSpec) -> Result<String, EngineError> {
         self.count_write(WriteKind::SecretCreate);
         let r = self
-            .docker
-            .create_secret(spec)
-            .await
-            .map_err(|e| self.err("create secret", name, e))?;
+            .bounded("create secret", name, self.docker.create_secret(spec))
+            .await?;
         Ok(r.id)
     }
 
@@ -116,10 +110,7 @@ impl Engine {
             WriteKind::PreflightJob => "create preflight job",
             _ => "create service",
         };
-        self.docker
-            .create_service(spec, None)
-            .await
-            .map_err(|e| self.err(what, name, e))?;
+        self.bounded(what, name, self.docker.create_service(spec, None)).await?;
         Ok(())
     }
 
@@ -139,8 +130,10 @@ impl Engine {
         };
         let version = version_as::<i32>(what, name, version)?;
         self.count_write(kind);
-        self.docker
-            .update_service(
+        self.bounded(
+            what,
+            name,
+            self.docker.update_service(
                 id,
                 spec,
                 UpdateServiceOptions {
@@ -148,9 +141,9 @@ impl Engine {
                     ..Default::default()
                 },
                 None,
-            )
-            .await
-            .map_err(|e| self.err(what, name, e))?;
+            ),
+        )
+        .await?;
         Ok(())
     }
 
@@ -162,44 +155,35 @@ impl Engine {
             WriteKind::PreflightJobRemove => "remove preflight job",
             _ => "remove service",
         };
-        self.docker
-            .delete_service(id)
-            .await
-            .map_err(|e| self.err(what, name, e))
+        self.bounded(what, name, self.docker.delete_service(id)).await
     }
 
     pub async fn remove_config(&self, name: &str, id: &str) -> Result<(), EngineError> {
         self.count_write(WriteKind::ConfigRemove);
-        self.docker
-            .delete_config(id)
-            .await
-            .map_err(|e| self.err("remove config", name, e))
+        self.bounded("remove config", name, self.docker.delete_config(id)).await
     }
 
     pub async fn remove_secret(&self, name: &str, id: &str) -> Result<(), EngineError> {
         self.count_write(WriteKind::SecretRemove);
-        self.docker
-            .delete_secret(id)
-            .await
-            .map_err(|e| self.err("remove secret", name, e))
+        self.bounded("remove secret", name, self.docker.delete_secret(id)).await
     }
 
     pub async fn remove_network(&self, name: &str, id: &str) -> Result<(), EngineError> {
         self.count_write(WriteKind::NetworkRemove);
-        self.docker
-            .remove_network(id)
+        self.bounded("remove network", name, self.docker.remove_network(id))
             .await
-            .map_err(|e| self.err("remove network", name, e))
     }
 
     /// Updates a node's spec (labels) at the version read just before.
     pub async fn update_node(&self, hostname: &str, id: &str, version: u64, spec: NodeSpec) -> Result<(), EngineError> {
         let version = version_as::<i64>("label node", hostname, version)?;
         self.count_write(WriteKind::NodeUpdate);
-        self.docker
-            .update_node(id, spec, UpdateNodeOptions { version })
-            .await
-            .map_err(|e| self.err("label node", hostname, e))
+        self.bounded(
+            "label node",
+            hostname,
+            self.docker.update_node(id, spec, UpdateNodeOptions { version }),
+        )
+        .await
     }
 }
 

@@ -4,6 +4,7 @@
 //! `swarmlog status` read it. Every type `/status` shows is defined here.
 
 pub mod derive;
+pub mod liveness;
 pub mod page;
 
 use std::collections::{BTreeMap, VecDeque};
