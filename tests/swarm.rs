@@ -4,6 +4,7 @@
 mod common;
 mod companion;
 mod controller;
+mod faults;
 mod http;
 mod promises;
 mod reconcile;
@@ -81,6 +82,20 @@ fn main() {
             controller::event_stream_cut_reconnects,
         ),
         ("run_two_writers_converge", controller::two_writers_converge),
+        ("fault_engine_frozen_mid_answer", faults::engine_frozen_mid_answer),
+        (
+            "fault_silent_event_stream_is_renewed",
+            faults::silent_event_stream_is_renewed,
+        ),
+        ("fault_engine_500s_for_a_minute", faults::engine_500s_for_a_minute),
+        (
+            "fault_standby_idles_on_one_call_per_second",
+            faults::standby_idles_on_one_call_per_second,
+        ),
+        (
+            "fault_killed_between_config_and_update",
+            faults::killed_between_config_and_update,
+        ),
         (
             "run_lost_logger_nodes_are_events_not_degraded",
             controller::lost_logger_nodes_are_events_not_degraded,

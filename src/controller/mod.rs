@@ -275,7 +275,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             },
         };
         let elapsed = started.elapsed();
-        ctx.liveness.reconcile_finished(Instant::now());
+        ctx.liveness.reconcile_ended(Instant::now(), cut_short(&result));
         last_done = tokio::time::Instant::now();
         record(&ctx, &batch, &result, elapsed);
         schedule(&result, &mut retry, &mut timers, elapsed);
@@ -300,6 +300,16 @@ async fn still_standby(ctx: &Context) -> bool {
             tracing::debug!(error = %e, "leadership check failed; observing");
             false
         }
+    }
+}
+
+/// Why a reconcile was cut short by a deadline (its own, or an engine
+/// call's): no progress, for `/healthz`.
+fn cut_short(result: &Result<Done, ReconcileError>) -> Option<String> {
+    match result {
+        Err(e @ ReconcileError::Overran(_)) => Some(e.to_string()),
+        Err(ReconcileError::Engine(e)) if e.category() == "timeout" => Some(e.to_string()),
+        _ => None,
     }
 }
 

@@ -22,8 +22,9 @@ use crate::status::{Degraded, LoggerNode, PreflightState, PreflightStatus, Role}
 
 /// How soon to look again while tasks are starting.
 const RECHECK: Duration = Duration::from_secs(2);
-/// How often a standby checks whether it now runs on the leader.
-pub const STANDBY_POLL: Duration = Duration::from_secs(1);
+/// How often a standby checks whether it now runs on the leader (one small
+/// call; with the event subscription's renewal, under one call a second).
+pub const STANDBY_POLL: Duration = Duration::from_millis(1200);
 
 /// What the controller keeps from one reconcile to the next.
 #[derive(Default)]

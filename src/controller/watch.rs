@@ -120,7 +120,15 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
     let mut opened: Option<SystemTime> = None;
     let mut failed = false;
     loop {
-        if let Err(e) = ctx.engine.ping(PING_DEADLINE).await {
+        // A renewal after a healthy subscription goes straight on (the
+        // subscription's first answer is its own check); after a failure,
+        // the engine must answer a ping first.
+        let ping = if failed || opened.is_none() {
+            ctx.engine.ping(PING_DEADLINE).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = ping {
             let msg = e.to_string();
             ctx.set_engine_error(&msg);
             failed = true;

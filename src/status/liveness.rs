@@ -1,10 +1,12 @@
 //! Status step, liveness (pure model): whether the controller loop still
-//! makes progress. The loop records when a reconcile starts and finishes;
-//! `/healthz` asks [`Liveness::check`]. The resync ticker sends a trigger at
-//! least every resync period, so a loop that finished no reconcile within
-//! (reconcile deadline + resync + longest batch) has triggers waiting that it
-//! does not serve: it is stuck (a hung engine call past every deadline, a
-//! deadlock), and a restart is the cure. Dying is not the only way to fail.
+//! makes progress. The loop records when a reconcile starts and how it
+//! ends; `/healthz` asks [`Liveness::check`]. The resync ticker sends a
+//! trigger at least every resync period, so a loop that finished no
+//! reconcile within (reconcile deadline + resync + longest batch) has
+//! triggers waiting that it does not serve: it is stuck. A reconcile that
+//! its deadline cancelled (or whose engine calls did not answer in time)
+//! did not finish: an engine that hangs turns health red, not only a dead
+//! process. An engine that refuses at once does not (that is readiness).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -17,6 +19,8 @@ pub struct Liveness {
     bound: Duration,
     stopped: AtomicBool,
     times: Mutex<Times>,
+    /// The last reconcile was cut short by a deadline: why.
+    cut_short: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -34,6 +38,7 @@ impl Liveness {
             bound,
             stopped: AtomicBool::new(false),
             times: Mutex::new(Times::default()),
+            cut_short: Mutex::new(None),
         }
     }
 
@@ -51,10 +56,15 @@ impl Liveness {
         self.times().running_since = Some(at);
     }
 
-    pub fn reconcile_finished(&self, at: Instant) {
+    /// A reconcile ended at `at`; `cut_short`: a deadline ended it (why),
+    /// which is no progress.
+    pub fn reconcile_ended(&self, at: Instant, cut_short: Option<String>) {
         let mut t = self.times();
         t.running_since = None;
-        t.last_progress = Some(at);
+        if cut_short.is_none() {
+            t.last_progress = Some(at);
+        }
+        *self.cut_short.lock().unwrap_or_else(|e| e.into_inner()) = cut_short;
     }
 
     /// The loop has ended (shutdown, or every trigger sender gone).
@@ -75,12 +85,14 @@ impl Liveness {
         if quiet <= self.bound {
             return Ok(());
         }
-        let doing = match t.running_since {
-            Some(since) => format!(
+        let cut_short = self.cut_short.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let doing = match (t.running_since, cut_short) {
+            (Some(since), _) => format!(
                 "a reconcile has run for {}",
                 humantime::format_duration(round(now.saturating_duration_since(since)))
             ),
-            None => "the loop does not take its triggers".to_string(),
+            (None, Some(why)) => format!("reconciles end at their deadline: {why}"),
+            (None, None) => "the loop does not take its triggers".to_string(),
         };
         Err(format!(
             "no reconcile finished for {} (more than {}): {doing}",
@@ -112,11 +124,24 @@ mod tests {
         let why = l.check(t0 + Duration::from_secs(100)).unwrap_err();
         assert!(why.contains("no reconcile finished for 1m 40s"), "{why}");
         assert!(why.contains("a reconcile has run for 1m 30s"), "{why}");
-        l.reconcile_finished(t0 + Duration::from_secs(100));
+        l.reconcile_ended(t0 + Duration::from_secs(100), None);
         assert!(l.check(t0 + Duration::from_secs(150)).is_ok());
+        // Reconciles that a deadline cuts short are no progress.
+        for s in [170, 200] {
+            l.reconcile_started(t0 + Duration::from_secs(s - 5));
+            l.reconcile_ended(
+                t0 + Duration::from_secs(s),
+                Some("list services: no complete answer".into()),
+            );
+        }
+        assert!(l.check(t0 + Duration::from_secs(160)).is_ok());
+        let why = l.check(t0 + Duration::from_secs(201)).unwrap_err();
+        assert!(why.contains("reconciles end at their deadline: list services"), "{why}");
+        l.reconcile_ended(t0 + Duration::from_secs(202), None);
+        assert!(l.check(t0 + Duration::from_secs(203)).is_ok());
         l.stopped();
         assert_eq!(
-            l.check(t0 + Duration::from_secs(150)).unwrap_err(),
+            l.check(t0 + Duration::from_secs(203)).unwrap_err(),
             "the controller loop stopped"
         );
     }

@@ -606,9 +606,24 @@ impl Operator {
         name: &str,
         args: &[&str],
     ) -> Result<Operator, String> {
+        Operator::start_counted_with(rt, host, name, args, Vec::new())
+    }
+
+    /// As [`Operator::start_counted`], with fault rules in place before the
+    /// operator's first call.
+    pub fn start_counted_with(
+        rt: &tokio::runtime::Runtime,
+        host: &str,
+        name: &str,
+        args: &[&str],
+        rules: Vec<proxy::Rule>,
+    ) -> Result<Operator, String> {
         let dir = temp_dir(name);
         let upstream = PathBuf::from(host.trim_start_matches("unix://"));
         let proxy = proxy::EngineProxy::start(rt, &upstream, &dir.join("engine.sock"))?;
+        for rule in rules {
+            proxy.inject(rule);
+        }
         Operator::spawn(&proxy.host(), &dir, args, Some(proxy))
     }
 
@@ -731,6 +746,15 @@ impl Operator {
             None => Ok(None),
             Some(c) => Ok(c.try_wait().map_err(|e| e.to_string())?.map(|s| s.code())),
         }
+    }
+
+    /// SIGKILL (no chance to finish anything), and waits for the process.
+    pub fn kill(&mut self) -> Result<(), String> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().map_err(|e| format!("SIGKILL swarmlog run: {e}"))?;
+            child.wait().map_err(|e| format!("wait for swarmlog run: {e}"))?;
+        }
+        Ok(())
     }
 
     /// SIGTERM, then the exit code (within `timeout`).

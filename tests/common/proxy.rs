@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -98,6 +99,10 @@ pub enum Fault {
     /// Pass the request on and rewrite the engine's JSON answer (a field the
     /// engine "stores differently" than it was written).
     Rewrite(fn(&mut serde_json::Value)),
+    /// Answers the headers and the first `n` bytes of the engine's body,
+    /// then nothing more on a connection kept open (an engine or proxy
+    /// frozen mid-answer).
+    StallBody(usize),
 }
 
 #[derive(Default)]
@@ -108,6 +113,10 @@ struct State {
 
 struct Inner {
     upstream: PathBuf,
+    /// Event streams opened so far; those numbered below `muted_below`
+    /// pass nothing on (a half-open connection: silent, not closed).
+    streams: std::sync::atomic::AtomicU64,
+    muted_below: tokio::sync::watch::Sender<u64>,
     state: Mutex<State>,
     /// Cancelled by `cut`: every open connection is dropped.
     cut: Mutex<CancellationToken>,
@@ -143,8 +152,11 @@ impl EngineProxy {
         };
         let (frozen, _) = tokio::sync::watch::channel(false);
         let (gate, _) = tokio::sync::watch::channel(false);
+        let (muted_below, _) = tokio::sync::watch::channel(0);
         let inner = Arc::new(Inner {
             upstream: upstream.to_path_buf(),
+            streams: std::sync::atomic::AtomicU64::new(0),
+            muted_below,
             state: Mutex::new(State::default()),
             cut: Mutex::new(CancellationToken::new()),
             frozen,
@@ -210,6 +222,14 @@ impl EngineProxy {
     /// Requests still waiting for an answer (held ones among them).
     pub fn pending(&self) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.status.is_none()).collect()
+    }
+
+    /// Every event stream open now goes silent for good (its events are
+    /// dropped, the connection stays open: what a half-open TCP connection
+    /// or a frozen proxy looks like); streams opened later pass.
+    pub fn mute_open_streams(&self) {
+        let n = self.inner.streams.load(std::sync::atomic::Ordering::SeqCst);
+        self.inner.muted_below.send_replace(n);
     }
 
     /// Drops every open connection (event streams included) at once.
@@ -382,6 +402,27 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
                 Full::new(bytes).map_err(|never| match never {}).boxed(),
             ));
         }
+        Some(Fault::StallBody(n)) => {
+            let resp = match forward(req, &inner.upstream).await {
+                Ok(r) => r,
+                Err(e) => {
+                    set_status(502, Some(e.clone()));
+                    return Ok(answer(502, &format!("engine proxy: {e}")));
+                }
+            };
+            let status = resp.status().as_u16();
+            let (mut parts, body) = resp.into_parts();
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let head = bytes.slice(..n.min(bytes.len()));
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            set_status(status, Some(format!("stalled after {} bytes", head.len())));
+            let frames = futures::stream::once(async move { Ok::<_, hyper::Error>(hyper::body::Frame::data(head)) })
+                .chain(futures::stream::pending());
+            return Ok(Response::from_parts(
+                parts,
+                BodyExt::boxed(http_body_util::StreamBody::new(frames)),
+            ));
+        }
         Some(Fault::Hold) => {
             let mut gate = inner.gate.subscribe();
             while !*gate.borrow_and_update() {
@@ -406,6 +447,22 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
             Ok(Response::from_parts(
                 parts,
                 Full::new(bytes).map_err(|never| match never {}).boxed(),
+            ))
+        }
+        Ok(resp) if path == "/events" => {
+            set_status(resp.status().as_u16(), None);
+            let number = inner.streams.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut muted = inner.muted_below.subscribe();
+            // Frames pass while this stream is not muted; once it is, they
+            // are dropped and the connection stays open.
+            let (parts, body) = resp.into_parts();
+            let frames = http_body_util::BodyStream::new(body).filter(move |_| {
+                let pass = number >= *muted.borrow_and_update();
+                futures::future::ready(pass)
+            });
+            Ok(Response::from_parts(
+                parts,
+                BodyExt::boxed(http_body_util::StreamBody::new(frames)),
             ))
         }
         Ok(resp) => {
