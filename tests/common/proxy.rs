@@ -113,6 +113,9 @@ struct State {
 
 struct Inner {
     upstream: PathBuf,
+    /// The endpoints let through (method, path pattern with `{id}`
+    /// segments); others are answered 403 and recorded.
+    allow: Vec<(String, String)>,
     /// Event streams opened so far; those numbered below `muted_below`
     /// pass nothing on (a half-open connection: silent, not closed).
     streams: std::sync::atomic::AtomicU64,
@@ -155,6 +158,7 @@ impl EngineProxy {
         let (muted_below, _) = tokio::sync::watch::channel(0);
         let inner = Arc::new(Inner {
             upstream: upstream.to_path_buf(),
+            allow: allowed_endpoints()?,
             streams: std::sync::atomic::AtomicU64::new(0),
             muted_below,
             state: Mutex::new(State::default()),
@@ -278,6 +282,44 @@ async fn serve(listener: UnixListener, inner: Arc<Inner>, stop: CancellationToke
     }
 }
 
+/// The endpoints the README's socket-proxy paragraph lists ("Behind a
+/// Docker socket proxy ... swarmlog needs: `GET /_ping`, ..."): every
+/// operator behind this proxy gets only those, so the list is proven
+/// complete by every test that runs one. A README without the list is an
+/// error, not a proxy that lets everything through.
+fn allowed_endpoints() -> Result<Vec<(String, String)>, String> {
+    let path = super::repo().join("README.md");
+    let readme = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let missing =
+        || "README.md: no \"**Behind a Docker socket proxy**\" paragraph ending at SWARMLOG_DOCKER_HOST".to_string();
+    let start = readme.find("**Behind a Docker socket proxy**").ok_or_else(missing)?;
+    let end = start + readme[start..].find("SWARMLOG_DOCKER_HOST").ok_or_else(missing)?;
+    let list: Vec<(String, String)> = readme[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|item| {
+            let (method, path) = item.split_once(' ')?;
+            (matches!(method, "GET" | "POST" | "DELETE" | "PUT") && path.starts_with('/'))
+                .then(|| (method.to_string(), path.to_string()))
+        })
+        .collect();
+    if list.is_empty() {
+        return Err("README.md: the socket-proxy paragraph lists no endpoint".to_string());
+    }
+    Ok(list)
+}
+
+/// `/services/{id}/update` matches `/services/abc/update`.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let a: Vec<&str> = path.split('/').collect();
+    p.len() == a.len()
+        && p.iter()
+            .zip(&a)
+            .all(|(p, a)| p == a || (p.starts_with('{') && p.ends_with('}') && !a.is_empty()))
+}
+
 /// `/v1.41/services/create` -> `/services/create`.
 fn strip_version(path: &str) -> &str {
     if let Some(rest) = path.strip_prefix("/v") {
@@ -353,6 +395,18 @@ async fn handle(req: Request<Incoming>, inner: Arc<Inner>) -> Result<Response<Bo
         }
         (index, fault)
     };
+    if !inner
+        .allow
+        .iter()
+        .any(|(m, pattern)| *m == method && path_matches(pattern, &path))
+    {
+        let message = format!("{method} {path} is not in the README's socket-proxy list");
+        if let Some(c) = inner.state().calls.get_mut(index) {
+            c.status = Some(403);
+            c.error = Some(message.clone());
+        }
+        return Ok(answer(403, &message));
+    }
     let mut frozen = inner.frozen.subscribe();
     while *frozen.borrow_and_update() {
         if frozen.changed().await.is_err() {
