@@ -9,7 +9,7 @@ use std::time::Duration;
 use bollard::models::ServiceSpec;
 use futures::future::join_all;
 
-use crate::engine::{observe, Engine, EngineError, Observed, WriteKind};
+use crate::engine::{observe_stack, Engine, EngineError, Observed, WriteKind};
 use crate::plan::converge::Memory;
 use crate::plan::{plan, Action, ObjectKind, ObjectRef, Plan, PlanOptions};
 use crate::render::desired::DesiredState;
@@ -145,7 +145,7 @@ pub async fn apply_from(
     for round in 1..=MAX_ROUNDS {
         let observed = match first.take() {
             Some(o) => o,
-            None => observe(engine).await?,
+            None => observe_stack(engine, &desired.stack).await?,
         };
         let p = plan_held_back(desired, &observed, opts, memory);
         report.observed = observed;
@@ -176,7 +176,7 @@ pub async fn apply_from(
         report.last_plan = p;
     }
     // One more look: converged now?
-    let observed = observe(engine).await?;
+    let observed = observe_stack(engine, &desired.stack).await?;
     let p = plan_held_back(desired, &observed, opts, memory);
     if p.is_empty() {
         report.last_plan = p;
@@ -360,7 +360,7 @@ pub struct Progress {
 
 /// Reads how many tasks of each desired service run, against how many should.
 pub async fn progress(engine: &Engine, desired: &DesiredState) -> Result<Vec<Progress>, EngineError> {
-    let observed = observe(engine).await?;
+    let observed = observe_stack(engine, &desired.stack).await?;
     let mut out = Vec::new();
     for d in &desired.services {
         let name = d.spec.name.clone().unwrap_or_default();

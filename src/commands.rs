@@ -118,7 +118,7 @@ pub(crate) async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let observed = match swarmlog::engine::observe(&engine).await {
+    let observed = match swarmlog::engine::observe_stack(&engine, &rendered.desired.stack).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{companion, leader, nodes, preflight, Context};
 use crate::apply::{self, ApplyError, Written};
 use crate::clock::now;
-use crate::engine::{observe, EngineError, Observed};
+use crate::engine::{observe, observe_stack, EngineError, Observed};
 use crate::plan::{self, Plan};
 use crate::render::desired::DesiredState;
 use crate::status::derive::{self, Facts};
@@ -154,10 +154,11 @@ pub async fn reconcile(ctx: &Arc<Context>, mem: &mut Memory) -> Result<Done, Rec
 }
 
 async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Result<Done, ReconcileError> {
-    let observed = observe_step(ctx).await?;
+    let stack = mem.last_good.as_ref().map(|d| d.stack.clone());
+    let observed = observe_step(ctx, stack.as_deref()).await?;
     facts.engine_reachable = true;
     let role = role_step(ctx, &observed);
-    let observed = nodes_step(ctx, role, observed).await?;
+    let observed = nodes_step(ctx, role, observed, stack.as_deref()).await?;
     let desired = render_step(ctx, &mut mem.last_good, facts)?;
     let (loggers, mut degraded, gone) = loggers_step(&desired, &observed, &mut mem.known_loggers, &mut mem.data_nodes);
     data_nodes_step(&desired, &observed, &mut degraded);
@@ -191,9 +192,14 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     })
 }
 
-/// observe: the whole swarm, in a constant number of calls.
-async fn observe_step(ctx: &Context) -> Result<Observed, ReconcileError> {
-    Ok(observe(&ctx.engine).await?)
+/// observe: the swarm, in a constant number of calls; the running tasks of
+/// the stack's services only, once a render has said which stack that is
+/// (the first reconcile, before any render, reads every task).
+async fn observe_step(ctx: &Context, stack: Option<&str>) -> Result<Observed, ReconcileError> {
+    Ok(match stack {
+        Some(stack) => observe_stack(&ctx.engine, stack).await?,
+        None => observe(&ctx.engine).await?,
+    })
 }
 
 /// role: leader, standby or single, from the node list.
@@ -214,12 +220,17 @@ fn role_step(ctx: &Context, observed: &Observed) -> Role {
 
 /// nodes: the auto-label rules' labels (leader only), before anything else
 /// so a joining node waits for nothing. Re-observes when a node changed.
-async fn nodes_step(ctx: &Context, role: Role, observed: Observed) -> Result<Observed, ReconcileError> {
+async fn nodes_step(
+    ctx: &Context,
+    role: Role,
+    observed: Observed,
+    stack: Option<&str>,
+) -> Result<Observed, ReconcileError> {
     if !role.writes() || ctx.settings.auto_label.is_empty() {
         return Ok(observed);
     }
     match nodes::label(ctx, &observed).await {
-        Ok(true) => Ok(observe(&ctx.engine).await?),
+        Ok(true) => observe_step(ctx, stack).await,
         Ok(false) => Ok(observed),
         // A node moved while we read it: go on, and look again at once.
         Err(e) if e.is_conflict() => {

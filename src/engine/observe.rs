@@ -32,9 +32,39 @@ pub struct Observed {
 /// secrets, tasks.
 pub const CALLS_PER_OBSERVE: u64 = 7;
 
-/// Reads the swarm. Fails with a clear error when the engine is not a swarm
-/// manager.
+/// Reads the swarm, every running task included. Fails with a clear error
+/// when the engine is not a swarm manager.
 pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
+    observe_scoped(engine, None).await
+}
+
+/// Reads the swarm as the plan of `stack` needs it: the running tasks of
+/// that stack's services only (every use of tasks is per service of the
+/// stack: placement, the data node, whether it runs). On a large swarm the
+/// tasks are most of the bytes (89 % at 1,000 nodes and 50,000 tasks).
+pub async fn observe_stack(engine: &Engine, stack: &str) -> Result<Observed, EngineError> {
+    observe_scoped(engine, Some(stack)).await
+}
+
+/// Whether a service belongs to `stack`: by the stack label swarmlog and
+/// `docker stack deploy` set, or by its name.
+pub fn of_stack(service: &Service, stack: &str) -> bool {
+    let Some(spec) = service.spec.as_ref() else {
+        return false;
+    };
+    let labelled = spec.labels.as_ref().is_some_and(|l| {
+        l.get(crate::render::desired::LABEL_NAMESPACE).map(String::as_str) == Some(stack)
+            || l.get(crate::render::desired::LABEL_STACK).map(String::as_str) == Some(stack)
+    });
+    labelled
+        || spec
+            .name
+            .as_deref()
+            .and_then(|n| n.strip_prefix(stack))
+            .is_some_and(|rest| rest.starts_with('_'))
+}
+
+async fn observe_scoped(engine: &Engine, stack: Option<&str>) -> Result<Observed, EngineError> {
     let d = &engine.docker;
     let info = engine.bounded("read engine info", "", d.info()).await?;
     let swarm = info.swarm.unwrap_or_default();
@@ -45,23 +75,35 @@ pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
     if swarm.control_available != Some(true) {
         return Err(EngineError::NotManager);
     }
-    let running = {
-        let mut f = std::collections::HashMap::new();
-        f.insert("desired-state".to_string(), vec!["running".to_string()]);
-        f
-    };
-    let (nodes, services, networks, configs, secrets, tasks) = tokio::try_join!(
+    let (nodes, services, networks, configs, secrets) = tokio::try_join!(
         engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
         engine.list_services(),
         engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
         engine.bounded("list configs", "", d.list_configs(None::<ListConfigsOptions>)),
         engine.bounded("list secrets", "", d.list_secrets(None::<ListSecretsOptions>)),
-        engine.bounded(
-            "list tasks",
-            "",
-            d.list_tasks(Some(ListTasksOptions { filters: Some(running) }))
-        ),
     )?;
+    let mut filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+    if let Some(stack) = stack {
+        let ids: Vec<String> = services
+            .iter()
+            .filter(|s| of_stack(s, stack))
+            .filter_map(|s| s.id.clone())
+            .collect();
+        filters.insert("service".to_string(), ids);
+    }
+    let tasks = match filters.get("service") {
+        // No service of the stack: no task of it either.
+        Some(ids) if ids.is_empty() => Vec::new(),
+        _ => {
+            engine
+                .bounded(
+                    "list tasks",
+                    "",
+                    d.list_tasks(Some(ListTasksOptions { filters: Some(filters) })),
+                )
+                .await?
+        }
+    };
     Ok(Observed {
         node_id: swarm.node_id.unwrap_or_default(),
         nodes,
@@ -176,5 +218,42 @@ impl Engine {
             Ok(text)
         };
         self.bounded("read task log", task_id, read).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ServiceSpec;
+
+    fn service(name: &str, labels: &[(&str, &str)]) -> Service {
+        Service {
+            spec: Some(ServiceSpec {
+                name: Some(name.into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn services_of_a_stack_by_label_or_name() {
+        assert!(of_stack(&service("logging_kibana", &[]), "logging"));
+        assert!(of_stack(
+            &service("kibana", &[("com.docker.stack.namespace", "logging")]),
+            "logging"
+        ));
+        assert!(of_stack(
+            &service("kibana", &[("io.swarmlog.stack", "logging")]),
+            "logging"
+        ));
+        assert!(!of_stack(&service("loggingx_kibana", &[]), "logging"));
+        assert!(!of_stack(&service("logging", &[]), "logging"));
+        assert!(!of_stack(
+            &service("other_web", &[("com.docker.stack.namespace", "other")]),
+            "logging"
+        ));
+        assert!(!of_stack(&Service::default(), "logging"));
     }
 }
