@@ -8,7 +8,9 @@
 //!
 //! `fake_engine serve --listen 127.0.0.1:PORT [--nodes N] [--services N]
 //! [--tasks N] [--leader|--standby] [--events-per-sec N] [--stack NAME]`
-//! serves until killed; `GET /_fake/stats` gives the request and byte counts.
+//! serves until killed; `GET /_fake/stats` gives the request and byte counts
+//! (by `METHOD /path`, IDs as `{id}`), `POST /_fake/firehose?per_sec=N`
+//! sets the firehose's rate.
 //! Run without `serve` (as `cargo test` does) it runs its self-test.
 
 mod server;
@@ -43,7 +45,8 @@ struct ServeArgs {
     /// Another manager (manager-2) is the leader.
     #[arg(long)]
     standby: bool,
-    /// `service update` events a second for the services `other_svc_N`.
+    /// `service update` events a second for the services `other_svc_N`
+    /// (changed later with `POST /_fake/firehose?per_sec=N`).
     #[arg(long, default_value_t = 0)]
     events_per_sec: u64,
     /// The stack swarmlog manages: no generated object is named `<stack>_...`.
@@ -76,9 +79,8 @@ async fn start(spec: &Spec, listen: SocketAddr, events_per_sec: u64, stack: &str
             eprintln!("fake engine: serve: {e}");
         }
     });
-    if events_per_sec > 0 {
-        tokio::spawn(server::firehose(app.clone(), events_per_sec));
-    }
+    app.rate.store(events_per_sec, std::sync::atomic::Ordering::Relaxed);
+    tokio::spawn(server::firehose(app.clone()));
     Ok(Fake { addr, app })
 }
 

@@ -3,6 +3,7 @@
 //! and the counters on `GET /_fake/stats` (not counted themselves).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +72,8 @@ pub struct App {
     events: broadcast::Sender<Arc<Event>>,
     /// The last events, for `since`.
     history: Mutex<VecDeque<Arc<Event>>>,
+    /// Firehose events a second (`--events-per-sec`, `POST /_fake/firehose?per_sec=N`).
+    pub rate: AtomicU64,
 }
 
 const HISTORY: usize = 10_000;
@@ -90,6 +93,7 @@ impl App {
             stats: Mutex::new(Stats::default()),
             events,
             history: Mutex::new(VecDeque::new()),
+            rate: AtomicU64::new(0),
         })
     }
 
@@ -135,9 +139,9 @@ impl App {
     }
 }
 
-/// The firehose: `per_sec` `service update` events a second for the
+/// The firehose: [`App::rate`] `service update` events a second for the
 /// services `other_svc_N`, round robin, until the process ends.
-pub async fn firehose(app: Arc<App>, per_sec: u64) {
+pub async fn firehose(app: Arc<App>) {
     let targets: Vec<(String, String)> = match app.swarm.lock() {
         Ok(s) => s
             .services
@@ -147,14 +151,19 @@ pub async fn firehose(app: Arc<App>, per_sec: u64) {
             .collect(),
         Err(_) => return,
     };
-    if targets.is_empty() || per_sec == 0 {
+    if targets.is_empty() {
         return;
     }
-    let started = tokio::time::Instant::now();
+    let mut started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut sent: u64 = 0;
+    let mut per_sec = 0;
     loop {
         tick.tick().await;
+        let rate = app.rate.load(Ordering::Relaxed);
+        if rate != per_sec {
+            (per_sec, started, sent) = (rate, tokio::time::Instant::now(), 0);
+        }
         let due = (started.elapsed().as_secs_f64() * per_sec as f64) as u64;
         while sent < due {
             let (id, name) = &targets[(sent % targets.len() as u64) as usize];
@@ -236,8 +245,24 @@ async fn dispatch(
 ) -> Response {
     let path = strip_version(uri.path()).trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if segs.first() == Some(&"_fake") {
-        return json_response(200, Bytes::from(app.stats_json().to_string()));
+    match segs.as_slice() {
+        ["_fake", "stats"] => return json_response(200, Bytes::from(app.stats_json().to_string())),
+        ["_fake", "firehose"] if method == Method::POST => {
+            return match q.get("per_sec").and_then(|r| r.parse::<u64>().ok()) {
+                Some(r) => {
+                    app.rate.store(r, Ordering::Relaxed);
+                    json_response(200, Bytes::from(json!({"per_sec": r}).to_string()))
+                }
+                None => json_response(400, Bytes::from_static(b"{\"message\":\"per_sec=N is required\"}")),
+            };
+        }
+        ["_fake", ..] => {
+            return json_response(
+                404,
+                Bytes::from_static(b"{\"message\":\"/_fake/stats or POST /_fake/firehose?per_sec=N\"}"),
+            )
+        }
+        _ => {}
     }
     let key = stats_key(&method, &segs);
     if method == Method::GET && segs == ["events"] {
