@@ -166,6 +166,7 @@ mod selftest {
             ("plan_creates_the_stack_on_an_empty_fake_swarm", plan_creates_the_stack),
             ("apply_converges_and_a_second_apply_writes_nothing", apply_converges),
             ("standby_sees_another_leader", standby_sees_another_leader),
+            ("run_is_leader_or_standby_as_the_fake_says", run_roles),
             ("event_stream_filters_and_firehose", event_stream_and_firehose),
         ];
         let trials = tests
@@ -453,6 +454,68 @@ mod selftest {
             .collect();
         if leaders != ["manager-2"] {
             return Err(format!("leaders: {leaders:?}"));
+        }
+        Ok(())
+    }
+
+    /// A child process killed when dropped (a failed check leaves none behind).
+    struct Killed(std::process::Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// `swarmlog run` against a leader fake becomes leader and creates the
+    /// stack; against a standby fake it reports standby and writes nothing.
+    fn run_roles(rt: &tokio::runtime::Runtime) -> Result<(), String> {
+        for (leader, want) in [(true, "leader"), (false, "standby")] {
+            let f = fake(rt, &Spec { leader, ..SMALL }, 0)?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("a free port: {e}"))?
+                .port();
+            let api: SocketAddr = ([127, 0, 0, 1], port).into();
+            let child = Command::new(env!("CARGO_BIN_EXE_swarmlog"))
+                .args([
+                    "run",
+                    "--stack",
+                    "logging",
+                    "--resync",
+                    "1h",
+                    "--listen",
+                    &api.to_string(),
+                ])
+                .env("DOCKER_HOST", format!("tcp://{}", f.addr))
+                .env_remove("SWARMLOG_DOCKER_HOST")
+                .env_remove("SWARMLOG_VALUES")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("start swarmlog run: {e}"))?;
+            let _guard = Killed(child);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut last = String::from("no answer yet");
+            loop {
+                if let Ok((200, body)) = rt.block_on(get(api, "/status")) {
+                    let st: Json = serde_json::from_str(&body).map_err(|e| format!("/status: {e}"))?;
+                    let done = st["reconcile"]["count"].as_u64().unwrap_or(0) >= 1;
+                    if done && st["role"] == want {
+                        break;
+                    }
+                    last = format!("role {} after {} reconciles", st["role"], st["reconcile"]["count"]);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("swarmlog run on a {want} fake: {last} within 60 s"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let w = writes(&f.app.stats_json());
+            if leader && w == 0 || !leader && w != 0 {
+                return Err(format!("swarmlog run as {want} made {w} writes"));
+            }
         }
         Ok(())
     }
