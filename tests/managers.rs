@@ -26,6 +26,10 @@ const MANAGERS: [&str; 3] = ["manager-1", "manager-2", "manager-3"];
 fn main() {
     let tests: Vec<(&'static str, TestFn)> = vec![
         ("leader_gating_and_failover", leader_gating_and_failover),
+        (
+            "quorum_lost_no_writes_then_recovers",
+            quorum_lost_no_writes_then_recovers,
+        ),
         ("operator_image_on_every_manager", operator_image_on_every_manager),
         (
             "preflight_minimum_between_two_values",
@@ -48,6 +52,100 @@ fn role_of(op: &Operator) -> Result<String, String> {
         s["role"].as_str().unwrap_or("?"),
         s["phase"].as_str().unwrap_or("?")
     ))
+}
+
+/// Two of three managers down: the swarm has no quorum. The operator on the
+/// one left attempts no write (counted at its engine), its phase says why,
+/// and once the managers are back the operators converge the stack again.
+fn quorum_lost_no_writes_then_recovers(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    const STACK_Q: &str = "itquo";
+    let mut ops = Vec::new();
+    for m in MANAGERS {
+        let sock = format!("unix://{}", sb.sock(m)?);
+        ops.push(Operator::start_counted(
+            rt,
+            &sock,
+            &format!("itquo-{m}"),
+            &["--stack", STACK_Q, "--resync", "5s"],
+        )?);
+    }
+    let settled = |what: &'static str| {
+        let ops = &ops;
+        async move {
+            wait_for(what, Duration::from_secs(120), || async {
+                let roles: Vec<String> = ops
+                    .iter()
+                    .map(|o| role_of(o).unwrap_or_else(|e| format!("({e})")))
+                    .collect();
+                let leaders = roles.iter().filter(|r| r.as_str() == "leader/Converged").count();
+                let standbys = roles.iter().filter(|r| r.as_str() == "standby/Standby").count();
+                let plan = sb.swarmlog(&["plan", "--stack", STACK_Q]);
+                if leaders == 1 && standbys == 2 && plan.status.code() == Some(0) {
+                    Ok(Some(roles))
+                } else {
+                    Err(format!("roles {roles:?}; plan exit {:?}", plan.status.code()))
+                }
+            })
+            .await
+        }
+    };
+    rt.block_on(async {
+        let roles = settled("one leader converged and two standbys").await?;
+        let leader = roles.iter().position(|r| r.starts_with("leader/")).ok_or("no leader")?;
+        let survivor = (0..3).find(|i| *i != leader).ok_or("no standby")?;
+        let down: Vec<&str> = (0..3).filter(|i| *i != survivor).map(|i| MANAGERS[i]).collect();
+        let mark = ops[survivor].engine()?.mark();
+        for m in &down {
+            sb.script("node-stop", &[m])?;
+        }
+        let t0 = Instant::now();
+        let why = wait_for(
+            "the survivor to report the lost quorum",
+            Duration::from_secs(90),
+            || async {
+                let st = ops[survivor].status()?;
+                let err = st["engine"]["last_error"].as_str().unwrap_or_default().to_string();
+                if st["phase"] == "EngineUnavailable" && err.contains("no quorum") {
+                    Ok(Some(err))
+                } else {
+                    Err(format!("phase {} last error {err:?}", st["phase"]))
+                }
+            },
+        )
+        .await?;
+        eprintln!(
+            "quorum lost: {} said so {:?} after two managers stopped: {why}",
+            MANAGERS[survivor],
+            t0.elapsed()
+        );
+        // It keeps trying (resync 5 s, backoff) and still writes nothing.
+        let seen = ops[survivor].engine()?.mark();
+        wait_for("the survivor to try again", Duration::from_secs(60), || async {
+            let calls = ops[survivor].engine()?.since(seen);
+            Ok(calls
+                .iter()
+                .any(|c| c.path == "/nodes" || c.path.starts_with("/nodes/"))
+                .then_some(()))
+        })
+        .await?;
+        let w = writes(&ops[survivor].engine()?.since(mark));
+        if !w.is_empty() {
+            return Err(format!("writes attempted without quorum:\n{}", describe(&w)));
+        }
+        for m in &down {
+            sb.script("node-start", &[m])?;
+        }
+        let t1 = Instant::now();
+        settled("the operators after the quorum came back").await?;
+        eprintln!(
+            "quorum back: one leader converged, two standbys {:?} after the managers started",
+            t1.elapsed()
+        );
+        Ok(())
+    })?;
+    drop(ops);
+    sb.docker(&["stack", "rm", STACK_Q])?;
+    Ok(())
 }
 
 /// The last n lines of a text.
