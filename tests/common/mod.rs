@@ -490,12 +490,25 @@ pub async fn client_for(sock: &str) -> Result<Docker, String> {
         .map_err(|e| format!("negotiate API version with {sock}: {e}"))
 }
 
+/// Runs the docker CLI against `host`. An update the engine refuses as
+/// "update out of sequence" (the object changed between the CLI's read and
+/// its write: the operator labelled the node, the swarm bumped its version)
+/// is run again, as a person would, up to 5 times; the CLI does not retry.
 pub fn run_docker(host: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", host)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
+    let mut attempt = 1;
+    let out = loop {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", host)
+            .output()
+            .map_err(|e| format!("cannot run docker: {e}"))?;
+        let raced = !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("update out of sequence");
+        if !raced || attempt == 5 {
+            break out;
+        }
+        attempt += 1;
+        std::thread::sleep(Duration::from_millis(100 * attempt));
+    };
     if !out.status.success() {
         return Err(format!(
             "docker {} failed: {}{}",
