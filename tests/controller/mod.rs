@@ -9,7 +9,18 @@ pub use crate::common::Operator;
 use crate::common::{self, wait_for, Sandbox};
 
 async fn converged(sb: &Sandbox, stack: &str, extra: &[&str], what: &str) -> Result<(), String> {
-    wait_for(what, Duration::from_secs(90), || async {
+    converged_within(sb, stack, extra, what, Duration::from_secs(90)).await
+}
+
+/// `swarmlog plan` against the sandbox exits 0 (nothing left to do) within `within`.
+pub(crate) async fn converged_within(
+    sb: &Sandbox,
+    stack: &str,
+    extra: &[&str],
+    what: &str,
+    within: Duration,
+) -> Result<(), String> {
+    wait_for(what, within, || async {
         let mut args = vec!["plan", "--stack", stack];
         args.extend_from_slice(extra);
         let o = sb.swarmlog(&args);
@@ -46,11 +57,11 @@ async fn reconciles(op: &Operator, n: u64) -> Result<(), String> {
 }
 
 /// Writes among calls.
-fn writes(calls: &[Call]) -> Vec<Call> {
+pub(crate) fn writes(calls: &[Call]) -> Vec<Call> {
     calls.iter().filter(|c| c.is_write()).cloned().collect()
 }
 
-async fn remove(sb: &Sandbox, stack: &str) -> Result<(), String> {
+pub(crate) async fn remove(sb: &Sandbox, stack: &str) -> Result<(), String> {
     let docker = sb.client().await?;
     crate::remove_stack(sb, &docker, stack).await
 }

@@ -8,33 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::proxy::{describe, Call, Fault, Rule};
 use crate::common::{self, wait_for, Operator, Sandbox};
-
-/// `swarmlog plan` against the sandbox exits 0: nothing left to do.
-async fn converged(sb: &Sandbox, stack: &str, extra: &[&str], what: &str, within: Duration) -> Result<(), String> {
-    wait_for(what, within, || async {
-        let mut args = vec!["plan", "--stack", stack];
-        args.extend_from_slice(extra);
-        let o = sb.swarmlog(&args);
-        match o.status.code() {
-            Some(0) => Ok(Some(())),
-            code => Err(format!(
-                "plan exit {code:?}: {}{}",
-                String::from_utf8_lossy(&o.stdout).trim(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-        }
-    })
-    .await
-}
-
-async fn remove(sb: &Sandbox, stack: &str) -> Result<(), String> {
-    let docker = sb.client().await?;
-    crate::remove_stack(sb, &docker, stack).await
-}
-
-fn writes(calls: &[Call]) -> Vec<Call> {
-    calls.iter().filter(|c| c.is_write()).cloned().collect()
-}
+use crate::controller::{converged_within as converged, remove, writes};
 
 /// An answer that stops half-way (headers and 64 bytes of `GET /services`,
 /// then nothing on an open connection): every reconcile fails at the
