@@ -9,7 +9,7 @@ use std::time::Duration;
 use bollard::models::ServiceSpec;
 use futures::future::join_all;
 
-use crate::engine::{observe_stack, Engine, EngineError, Observed, WriteKind};
+use crate::engine::{observe_stack, Engine, EngineError, Observed, Scope, WriteKind};
 use crate::plan::converge::Memory;
 use crate::plan::{plan, Action, ObjectKind, ObjectRef, Plan, PlanOptions};
 use crate::render::desired::DesiredState;
@@ -95,7 +95,28 @@ pub struct Report {
 /// Observes, plans and applies until the swarm holds `desired`.
 /// Refuses before any write while the plan has blockers or conflicts.
 pub async fn apply(engine: &Engine, desired: &DesiredState, opts: PlanOptions) -> Result<Report, ApplyError> {
-    apply_from(engine, desired, opts, None, &|_| true, &mut Memory::default()).await
+    let scope = Scope::of(desired);
+    apply_from(engine, desired, &scope, opts, None, &|_| true, &mut Memory::default()).await
+}
+
+/// Whether a plan removes a config or a secret: the engine refuses while a
+/// service uses it, and services outside the stack may.
+fn removes_files(p: &Plan) -> bool {
+    p.actions
+        .iter()
+        .any(|a| matches!(a, Action::RemoveConfig { .. } | Action::RemoveSecret { .. }))
+}
+
+/// Before a plan that removes configs or secrets is shown or run on a
+/// scoped observation, every service is read (removals are rare; a
+/// foreign service using the stack's file keeps it). True when it read.
+pub async fn complete_for_removals(engine: &Engine, observed: &mut Observed, p: &Plan) -> Result<bool, EngineError> {
+    if observed.services_complete || !removes_files(p) {
+        return Ok(false);
+    }
+    observed.services = engine.list_services().await?;
+    observed.services_complete = true;
+    Ok(true)
 }
 
 /// The plan, with updates that would repeat a write that did not stick held back.
@@ -135,6 +156,7 @@ fn remember(memory: &mut Memory, desired: &DesiredState, p: &Plan, done: &[Writt
 pub async fn apply_from(
     engine: &Engine,
     desired: &DesiredState,
+    scope: &Scope,
     opts: PlanOptions,
     first: Option<Observed>,
     may_write: &(dyn Fn(&Observed) -> bool + Send + Sync),
@@ -143,11 +165,14 @@ pub async fn apply_from(
     let mut report = Report::default();
     let mut first = first;
     for round in 1..=MAX_ROUNDS {
-        let observed = match first.take() {
+        let mut observed = match first.take() {
             Some(o) => o,
-            None => observe_stack(engine, &desired.stack).await?,
+            None => observe_stack(engine, scope).await?,
         };
-        let p = plan_held_back(desired, &observed, opts, memory);
+        let mut p = plan_held_back(desired, &observed, opts, memory);
+        if complete_for_removals(engine, &mut observed, &p).await? {
+            p = plan_held_back(desired, &observed, opts, memory);
+        }
         report.observed = observed;
         let refusals = p.refusals();
         if !refusals.is_empty() {
@@ -176,8 +201,11 @@ pub async fn apply_from(
         report.last_plan = p;
     }
     // One more look: converged now?
-    let observed = observe_stack(engine, &desired.stack).await?;
-    let p = plan_held_back(desired, &observed, opts, memory);
+    let mut observed = observe_stack(engine, scope).await?;
+    let mut p = plan_held_back(desired, &observed, opts, memory);
+    if complete_for_removals(engine, &mut observed, &p).await? {
+        p = plan_held_back(desired, &observed, opts, memory);
+    }
     if p.is_empty() {
         report.last_plan = p;
         report.observed = observed;
@@ -360,7 +388,7 @@ pub struct Progress {
 
 /// Reads how many tasks of each desired service run, against how many should.
 pub async fn progress(engine: &Engine, desired: &DesiredState) -> Result<Vec<Progress>, EngineError> {
-    let observed = observe_stack(engine, &desired.stack).await?;
+    let observed = observe_stack(engine, &Scope::of(desired)).await?;
     let mut out = Vec::new();
     for d in &desired.services {
         let name = d.spec.name.clone().unwrap_or_default();

@@ -118,7 +118,14 @@ pub(crate) async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let observed = match swarmlog::engine::observe_stack(&engine, &rendered.desired.stack).await {
+    let scope = swarmlog::engine::Scope::of(&rendered.desired);
+    let observed = async {
+        let mut observed = swarmlog::engine::observe_stack(&engine, &scope).await?;
+        let p = swarmlog::plan::plan(&rendered.desired, &observed, args.safety.options());
+        swarmlog::apply::complete_for_removals(&engine, &mut observed, &p).await?;
+        Ok::<_, swarmlog::engine::EngineError>(observed)
+    };
+    let observed = match observed.await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");

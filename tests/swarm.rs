@@ -48,6 +48,10 @@ fn main() {
             reconcile::pipeline_edit_and_kibana_change,
         ),
         (
+            "a_config_a_foreign_service_uses_is_kept",
+            reconcile::a_config_a_foreign_service_uses_is_kept,
+        ),
+        (
             "bad_desired_state_removes_nothing",
             reconcile::bad_desired_state_removes_nothing,
         ),

@@ -21,6 +21,9 @@ pub struct State {
     pub pending: Option<Pending<Instant>>,
     /// The companion's label could not be read (reported once).
     pub label_error: Option<String>,
+    /// The service found by image, last time every service was read: read
+    /// by name in between (see `Memory::scope`).
+    pub by_image: Option<String>,
 }
 
 fn name_of(s: &Service) -> &str {
@@ -39,6 +42,12 @@ fn env_of(spec: &ServiceSpec) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A companion the user labelled for `stack`.
+fn labelled_for(s: &Service, stack: &str) -> bool {
+    let l = labels_of(s);
+    l.contains_key(LABEL_COMPANION) && l.get(LABEL_STACK).map(String::as_str) == Some(stack)
+}
+
 /// Finds the companion: by name, else by the companion label of this stack,
 /// else by image (exactly one).
 pub fn find<'a>(desired: &DesiredState, observed: &'a Observed) -> Result<Option<&'a Service>, String> {
@@ -46,10 +55,7 @@ pub fn find<'a>(desired: &DesiredState, observed: &'a Observed) -> Result<Option
     if !le.service.is_empty() {
         return Ok(observed.services.iter().find(|s| name_of(s) == le.service));
     }
-    if let Some(s) = observed.services.iter().find(|s| {
-        let l = labels_of(s);
-        l.contains_key(LABEL_COMPANION) && l.get(LABEL_STACK) == Some(&desired.stack)
-    }) {
+    if let Some(s) = observed.services.iter().find(|s| labelled_for(s, &desired.stack)) {
         return Ok(Some(s));
     }
     let by_image: Vec<&Service> = observed
@@ -135,6 +141,9 @@ pub async fn step(
             return Ok(None);
         }
     };
+    state.by_image = companion
+        .filter(|c| le.service.is_empty() && !labelled_for(c, &desired.stack))
+        .map(|c| name_of(c).to_string());
     ctx.update_status(|st| {
         let c = &mut st.companion;
         if c.refused != refused {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{companion, leader, nodes, preflight, Context};
 use crate::apply::{self, ApplyError, Written};
 use crate::clock::now;
-use crate::engine::{observe, observe_stack, EngineError, Observed};
+use crate::engine::{observe, observe_stack, EngineError, Observed, Scope};
 use crate::plan::{self, Plan};
 use crate::render::desired::DesiredState;
 use crate::status::derive::{self, Facts};
@@ -38,6 +38,29 @@ pub struct Memory {
     pub data_nodes: BTreeMap<String, String>,
     pub companion: companion::State,
     pub preflight: preflight::Preflight,
+    /// IDs of the stack's services at the end of the last reconcile: their
+    /// tasks are read alongside the lists.
+    pub service_ids: Vec<String>,
+    /// This reconcile's triggers may have changed services outside the
+    /// stack: a companion found by image only is looked for again among
+    /// every service (set by the loop from the batch).
+    pub scan: bool,
+}
+
+impl Memory {
+    /// What this reconcile observes of a swarm that has `desired`: the
+    /// stack's objects, and every service only while the companion is found
+    /// by image and something may have changed outside the stack (else the
+    /// companion found last time, by name).
+    pub fn scope(&self, desired: &DesiredState) -> Scope {
+        let mut scope = Scope::of(desired);
+        if scope.all_services && !self.scan {
+            scope.all_services = false;
+            scope.names.extend(self.companion.by_image.iter().cloned());
+        }
+        scope.service_ids = self.service_ids.clone();
+        scope
+    }
 }
 
 /// A reconcile that ran to its end.
@@ -154,12 +177,23 @@ pub async fn reconcile(ctx: &Arc<Context>, mem: &mut Memory) -> Result<Done, Rec
 }
 
 async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Result<Done, ReconcileError> {
-    let stack = mem.last_good.as_ref().map(|d| d.stack.clone());
-    let observed = observe_step(ctx, stack.as_deref()).await?;
+    // The scope of the state in force; before the first good render, of a
+    // look at the files (no render at all: the whole swarm, as it may be).
+    let scope = match &mem.last_good {
+        Some(d) => Some(mem.scope(d)),
+        None => ctx.render(None).ok().map(|d| mem.scope(&d)),
+    };
+    let observed = observe_step(ctx, scope.as_ref()).await?;
     facts.engine_reachable = true;
     let role = role_step(ctx, &observed);
-    let observed = nodes_step(ctx, role, observed, stack.as_deref()).await?;
+    let observed = nodes_step(ctx, role, observed, scope.as_ref()).await?;
     let desired = render_step(ctx, &mut mem.last_good, facts)?;
+    // Files changed since the scope was set: look at what the new state names.
+    let observed = match mem.scope(&desired) {
+        now if scope.as_ref().is_some_and(|s| !s.same_objects(&now)) => observe_step(ctx, Some(&now)).await?,
+        _ => observed,
+    };
+    mem.service_ids = observed.stack_service_ids(&desired.stack);
     let (loggers, mut degraded, gone) = loggers_step(&desired, &observed, &mut mem.known_loggers, &mut mem.data_nodes);
     data_nodes_step(&desired, &observed, &mut degraded);
     let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
@@ -173,10 +207,12 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
         companion_step(ctx, &desired, &observed, false, &mut mem.companion).await?;
         return Ok(Done::Standby);
     }
-    let report = apply_step(ctx, &desired, observed).await.map_err(|e| {
+    let scope = mem.scope(&desired);
+    let report = apply_step(ctx, &desired, &scope, observed).await.map_err(|e| {
         facts.blocked = matches!(e, ApplyError::Blocked(_));
         ReconcileError::from(e)
     })?;
+    mem.service_ids = report.observed.stack_service_ids(&desired.stack);
     report_written(ctx, &report.done);
     report_not_converging(ctx, &report.last_plan.not_converging);
     facts.degraded |= !report.last_plan.not_converging.is_empty();
@@ -192,12 +228,11 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     })
 }
 
-/// observe: the swarm, in a constant number of calls; the running tasks of
-/// the stack's services only, once a render has said which stack that is
-/// (the first reconcile, before any render, reads every task).
-async fn observe_step(ctx: &Context, stack: Option<&str>) -> Result<Observed, ReconcileError> {
-    Ok(match stack {
-        Some(stack) => observe_stack(&ctx.engine, stack).await?,
+/// observe: the swarm, in a constant number of calls: what the scope of the
+/// stack names (the whole swarm only while no file has ever rendered).
+async fn observe_step(ctx: &Context, scope: Option<&Scope>) -> Result<Observed, ReconcileError> {
+    Ok(match scope {
+        Some(scope) => observe_stack(&ctx.engine, scope).await?,
         None => observe(&ctx.engine).await?,
     })
 }
@@ -224,13 +259,13 @@ async fn nodes_step(
     ctx: &Context,
     role: Role,
     observed: Observed,
-    stack: Option<&str>,
+    scope: Option<&Scope>,
 ) -> Result<Observed, ReconcileError> {
     if !role.writes() || ctx.settings.auto_label.is_empty() {
         return Ok(observed);
     }
     match nodes::label(ctx, &observed).await {
-        Ok(true) => observe_step(ctx, stack).await,
+        Ok(true) => observe_step(ctx, scope).await,
         Ok(false) => Ok(observed),
         // A node moved while we read it: go on, and look again at once.
         Err(e) if e.is_conflict() => {
@@ -346,7 +381,12 @@ fn preflight_step(
 }
 
 /// apply: the plan, version-checked, with the leader asked before every round.
-async fn apply_step(ctx: &Context, desired: &DesiredState, observed: Observed) -> Result<apply::Report, ApplyError> {
+async fn apply_step(
+    ctx: &Context,
+    desired: &DesiredState,
+    scope: &Scope,
+    observed: Observed,
+) -> Result<apply::Report, ApplyError> {
     let gating = ctx.settings.leader_gating;
     let gate = move |o: &Observed| leader::role(&o.node_id, &o.nodes, gating).writes();
     // The memory outlives the reconcile: an update that did not stick is not
@@ -355,6 +395,7 @@ async fn apply_step(ctx: &Context, desired: &DesiredState, observed: Observed) -
     let result = apply::apply_from(
         &ctx.engine,
         desired,
+        scope,
         ctx.settings.plan,
         Some(observed),
         &gate,
@@ -492,4 +533,43 @@ fn status_step(ctx: &Context, facts: &Facts, result: &Result<Done, ReconcileErro
         };
         st.phase = derive::phase(&facts);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_is_read_only_when_the_companion_may_have_moved() {
+        let chart = crate::render::chart::Chart::embedded().unwrap();
+        let no_env = |_: &str| None;
+        let desired = chart
+            .render(&crate::render::chart::RenderOptions {
+                values_files: Vec::new(),
+                set: Vec::new(),
+                stack: None,
+                env: &no_env,
+            })
+            .unwrap()
+            .desired;
+        let mut mem = Memory {
+            scan: true,
+            service_ids: vec!["s1".into()],
+            ..Default::default()
+        };
+        // Found by image, and something outside the stack may have changed: every service.
+        let s = mem.scope(&desired);
+        assert!(s.all_services);
+        assert_eq!(s.service_ids, ["s1"]);
+        // Nothing outside the stack changed: the one found last time, by name.
+        mem.scan = false;
+        mem.companion.by_image = Some("proxy_le".into());
+        let s = mem.scope(&desired);
+        assert!(!s.all_services);
+        assert_eq!(s.names, ["proxy_le"]);
+        // Never found: the stack (and the labelled ones) only, until a scan.
+        mem.companion.by_image = None;
+        let s = mem.scope(&desired);
+        assert!(!s.all_services && s.names.is_empty());
+    }
 }

@@ -63,6 +63,27 @@ impl Trigger {
     }
 }
 
+/// Whether a batch may have changed services outside `stack`: a service
+/// event of another name, or a trigger that stands for anything (startup,
+/// resync, a reconnect after lost events, a manual or file trigger, a new
+/// leader's first look). Retries, rechecks and node events do not.
+pub fn outside_stack(batch: &[Trigger], stack: &str) -> bool {
+    let prefix = format!("{stack}_");
+    batch.iter().any(|t| match t {
+        Trigger::Event { what } => {
+            let mut words = what.split(' ');
+            words.next() == Some("service") && !words.nth(1).unwrap_or_default().starts_with(&prefix)
+        }
+        Trigger::Retry | Trigger::Recheck | Trigger::Preflight => false,
+        Trigger::Startup
+        | Trigger::Resync
+        | Trigger::FileChange
+        | Trigger::Manual
+        | Trigger::Reconnected
+        | Trigger::Leadership => true,
+    })
+}
+
 /// Most distinct triggers one batch keeps (an event storm of unrelated
 /// services stays cheap: constant memory, constant work per event).
 pub const MAX_BATCH: usize = 256;
@@ -232,6 +253,29 @@ pub async fn watch_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_that_may_change_services_outside_the_stack() {
+        let ev = |what: &str| Trigger::Event { what: what.into() };
+        assert!(!outside_stack(&[ev("service update logging_kibana")], "logging"));
+        assert!(!outside_stack(
+            &[ev("node update n1"), Trigger::Retry, Trigger::Recheck],
+            "logging"
+        ));
+        assert!(outside_stack(&[ev("service create proxy_le")], "logging"));
+        assert!(outside_stack(&[ev("service update loggingx_web")], "logging"));
+        assert!(!outside_stack(&[ev("config create proxy_cfg")], "logging"));
+        for t in [
+            Trigger::Startup,
+            Trigger::Resync,
+            Trigger::Manual,
+            Trigger::Reconnected,
+            Trigger::FileChange,
+            Trigger::Leadership,
+        ] {
+            assert!(outside_stack(&[t], "logging"));
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_one_batch() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use observe::{observe, observe_stack, Observed};
+pub use observe::{observe, observe_stack, Observed, Scope};
 pub use write::WriteKind;
 
 /// Oldest Engine API swarmlog supports (Docker 20.10).

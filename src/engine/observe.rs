@@ -10,7 +10,6 @@ use bollard::query_parameters::{
     LogsOptions,
 };
 use futures::{Stream, StreamExt};
-use serde_json::Value as Json;
 
 use super::{Engine, EngineError};
 
@@ -21,6 +20,8 @@ pub struct Observed {
     pub node_id: String,
     pub nodes: Vec<Node>,
     pub services: Vec<Service>,
+    /// `services` holds every service of the swarm (not only those of a [`Scope`]).
+    pub services_complete: bool,
     pub networks: Vec<Network>,
     pub configs: Vec<Config>,
     pub secrets: Vec<Secret>,
@@ -28,22 +29,75 @@ pub struct Observed {
     pub tasks: Vec<Task>,
 }
 
-/// API calls one [`observe`] makes: info, nodes, services, networks, configs,
-/// secrets, tasks.
-pub const CALLS_PER_OBSERVE: u64 = 7;
+/// What one observe reads. The whole swarm is large (at 1,000 nodes and
+/// 5,000 services, every service and task is tens of megabytes); the plan of
+/// one stack needs only its own objects, the companion and the services that
+/// opt in to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The stack: its services, configs and secrets by the `<stack>_` name
+    /// prefix and by swarmlog's stack label.
+    pub stack: String,
+    /// More names (prefixes, at the engine) of services, configs and secrets:
+    /// desired files named outside the prefix, external ones, the companion.
+    pub names: Vec<String>,
+    /// The companion is on: services with its label or the opt-in label are read too.
+    pub companion: bool,
+    /// Read every service (the companion is looked for by its image).
+    pub all_services: bool,
+    /// IDs of the stack's services as last seen: their tasks are read
+    /// alongside the lists (one round trip); a new one's tasks after them.
+    pub service_ids: Vec<String>,
+}
 
-/// Reads the swarm, every running task included. Fails with a clear error
-/// when the engine is not a swarm manager.
+impl Scope {
+    /// What the plan of `desired` reads: its stack, the file names outside
+    /// the stack's prefix, and what the companion needs (every service
+    /// while it is found by image only).
+    pub fn of(desired: &crate::render::desired::DesiredState) -> Scope {
+        let prefix = format!("{}_", desired.stack);
+        let mut names: Vec<String> = desired
+            .configs
+            .iter()
+            .filter_map(|c| c.spec.name.clone())
+            .chain(desired.secrets.iter().filter_map(|s| s.spec.name.clone()))
+            .chain(desired.external.configs.iter().cloned())
+            .chain(desired.external.secrets.iter().cloned())
+            .filter(|n| !n.starts_with(&prefix))
+            .collect();
+        let le = &desired.letsencrypt;
+        if le.enabled && !le.service.is_empty() {
+            names.push(le.service.clone());
+        }
+        names.sort();
+        names.dedup();
+        Scope {
+            stack: desired.stack.clone(),
+            names,
+            companion: le.enabled,
+            all_services: le.enabled && le.service.is_empty(),
+            service_ids: Vec::new(),
+        }
+    }
+
+    /// Whether `other` reads the same objects (the task hint aside).
+    pub fn same_objects(&self, other: &Scope) -> bool {
+        (&self.stack, &self.names, self.companion, self.all_services)
+            == (&other.stack, &other.names, other.companion, other.all_services)
+    }
+}
+
+/// Reads the whole swarm, every service, config, secret and running task.
+/// Fails with a clear error when the engine is not a swarm manager.
 pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
     observe_scoped(engine, None).await
 }
 
-/// Reads the swarm as the plan of `stack` needs it: the running tasks of
-/// that stack's services only (every use of tasks is per service of the
-/// stack: placement, the data node, whether it runs). On a large swarm the
-/// tasks are most of the bytes (89 % at 1,000 nodes and 50,000 tasks).
-pub async fn observe_stack(engine: &Engine, stack: &str) -> Result<Observed, EngineError> {
-    observe_scoped(engine, Some(stack)).await
+/// Reads the swarm as the plan of one stack needs it ([`Scope`]): every
+/// node and network, the services, configs and secrets of the scope, and the
+/// running tasks of the stack's services only.
+pub async fn observe_stack(engine: &Engine, scope: &Scope) -> Result<Observed, EngineError> {
+    observe_scoped(engine, Some(scope)).await
 }
 
 /// Whether a service belongs to `stack`: by the stack label swarmlog and
@@ -64,10 +118,155 @@ pub fn of_stack(service: &Service, stack: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('_'))
 }
 
-async fn observe_scoped(engine: &Engine, stack: Option<&str>) -> Result<Observed, EngineError> {
+/// Engine list filters: `key` -> values (one value each for `label`, whose
+/// values the engine ANDs; `name` values are ORed prefixes).
+type Filters = Vec<(&'static str, Vec<String>)>;
+
+/// The filtered lists that together read the objects of a scope (the
+/// engine ORs the values of one key and ANDs keys, so one list per kind of
+/// match). `None`: one list of everything.
+fn list_filters(scope: Option<&Scope>, services: bool) -> Option<Vec<Filters>> {
+    let scope = scope?;
+    if services && scope.all_services {
+        return None;
+    }
+    let mut names = vec![format!("{}_", scope.stack)];
+    names.extend(scope.names.iter().cloned());
+    let mut lists = vec![
+        vec![("name", names)],
+        vec![(
+            "label",
+            vec![format!("{}={}", crate::render::desired::LABEL_STACK, scope.stack)],
+        )],
+    ];
+    if services {
+        lists.push(vec![(
+            "label",
+            vec![format!("{}={}", crate::render::desired::LABEL_NAMESPACE, scope.stack)],
+        )]);
+        if scope.companion {
+            lists.push(vec![(
+                "label",
+                vec![crate::render::desired::LABEL_COMPANION.to_string()],
+            )]);
+            lists.push(vec![(
+                "label",
+                vec![format!("{}=true", crate::letsencrypt::LABEL_OPT_IN)],
+            )]);
+        }
+    }
+    Some(lists)
+}
+
+/// `filters=` of the Engine API: JSON, percent-encoded.
+fn filters_query(filters: &Filters) -> String {
+    let map: std::collections::BTreeMap<&str, &Vec<String>> = filters.iter().map(|(k, v)| (*k, v)).collect();
+    let json = serde_json::to_string(&map).unwrap_or_default();
+    let mut out = String::from("?filters=");
+    for b in json.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn as_map(filters: &Filters) -> HashMap<String, Vec<String>> {
+    filters.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// The union of several lists, each object once (by ID), in the order seen.
+fn union<T>(lists: Vec<Vec<T>>, id: impl Fn(&T) -> Option<&str>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for item in lists.into_iter().flatten() {
+        let key = id(&item).unwrap_or_default().to_string();
+        if key.is_empty() || seen.insert(key) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// Services: every one, or those the filter lists match.
+    async fn scoped_services(&self, lists: Option<Vec<Filters>>) -> Result<Vec<Service>, EngineError> {
+        let Some(lists) = lists else {
+            return self.list_services().await;
+        };
+        let queries: Vec<String> = lists.iter().map(filters_query).collect();
+        let found = futures::future::try_join_all(queries.iter().map(|q| self.list_services_where(q))).await?;
+        Ok(union(found, |s: &Service| s.id.as_deref()))
+    }
+
+    async fn scoped_configs(&self, lists: Option<Vec<Filters>>) -> Result<Vec<Config>, EngineError> {
+        let d = &self.docker;
+        let lists = lists.unwrap_or_else(|| vec![Vec::new()]);
+        let found = futures::future::try_join_all(lists.iter().map(|f| {
+            let filters = (!f.is_empty()).then(|| as_map(f));
+            self.bounded("list configs", "", d.list_configs(Some(ListConfigsOptions { filters })))
+        }))
+        .await?;
+        Ok(union(found, |c: &Config| c.id.as_deref()))
+    }
+
+    async fn scoped_secrets(&self, lists: Option<Vec<Filters>>) -> Result<Vec<Secret>, EngineError> {
+        let d = &self.docker;
+        let lists = lists.unwrap_or_else(|| vec![Vec::new()]);
+        let found = futures::future::try_join_all(lists.iter().map(|f| {
+            let filters = (!f.is_empty()).then(|| as_map(f));
+            self.bounded("list secrets", "", d.list_secrets(Some(ListSecretsOptions { filters })))
+        }))
+        .await?;
+        Ok(union(found, |c: &Secret| c.id.as_deref()))
+    }
+
+    /// Running tasks; of these services only, when given (none: no call).
+    async fn running_tasks(&self, services: Option<&[String]>) -> Result<Vec<Task>, EngineError> {
+        let mut filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        if let Some(ids) = services {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            filters.insert("service".to_string(), ids.to_vec());
+        }
+        self.bounded(
+            "list tasks",
+            "",
+            self.docker
+                .list_tasks(Some(ListTasksOptions { filters: Some(filters) })),
+        )
+        .await
+    }
+}
+
+async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observed, EngineError> {
     let d = &engine.docker;
-    let info = engine.bounded("read engine info", "", d.info()).await?;
-    let swarm = info.swarm.unwrap_or_default();
+    let known: Option<&[String]> = scope.map(|s| s.service_ids.as_slice()).filter(|ids| !ids.is_empty());
+    // One round trip: the engine's state, the lists, and the tasks of the
+    // services last seen, all at once.
+    let (info, lists, early_tasks) = tokio::join!(
+        engine.bounded("read engine info", "", d.info()),
+        async {
+            tokio::try_join!(
+                engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
+                engine.scoped_services(list_filters(scope, true)),
+                engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
+                engine.scoped_configs(list_filters(scope, false)),
+                engine.scoped_secrets(list_filters(scope, false)),
+            )
+        },
+        async {
+            match known {
+                Some(ids) => engine.running_tasks(Some(ids)).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    // The engine's own state first: a worker or a node out of the swarm
+    // fails every list too, with a less helpful message.
+    let swarm = info?.swarm.unwrap_or_default();
     let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
     if state != "active" {
         return Err(EngineError::NotSwarm);
@@ -75,38 +274,27 @@ async fn observe_scoped(engine: &Engine, stack: Option<&str>) -> Result<Observed
     if swarm.control_available != Some(true) {
         return Err(EngineError::NotManager);
     }
-    let (nodes, services, networks, configs, secrets) = tokio::try_join!(
-        engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
-        engine.list_services(),
-        engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
-        engine.bounded("list configs", "", d.list_configs(None::<ListConfigsOptions>)),
-        engine.bounded("list secrets", "", d.list_secrets(None::<ListSecretsOptions>)),
-    )?;
-    let mut filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
-    if let Some(stack) = stack {
-        let ids: Vec<String> = services
-            .iter()
-            .filter(|s| of_stack(s, stack))
-            .filter_map(|s| s.id.clone())
-            .collect();
-        filters.insert("service".to_string(), ids);
-    }
-    let tasks = match filters.get("service") {
-        // No service of the stack: no task of it either.
-        Some(ids) if ids.is_empty() => Vec::new(),
-        _ => {
-            engine
-                .bounded(
-                    "list tasks",
-                    "",
-                    d.list_tasks(Some(ListTasksOptions { filters: Some(filters) })),
-                )
-                .await?
+    let (nodes, services, networks, configs, secrets) = lists?;
+    let tasks = match scope {
+        None => engine.running_tasks(None).await?,
+        Some(scope) => {
+            let ids: Vec<String> = services
+                .iter()
+                .filter(|s| of_stack(s, &scope.stack))
+                .filter_map(|s| s.id.clone())
+                .collect();
+            let mut tasks: Vec<Task> = early_tasks?.unwrap_or_default();
+            tasks.retain(|t| t.service_id.as_ref().is_some_and(|id| ids.contains(id)));
+            let read_already = known.unwrap_or_default();
+            let new: Vec<String> = ids.iter().filter(|id| !read_already.contains(id)).cloned().collect();
+            tasks.extend(engine.running_tasks(Some(&new)).await?);
+            tasks
         }
     };
     Ok(Observed {
         node_id: swarm.node_id.unwrap_or_default(),
         nodes,
+        services_complete: scope.is_none_or(|s| s.all_services),
         services,
         networks,
         configs,
@@ -115,30 +303,36 @@ async fn observe_scoped(engine: &Engine, stack: Option<&str>) -> Result<Observed
     })
 }
 
+impl Observed {
+    /// IDs of `stack`'s services, for the next [`Scope::service_ids`].
+    pub fn stack_service_ids(&self, stack: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| of_stack(s, stack))
+            .filter_map(|s| s.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
 impl Engine {
     /// Every service, read as the engine's JSON and put into the model's
     /// names before it is typed (bollard's own list call loses
     /// `ContainerSpec.Healthcheck`: see `raw::fix_service_json`).
     pub async fn list_services(&self) -> Result<Vec<Service>, EngineError> {
+        self.list_services_where("").await
+    }
+
+    /// [`Engine::list_services`] with a query (`?filters=...`).
+    async fn list_services_where(&self, query: &str) -> Result<Vec<Service>, EngineError> {
         let what = "list services";
-        let raw = self.get_json(what, "/services").await?;
-        let Json::Array(items) = raw else {
-            return Err(EngineError::Other {
-                what: what.to_string(),
-                detail: format!("expected a list of services, the engine answered {raw:.200}"),
-            });
-        };
-        items
-            .into_iter()
-            .map(|mut item| {
-                super::raw::fix_service_json(&mut item);
-                let id = item.get("ID").and_then(Json::as_str).unwrap_or_default().to_string();
-                serde_json::from_value(item).map_err(|e| EngineError::Other {
-                    what: what.to_string(),
-                    detail: format!("service {id}: the engine's JSON does not fit the model: {e}"),
-                })
-            })
-            .collect()
+        let body = self.get_bytes(what, &format!("/services{query}")).await?;
+        super::raw::services_from_json(&body).map_err(|detail| EngineError::Other {
+            what: what.to_string(),
+            detail,
+        })
     }
 
     /// Whether node `id` is the swarm leader now: one small call (a standby
@@ -235,6 +429,97 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn desired(values: &str) -> crate::render::desired::DesiredState {
+        let chart = crate::render::chart::Chart::embedded().unwrap();
+        let no_env = |_: &str| None;
+        chart
+            .render(&crate::render::chart::RenderOptions {
+                values_files: vec![("v.yaml".into(), values.into())],
+                set: Vec::new(),
+                stack: None,
+                env: &no_env,
+            })
+            .unwrap()
+            .desired
+    }
+
+    #[test]
+    fn the_scope_of_a_stack() {
+        // The default chart: the companion on, found by image: every service.
+        let s = Scope::of(&desired(""));
+        assert_eq!(s.stack, "logging");
+        assert!(s.names.is_empty(), "{:?}", s.names);
+        assert!(s.companion && s.all_services);
+        // A companion named in values is read by that name.
+        let s = Scope::of(&desired("letsencrypt:\n  service: proxy_le\n"));
+        assert_eq!(s.names, vec!["proxy_le".to_string()]);
+        assert!(s.companion && !s.all_services);
+        // Off: the stack only.
+        let s = Scope::of(&desired("letsencrypt:\n  enabled: false\n"));
+        assert!(!s.companion && !s.all_services && s.names.is_empty());
+    }
+
+    #[test]
+    fn lists_of_a_scope() {
+        assert_eq!(list_filters(None, true), None);
+        let scope = Scope {
+            stack: "logging".into(),
+            names: vec!["proxy_le".into()],
+            companion: true,
+            all_services: false,
+            service_ids: Vec::new(),
+        };
+        let services = list_filters(Some(&scope), true).unwrap();
+        assert_eq!(
+            services,
+            vec![
+                vec![("name", vec!["logging_".to_string(), "proxy_le".to_string()])],
+                vec![("label", vec!["io.swarmlog.stack=logging".to_string()])],
+                vec![("label", vec!["com.docker.stack.namespace=logging".to_string()])],
+                vec![("label", vec!["io.swarmlog.companion".to_string()])],
+                vec![("label", vec!["io.swarmlog.letsencrypt=true".to_string()])],
+            ]
+        );
+        // Files: by name and swarmlog's label only.
+        assert_eq!(list_filters(Some(&scope), false).unwrap().len(), 2);
+        // Every service while the companion is looked for by image; files still scoped.
+        let all = Scope {
+            all_services: true,
+            ..scope.clone()
+        };
+        assert_eq!(list_filters(Some(&all), true), None);
+        assert_eq!(list_filters(Some(&all), false).unwrap().len(), 2);
+        let off = Scope {
+            companion: false,
+            ..scope
+        };
+        assert_eq!(list_filters(Some(&off), true).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn filters_are_json_percent_encoded() {
+        let q = filters_query(&vec![("label", vec!["a.b=c d&e".to_string()])]);
+        assert_eq!(q, "?filters=%7B%22label%22%3A%5B%22a.b%3Dc%20d%26e%22%5D%7D");
+    }
+
+    #[test]
+    fn lists_are_joined_once_each() {
+        let a = service("a", &[]);
+        let with_id = |id: &str, mut s: Service| {
+            s.id = Some(id.into());
+            s
+        };
+        let lists = vec![
+            vec![with_id("1", a.clone()), with_id("2", a.clone())],
+            vec![with_id("2", a.clone()), with_id("3", a.clone())],
+        ];
+        let ids: Vec<String> = union(lists, |s: &Service| s.id.as_deref())
+            .into_iter()
+            .filter_map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["1", "2", "3"]);
     }
 
     #[test]

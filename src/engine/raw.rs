@@ -15,8 +15,8 @@ use super::{Engine, EngineError};
 const MAX_ANSWER: usize = 512 << 20;
 
 impl Engine {
-    /// `GET /v<api><path_and_query>` as JSON; `what` names the call in errors.
-    pub(super) async fn get_json(&self, what: &str, path_and_query: &str) -> Result<Json, EngineError> {
+    /// `GET /v<api><path_and_query>`, the answer's bytes; `what` names the call in errors.
+    pub(super) async fn get_bytes(&self, what: &str, path_and_query: &str) -> Result<Bytes, EngineError> {
         let uri = format!("/v{}{}", self.api_version, path_and_query);
         let call = async {
             if let Some(path) = self
@@ -57,7 +57,7 @@ impl Engine {
         }
     }
 
-    async fn request<S>(&self, stream: S, what: &str, uri: &str) -> Result<Json, EngineError>
+    async fn request<S>(&self, stream: S, what: &str, uri: &str) -> Result<Bytes, EngineError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -100,11 +100,45 @@ impl Engine {
                 },
             ));
         }
-        serde_json::from_slice(&body).map_err(|e| EngineError::Other {
-            what: what.to_string(),
-            detail: format!("the engine's answer is not JSON: {e}"),
-        })
+        Ok(body)
     }
+}
+
+/// Services of the engine's JSON list, typed one at a time (each put into
+/// the model's names by [`fix_service_json`] first): the whole list is never
+/// held as a JSON tree, which at 5,000 services is several times its bytes.
+pub(super) fn services_from_json(body: &[u8]) -> Result<Vec<bollard::models::Service>, String> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+
+    struct Services;
+    impl<'de> Visitor<'de> for Services {
+        type Value = Vec<bollard::models::Service>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of services")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(mut item) = seq.next_element::<Json>()? {
+                fix_service_json(&mut item);
+                let id = item.get("ID").and_then(Json::as_str).unwrap_or_default().to_string();
+                let service = serde_json::from_value(item).map_err(|e| {
+                    serde::de::Error::custom(format!("service {id}: the engine's JSON does not fit the model: {e}"))
+                })?;
+                out.push(service);
+            }
+            Ok(out)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Services {
+        type Value = Vec<bollard::models::Service>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let services = Services.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(services)
 }
 
 /// Keys the engine writes under another name than bollard's model reads
@@ -134,6 +168,28 @@ pub(super) fn fix_service_json(service: &mut Json) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_of_services_is_typed_one_by_one() {
+        let body = br#"[{"ID":"a","Spec":{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"i",
+            "Healthcheck":{"Test":["CMD","true"]}}}}},{"ID":"b","Spec":{"Name":"y"}}]"#;
+        let services = services_from_json(body).unwrap();
+        assert_eq!(services.len(), 2);
+        let hc = services[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.health_check.as_ref());
+        assert!(hc.is_some(), "the healthcheck is kept");
+        assert_eq!(services[1].spec.as_ref().and_then(|s| s.name.as_deref()), Some("y"));
+        assert!(services_from_json(b"[]").unwrap().is_empty());
+        // What does not fit says which service, and trailing bytes are refused.
+        let e = services_from_json(br#"[{"ID":"c","Spec":{"Name":7}}]"#).unwrap_err();
+        assert!(e.contains("service c"), "{e}");
+        assert!(services_from_json(b"{}").is_err());
+        assert!(services_from_json(b"[] x").is_err());
+    }
 
     #[test]
     fn engine_healthcheck_reaches_the_model() {

@@ -110,6 +110,7 @@ fn observed_from(d: &DesiredState) -> Observed {
             node("n2", "logger-1", &[("logger", "true")]),
         ],
         services,
+        services_complete: true,
         networks,
         configs,
         secrets: Vec::new(),

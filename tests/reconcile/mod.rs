@@ -566,6 +566,83 @@ pub fn pipeline_edit_and_kibana_change(sb: &Sandbox, rt: &tokio::runtime::Runtim
     })
 }
 
+/// The observe step reads only the stack's services (and the companion's);
+/// a service outside the stack that uses one of the stack's configs is
+/// found before any config is removed: the old config stays while it is
+/// used, and goes once it is not.
+pub fn a_config_a_foreign_service_uses_is_kept(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itfuse";
+    let dir = common::temp_dir(stack);
+    let pipeline = dir.join("pipeline.conf");
+    let values = dir.join("values.yaml");
+    std::fs::write(&pipeline, "input { tcp { port => 9000 } }\n").map_err(|e| e.to_string())?;
+    // The companion off: with it on and no companion named, every service
+    // is read anyway (it is looked for by image).
+    std::fs::write(
+        &values,
+        format!(
+            "logstash:\n  pipelineFile: {}\nletsencrypt:\n  enabled: false\n",
+            pipeline.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let v = values.display().to_string();
+    expect_code(&sl(sb, "apply", stack, &["--values", &v]), 0, "apply")?;
+    rt.block_on(async {
+        let docker = sb.client().await?;
+        let configs = |v: &Versions| -> Vec<String> {
+            v.objects
+                .keys()
+                .filter_map(|k| k.strip_prefix("config "))
+                .map(str::to_string)
+                .collect()
+        };
+        let old = configs(&versions(&docker, stack).await?);
+        let [old] = old.as_slice() else {
+            return Err(format!("expected one config of the stack, found {old:?}"));
+        };
+        let user = "itfuseuser";
+        sb.docker(&[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            user,
+            "--config",
+            &format!("source={old},target=/pipeline.conf"),
+            "swarmlog/standin:latest",
+        ])?;
+        std::fs::write(&pipeline, "input { tcp { port => 9000 codec => json_lines } }\n").map_err(|e| e.to_string())?;
+        let o = sl(sb, "apply", stack, &["--values", &v]);
+        expect_code(&o, 0, "apply after the pipeline edit, the old config in use elsewhere")?;
+        let now = configs(&versions(&docker, stack).await?);
+        if !now.contains(old) || now.len() != 2 {
+            return Err(format!(
+                "the config {old} used by {user} must stay beside the new one; configs now {now:?}:\n{}",
+                out(&o)
+            ));
+        }
+        expect_code(
+            &sl(sb, "plan", stack, &["--values", &v]),
+            0,
+            "plan while the old config is used",
+        )?;
+        sb.docker(&["service", "rm", user])?;
+        let o = sl(sb, "plan", stack, &["--values", &v]);
+        expect_code(&o, 2, "plan once nothing uses the old config")?;
+        if !out(&o).contains(old.as_str()) {
+            return Err(format!("the plan does not remove {old}:\n{}", out(&o)));
+        }
+        expect_code(&sl(sb, "apply", stack, &["--values", &v]), 0, "apply removing it")?;
+        let now = configs(&versions(&docker, stack).await?);
+        if now.contains(old) || now.len() != 1 {
+            return Err(format!("{old} should be gone now; configs {now:?}"));
+        }
+        remove_owned(sb, &docker, stack).await
+    })
+}
+
 async fn running_task(docker: &Docker, service_id: &str) -> Result<Vec<String>, String> {
     let mut f = HashMap::new();
     f.insert("service".to_string(), vec![service_id.to_string()]);
