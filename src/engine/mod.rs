@@ -183,14 +183,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects to `host` (`unix:///path` or `tcp://addr`), negotiates the API
+    /// Connects to `host` (`unix:///path` or `tcp://addr`, with TCP
+    /// keepalive: see [`KEEPALIVE`]), negotiates the API
     /// version and refuses engines older than [`MIN_API`].
     pub async fn connect(host: &str, timeout: Duration) -> Result<Engine, EngineError> {
         let secs = timeout.as_secs().max(1);
         let docker = if let Some(path) = host.strip_prefix("unix://") {
             Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(host, secs, bollard::API_DEFAULT_VERSION)
+            tcp_with_keepalive(host, secs)
         } else if host.starts_with('/') {
             Docker::connect_with_unix(host, secs, bollard::API_DEFAULT_VERSION)
         } else {
@@ -279,9 +280,89 @@ pub fn default_host(flag: Option<&str>, docker_host_env: Option<&str>) -> String
         .to_string()
 }
 
+/// TCP keepalive on `tcp://` engine connections: idle this long, then a
+/// probe every [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`] times. A peer
+/// gone without a FIN or RST (a host powered off, a dropped NAT entry)
+/// fails an open event stream within about 25 s; the event
+/// subscription's 20 s renewal covers a peer that is there but silent.
+pub const KEEPALIVE: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+pub const KEEPALIVE_PROBES: u32 = 3;
+
+/// bollard's own `connect_with_http` with TCP keepalive (its connector
+/// has none) and no idle pool, as bollard's.
+fn tcp_with_keepalive(host: &str, secs: u64) -> Result<Docker, bollard::errors::Error> {
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    let mut connector = HttpConnector::new();
+    connector.set_keepalive(Some(KEEPALIVE));
+    connector.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
+    connector.set_keepalive_retries(Some(KEEPALIVE_PROBES));
+    connector.set_nodelay(true);
+    let mut builder = Client::builder(hyper_util::rt::TokioExecutor::new());
+    builder.pool_max_idle_per_host(0);
+    let client = std::sync::Arc::new(builder.build(connector));
+    let addr = format!(
+        "http://{}",
+        host.trim_start_matches("tcp://").trim_start_matches("http://")
+    );
+    Docker::connect_with_custom_transport(
+        move |req: bollard::BollardRequest| {
+            let client = client.clone();
+            async move { client.request(req).await.map_err(bollard::errors::Error::from) }
+        },
+        Some(addr),
+        secs,
+        bollard::API_DEFAULT_VERSION,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The timer of the loopback connection from `local_port` in
+    /// /proc/net/tcp: `02` is the keepalive timer, armed only with SO_KEEPALIVE.
+    fn tcp_timer(local_port: u16, remote_port: u16) -> Option<String> {
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        table.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = |a: &str| a.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            (port(f.get(1)?) == Some(local_port) && port(f.get(2)?) == Some(remote_port))
+                .then(|| f.get(5).map(|t| t.split(':').next().unwrap_or_default().to_string()))
+                .flatten()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_tcp_engine_connection_has_keepalive() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // An engine that answers the event stream's headers and then stays silent.
+        let (peer_tx, peer_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut sock, peer) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = peer_tx.send(peer.port());
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(sock);
+        });
+        let docker = tcp_with_keepalive(&format!("tcp://127.0.0.1:{port}"), 5).unwrap();
+        let mut events = docker.events(None::<bollard::query_parameters::EventsOptions>);
+        // The stream is open and idle: nothing arrives.
+        let next = tokio::time::timeout(Duration::from_millis(300), futures::StreamExt::next(&mut events)).await;
+        assert!(next.is_err(), "the silent engine sent an event: {next:?}");
+        let client_port = peer_rx.await.unwrap();
+        assert_eq!(
+            tcp_timer(client_port, port).as_deref(),
+            Some("02"),
+            "the idle engine connection should have the keepalive timer armed"
+        );
+    }
 
     fn server(status: u16, message: &str) -> bollard::errors::Error {
         bollard::errors::Error::DockerResponseServerError {
