@@ -139,21 +139,16 @@ fn list_filters(scope: Option<&Scope>, services: bool) -> Option<Vec<Filters>> {
             vec![format!("{}={}", crate::render::desired::LABEL_STACK, scope.stack)],
         )],
     ];
-    if services {
+    // (`docker stack deploy`'s namespace label comes with the `<stack>_` name.)
+    if services && scope.companion {
         lists.push(vec![(
             "label",
-            vec![format!("{}={}", crate::render::desired::LABEL_NAMESPACE, scope.stack)],
+            vec![crate::render::desired::LABEL_COMPANION.to_string()],
         )]);
-        if scope.companion {
-            lists.push(vec![(
-                "label",
-                vec![crate::render::desired::LABEL_COMPANION.to_string()],
-            )]);
-            lists.push(vec![(
-                "label",
-                vec![format!("{}=true", crate::letsencrypt::LABEL_OPT_IN)],
-            )]);
-        }
+        lists.push(vec![(
+            "label",
+            vec![format!("{}=true", crate::letsencrypt::LABEL_OPT_IN)],
+        )]);
     }
     Some(lists)
 }
@@ -477,7 +472,6 @@ mod tests {
             vec![
                 vec![("name", vec!["logging_".to_string(), "proxy_le".to_string()])],
                 vec![("label", vec!["io.swarmlog.stack=logging".to_string()])],
-                vec![("label", vec!["com.docker.stack.namespace=logging".to_string()])],
                 vec![("label", vec!["io.swarmlog.companion".to_string()])],
                 vec![("label", vec!["io.swarmlog.letsencrypt=true".to_string()])],
             ]
@@ -495,7 +489,7 @@ mod tests {
             companion: false,
             ..scope
         };
-        assert_eq!(list_filters(Some(&off), true).unwrap().len(), 3);
+        assert_eq!(list_filters(Some(&off), true).unwrap().len(), 2);
     }
 
     #[test]
