@@ -61,21 +61,7 @@ pub fn find<'a>(desired: &DesiredState, observed: &'a Observed) -> Result<Option
     let by_image: Vec<&Service> = observed
         .services
         .iter()
-        .filter(|s| {
-            let image = s
-                .spec
-                .as_ref()
-                .and_then(|s| s.task_template.as_ref())
-                .and_then(|t| t.container_spec.as_ref())
-                .and_then(|c| c.image.as_deref())
-                .unwrap_or_default();
-            let repo = image.split('@').next().unwrap_or_default();
-            let repo = match repo.rsplit_once(':') {
-                Some((r, tag)) if !tag.contains('/') => r,
-                _ => repo,
-            };
-            repo == le.image
-        })
+        .filter(|s| crate::engine::observe::runs_image(s, &le.image))
         .collect();
     match by_image.as_slice() {
         [] => Ok(None),

@@ -261,7 +261,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             st.reconcile.last_trigger_kind = Some(batch.first().map(Trigger::kind).unwrap_or("manual").to_string());
             st.reconcile.started_at = Some(now());
         });
-        memory.scan = triggers::outside_stack(&batch, &ctx.stack());
+        memory.outside = triggers::outside_stack(&batch, &ctx.stack());
         // Let a reconcile that is under way finish, within the shutdown deadline.
         let work = reconcile::reconcile(&ctx, &mut memory);
         tokio::pin!(work);

@@ -41,22 +41,25 @@ pub struct Memory {
     /// IDs of the stack's services at the end of the last reconcile: their
     /// tasks are read alongside the lists.
     pub service_ids: Vec<String>,
-    /// This reconcile's triggers may have changed services outside the
-    /// stack: a companion found by image only is looked for again among
-    /// every service (set by the loop from the batch).
-    pub scan: bool,
+    /// What this reconcile's triggers may have changed outside the stack
+    /// (set by the loop from the batch): where a companion found by image
+    /// only is looked for.
+    pub outside: super::triggers::Outside,
 }
 
 impl Memory {
     /// What this reconcile observes of a swarm that has `desired`: the
-    /// stack's objects, and every service only while the companion is found
-    /// by image and something may have changed outside the stack (else the
-    /// companion found last time, by name).
+    /// stack's objects; while the companion is found by image, every
+    /// service after a trigger that may stand for anything, else the one
+    /// found last time and the services the batch's events name, by name.
     pub fn scope(&self, desired: &DesiredState) -> Scope {
         let mut scope = Scope::of(desired);
-        if scope.all_services && !self.scan {
+        if scope.all_services && !self.outside.every {
             scope.all_services = false;
             scope.names.extend(self.companion.by_image.iter().cloned());
+            scope.names.extend(self.outside.services.iter().cloned());
+            scope.names.sort();
+            scope.names.dedup();
         }
         scope.service_ids = self.service_ids.clone();
         scope
@@ -553,21 +556,27 @@ mod tests {
             .unwrap()
             .desired;
         let mut mem = Memory {
-            scan: true,
+            outside: super::super::triggers::Outside {
+                every: true,
+                services: Vec::new(),
+            },
             service_ids: vec!["s1".into()],
             ..Default::default()
         };
-        // Found by image, and something outside the stack may have changed: every service.
+        // Found by image, and anything may have changed: every service.
         let s = mem.scope(&desired);
         assert!(s.all_services);
+        assert_eq!(s.image, "hamburml/docker-flow-letsencrypt");
         assert_eq!(s.service_ids, ["s1"]);
-        // Nothing outside the stack changed: the one found last time, by name.
-        mem.scan = false;
+        // Services outside the stack changed: the one found last time and those, by name.
+        mem.outside.every = false;
+        mem.outside.services = vec!["web".into()];
         mem.companion.by_image = Some("proxy_le".into());
         let s = mem.scope(&desired);
         assert!(!s.all_services);
-        assert_eq!(s.names, ["proxy_le"]);
-        // Never found: the stack (and the labelled ones) only, until a scan.
+        assert_eq!(s.names, ["proxy_le", "web"]);
+        // Nothing outside the stack changed, never found: the stack (and the labelled ones) only.
+        mem.outside.services.clear();
         mem.companion.by_image = None;
         let s = mem.scope(&desired);
         assert!(!s.all_services && s.names.is_empty());

@@ -63,25 +63,39 @@ impl Trigger {
     }
 }
 
-/// Whether a batch may have changed services outside `stack`: a service
-/// event of another name, or a trigger that stands for anything (startup,
-/// resync, a reconnect after lost events, a manual or file trigger, a new
-/// leader's first look). Retries, rechecks and node events do not.
-pub fn outside_stack(batch: &[Trigger], stack: &str) -> bool {
+/// What a batch may have changed outside the stack's services.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outside {
+    /// Anything (startup, resync, a reconnect after lost events, a file
+    /// change, a new leader's first look): every service is worth a look.
+    pub every: bool,
+    /// Services outside the stack named by the batch's events.
+    pub services: Vec<String>,
+}
+
+/// What of the services outside `stack` a batch may have changed. Retries,
+/// rechecks, manual reconciles and node events change nothing there.
+pub fn outside_stack(batch: &[Trigger], stack: &str) -> Outside {
     let prefix = format!("{stack}_");
-    batch.iter().any(|t| match t {
-        Trigger::Event { what } => {
-            let mut words = what.split(' ');
-            words.next() == Some("service") && !words.nth(1).unwrap_or_default().starts_with(&prefix)
+    let mut out = Outside::default();
+    for t in batch {
+        match t {
+            Trigger::Event { what } => {
+                let mut words = what.split(' ');
+                if words.next() == Some("service") {
+                    let name = words.nth(1).unwrap_or_default();
+                    if !name.is_empty() && !name.starts_with(&prefix) && !out.services.iter().any(|s| s == name) {
+                        out.services.push(name.to_string());
+                    }
+                }
+            }
+            Trigger::Retry | Trigger::Recheck | Trigger::Preflight | Trigger::Manual => {}
+            Trigger::Startup | Trigger::Resync | Trigger::FileChange | Trigger::Reconnected | Trigger::Leadership => {
+                out.every = true
+            }
         }
-        Trigger::Retry | Trigger::Recheck | Trigger::Preflight => false,
-        Trigger::Startup
-        | Trigger::Resync
-        | Trigger::FileChange
-        | Trigger::Manual
-        | Trigger::Reconnected
-        | Trigger::Leadership => true,
-    })
+    }
+    out
 }
 
 /// Most distinct triggers one batch keeps (an event storm of unrelated
@@ -257,23 +271,29 @@ mod tests {
     #[test]
     fn batches_that_may_change_services_outside_the_stack() {
         let ev = |what: &str| Trigger::Event { what: what.into() };
-        assert!(!outside_stack(&[ev("service update logging_kibana")], "logging"));
-        assert!(!outside_stack(
-            &[ev("node update n1"), Trigger::Retry, Trigger::Recheck],
-            "logging"
-        ));
-        assert!(outside_stack(&[ev("service create proxy_le")], "logging"));
-        assert!(outside_stack(&[ev("service update loggingx_web")], "logging"));
-        assert!(!outside_stack(&[ev("config create proxy_cfg")], "logging"));
+        let none = Outside::default();
+        assert_eq!(outside_stack(&[ev("service update logging_kibana")], "logging"), none);
+        let quiet = [ev("node update n1"), Trigger::Retry, Trigger::Recheck, Trigger::Manual];
+        assert_eq!(outside_stack(&quiet, "logging"), none);
+        assert_eq!(outside_stack(&[ev("config create proxy_cfg")], "logging"), none);
+        let named = outside_stack(
+            &[
+                ev("service create proxy_le"),
+                ev("service update loggingx_web"),
+                ev("service update proxy_le"),
+            ],
+            "logging",
+        );
+        assert_eq!(named.services, ["proxy_le", "loggingx_web"]);
+        assert!(!named.every);
         for t in [
             Trigger::Startup,
             Trigger::Resync,
-            Trigger::Manual,
             Trigger::Reconnected,
             Trigger::FileChange,
             Trigger::Leadership,
         ] {
-            assert!(outside_stack(&[t], "logging"));
+            assert!(outside_stack(&[t], "logging").every);
         }
     }
 

@@ -43,8 +43,12 @@ pub struct Scope {
     pub names: Vec<String>,
     /// The companion is on: services with its label or the opt-in label are read too.
     pub companion: bool,
-    /// Read every service (the companion is looked for by its image).
+    /// Read every service (the companion is looked for by its image), and
+    /// keep those of the stack, of `names`, with the companion's labels, or
+    /// running `image`.
     pub all_services: bool,
+    /// The companion's image repository (no tag), while it is looked for by image.
+    pub image: String,
     /// IDs of the stack's services as last seen: their tasks are read
     /// alongside the lists (one round trip); a new one's tasks after them.
     pub service_ids: Vec<String>,
@@ -76,14 +80,39 @@ impl Scope {
             names,
             companion: le.enabled,
             all_services: le.enabled && le.service.is_empty(),
+            image: if le.enabled && le.service.is_empty() {
+                le.image.clone()
+            } else {
+                String::new()
+            },
             service_ids: Vec::new(),
         }
     }
 
     /// Whether `other` reads the same objects (the task hint aside).
     pub fn same_objects(&self, other: &Scope) -> bool {
-        (&self.stack, &self.names, self.companion, self.all_services)
-            == (&other.stack, &other.names, other.companion, other.all_services)
+        (&self.stack, &self.names, self.companion, self.all_services, &self.image)
+            == (
+                &other.stack,
+                &other.names,
+                other.companion,
+                other.all_services,
+                &other.image,
+            )
+    }
+
+    /// Whether a service of a read of every service is kept.
+    fn keeps(&self, s: &Service) -> bool {
+        let labels = s.spec.as_ref().and_then(|s| s.labels.as_ref());
+        let name = s.spec.as_ref().and_then(|s| s.name.as_deref()).unwrap_or_default();
+        of_stack(s, &self.stack)
+            || self.names.iter().any(|n| name.starts_with(n.as_str()))
+            || (self.companion
+                && labels.is_some_and(|l| {
+                    l.contains_key(crate::render::desired::LABEL_COMPANION)
+                        || l.get(crate::letsencrypt::LABEL_OPT_IN).map(String::as_str) == Some("true")
+                }))
+            || (!self.image.is_empty() && runs_image(s, &self.image))
     }
 }
 
@@ -116,6 +145,23 @@ pub fn of_stack(service: &Service, stack: &str) -> bool {
             .as_deref()
             .and_then(|n| n.strip_prefix(stack))
             .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// Whether a service runs image repository `repo` (any tag or digest).
+pub fn runs_image(s: &Service, repo: &str) -> bool {
+    let image = s
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or_default();
+    let name = image.split('@').next().unwrap_or_default();
+    let name = match name.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => name,
+    };
+    name == repo
 }
 
 /// Engine list filters: `key` -> values (one value each for `label`, whose
@@ -185,13 +231,18 @@ fn union<T>(lists: Vec<Vec<T>>, id: impl Fn(&T) -> Option<&str>) -> Vec<T> {
 }
 
 impl Engine {
-    /// Services: every one, or those the filter lists match.
-    async fn scoped_services(&self, lists: Option<Vec<Filters>>) -> Result<Vec<Service>, EngineError> {
-        let Some(lists) = lists else {
-            return self.list_services().await;
+    /// Services: every one (none to scope them), those of the scope's filter
+    /// lists, or those the scope keeps of every one.
+    async fn scoped_services(&self, scope: Option<&Scope>) -> Result<Vec<Service>, EngineError> {
+        let Some(lists) = list_filters(scope, true) else {
+            return match scope {
+                Some(scope) => self.list_services_where("", &|s| scope.keeps(s)).await,
+                None => self.list_services().await,
+            };
         };
         let queries: Vec<String> = lists.iter().map(filters_query).collect();
-        let found = futures::future::try_join_all(queries.iter().map(|q| self.list_services_where(q))).await?;
+        let found =
+            futures::future::try_join_all(queries.iter().map(|q| self.list_services_where(q, &|_| true))).await?;
         Ok(union(found, |s: &Service| s.id.as_deref()))
     }
 
@@ -246,7 +297,7 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
         async {
             tokio::try_join!(
                 engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
-                engine.scoped_services(list_filters(scope, true)),
+                engine.scoped_services(scope),
                 engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
                 engine.scoped_configs(list_filters(scope, false)),
                 engine.scoped_secrets(list_filters(scope, false)),
@@ -289,7 +340,7 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
     Ok(Observed {
         node_id: swarm.node_id.unwrap_or_default(),
         nodes,
-        services_complete: scope.is_none_or(|s| s.all_services),
+        services_complete: scope.is_none(),
         services,
         networks,
         configs,
@@ -317,14 +368,19 @@ impl Engine {
     /// names before it is typed (bollard's own list call loses
     /// `ContainerSpec.Healthcheck`: see `raw::fix_service_json`).
     pub async fn list_services(&self) -> Result<Vec<Service>, EngineError> {
-        self.list_services_where("").await
+        self.list_services_where("", &|_| true).await
     }
 
-    /// [`Engine::list_services`] with a query (`?filters=...`).
-    async fn list_services_where(&self, query: &str) -> Result<Vec<Service>, EngineError> {
+    /// [`Engine::list_services`] with a query (`?filters=...`), keeping
+    /// those `keep` says (the others are dropped as they are read).
+    async fn list_services_where(
+        &self,
+        query: &str,
+        keep: &(dyn Fn(&Service) -> bool + Sync),
+    ) -> Result<Vec<Service>, EngineError> {
         let what = "list services";
         let body = self.get_bytes(what, &format!("/services{query}")).await?;
-        super::raw::services_from_json(&body).map_err(|detail| EngineError::Other {
+        super::raw::services_from_json(&body, keep).map_err(|detail| EngineError::Other {
             what: what.to_string(),
             detail,
         })
@@ -464,6 +520,7 @@ mod tests {
             names: vec!["proxy_le".into()],
             companion: true,
             all_services: false,
+            image: String::new(),
             service_ids: Vec::new(),
         };
         let services = list_filters(Some(&scope), true).unwrap();
@@ -490,6 +547,45 @@ mod tests {
             ..scope
         };
         assert_eq!(list_filters(Some(&off), true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_read_of_every_service_keeps_what_the_scope_needs() {
+        let scope = Scope {
+            stack: "logging".into(),
+            names: vec!["proxy_le".into()],
+            companion: true,
+            all_services: true,
+            image: "hamburml/docker-flow-letsencrypt".into(),
+            service_ids: Vec::new(),
+        };
+        let running = |name: &str, image: &str| {
+            let mut s = service(name, &[]);
+            if let Some(spec) = s.spec.as_mut() {
+                spec.task_template = Some(bollard::models::TaskSpec {
+                    container_spec: Some(bollard::models::TaskSpecContainerSpec {
+                        image: Some(image.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            s
+        };
+        assert!(scope.keeps(&service("logging_kibana", &[])));
+        assert!(scope.keeps(&service("proxy_le", &[])));
+        assert!(scope.keeps(&service("web", &[("io.swarmlog.letsencrypt", "true")])));
+        assert!(scope.keeps(&service("le", &[("io.swarmlog.companion", "true")])));
+        assert!(scope.keeps(&running("le2", "hamburml/docker-flow-letsencrypt:1.2@sha256:ab")));
+        assert!(!scope.keeps(&running("web", "nginx:1")));
+        assert!(!scope.keeps(&service("web", &[("io.swarmlog.letsencrypt", "false")])));
+        let off = Scope {
+            companion: false,
+            image: String::new(),
+            ..scope
+        };
+        assert!(!off.keeps(&service("web", &[("io.swarmlog.letsencrypt", "true")])));
+        assert!(!off.keeps(&running("le2", "hamburml/docker-flow-letsencrypt:1.2")));
     }
 
     #[test]

@@ -107,11 +107,15 @@ impl Engine {
 /// Services of the engine's JSON list, typed one at a time (each put into
 /// the model's names by [`fix_service_json`] first): the whole list is never
 /// held as a JSON tree, which at 5,000 services is several times its bytes.
-pub(super) fn services_from_json(body: &[u8]) -> Result<Vec<bollard::models::Service>, String> {
+/// Those `keep` refuses are dropped as they are read.
+pub(super) fn services_from_json(
+    body: &[u8],
+    keep: &dyn Fn(&bollard::models::Service) -> bool,
+) -> Result<Vec<bollard::models::Service>, String> {
     use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 
-    struct Services;
-    impl<'de> Visitor<'de> for Services {
+    struct Services<'k>(&'k dyn Fn(&bollard::models::Service) -> bool);
+    impl<'de> Visitor<'de> for Services<'_> {
         type Value = Vec<bollard::models::Service>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a list of services")
@@ -124,19 +128,21 @@ pub(super) fn services_from_json(body: &[u8]) -> Result<Vec<bollard::models::Ser
                 let service = serde_json::from_value(item).map_err(|e| {
                     serde::de::Error::custom(format!("service {id}: the engine's JSON does not fit the model: {e}"))
                 })?;
-                out.push(service);
+                if (self.0)(&service) {
+                    out.push(service);
+                }
             }
             Ok(out)
         }
     }
-    impl<'de> DeserializeSeed<'de> for Services {
+    impl<'de> DeserializeSeed<'de> for Services<'_> {
         type Value = Vec<bollard::models::Service>;
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_seq(self)
         }
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let services = Services.deserialize(&mut de).map_err(|e| e.to_string())?;
+    let services = Services(keep).deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(services)
 }
@@ -173,7 +179,7 @@ mod tests {
     fn a_list_of_services_is_typed_one_by_one() {
         let body = br#"[{"ID":"a","Spec":{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"i",
             "Healthcheck":{"Test":["CMD","true"]}}}}},{"ID":"b","Spec":{"Name":"y"}}]"#;
-        let services = services_from_json(body).unwrap();
+        let services = services_from_json(body, &|_| true).unwrap();
         assert_eq!(services.len(), 2);
         let hc = services[0]
             .spec
@@ -183,12 +189,15 @@ mod tests {
             .and_then(|c| c.health_check.as_ref());
         assert!(hc.is_some(), "the healthcheck is kept");
         assert_eq!(services[1].spec.as_ref().and_then(|s| s.name.as_deref()), Some("y"));
-        assert!(services_from_json(b"[]").unwrap().is_empty());
+        assert!(services_from_json(b"[]", &|_| true).unwrap().is_empty());
+        let only_y =
+            services_from_json(body, &|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some("y")).unwrap();
+        assert_eq!(only_y.len(), 1);
         // What does not fit says which service, and trailing bytes are refused.
-        let e = services_from_json(br#"[{"ID":"c","Spec":{"Name":7}}]"#).unwrap_err();
+        let e = services_from_json(br#"[{"ID":"c","Spec":{"Name":7}}]"#, &|_| true).unwrap_err();
         assert!(e.contains("service c"), "{e}");
-        assert!(services_from_json(b"{}").is_err());
-        assert!(services_from_json(b"[] x").is_err());
+        assert!(services_from_json(b"{}", &|_| true).is_err());
+        assert!(services_from_json(b"[] x", &|_| true).is_err());
     }
 
     #[test]
