@@ -73,6 +73,9 @@ pub struct Context {
     watched: RwLock<Vec<String>>,
     /// Every service event matters (the companion and opt-ins can be anywhere).
     all_services: std::sync::atomic::AtomicBool,
+    /// The engine's time (ns) up to which a finished observe has seen every
+    /// change an event could announce (0: none yet).
+    covered: std::sync::atomic::AtomicI64,
     /// What swarmlog last wrote per service (updates that do not stick are held).
     pub(crate) convergence: std::sync::Mutex<crate::plan::converge::Memory>,
 }
@@ -108,6 +111,7 @@ impl Context {
             stack: RwLock::new(stack),
             watched: RwLock::new(Vec::new()),
             all_services: std::sync::atomic::AtomicBool::new(true),
+            covered: std::sync::atomic::AtomicI64::new(0),
             convergence: std::sync::Mutex::new(Default::default()),
         }
     }
@@ -118,6 +122,19 @@ impl Context {
 
     pub fn watches_all_services(&self) -> bool {
         self.all_services.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An observe began at engine time `nanos` and read everything an event
+    /// could concern.
+    pub fn events_covered_until(&self, nanos: i64) {
+        self.covered.fetch_max(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an event at engine time `nanos` is older than what an
+    /// observe has already seen (a replay after a renewal, or an event that
+    /// arrived after the reconcile that read its change).
+    pub fn event_covered(&self, nanos: i64) -> bool {
+        nanos < self.covered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn watched_names(&self) -> Vec<String> {

@@ -57,9 +57,9 @@ impl Memory {
         if scope.all_services && !self.outside.every {
             scope.all_services = false;
             scope.names.extend(self.companion.by_image.iter().cloned());
-            scope.names.extend(self.outside.services.iter().cloned());
             scope.names.sort();
             scope.names.dedup();
+            scope.ids = self.outside.services.clone();
         }
         scope.service_ids = self.service_ids.clone();
         scope
@@ -234,10 +234,14 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
 /// observe: the swarm, in a constant number of calls: what the scope of the
 /// stack names (the whole swarm only while no file has ever rendered).
 async fn observe_step(ctx: &Context, scope: Option<&Scope>) -> Result<Observed, ReconcileError> {
-    Ok(match scope {
+    let observed = match scope {
         Some(scope) => observe_stack(&ctx.engine, scope).await?,
         None => observe(&ctx.engine).await?,
-    })
+    };
+    if let Some(t) = observed.covers_events_until {
+        ctx.events_covered_until(t);
+    }
+    Ok(observed)
 }
 
 /// role: leader, standby or single, from the node list.
@@ -570,11 +574,12 @@ mod tests {
         assert_eq!(s.service_ids, ["s1"]);
         // Services outside the stack changed: the one found last time and those, by name.
         mem.outside.every = false;
-        mem.outside.services = vec!["web".into()];
+        mem.outside.services = vec!["id-web".into()];
         mem.companion.by_image = Some("proxy_le".into());
         let s = mem.scope(&desired);
         assert!(!s.all_services);
-        assert_eq!(s.names, ["proxy_le", "web"]);
+        assert_eq!(s.names, ["proxy_le"]);
+        assert_eq!(s.ids, ["id-web"]);
         // Nothing outside the stack changed, never found: the stack (and the labelled ones) only.
         mem.outside.services.clear();
         mem.companion.by_image = None;

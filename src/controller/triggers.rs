@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub enum Trigger {
     /// The operator started.
     Startup,
-    /// An engine event (`service remove logging_kibana`).
-    Event { what: String },
+    /// An engine event (`service remove logging_kibana`) and its object's ID.
+    Event { what: String, id: String },
     /// The periodic full resync.
     Resync,
     /// A values or chart file changed on disk.
@@ -69,7 +69,7 @@ pub struct Outside {
     /// Anything (startup, resync, a reconnect after lost events, a file
     /// change, a new leader's first look): every service is worth a look.
     pub every: bool,
-    /// Services outside the stack named by the batch's events.
+    /// IDs of the services outside the stack that the batch's events name.
     pub services: Vec<String>,
 }
 
@@ -80,12 +80,12 @@ pub fn outside_stack(batch: &[Trigger], stack: &str) -> Outside {
     let mut out = Outside::default();
     for t in batch {
         match t {
-            Trigger::Event { what } => {
+            Trigger::Event { what, id } => {
                 let mut words = what.split(' ');
                 if words.next() == Some("service") {
                     let name = words.nth(1).unwrap_or_default();
-                    if !name.is_empty() && !name.starts_with(&prefix) && !out.services.iter().any(|s| s == name) {
-                        out.services.push(name.to_string());
+                    if !id.is_empty() && !name.starts_with(&prefix) && !out.services.contains(id) {
+                        out.services.push(id.clone());
                     }
                 }
             }
@@ -112,7 +112,7 @@ pub fn describe(batch: &[Trigger]) -> String {
     let mut names = Vec::new();
     for t in batch {
         let name = match t {
-            Trigger::Event { what } => what.as_str(),
+            Trigger::Event { what, .. } => what.as_str(),
             other => other.kind(),
         };
         if seen.insert(name) && names.len() < DESCRIBED {
@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn batches_that_may_change_services_outside_the_stack() {
-        let ev = |what: &str| Trigger::Event { what: what.into() };
+        let ev = |what: &str| Trigger::Event {
+            what: what.into(),
+            id: format!("id-{}", what.rsplit(' ').next().unwrap_or_default()),
+        };
         let none = Outside::default();
         assert_eq!(outside_stack(&[ev("service update logging_kibana")], "logging"), none);
         let quiet = [ev("node update n1"), Trigger::Retry, Trigger::Recheck, Trigger::Manual];
@@ -284,7 +287,7 @@ mod tests {
             ],
             "logging",
         );
-        assert_eq!(named.services, ["proxy_le", "loggingx_web"]);
+        assert_eq!(named.services, ["id-proxy_le", "id-loggingx_web"]);
         assert!(!named.every);
         for t in [
             Trigger::Startup,
@@ -302,7 +305,12 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let sender = tokio::spawn(async move {
             for i in 0..5 {
-                tx.send(Trigger::Event { what: format!("e{i}") }).await.unwrap();
+                tx.send(Trigger::Event {
+                    what: format!("e{i}"),
+                    id: String::new(),
+                })
+                .await
+                .unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -347,6 +355,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         tx.send(Trigger::Event {
             what: "service remove x".into(),
+            id: String::new(),
         })
         .await
         .unwrap();
@@ -361,6 +370,7 @@ mod tests {
         let done = Instant::now();
         tx.send(Trigger::Event {
             what: "service create x".into(),
+            id: String::new(),
         })
         .await
         .unwrap();
@@ -377,6 +387,7 @@ mod tests {
         for i in 0..10_000 {
             tx.send(Trigger::Event {
                 what: format!("service update other_{i}"),
+                id: String::new(),
             })
             .await
             .unwrap();

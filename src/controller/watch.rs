@@ -54,6 +54,11 @@ pub fn relevant(ev: &EventMessage, stack: &str, also: &[String], all_services: b
     ours.then(|| format!("{kind} {action} {name}").trim().to_string())
 }
 
+/// An event's engine time in nanoseconds.
+fn event_nanos(ev: &EventMessage) -> Option<i64> {
+    ev.time_nano.or(ev.time.map(|t| t.saturating_mul(1_000_000_000)))
+}
+
 /// Where the next subscription starts, and the events already forwarded.
 #[derive(Default)]
 pub struct Cursor {
@@ -66,7 +71,7 @@ pub struct Cursor {
 impl Cursor {
     /// False for an event already seen (a replay).
     pub fn first_time(&mut self, ev: &EventMessage) -> bool {
-        let nanos = ev.time_nano.or(ev.time.map(|t| t.saturating_mul(1_000_000_000)));
+        let nanos = event_nanos(ev);
         if let Some(n) = nanos {
             self.last_nanos = Some(self.last_nanos.map_or(n, |l| l.max(n)));
         }
@@ -162,9 +167,13 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
                         if !cursor.first_time(&ev) {
                             continue;
                         }
+                        if event_nanos(&ev).is_some_and(|n| ctx.event_covered(n)) {
+                            continue;
+                        }
                         if let Some(what) = relevant(&ev, &ctx.stack(), &also, ctx.watches_all_services()) {
                             tracing::debug!(event = %what, "event");
-                            if tx.send(Trigger::Event { what }).await.is_err() {
+                            let id = ev.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();
+                            if tx.send(Trigger::Event { what, id }).await.is_err() {
                                 return;
                             }
                         }

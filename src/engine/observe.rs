@@ -27,6 +27,10 @@ pub struct Observed {
     pub secrets: Vec<Secret>,
     /// Tasks whose desired state is running.
     pub tasks: Vec<Task>,
+    /// The engine's clock when the observe began (nanoseconds since the
+    /// epoch, from `/info`), if this observe read everything an event of
+    /// the stack can concern: an event older than this needs no reconcile.
+    pub covers_events_until: Option<i64>,
 }
 
 /// What one observe reads. The whole swarm is large (at 1,000 nodes and
@@ -41,6 +45,8 @@ pub struct Scope {
     /// More names (prefixes, at the engine) of services, configs and secrets:
     /// desired files named outside the prefix, external ones, the companion.
     pub names: Vec<String>,
+    /// Services outside the stack read by ID (those the events named).
+    pub ids: Vec<String>,
     /// The companion is on: services with its label or the opt-in label are read too.
     pub companion: bool,
     /// Read every service (the companion is looked for by its image), and
@@ -78,6 +84,7 @@ impl Scope {
         Scope {
             stack: desired.stack.clone(),
             names,
+            ids: Vec::new(),
             companion: le.enabled,
             all_services: le.enabled && le.service.is_empty(),
             image: if le.enabled && le.service.is_empty() {
@@ -147,6 +154,31 @@ pub fn of_stack(service: &Service, stack: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('_'))
 }
 
+/// The engine's RFC 3339 time (`2026-12-01T00:40:20.123456789Z`, or with
+/// an offset such as `+01:00`: the engine writes its local zone) as
+/// nanoseconds since the epoch.
+pub fn engine_nanos(text: &str) -> Option<i64> {
+    let (local, offset_secs) = match text.strip_suffix('Z') {
+        Some(_) => (text.to_string(), 0i64),
+        None => {
+            let at = text.len().checked_sub(6)?;
+            let (local, off) = (text.get(..at)?, text.get(at..)?);
+            let sign = match off.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = off.get(1..)?.split_once(':')?;
+            let secs = sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60);
+            (format!("{local}Z"), secs)
+        }
+    };
+    let t = humantime::parse_rfc3339(&local).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let nanos = i64::try_from(d.as_nanos()).ok()?;
+    nanos.checked_sub(offset_secs.checked_mul(1_000_000_000)?)
+}
+
 /// Whether a service runs image repository `repo` (any tag or digest).
 pub fn runs_image(s: &Service, repo: &str) -> bool {
     let image = s
@@ -186,6 +218,9 @@ fn list_filters(scope: Option<&Scope>, services: bool) -> Option<Vec<Filters>> {
         )],
     ];
     // (`docker stack deploy`'s namespace label comes with the `<stack>_` name.)
+    if services && !scope.ids.is_empty() {
+        lists.push(vec![("id", scope.ids.clone())]);
+    }
     if services && scope.companion {
         lists.push(vec![(
             "label",
@@ -312,7 +347,9 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
     );
     // The engine's own state first: a worker or a node out of the swarm
     // fails every list too, with a less helpful message.
-    let swarm = info?.swarm.unwrap_or_default();
+    let info = info?;
+    let engine_time = info.system_time.as_deref().and_then(engine_nanos);
+    let swarm = info.swarm.unwrap_or_default();
     let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
     if state != "active" {
         return Err(EngineError::NotSwarm);
@@ -337,9 +374,13 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
             tasks
         }
     };
+    // A scoped read covers every event that matters unless the companion is
+    // looked for by image among services it did not read.
+    let covers = scope.is_none_or(|s| s.all_services || s.image.is_empty());
     Ok(Observed {
         node_id: swarm.node_id.unwrap_or_default(),
         nodes,
+        covers_events_until: engine_time.filter(|_| covers),
         services_complete: scope.is_none(),
         services,
         networks,
@@ -518,6 +559,7 @@ mod tests {
         let scope = Scope {
             stack: "logging".into(),
             names: vec!["proxy_le".into()],
+            ids: Vec::new(),
             companion: true,
             all_services: false,
             image: String::new(),
@@ -544,9 +586,17 @@ mod tests {
         assert_eq!(list_filters(Some(&all), false).unwrap().len(), 2);
         let off = Scope {
             companion: false,
-            ..scope
+            ..scope.clone()
         };
         assert_eq!(list_filters(Some(&off), true).unwrap().len(), 2);
+        let by_id = Scope {
+            ids: vec!["abc".into()],
+            ..off
+        };
+        assert_eq!(
+            list_filters(Some(&by_id), true).unwrap()[2],
+            vec![("id", vec!["abc".to_string()])]
+        );
     }
 
     #[test]
@@ -554,6 +604,7 @@ mod tests {
         let scope = Scope {
             stack: "logging".into(),
             names: vec!["proxy_le".into()],
+            ids: Vec::new(),
             companion: true,
             all_services: true,
             image: "hamburml/docker-flow-letsencrypt".into(),
@@ -586,6 +637,17 @@ mod tests {
         };
         assert!(!off.keeps(&service("web", &[("io.swarmlog.letsencrypt", "true")])));
         assert!(!off.keeps(&running("le2", "hamburml/docker-flow-letsencrypt:1.2")));
+    }
+
+    #[test]
+    fn engine_times_in_any_zone() {
+        let utc = engine_nanos("2026-12-01T00:40:20.123456789Z").unwrap();
+        assert_eq!(utc % 1_000_000_000, 123_456_789);
+        assert_eq!(engine_nanos("2026-12-01T01:40:20.123456789+01:00"), Some(utc));
+        assert_eq!(engine_nanos("2026-11-30T23:10:20.123456789-01:30"), Some(utc));
+        assert_eq!(engine_nanos("2026-12-01T00:40:20Z"), Some(utc - 123_456_789));
+        assert_eq!(engine_nanos("yesterday"), None);
+        assert_eq!(engine_nanos(""), None);
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn observed_from(d: &DesiredState) -> Observed {
         configs,
         secrets: Vec::new(),
         tasks: Vec::new(),
+        covers_events_until: None,
     }
 }
 

@@ -737,6 +737,8 @@ impl Swarm {
         let mut v = self.shapes.info.clone();
         v["Name"] = json!("manager-1");
         v["Swarm"]["NodeID"] = json!(self.self_id);
+        // The engine's clock now, as a real engine reports it.
+        v["SystemTime"] = json!(humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string());
         v["Swarm"]["LocalNodeState"] = json!("active");
         v["Swarm"]["ControlAvailable"] = json!(true);
         v["Swarm"]["Nodes"] = json!(self.nodes.len());
