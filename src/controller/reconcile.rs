@@ -38,9 +38,6 @@ pub struct Memory {
     pub data_nodes: BTreeMap<String, String>,
     pub companion: companion::State,
     pub preflight: preflight::Preflight,
-    /// IDs of the stack's services at the end of the last reconcile: their
-    /// tasks are read alongside the lists.
-    pub service_ids: Vec<String>,
     /// What this reconcile's triggers may have changed outside the stack
     /// (set by the loop from the batch): where a companion found by image
     /// only is looked for.
@@ -61,7 +58,6 @@ impl Memory {
             scope.names.dedup();
             scope.ids = self.outside.services.clone();
         }
-        scope.service_ids = self.service_ids.clone();
         scope
     }
 }
@@ -196,7 +192,6 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
         now if scope.as_ref().is_some_and(|s| !s.same_objects(&now)) => observe_step(ctx, Some(&now)).await?,
         _ => observed,
     };
-    mem.service_ids = observed.stack_service_ids(&desired.stack);
     let (loggers, mut degraded, gone) = loggers_step(&desired, &observed, &mut mem.known_loggers, &mut mem.data_nodes);
     data_nodes_step(&desired, &observed, &mut degraded);
     let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
@@ -215,7 +210,6 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
         facts.blocked = matches!(e, ApplyError::Blocked(_));
         ReconcileError::from(e)
     })?;
-    mem.service_ids = report.observed.stack_service_ids(&desired.stack);
     report_written(ctx, &report.done);
     report_not_converging(ctx, &report.last_plan.not_converging);
     facts.degraded |= !report.last_plan.not_converging.is_empty();
@@ -564,14 +558,12 @@ mod tests {
                 every: true,
                 services: Vec::new(),
             },
-            service_ids: vec!["s1".into()],
             ..Default::default()
         };
         // Found by image, and anything may have changed: every service.
         let s = mem.scope(&desired);
         assert!(s.all_services);
         assert_eq!(s.image, "hamburml/docker-flow-letsencrypt");
-        assert_eq!(s.service_ids, ["s1"]);
         // Services outside the stack changed: the one found last time and those, by name.
         mem.outside.every = false;
         mem.outside.services = vec!["id-web".into()];

@@ -55,9 +55,6 @@ pub struct Scope {
     pub all_services: bool,
     /// The companion's image repository (no tag), while it is looked for by image.
     pub image: String,
-    /// IDs of the stack's services as last seen: their tasks are read
-    /// alongside the lists (one round trip); a new one's tasks after them.
-    pub service_ids: Vec<String>,
 }
 
 impl Scope {
@@ -92,7 +89,6 @@ impl Scope {
             } else {
                 String::new()
             },
-            service_ids: Vec::new(),
         }
     }
 
@@ -303,14 +299,12 @@ impl Engine {
         Ok(union(found, |c: &Secret| c.id.as_deref()))
     }
 
-    /// Running tasks; of these services only, when given (none: no call).
-    async fn running_tasks(&self, services: Option<&[String]>) -> Result<Vec<Task>, EngineError> {
+    /// Running tasks; of the services whose names start with `prefix` only,
+    /// when given (the engine matches a task's `<service>.<slot>` name).
+    async fn running_tasks(&self, prefix: Option<&str>) -> Result<Vec<Task>, EngineError> {
         let mut filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
-        if let Some(ids) = services {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            filters.insert("service".to_string(), ids.to_vec());
+        if let Some(prefix) = prefix {
+            filters.insert("name".to_string(), vec![prefix.to_string()]);
         }
         self.bounded(
             "list tasks",
@@ -324,27 +318,18 @@ impl Engine {
 
 async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observed, EngineError> {
     let d = &engine.docker;
-    let known: Option<&[String]> = scope.map(|s| s.service_ids.as_slice()).filter(|ids| !ids.is_empty());
-    // One round trip: the engine's state, the lists, and the tasks of the
-    // services last seen, all at once.
-    let (info, lists, early_tasks) = tokio::join!(
-        engine.bounded("read engine info", "", d.info()),
-        async {
-            tokio::try_join!(
-                engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
-                engine.scoped_services(scope),
-                engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
-                engine.scoped_configs(list_filters(scope, false)),
-                engine.scoped_secrets(list_filters(scope, false)),
-            )
-        },
-        async {
-            match known {
-                Some(ids) => engine.running_tasks(Some(ids)).await.map(Some),
-                None => Ok(None),
-            }
-        },
-    );
+    let prefix = scope.map(|s| format!("{}_", s.stack));
+    // One round trip: the engine's state, the lists and the stack's tasks, all at once.
+    let (info, lists) = tokio::join!(engine.bounded("read engine info", "", d.info()), async {
+        tokio::try_join!(
+            engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
+            engine.scoped_services(scope),
+            engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
+            engine.scoped_configs(list_filters(scope, false)),
+            engine.scoped_secrets(list_filters(scope, false)),
+            engine.running_tasks(prefix.as_deref()),
+        )
+    },);
     // The engine's own state first: a worker or a node out of the swarm
     // fails every list too, with a less helpful message.
     let info = info?;
@@ -357,23 +342,17 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
     if swarm.control_available != Some(true) {
         return Err(EngineError::NotManager);
     }
-    let (nodes, services, networks, configs, secrets) = lists?;
-    let tasks = match scope {
-        None => engine.running_tasks(None).await?,
-        Some(scope) => {
-            let ids: Vec<String> = services
-                .iter()
-                .filter(|s| of_stack(s, &scope.stack))
-                .filter_map(|s| s.id.clone())
-                .collect();
-            let mut tasks: Vec<Task> = early_tasks?.unwrap_or_default();
-            tasks.retain(|t| t.service_id.as_ref().is_some_and(|id| ids.contains(id)));
-            let read_already = known.unwrap_or_default();
-            let new: Vec<String> = ids.iter().filter(|id| !read_already.contains(id)).cloned().collect();
-            tasks.extend(engine.running_tasks(Some(&new)).await?);
-            tasks
-        }
-    };
+    let (nodes, services, networks, configs, secrets, mut tasks) = lists?;
+    if let Some(scope) = scope {
+        // The tasks of the stack's services (a service outside the stack
+        // whose name starts alike, `logging_x` of no stack, is one of them).
+        let ids: std::collections::HashSet<&str> = services
+            .iter()
+            .filter(|s| of_stack(s, &scope.stack))
+            .filter_map(|s| s.id.as_deref())
+            .collect();
+        tasks.retain(|t| t.service_id.as_deref().is_some_and(|id| ids.contains(id)));
+    }
     // A scoped read covers every event that matters unless the companion is
     // looked for by image among services it did not read.
     let covers = scope.is_none_or(|s| s.all_services || s.image.is_empty());
@@ -388,20 +367,6 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
         secrets,
         tasks,
     })
-}
-
-impl Observed {
-    /// IDs of `stack`'s services, for the next [`Scope::service_ids`].
-    pub fn stack_service_ids(&self, stack: &str) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .services
-            .iter()
-            .filter(|s| of_stack(s, stack))
-            .filter_map(|s| s.id.clone())
-            .collect();
-        ids.sort();
-        ids
-    }
 }
 
 impl Engine {
@@ -563,7 +528,6 @@ mod tests {
             companion: true,
             all_services: false,
             image: String::new(),
-            service_ids: Vec::new(),
         };
         let services = list_filters(Some(&scope), true).unwrap();
         assert_eq!(
@@ -608,7 +572,6 @@ mod tests {
             companion: true,
             all_services: true,
             image: "hamburml/docker-flow-letsencrypt".into(),
-            service_ids: Vec::new(),
         };
         let running = |name: &str, image: &str| {
             let mut s = service(name, &[]);

@@ -294,12 +294,30 @@ mod selftest {
         if names(&tasks, &["ServiceID"]) != vec![id.to_string(); 3] {
             return Err(format!("task filter: {:?}", names(&tasks, &["ServiceID"])));
         }
+        // By the task's `<service>.<slot>` name, a prefix: other_svc_7 and
+        // nothing else (other_svc_70.. do not start with `other_svc_7.`).
+        let by_name = get_json(
+            rt,
+            f.addr,
+            &format!("/tasks?filters={}", enc(r#"{"name":["other_svc_7."]}"#)),
+        )?;
+        if names(&by_name, &["ServiceID"]) != vec![id.to_string(); 3] {
+            return Err(format!("task name filter: {:?}", names(&by_name, &["ServiceID"])));
+        }
+        // A service filter naming no service is a 404, as on the engine.
+        let (status, body) = rt.block_on(get(
+            f.addr,
+            &format!("/tasks?filters={}", enc(r#"{"service":["nosuch"]}"#)),
+        ))?;
+        if status != 404 {
+            return Err(format!("unknown service in a task filter: {status} {body:.200}"));
+        }
         let with_status = get_json(rt, f.addr, "/services?status=true")?;
         if with_status[7]["ServiceStatus"]["RunningTasks"] != 3 {
             return Err(format!("status=true: {:.300}", with_status[7]));
         }
         let stats = f.app.stats_json();
-        if stats["paths"]["GET /services"]["requests"] != 5 || stats["paths"]["GET /tasks"]["requests"] != 1 {
+        if stats["paths"]["GET /services"]["requests"] != 5 || stats["paths"]["GET /tasks"]["requests"] != 3 {
             return Err(format!("stats: {stats}"));
         }
         Ok(())
@@ -368,21 +386,25 @@ mod selftest {
             }
         }
         let stats = f.app.stats_json();
-        for key in [
-            "GET /info",
-            "GET /nodes",
-            "GET /services",
-            "GET /networks",
-            "GET /configs",
-            "GET /secrets",
+        // One list each; configs and secrets twice (by the stack's name
+        // prefix and by swarmlog's label); every service once (the
+        // companion is looked for by its image in the default values).
+        for (key, n) in [
+            ("GET /info", 1),
+            ("GET /nodes", 1),
+            ("GET /services", 1),
+            ("GET /networks", 1),
+            ("GET /configs", 2),
+            ("GET /secrets", 2),
+            ("GET /tasks", 1),
         ] {
-            if requests(&stats, key) != 1 {
-                return Err(format!("one plan should make one {key}: {stats}"));
+            if requests(&stats, key) != n {
+                return Err(format!("one plan should make {n} {key}: {stats}"));
             }
         }
         // The swarm's 300 tasks belong to other stacks: the stack has no
-        // service yet, so none of its tasks is read (observe_stack).
-        if requests(&stats, "GET /tasks") != 0 {
+        // service yet, so the tasks read (by the stack's name) are none.
+        if stats["paths"]["GET /tasks"]["bytes"].as_u64() != Some(2) {
             return Err(format!("a plan of a stack without services read tasks: {stats}"));
         }
         if writes(&stats) != 0 {

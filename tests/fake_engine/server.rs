@@ -363,7 +363,13 @@ fn handle(
             Some(o) => (200, o.bytes.clone(), None),
             None => get_one(&[], "service", id),
         },
-        (Method::GET, ["tasks"]) => (200, list(s.list_tasks(f).into_iter().map(|t| t.bytes.clone())), None),
+        (Method::GET, ["tasks"]) => match s.list_tasks(f) {
+            Ok(tasks) => (200, list(tasks.into_iter().map(|t| t.bytes.clone())), None),
+            Err(e) => {
+                let (st, b) = api_error(e);
+                (st, b, None)
+            }
+        },
         (Method::GET, ["tasks", id]) => match s.tasks.iter().find(|t| t.id == *id) {
             Some(t) => (200, t.bytes.clone(), None),
             None => get_one(&[], "task", id),

@@ -531,14 +531,26 @@ impl Swarm {
             .collect()
     }
 
-    /// Tasks: `service` by ID, name or ID prefix; `node` by ID or hostname;
-    /// `desired-state`; `id`.
-    pub fn list_tasks(&self, f: &Filters) -> Vec<&TaskObj> {
-        let services: Option<Vec<String>> = f.get("service").map(|w| {
-            w.iter()
-                .filter_map(|k| self.find_service(k).map(|s| s.id.clone()))
-                .collect()
-        });
+    /// Tasks: `service` by ID, name or ID prefix (one that names no service
+    /// is a 404, as on the engine); `name` a prefix of the task's
+    /// `<service>.<slot>` name; `node` by ID or hostname; `desired-state`; `id`.
+    pub fn list_tasks(&self, f: &Filters) -> Result<Vec<&TaskObj>, ApiError> {
+        let services: Option<Vec<String>> = match f.get("service") {
+            None => None,
+            Some(w) => Some(
+                w.iter()
+                    .map(|k| {
+                        self.find_service(k)
+                            .map(|s| s.id.clone())
+                            .ok_or_else(|| err(404, format!("service {k} not found")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let names: HashMap<&str, &str> = match f.get("name") {
+            None => HashMap::new(),
+            Some(_) => self.services.iter().map(|s| (s.id.as_str(), s.name.as_str())).collect(),
+        };
         let nodes: Option<Vec<String>> = f.get("node").map(|w| {
             w.iter()
                 .filter_map(|k| {
@@ -549,15 +561,21 @@ impl Swarm {
                 })
                 .collect()
         });
-        self.tasks
+        Ok(self
+            .tasks
             .iter()
             .filter(|t| {
                 services.as_ref().is_none_or(|s| s.contains(&t.service_id))
                     && nodes.as_ref().is_none_or(|n| n.contains(&t.node_id))
                     && f.get("desired-state").is_none_or(|d| d.iter().any(|d| d == t.desired))
                     && any_prefix(&t.id, f.get("id"))
+                    && (f.get("name").is_none()
+                        || any_prefix(
+                            &format!("{}.1", names.get(t.service_id.as_str()).copied().unwrap_or_default()),
+                            f.get("name"),
+                        ))
             })
-            .collect()
+            .collect())
     }
 
     /// (running, desired) tasks by service ID, for `?status=true`.
