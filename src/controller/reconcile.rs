@@ -26,6 +26,9 @@ const RECHECK: Duration = Duration::from_secs(2);
 /// call; with the event subscription's renewal, under one call a second).
 pub const STANDBY_POLL: Duration = Duration::from_millis(1200);
 
+/// How often an instance whose node is not a manager looks again.
+pub const NOT_MANAGER_POLL: Duration = Duration::from_secs(5);
+
 /// What the controller keeps from one reconcile to the next.
 #[derive(Default)]
 pub struct Memory {
@@ -157,6 +160,9 @@ pub fn error_policy(e: &ReconcileError) -> Policy {
         ReconcileError::Invalid(_) | ReconcileError::Blocked(_) => Policy::WaitForChange,
         ReconcileError::NotLeader => Policy::Poll(STANDBY_POLL),
         ReconcileError::Engine(EngineError::ApiTooOld { .. }) => Policy::WaitForChange,
+        // Demoted (or not yet promoted): look again as a standby does, so a
+        // promotion is noticed within seconds, not after a backoff of minutes.
+        ReconcileError::Engine(EngineError::NotManager) => Policy::Poll(NOT_MANAGER_POLL),
         ReconcileError::Engine(_) | ReconcileError::Apply(_) | ReconcileError::Overran(_) => Policy::Backoff,
     }
 }
@@ -514,6 +520,16 @@ fn status_step(ctx: &Context, facts: &Facts, result: &Result<Done, ReconcileErro
             Err(ReconcileError::Engine(e))
                 if !facts.engine_reachable || matches!(e.category(), "unreachable" | "timeout") =>
             {
+                // A node demoted to worker (or out of the swarm) leads nothing:
+                // never report a role it lost.
+                if matches!(e, EngineError::NotManager | EngineError::NotSwarm) && st.role == Role::Leader {
+                    st.event(
+                        now(),
+                        "leader",
+                        "role is now standby (this node is no longer a manager)",
+                    );
+                    st.role = Role::Standby;
+                }
                 st.engine_unavailable(now(), &e.to_string());
                 return;
             }
@@ -539,6 +555,19 @@ fn status_step(ctx: &Context, facts: &Facts, result: &Result<Done, ReconcileErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_demoted_node_looks_again_within_seconds() {
+        assert_eq!(
+            error_policy(&ReconcileError::Engine(EngineError::NotManager)),
+            Policy::Poll(NOT_MANAGER_POLL)
+        );
+        assert_eq!(
+            error_policy(&ReconcileError::Engine(EngineError::NotSwarm)),
+            Policy::Backoff
+        );
+        assert_eq!(error_policy(&ReconcileError::NotLeader), Policy::Poll(STANDBY_POLL));
+    }
 
     #[test]
     fn every_service_is_read_only_when_the_companion_may_have_moved() {
