@@ -96,6 +96,7 @@ fn main() {
             "fault_killed_between_config_and_update",
             faults::killed_between_config_and_update,
         ),
+        ("fault_dockerd_restarted_mid_apply", faults::dockerd_restarted_mid_apply),
         (
             "run_lost_logger_nodes_are_events_not_degraded",
             controller::lost_logger_nodes_are_events_not_degraded,

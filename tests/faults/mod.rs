@@ -2,7 +2,8 @@
 //! engine proxy (tests/common/proxy.rs): an answer frozen half-way, an event
 //! stream that goes silent without closing, an engine answering 500 for a
 //! minute, the operator killed between a new config and the service update
-//! that uses it, and a standby's idle cost. Each says what must hold.
+//! that uses it, a standby's idle cost, and the manager's dockerd restarted
+//! while a write is held. Each says what must hold.
 
 use std::time::{Duration, Instant};
 
@@ -467,4 +468,284 @@ pub fn killed_between_config_and_update(sb: &Sandbox, rt: &tokio::runtime::Runti
     rt.block_on(remove(sb, stack))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The stack's configs and secrets (by name) that no service of the stack
+/// uses, and every config of the stack.
+async fn orphans(docker: &bollard::Docker, stack: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let prefix = format!("{stack}_");
+    let services = crate::stack_services(docker, stack).await?;
+    let mut used = std::collections::BTreeSet::new();
+    for s in &services {
+        let c = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref());
+        for r in c.and_then(|c| c.configs.as_ref()).into_iter().flatten() {
+            used.extend(r.config_name.clone());
+        }
+        for r in c.and_then(|c| c.secrets.as_ref()).into_iter().flatten() {
+            used.extend(r.secret_name.clone());
+        }
+    }
+    let configs: Vec<String> = docker
+        .list_configs(None::<bollard::query_parameters::ListConfigsOptions>)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|c| c.spec?.name)
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    let secrets: Vec<String> = docker
+        .list_secrets(None::<bollard::query_parameters::ListSecretsOptions>)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|s| s.spec?.name)
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    let orphaned = configs
+        .iter()
+        .chain(&secrets)
+        .filter(|n| !used.contains(*n))
+        .cloned()
+        .collect();
+    Ok((orphaned, configs))
+}
+
+/// Names that occur more than once among the stack's services and networks.
+async fn duplicates(docker: &bollard::Docker, stack: &str) -> Result<Vec<String>, String> {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for s in crate::stack_services(docker, stack).await? {
+        let name = s.spec.and_then(|s| s.name).unwrap_or_default();
+        *seen.entry(format!("service {name}")).or_default() += 1;
+    }
+    for n in docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if let Some(name) = n.name.filter(|n| n.starts_with(&format!("{stack}_"))) {
+            *seen.entry(format!("network {name}")).or_default() += 1;
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, n)| format!("{k} x{n}"))
+        .collect())
+}
+
+/// The manager's dockerd restarts while an apply is in flight. A pipeline
+/// edit makes the operator create the new config (it reaches the engine)
+/// and update Logstash to use it: that update is held at the proxy. Kibana
+/// is removed meanwhile, manager-1's dockerd is stopped and started again
+/// (same data root), and the held update is let through to the restarted
+/// engine. Must hold: the event stream reconnects; the stack converges
+/// (Kibana back, Logstash on the new config); no service or network twice;
+/// no config or secret of the stack left unused (the old config collected);
+/// the phase Converged again; Elasticsearch kept its service and its volume
+/// with the data in it.
+pub fn dockerd_restarted_mid_apply(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let stack = "itrst";
+    let dir = common::temp_dir("itrst-files");
+    let values = dir.join("values.yaml");
+    let pipeline = |name: &str, text: &str| -> Result<(), String> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&values, format!("logstash:\n  pipelineFile: {}\n", p.display()))
+            .map_err(|e| format!("{}: {e}", values.display()))
+    };
+    pipeline(
+        "one.conf",
+        "input { tcp { port => 9000 codec => json_lines } }\noutput { stdout {} }\n",
+    )?;
+    let v = values.display().to_string();
+    let args = [
+        "--stack",
+        stack,
+        "--resync",
+        "10m",
+        "--values",
+        &v,
+        "--watch-interval",
+        "1s",
+    ];
+    let extra = ["--values", v.as_str()];
+    let op = Operator::start_counted(rt, &sb.host, "itrst", &args)?;
+    let result = rt.block_on(async {
+        converged(sb, stack, &extra, "the operator to converge", Duration::from_secs(90)).await?;
+        let proxy = op.engine()?;
+        let docker = sb.client().await?;
+        let es = format!("{stack}_elasticsearch");
+        let logstash = format!("{stack}_logstash");
+        let kibana = format!("{stack}_kibana");
+        let service_id = |name: String| {
+            let docker = docker.clone();
+            async move {
+                docker
+                    .inspect_service(&name, None)
+                    .await
+                    .map_err(|e| format!("service {name}: {e}"))?
+                    .id
+                    .ok_or_else(|| format!("service {name} has no ID"))
+            }
+        };
+        let es_id = service_id(es.clone()).await?;
+        let logstash_id = service_id(logstash.clone()).await?;
+        // Elasticsearch's data: a marker written into its volume on logger-1.
+        let logger = common::client_for(&sb.sock("logger-1")?).await?;
+        let volume = format!("{stack}_elasticsearch_index");
+        let mountpoint = wait_for("the Elasticsearch volume on logger-1", Duration::from_secs(60), || async {
+            match logger.inspect_volume(&volume).await {
+                Ok(v) => Ok(Some(v.mountpoint)),
+                Err(e) => Err(format!("volume {volume}: {e}")),
+            }
+        })
+        .await?;
+        let marker = std::path::PathBuf::from(mountpoint).join("swarmlog-restart-marker");
+        std::fs::write(&marker, "index data").map_err(|e| format!("write {}: {e}", marker.display()))?;
+        let (_, configs_before) = orphans(&docker, stack).await?;
+
+        // The apply in flight: every service create or update is held.
+        let mark = proxy.mark();
+        proxy.inject(Rule {
+            method: Some("POST".into()),
+            path_prefix: "/services/".into(),
+            fault: Fault::Hold,
+            times: None,
+        });
+        pipeline(
+            "two.conf",
+            "input { tcp { port => 9000 codec => json_lines } }\noutput { stdout { codec => rubydebug } }\n",
+        )?;
+        let update = format!("/services/{logstash_id}/update");
+        let held = wait_for(
+            "the new config created and the Logstash update held",
+            Duration::from_secs(60),
+            || async {
+                let since = proxy.since(mark);
+                let created = since
+                    .iter()
+                    .any(|c| c.path == "/configs/create" && c.status == Some(201));
+                let held = proxy.pending().into_iter().find(|c| c.path == update);
+                match (created, held) {
+                    (true, Some(h)) => Ok(Some(h)),
+                    _ => Err(format!("config created: {created}; calls since the mark:\n{}", describe(&since))),
+                }
+            },
+        )
+        .await?;
+        sb.docker(&["service", "rm", &kibana])?;
+
+        // manager-1's dockerd restarts (same data root) with the update held.
+        let t_stop = Instant::now();
+        sb.script("node-stop", &["manager-1"])?;
+        let stopped = t_stop.elapsed();
+        sb.script("node-start", &["manager-1"])?;
+        wait_for("the restarted manager to lead its swarm", Duration::from_secs(90), || async {
+            sb.docker(&["node", "ls", "-q"]).map(|_| Some(()))
+        })
+        .await?;
+        let restarted = t_stop.elapsed();
+        if proxy.pending().iter().all(|c| c.path != update) {
+            return Err("the Logstash update was not held across the restart".to_string());
+        }
+        let released = Instant::now();
+        proxy.clear_faults();
+        let answered = wait_for(
+            "the held update answered by the restarted engine",
+            Duration::from_secs(60),
+            || async {
+                let c = proxy
+                    .since(mark)
+                    .into_iter()
+                    .find(|c| c.path == update && c.at == held.at);
+                Ok(c.filter(|c| c.status.is_some()))
+            },
+        )
+        .await?;
+        eprintln!(
+            "dockerd restart mid-apply: held the Logstash update {:?} in all; dockerd stopped in {stopped:?}, \
+             leading again {restarted:?} after the stop began; the released update: {answered}",
+            released.duration_since(held.at),
+        );
+        converged(
+            sb,
+            stack,
+            &extra,
+            "the stack converged after the restart",
+            Duration::from_secs(120),
+        )
+        .await?;
+        let healed = released.elapsed();
+        wait_for("phase Converged", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            if st["phase"] == "Converged" {
+                Ok(Some(()))
+            } else {
+                Err(format!("phase {}, last error {}", st["phase"], st["engine"]["last_error"]))
+            }
+        })
+        .await?;
+        let configs_after = wait_for(
+            "no config or secret of the stack left unused",
+            Duration::from_secs(60),
+            || async {
+                let (orphaned, configs) = orphans(&docker, stack).await?;
+                if orphaned.is_empty() {
+                    Ok(Some(configs))
+                } else {
+                    Err(format!("unused: {orphaned:?} (configs of the stack: {configs:?})"))
+                }
+            },
+        )
+        .await?;
+        if configs_after.len() != 1 || configs_before.contains(&configs_after[0]) {
+            return Err(format!(
+                "configs of the stack before {configs_before:?}, after {configs_after:?}: want one, the new pipeline's"
+            ));
+        }
+        let dups = duplicates(&docker, stack).await?;
+        if !dups.is_empty() {
+            return Err(format!("duplicates after the restart: {dups:?}"));
+        }
+        let services = crate::stack_services(&docker, stack).await?;
+        if services.len() != 3 {
+            let names: Vec<_> = services.iter().filter_map(|s| s.spec.as_ref()?.name.clone()).collect();
+            return Err(format!("services of the stack after the restart: {names:?}"));
+        }
+        if service_id(es.clone()).await? != es_id {
+            return Err(format!("{es} was re-created (its ID changed)"));
+        }
+        match std::fs::read_to_string(&marker) {
+            Ok(t) if t == "index data" => {}
+            other => return Err(format!("the data in {volume} after the restart: {other:?}")),
+        }
+        let kibana_creates: Vec<Call> = writes(&proxy.since(mark))
+            .into_iter()
+            .filter(|c| c.path == "/services/create" && c.name.as_deref() == Some(kibana.as_str()))
+            .collect();
+        if kibana_creates.iter().filter(|c| c.status == Some(201)).count() != 1 {
+            return Err(format!("Kibana's creates:\n{}", describe(&kibana_creates)));
+        }
+        let reconnects = op.metric("swarmlog_event_stream_reconnects_total")?;
+        let resubscribed = proxy.since(mark).iter().filter(|c| c.path == "/events").count();
+        if reconnects < 1.0 || resubscribed == 0 {
+            return Err(format!(
+                "{reconnects} reconnects counted, {resubscribed} subscriptions since the fault"
+            ));
+        }
+        eprintln!(
+            "dockerd restart mid-apply: converged {healed:?} after the release; {reconnects} reconnect(s); configs {configs_before:?} -> {configs_after:?}; writes since the fault:\n{}",
+            describe(&writes(&proxy.since(mark)))
+        );
+        Ok(())
+    });
+    let result = result.map_err(|e| format!("{e}\n{}", op.evidence(40)));
+    drop(op);
+    let removed = rt.block_on(remove(sb, stack));
+    let _ = std::fs::remove_dir_all(&dir);
+    result.and(removed)
 }
