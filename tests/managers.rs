@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::proxy::{describe, Call, EngineProxy};
+use common::proxy::{describe, Call, EngineProxy, Fault, Rule};
 use common::{wait_for, Operator, Sandbox, TestFn};
 
 const SANDBOX: &str = "itmgr";
@@ -35,6 +35,8 @@ fn main() {
             "preflight_minimum_between_two_values",
             preflight_minimum_between_two_values,
         ),
+        // Last: it demotes a manager (and promotes it again, also on failure).
+        ("leadership_moves_during_apply", leadership_moves_during_apply),
     ];
     common::run_suite(SANDBOX, &["--managers", "3", "--workers", "2"], setup, tests);
 }
@@ -1054,4 +1056,368 @@ async fn crate_wait_running(docker: &bollard::Docker, stack: &str) -> Result<Vec
         ))
     })
     .await
+}
+
+/// `Hostname ManagerStatus` lines of `docker node ls` on `host`.
+fn manager_statuses(host: &str) -> Result<Vec<(String, String)>, String> {
+    let out = common::run_docker(host, &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])?;
+    Ok(out
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some((h, m)) => (h.to_string(), m.trim().to_string()),
+            None => (l.trim().to_string(), String::new()),
+        })
+        .collect())
+}
+
+/// Whatever a test left: every manager of the sandbox is a manager again
+/// (promoted from one that is), Leader or Reachable.
+fn restore_managers(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    let mut from = None;
+    for m in MANAGERS {
+        let host = format!("unix://{}", sb.sock(m)?);
+        if manager_statuses(&host).is_ok() {
+            from = Some(host);
+            break;
+        }
+    }
+    let from = from.ok_or("no manager answers `docker node ls`")?;
+    for m in MANAGERS {
+        let role = common::run_docker(&from, &["node", "inspect", "--format", "{{.Spec.Role}}", m])?;
+        if role.trim() != "manager" {
+            common::run_docker(&from, &["node", "promote", m])?;
+            done.push(format!("promoted {m} again"));
+        }
+    }
+    rt.block_on(wait_for(
+        "every manager Leader or Reachable",
+        Duration::from_secs(90),
+        || async {
+            let st = manager_statuses(&from)?;
+            let ok = MANAGERS
+                .iter()
+                .all(|m| st.iter().any(|(h, s)| h == m && (s == "Leader" || s == "Reachable")));
+            if ok {
+                Ok(Some(()))
+            } else {
+                Err(format!("node ls: {st:?}"))
+            }
+        },
+    ))?;
+    Ok(done)
+}
+
+/// Milliseconds of `at` relative to `t0` (negative: before it).
+fn rel_ms(at: Instant, t0: Instant) -> i64 {
+    if at >= t0 {
+        at.duration_since(t0).as_millis() as i64
+    } else {
+        -(t0.duration_since(at).as_millis() as i64)
+    }
+}
+
+/// Every write the operators' proxies saw from `from[i]` on, in time
+/// order, with its time relative to `t0`: (ms, manager, call).
+fn write_timeline(ops: &[Operator], from: &[usize], t0: Instant) -> Result<Vec<(i64, &'static str, Call)>, String> {
+    let mut all = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        for c in writes(&op.engine()?.since(from.get(i).copied().unwrap_or(0))) {
+            all.push((rel_ms(c.at, t0), MANAGERS[i], c));
+        }
+    }
+    all.sort_by_key(|(ms, _, _)| *ms);
+    Ok(all)
+}
+
+/// The timeline, one write a line; `held`: a write that arrived at its
+/// proxy at that instant and was let through to the engine `ms` after `t0`.
+fn describe_timeline(t: &[(i64, &'static str, Call)], held: Option<(Instant, i64)>) -> String {
+    if t.is_empty() {
+        return "  (no writes)".to_string();
+    }
+    t.iter()
+        .map(|(ms, m, c)| {
+            let note = match held {
+                Some((at, out)) if c.at == at => format!(" [held at the proxy, let through at {out:+} ms]"),
+                _ => String::new(),
+            };
+            format!("  {ms:>+7} ms {m}: {c}{note}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The object a write is about: the `Name` its body carries, else its path.
+fn object_of(c: &Call) -> String {
+    c.name.clone().unwrap_or_else(|| c.path.clone())
+}
+
+/// Leadership moves while the leader's operator has a write in flight: the
+/// re-creation of a removed Kibana is held at its engine proxy, its node is
+/// demoted (from another manager) so another manager leads, and the held
+/// write is let through once the demotion is done. Writes are counted at
+/// the three proxies, with their times. The window is from the demote on:
+/// within it, the old leader changes nothing (its held write and any later
+/// one are refused by its engine, now a worker's), the third manager's
+/// operator writes nothing at all, and the new leader's operator writes only
+/// after the demote and converges the stack; so no object is written with
+/// success by two operators in it. The stack ends converged with exactly
+/// one of each service, one leader and two standbys once the node is a
+/// manager again. The node is promoted again also when the test fails.
+fn leadership_moves_during_apply(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    const STACK_M: &str = "itmove";
+    let kibana = format!("{STACK_M}_kibana");
+    let mut ops = Vec::new();
+    for m in MANAGERS {
+        let sock = format!("unix://{}", sb.sock(m)?);
+        ops.push(Operator::start_counted(
+            rt,
+            &sock,
+            &format!("itmove-{m}"),
+            &["--stack", STACK_M, "--resync", "10m"],
+        )?);
+    }
+    // Set once known, for the failure message.
+    // (proxy marks, the demote, the held write: arrival, let through in ms).
+    type Window = (Vec<usize>, Instant, Option<(Instant, i64)>);
+    let window: std::sync::Mutex<Option<Window>> = std::sync::Mutex::new(None);
+    let roles_now = |ops: &[Operator]| -> Vec<String> {
+        ops.iter()
+            .map(|o| role_of(o).unwrap_or_else(|e| format!("({e})")))
+            .collect()
+    };
+    let result = rt.block_on(async {
+        let settled = |host: String, what: &'static str| {
+            let ops = &ops;
+            async move {
+                wait_for(what, Duration::from_secs(120), || async {
+                    let roles = roles_now(ops);
+                    let leaders = roles.iter().filter(|r| r.as_str() == "leader/Converged").count();
+                    let standbys = roles.iter().filter(|r| r.as_str() == "standby/Standby").count();
+                    let plan = common::swarmlog_with_host(Some(&host), &["plan", "--stack", STACK_M]);
+                    if leaders == 1 && standbys == 2 && plan.status.code() == Some(0) {
+                        Ok(Some(roles))
+                    } else {
+                        Err(format!(
+                            "roles {roles:?}; plan exit {:?}: {}",
+                            plan.status.code(),
+                            String::from_utf8_lossy(&plan.stdout).trim()
+                        ))
+                    }
+                })
+                .await
+            }
+        };
+        let roles = settled(sb.host.clone(), "one leader converged and two standbys").await?;
+        let leader = roles.iter().position(|r| r.starts_with("leader/")).ok_or("no leader")?;
+        let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        let from = format!("unix://{}", sb.sock(MANAGERS[others[0]])?);
+        let old_host = format!("unix://{}", sb.sock(MANAGERS[leader])?);
+        let marks: Vec<usize> = ops.iter().map(|o| o.engine().map(EngineProxy::mark)).collect::<Result<_, _>>()?;
+        let old = ops[leader].engine()?;
+        old.inject(Rule {
+            method: Some("POST".into()),
+            path_prefix: "/services/".into(),
+            fault: Fault::Hold,
+            times: None,
+        });
+        common::run_docker(&from, &["service", "rm", &kibana])?;
+        let held = wait_for("the leader's re-creation of Kibana held", Duration::from_secs(30), || async {
+            let pending = old.pending();
+            match pending.iter().find(|c| c.path == "/services/create") {
+                Some(c) => Ok(Some(c.clone())),
+                None => Err(format!("pending at {}: {}", MANAGERS[leader], describe(&pending))),
+            }
+        })
+        .await?;
+
+        // Leadership moves: the leader's node is demoted.
+        let t_demote = Instant::now();
+        *window.lock().unwrap_or_else(|e| e.into_inner()) = Some((marks.clone(), t_demote, None));
+        common::run_docker(&from, &["node", "demote", MANAGERS[leader]])?;
+        let moved = wait_for("the demotion done and another manager leading", Duration::from_secs(90), || async {
+            let st = manager_statuses(&from)?;
+            let demoted = st.iter().any(|(h, s)| h == MANAGERS[leader] && s.is_empty());
+            let elsewhere = st.iter().any(|(h, s)| h != MANAGERS[leader] && s == "Leader");
+            let control = common::run_docker(&old_host, &["info", "--format", "{{.Swarm.ControlAvailable}}"])?;
+            if demoted && elsewhere && control.trim() == "false" {
+                Ok(Some(t_demote.elapsed()))
+            } else {
+                Err(format!("node ls {st:?}; the old leader's daemon: control available {}", control.trim()))
+            }
+        })
+        .await?;
+        let new = wait_for("another manager's operator leading", Duration::from_secs(60), || async {
+            let roles = roles_now(&ops);
+            match others.iter().copied().find(|i| roles[*i].starts_with("leader/")) {
+                Some(i) => Ok(Some(i)),
+                None => Err(format!("roles {roles:?}")),
+            }
+        })
+        .await?;
+        let took_over = t_demote.elapsed();
+        let new_host = format!("unix://{}", sb.sock(MANAGERS[new])?);
+        wait_for("the new leader's operator converging the stack", Duration::from_secs(60), || async {
+            let o = common::swarmlog_with_host(Some(&new_host), &["plan", "--stack", STACK_M]);
+            match o.status.code() {
+                Some(0) => Ok(Some(())),
+                code => Err(format!("plan exit {code:?}: {}", String::from_utf8_lossy(&o.stdout).trim())),
+            }
+        })
+        .await?;
+        let converged = t_demote.elapsed();
+
+        // The held write goes on, to the engine of a node that is now a worker.
+        let released = Instant::now();
+        old.clear_faults();
+        if let Some(w) = window.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            w.2 = Some((held.at, rel_ms(released, t_demote)));
+        }
+        let answer = wait_for("the held write answered", Duration::from_secs(30), || async {
+            let c = old.calls().into_iter().find(|c| c.at == held.at && c.path == held.path);
+            Ok(c.filter(|c| c.status.is_some()))
+        })
+        .await?;
+        // The old leader has had the chance to act on the answer: two more
+        // reconciles (they fail on a worker's engine, and back off).
+        let count = |op: &Operator| op.status().map(|s| s["reconcile"]["count"].as_u64().unwrap_or(0));
+        let before = count(&ops[leader])?;
+        wait_for("the old leader to reconcile twice more", Duration::from_secs(60), || async {
+            let now = count(&ops[leader])?;
+            if now >= before + 2 {
+                Ok(Some(()))
+            } else {
+                Err(format!("{} reconciles since the refusal", now - before))
+            }
+        })
+        .await?;
+        eprintln!(
+            "leadership moved: demoted {} (done {moved:?} after the demote), the operator on {} leading {took_over:?} and converged {converged:?} after it; \
+             the held write released {:?} after it: {answer}; roles then {:?}",
+            MANAGERS[leader],
+            MANAGERS[new],
+            released.duration_since(t_demote),
+            roles_now(&ops)
+        );
+
+        // The node is a manager again: one leader, two standbys, converged.
+        common::run_docker(&from, &["node", "promote", MANAGERS[leader]])?;
+        let roles = settled(new_host.clone(), "one leader and two standbys after the promotion").await?;
+        let third = others.iter().copied().find(|i| *i != new).ok_or("no third manager")?;
+
+        // Counted at the engine, from the fault on.
+        let timeline = write_timeline(&ops, &marks, t_demote)?;
+        let held_note = Some((held.at, rel_ms(released, t_demote)));
+        let ok = |c: &Call| c.status.is_some_and(|s| (200..300).contains(&s));
+        let old_changed: Vec<Call> = writes(&old.since(marks[leader])).into_iter().filter(ok).collect();
+        if !old_changed.is_empty() || answer.status.is_none_or(|s| s < 400) {
+            return Err(format!(
+                "the old leader ({}) changed the swarm from the fault on:\n{}\nall writes:\n{}",
+                MANAGERS[leader],
+                describe(&old_changed),
+                describe_timeline(&timeline, held_note)
+            ));
+        }
+        let third_writes = writes(&ops[third].engine()?.calls());
+        if !third_writes.is_empty() {
+            return Err(format!("the third manager ({}) wrote:\n{}", MANAGERS[third], describe(&third_writes)));
+        }
+        let early = writes(&ops[new].engine()?.calls()[..marks[new]]);
+        let new_writes = writes(&ops[new].engine()?.since(marks[new]));
+        if !early.is_empty() || new_writes.iter().any(|c| c.at < t_demote) {
+            return Err(format!(
+                "the new leader ({}) wrote before the demote:\n{}",
+                MANAGERS[new],
+                describe_timeline(&timeline, held_note)
+            ));
+        }
+        if !new_writes
+            .iter()
+            .any(|c| c.path == "/services/create" && c.name.as_deref() == Some(kibana.as_str()) && ok(c))
+        {
+            return Err(format!(
+                "the new leader did not re-create Kibana:\n{}",
+                describe_timeline(&timeline, held_note)
+            ));
+        }
+        let mut writers = std::collections::BTreeMap::<String, std::collections::BTreeSet<&str>>::new();
+        for (_, m, c) in timeline.iter().filter(|(_, _, c)| ok(c)) {
+            writers.entry(object_of(c)).or_default().insert(*m);
+        }
+        let shared: Vec<String> = writers
+            .iter()
+            .filter(|(_, w)| w.len() > 1)
+            .map(|(o, w)| format!("{o}: {w:?}"))
+            .collect();
+        if !shared.is_empty() {
+            return Err(format!(
+                "objects written by two operators in the window: {shared:?}\n{}",
+                describe_timeline(&timeline, held_note)
+            ));
+        }
+        let docker = common::client_for(&sb.sock(MANAGERS[new])?).await?;
+        let mut f = std::collections::HashMap::new();
+        f.insert("label".to_string(), vec![format!("com.docker.stack.namespace={STACK_M}")]);
+        let mut names: Vec<String> = docker
+            .list_services(Some(bollard::query_parameters::ListServicesOptions {
+                filters: Some(f),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|s| s.spec?.name)
+            .collect();
+        names.sort();
+        let want: Vec<String> = ["elasticsearch", "kibana", "logstash"]
+            .iter()
+            .map(|s| format!("{STACK_M}_{s}"))
+            .collect();
+        if names != want {
+            return Err(format!("services of the stack at the end: {names:?}, want {want:?}"));
+        }
+        eprintln!(
+            "leadership moved: roles at the end {roles:?}; writes from the fault on (ms from the demote):\n{}",
+            describe_timeline(&timeline, held_note)
+        );
+        Ok::<(), String>(())
+    });
+    let restored = restore_managers(sb, rt);
+    let result = result.map_err(|e| {
+        let timeline = window
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .and_then(|(marks, t0, held)| {
+                write_timeline(&ops, &marks, t0)
+                    .ok()
+                    .map(|t| describe_timeline(&t, held))
+            })
+            .unwrap_or_else(|| "  (before the fault)".to_string());
+        let each: Vec<String> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("--- operator on {}:\n{}", MANAGERS[i], o.evidence(25)))
+            .collect();
+        format!(
+            "{e}\nwrites from the fault on (ms from the demote):\n{timeline}\n{}",
+            each.join("\n")
+        )
+    });
+    for (i, op) in ops.iter_mut().enumerate() {
+        let code = op.stop(Duration::from_secs(15))?;
+        if result.is_ok() && code != Some(0) {
+            return Err(format!("operator on {} exited {code:?}", MANAGERS[i]));
+        }
+    }
+    match (result, restored) {
+        (Err(e), Ok(done)) => Err(format!("{e}\n(restored: {done:?})")),
+        (Err(e), Err(r)) => Err(format!("{e}\n(and restoring the managers failed: {r})")),
+        (Ok(()), Err(r)) => Err(format!("restoring the managers failed: {r}")),
+        (Ok(()), Ok(_)) => {
+            sb.docker(&["stack", "rm", STACK_M])?;
+            Ok(())
+        }
+    }
 }

@@ -100,6 +100,8 @@ fn main() {
             "fault_killed_between_config_and_update",
             faults::killed_between_config_and_update,
         ),
+        ("fault_dockerd_restarted_mid_apply", faults::dockerd_restarted_mid_apply),
+        ("http_flood_keeps_reconciling", faults::http_flood_keeps_reconciling),
         (
             "run_lost_logger_nodes_are_events_not_degraded",
             controller::lost_logger_nodes_are_events_not_degraded,

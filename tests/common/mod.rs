@@ -675,6 +675,32 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log.display()))
     }
 
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// What a failure message shows of it: the last `n` requests its engine
+    /// proxy saw (when it has one) and the last `n` lines of its log.
+    pub fn evidence(&self, n: usize) -> String {
+        let calls = match &self.proxy {
+            Some(p) => {
+                let all = p.calls();
+                let tail = &all[all.len().saturating_sub(n)..];
+                format!(
+                    "its last {} of {} engine calls:\n{}",
+                    tail.len(),
+                    all.len(),
+                    proxy::describe(tail)
+                )
+            }
+            None => "(no engine proxy)".to_string(),
+        };
+        format!("{calls}\nits last {n} log lines:\n{}", self.log_tail(n))
+    }
+
     /// The engine proxy; an error when the operator was started without one.
     pub fn engine(&self) -> Result<&proxy::EngineProxy, String> {
         self.proxy
