@@ -116,6 +116,7 @@ pub async fn complete_for_removals(engine: &Engine, observed: &mut Observed, p: 
     }
     observed.services = engine.list_services().await?;
     observed.services_complete = true;
+    observed.services_scanned = true;
     Ok(true)
 }
 

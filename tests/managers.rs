@@ -1292,6 +1292,11 @@ fn leadership_moves_during_apply(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> 
             }
         })
         .await?;
+        // A worker's operator leads nothing: one operator says leader.
+        let roles = roles_now(&ops);
+        if roles.iter().filter(|r| r.starts_with("leader/")).count() != 1 {
+            return Err(format!("after the demote, not exactly one operator reports role leader: {roles:?}"));
+        }
         eprintln!(
             "leadership moved: demoted {} (done {moved:?} after the demote), the operator on {} leading {took_over:?} and converged {converged:?} after it; \
              the held write released {:?} after it: {answer}; roles then {:?}",

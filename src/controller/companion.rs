@@ -21,9 +21,80 @@ pub struct State {
     pub pending: Option<Pending<Instant>>,
     /// The companion's label could not be read (reported once).
     pub label_error: Option<String>,
-    /// The service found by image, last time every service was read: read
-    /// by name in between (see `Memory::scope`).
-    pub by_image: Option<String>,
+    /// What the last read of every service found by image: between such
+    /// reads the found one is read by name (see `Memory::scope`).
+    pub by_image: ImageScan,
+    /// The last answer by image may be stale: read every service next time.
+    pub rescan: bool,
+}
+
+/// The companion looked for by its image, as the last read of every service found it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum ImageScan {
+    #[default]
+    NotYet,
+    Found(String),
+    Missing,
+    Ambiguous(String),
+}
+
+impl State {
+    /// The name of the companion found by image, to read it by name.
+    pub fn found_by_image(&self) -> Option<&str> {
+        match &self.by_image {
+            ImageScan::Found(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// Finds the companion as [`find`] does; by image, only on a read of every
+/// service. Between such reads, the last answer holds while this read
+/// agrees with it: `named` (IDs of services outside the stack that this
+/// reconcile's events named) holds none that runs the image or is gone,
+/// and a service found is still there. Else it asks for a read of every
+/// service (`state.rescan`).
+pub fn locate<'a>(
+    desired: &DesiredState,
+    observed: &'a Observed,
+    named: &[String],
+    state: &mut State,
+) -> Result<Option<&'a Service>, String> {
+    let le = &desired.letsencrypt;
+    if !le.service.is_empty() || observed.services.iter().any(|s| labelled_for(s, &desired.stack)) {
+        state.rescan = false;
+        return find(desired, observed);
+    }
+    if observed.services_scanned {
+        state.rescan = false;
+        let found = find(desired, observed);
+        state.by_image = match &found {
+            Ok(Some(s)) => ImageScan::Found(name_of(s).to_string()),
+            Ok(None) => ImageScan::Missing,
+            Err(e) => ImageScan::Ambiguous(e.clone()),
+        };
+        return found;
+    }
+    let runs = |s: &Service| crate::engine::observe::runs_image(s, &le.image);
+    let changed = named.iter().any(|id| {
+        observed
+            .services
+            .iter()
+            .find(|s| s.id.as_deref() == Some(id.as_str()))
+            .is_none_or(runs)
+    });
+    let found = match &state.by_image {
+        ImageScan::Found(name) => observed.services.iter().find(|s| name_of(s) == name && runs(s)),
+        _ => None,
+    };
+    let gone = matches!(state.by_image, ImageScan::Found(_)) && found.is_none();
+    if changed || gone || state.by_image == ImageScan::NotYet {
+        state.rescan = true;
+    }
+    match &state.by_image {
+        ImageScan::Ambiguous(e) => Err(e.clone()),
+        _ => Ok(found),
+    }
 }
 
 fn name_of(s: &Service) -> &str {
@@ -112,6 +183,7 @@ pub async fn step(
     ctx: &Context,
     desired: &DesiredState,
     observed: &Observed,
+    named: &[String],
     writes: bool,
     state: &mut State,
 ) -> Result<Option<Duration>, EngineError> {
@@ -120,16 +192,18 @@ pub async fn step(
         return Ok(None);
     }
     let (groups, refused) = letsencrypt::desired_groups(&le.domains, &sources(desired, observed));
-    let companion = match find(desired, observed) {
+    let companion = locate(desired, observed, named, state);
+    if state.rescan {
+        // Read every service at once, not at the next resync.
+        let _ = ctx.trigger.try_send(super::triggers::Trigger::Recheck);
+    }
+    let companion = match companion {
         Ok(c) => c,
         Err(e) => {
             ctx.update_status(|st| st.companion.error = Some(e.clone()));
             return Ok(None);
         }
     };
-    state.by_image = companion
-        .filter(|c| le.service.is_empty() && !labelled_for(c, &desired.stack))
-        .map(|c| name_of(c).to_string());
     ctx.update_status(|st| {
         let c = &mut st.companion;
         if c.refused != refused {
@@ -223,5 +297,125 @@ pub async fn step(
             });
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{TaskSpec, TaskSpecContainerSpec};
+
+    fn desired() -> DesiredState {
+        let chart = crate::render::chart::Chart::embedded().unwrap();
+        let no_env = |_: &str| None;
+        chart
+            .render(&crate::render::chart::RenderOptions {
+                values_files: Vec::new(),
+                set: Vec::new(),
+                stack: None,
+                env: &no_env,
+            })
+            .unwrap()
+            .desired
+    }
+
+    fn svc(id: &str, name: &str, image: &str, labels: &[(&str, &str)]) -> Service {
+        Service {
+            id: Some(id.into()),
+            spec: Some(ServiceSpec {
+                name: Some(name.into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                task_template: Some(TaskSpec {
+                    container_spec: Some(TaskSpecContainerSpec {
+                        image: Some(image.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn observed(scanned: bool, services: Vec<Service>) -> Observed {
+        Observed {
+            services,
+            services_scanned: scanned,
+            ..Default::default()
+        }
+    }
+
+    const LE: &str = "hamburml/docker-flow-letsencrypt:v1";
+
+    fn found<'a>(r: &Result<Option<&'a Service>, String>) -> Option<&'a str> {
+        r.as_ref().ok().and_then(|s| s.map(name_of))
+    }
+
+    #[test]
+    fn by_image_only_on_a_read_of_every_service() {
+        let d = desired();
+        let mut st = State::default();
+        // Before any read of every service: nothing, and ask for one.
+        let o = observed(false, Vec::new());
+        assert_eq!(found(&locate(&d, &o, &[], &mut st)), None);
+        assert!(st.rescan);
+        // The read of every service finds one by image.
+        let o = observed(true, vec![svc("1", "le", LE, &[]), svc("2", "web", "nginx", &[])]);
+        assert_eq!(found(&locate(&d, &o, &[], &mut st)), Some("le"));
+        assert_eq!(st.by_image, ImageScan::Found("le".into()));
+        assert!(!st.rescan);
+        // Between reads: the one found, read by name.
+        let o = observed(false, vec![svc("1", "le", LE, &[])]);
+        assert_eq!(found(&locate(&d, &o, &[], &mut st)), Some("le"));
+        assert!(!st.rescan);
+        // An event named an unrelated service: the answer holds.
+        let o = observed(false, vec![svc("1", "le", LE, &[]), svc("2", "web", "nginx", &[])]);
+        assert_eq!(found(&locate(&d, &o, &["2".into()], &mut st)), Some("le"));
+        assert!(!st.rescan);
+        // An event named a service of the image: maybe two now; read every service.
+        let o = observed(false, vec![svc("1", "le", LE, &[]), svc("3", "le2", LE, &[])]);
+        assert_eq!(found(&locate(&d, &o, &["3".into()], &mut st)), Some("le"));
+        assert!(st.rescan);
+        // The one found is gone (or an event named a service now gone).
+        let mut st = State {
+            by_image: ImageScan::Found("le".into()),
+            ..Default::default()
+        };
+        assert_eq!(found(&locate(&d, &observed(false, Vec::new()), &[], &mut st)), None);
+        assert!(st.rescan);
+        let mut st = State {
+            by_image: ImageScan::Found("le".into()),
+            ..Default::default()
+        };
+        let o = observed(false, vec![svc("1", "le", LE, &[])]);
+        locate(&d, &o, &["9".into()], &mut st).unwrap();
+        assert!(st.rescan, "a named service that is gone may have been a companion");
+    }
+
+    #[test]
+    fn an_ambiguous_image_holds_until_the_next_read_of_every_service() {
+        let d = desired();
+        let mut st = State::default();
+        // Two of the image, one labelled for another stack (read by that label between reads).
+        let other = svc(
+            "3",
+            "other_le",
+            LE,
+            &[(LABEL_COMPANION, "true"), (LABEL_STACK, "other")],
+        );
+        let all = observed(
+            true,
+            vec![svc("1", "a_le", LE, &[]), svc("2", "b_le", LE, &[]), other.clone()],
+        );
+        assert!(locate(&d, &all, &[], &mut st).is_err());
+        let between = observed(false, vec![other]);
+        let r = locate(&d, &between, &[], &mut st);
+        assert!(
+            r.is_err(),
+            "the companion labelled for another stack is not taken: {:?}",
+            found(&r)
+        );
+        assert!(!st.rescan);
     }
 }

@@ -54,9 +54,9 @@ impl Memory {
     /// found last time and the services the batch's events name, by name.
     pub fn scope(&self, desired: &DesiredState) -> Scope {
         let mut scope = Scope::of(desired);
-        if scope.all_services && !self.outside.every {
+        if scope.all_services && !self.outside.every && !self.companion.rescan {
             scope.all_services = false;
-            scope.names.extend(self.companion.by_image.iter().cloned());
+            scope.names.extend(self.companion.found_by_image().map(str::to_string));
             scope.names.sort();
             scope.names.dedup();
             scope.ids = self.outside.services.clone();
@@ -208,7 +208,15 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     if !role.writes() {
         facts.standby = true;
         // A standby still reports what the companion should serve.
-        companion_step(ctx, &desired, &observed, false, &mut mem.companion).await?;
+        companion_step(
+            ctx,
+            &desired,
+            &observed,
+            &mem.outside.services,
+            false,
+            &mut mem.companion,
+        )
+        .await?;
         return Ok(Done::Standby);
     }
     let scope = mem.scope(&desired);
@@ -222,7 +230,16 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     facts.wrote = !report.done.is_empty();
     facts.tasks_running = derive::tasks_running(&report.observed, &desired);
     let mut recheck = (facts.wrote || !facts.tasks_running).then_some(RECHECK);
-    if let Some(wait) = companion_step(ctx, &desired, &report.observed, true, &mut mem.companion).await? {
+    if let Some(wait) = companion_step(
+        ctx,
+        &desired,
+        &report.observed,
+        &mem.outside.services,
+        true,
+        &mut mem.companion,
+    )
+    .await?
+    {
         recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
     }
     Ok(Done::Applied {
@@ -421,10 +438,11 @@ async fn companion_step(
     ctx: &Context,
     desired: &DesiredState,
     observed: &Observed,
+    named: &[String],
     writes: bool,
     state: &mut companion::State,
 ) -> Result<Option<Duration>, ReconcileError> {
-    match companion::step(ctx, desired, observed, writes, state).await {
+    match companion::step(ctx, desired, observed, named, writes, state).await {
         Ok(wait) => Ok(wait),
         Err(e) if e.is_conflict() => Ok(Some(Duration::ZERO)),
         Err(e) => Err(e.into()),
@@ -596,14 +614,14 @@ mod tests {
         // Services outside the stack changed: the one found last time and those, by name.
         mem.outside.every = false;
         mem.outside.services = vec!["id-web".into()];
-        mem.companion.by_image = Some("proxy_le".into());
+        mem.companion.by_image = companion::ImageScan::Found("proxy_le".into());
         let s = mem.scope(&desired);
         assert!(!s.all_services);
         assert_eq!(s.names, ["proxy_le"]);
         assert_eq!(s.ids, ["id-web"]);
         // Nothing outside the stack changed, never found: the stack (and the labelled ones) only.
         mem.outside.services.clear();
-        mem.companion.by_image = None;
+        mem.companion.by_image = companion::ImageScan::Missing;
         let s = mem.scope(&desired);
         assert!(!s.all_services && s.names.is_empty());
     }

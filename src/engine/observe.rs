@@ -22,6 +22,9 @@ pub struct Observed {
     pub services: Vec<Service>,
     /// `services` holds every service of the swarm (not only those of a [`Scope`]).
     pub services_complete: bool,
+    /// Every service was read (and those a [`Scope`] keeps were kept): what
+    /// runs the companion's image is all there.
+    pub services_scanned: bool,
     pub networks: Vec<Network>,
     pub configs: Vec<Config>,
     pub secrets: Vec<Secret>,
@@ -361,6 +364,7 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
         nodes,
         covers_events_until: engine_time.filter(|_| covers),
         services_complete: scope.is_none(),
+        services_scanned: scope.is_none_or(|s| s.all_services),
         services,
         networks,
         configs,

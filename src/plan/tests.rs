@@ -111,6 +111,7 @@ fn observed_from(d: &DesiredState) -> Observed {
         ],
         services,
         services_complete: true,
+        services_scanned: true,
         networks,
         configs,
         secrets: Vec::new(),
