@@ -261,7 +261,13 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
             }
             _ = sleep_until(timers.leader_check_at) => {
                 timers.leader_check_at = None;
-                if still_standby(&ctx).await {
+                // A hung engine holds this call up to its deadline: a
+                // shutdown does not wait for it.
+                let standby = tokio::select! {
+                    s = still_standby(&ctx) => s,
+                    _ = shutdown.cancelled() => break,
+                };
+                if standby {
                     timers.leader_check_at = Some(tokio::time::Instant::now() + reconcile::STANDBY_POLL);
                     continue;
                 }
@@ -326,7 +332,7 @@ async fn still_standby(ctx: &Context) -> bool {
 fn cut_short(result: &Result<Done, ReconcileError>) -> Option<String> {
     match result {
         Err(e @ ReconcileError::Overran(_)) => Some(e.to_string()),
-        Err(ReconcileError::Engine(e)) if e.category() == "timeout" => Some(e.to_string()),
+        Err(ReconcileError::Engine(e @ crate::engine::EngineError::Timeout { .. })) => Some(e.to_string()),
         _ => None,
     }
 }

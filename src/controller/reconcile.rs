@@ -536,7 +536,8 @@ fn status_step(ctx: &Context, facts: &Facts, result: &Result<Done, ReconcileErro
                 st.blocked = reasons.clone();
             }
             Err(ReconcileError::Engine(e))
-                if !facts.engine_reachable || matches!(e.category(), "unreachable" | "timeout") =>
+                if !facts.engine_reachable
+                    || matches!(e, EngineError::Unreachable { .. } | EngineError::Timeout { .. }) =>
             {
                 // A node demoted to worker (or out of the swarm) leads nothing:
                 // never report a role it lost.
