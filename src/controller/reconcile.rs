@@ -41,6 +41,8 @@ pub struct Memory {
     pub data_nodes: BTreeMap<String, String>,
     pub companion: companion::State,
     pub preflight: preflight::Preflight,
+    /// This engine's node ID, as the last observe read it.
+    pub node_id: Option<String>,
     /// What this reconcile's triggers may have changed outside the stack
     /// (set by the loop from the batch): where a companion found by image
     /// only is looked for.
@@ -60,6 +62,9 @@ impl Memory {
             scope.names.sort();
             scope.names.dedup();
             scope.ids = self.outside.services.clone();
+        }
+        if self.outside.quick {
+            scope.node_id = self.node_id.clone();
         }
         scope
     }
@@ -189,6 +194,7 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
         None => ctx.render(None).ok().map(|d| mem.scope(&d)),
     };
     let observed = observe_step(ctx, scope.as_ref()).await?;
+    mem.node_id = Some(observed.node_id.clone()).filter(|id| !id.is_empty());
     facts.engine_reachable = true;
     let role = role_step(ctx, &observed);
     let observed = nodes_step(ctx, role, observed, scope.as_ref()).await?;
@@ -605,21 +611,26 @@ mod tests {
             outside: super::super::triggers::Outside {
                 every: true,
                 services: Vec::new(),
+                quick: false,
             },
+            node_id: Some("n1".into()),
             ..Default::default()
         };
         // Found by image, and anything may have changed: every service.
         let s = mem.scope(&desired);
         assert!(s.all_services);
+        assert_eq!(s.node_id, None, "a full look reads /info");
         assert_eq!(s.image, "hamburml/docker-flow-letsencrypt");
         // Services outside the stack changed: the one found last time and those, by name.
         mem.outside.every = false;
+        mem.outside.quick = true;
         mem.outside.services = vec!["id-web".into()];
         mem.companion.by_image = companion::ImageScan::Found("proxy_le".into());
         let s = mem.scope(&desired);
         assert!(!s.all_services);
         assert_eq!(s.names, ["proxy_le"]);
         assert_eq!(s.ids, ["id-web"]);
+        assert_eq!(s.node_id.as_deref(), Some("n1"), "events only: /info is not read again");
         // Nothing outside the stack changed, never found: the stack (and the labelled ones) only.
         mem.outside.services.clear();
         mem.companion.by_image = companion::ImageScan::Missing;

@@ -71,13 +71,22 @@ pub struct Outside {
     pub every: bool,
     /// IDs of the services outside the stack that the batch's events name.
     pub services: Vec<String>,
+    /// Only events and rechecks: the hot path (a heal, a join), where the
+    /// engine's `/info` is not read again.
+    pub quick: bool,
 }
 
 /// What of the services outside `stack` a batch may have changed. Retries,
 /// rechecks, manual reconciles and node events change nothing there.
 pub fn outside_stack(batch: &[Trigger], stack: &str) -> Outside {
     let prefix = format!("{stack}_");
-    let mut out = Outside::default();
+    let mut out = Outside {
+        quick: !batch.is_empty()
+            && batch
+                .iter()
+                .all(|t| matches!(t, Trigger::Event { .. } | Trigger::Recheck | Trigger::Preflight)),
+        ..Default::default()
+    };
     for t in batch {
         match t {
             Trigger::Event { what, id } => {
@@ -274,11 +283,21 @@ mod tests {
             what: what.into(),
             id: format!("id-{}", what.rsplit(' ').next().unwrap_or_default()),
         };
-        let none = Outside::default();
-        assert_eq!(outside_stack(&[ev("service update logging_kibana")], "logging"), none);
+        let hot = Outside {
+            quick: true,
+            ..Default::default()
+        };
+        assert_eq!(outside_stack(&[ev("service update logging_kibana")], "logging"), hot);
+        assert_eq!(
+            outside_stack(&[ev("config create proxy_cfg"), Trigger::Recheck], "logging"),
+            hot
+        );
         let quiet = [ev("node update n1"), Trigger::Retry, Trigger::Recheck, Trigger::Manual];
-        assert_eq!(outside_stack(&quiet, "logging"), none);
-        assert_eq!(outside_stack(&[ev("config create proxy_cfg")], "logging"), none);
+        assert_eq!(
+            outside_stack(&quiet, "logging"),
+            Outside::default(),
+            "a retry reads /info"
+        );
         let named = outside_stack(
             &[
                 ev("service create proxy_le"),
