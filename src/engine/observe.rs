@@ -212,6 +212,7 @@ fn list_filters(scope: Option<&Scope>, services: bool) -> Option<Vec<Filters>> {
     if services && scope.all_services {
         return None;
     }
+    // (`docker stack deploy`'s namespace label comes with the `<stack>_` name.)
     let mut names = vec![format!("{}_", scope.stack)];
     names.extend(scope.names.iter().cloned());
     let mut lists = vec![
@@ -221,7 +222,6 @@ fn list_filters(scope: Option<&Scope>, services: bool) -> Option<Vec<Filters>> {
             vec![format!("{}={}", crate::render::desired::LABEL_STACK, scope.stack)],
         )],
     ];
-    // (`docker stack deploy`'s namespace label comes with the `<stack>_` name.)
     if services && !scope.ids.is_empty() {
         lists.push(vec![("id", scope.ids.clone())]);
     }
@@ -256,6 +256,18 @@ fn as_map(filters: &Filters) -> HashMap<String, Vec<String>> {
     filters.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
+/// Runs `list` once per filter list, all at once (`None`: once, unfiltered).
+async fn each_list<T, F, Fut>(lists: Option<Vec<Filters>>, list: F) -> Result<Vec<Vec<T>>, EngineError>
+where
+    F: Fn(Option<HashMap<String, Vec<String>>>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, EngineError>>,
+{
+    match lists {
+        None => Ok(vec![list(None).await?]),
+        Some(lists) => futures::future::try_join_all(lists.iter().map(|f| list(Some(as_map(f))))).await,
+    }
+}
+
 /// The union of several lists, each object once (by ID), in the order seen.
 fn union<T>(lists: Vec<Vec<T>>, id: impl Fn(&T) -> Option<&str>) -> Vec<T> {
     let mut seen = std::collections::HashSet::new();
@@ -287,22 +299,18 @@ impl Engine {
 
     async fn scoped_configs(&self, lists: Option<Vec<Filters>>) -> Result<Vec<Config>, EngineError> {
         let d = &self.docker;
-        let lists = lists.unwrap_or_else(|| vec![Vec::new()]);
-        let found = futures::future::try_join_all(lists.iter().map(|f| {
-            let filters = (!f.is_empty()).then(|| as_map(f));
+        let found = each_list(lists, |filters| {
             self.bounded("list configs", "", d.list_configs(Some(ListConfigsOptions { filters })))
-        }))
+        })
         .await?;
         Ok(union(found, |c: &Config| c.id.as_deref()))
     }
 
     async fn scoped_secrets(&self, lists: Option<Vec<Filters>>) -> Result<Vec<Secret>, EngineError> {
         let d = &self.docker;
-        let lists = lists.unwrap_or_else(|| vec![Vec::new()]);
-        let found = futures::future::try_join_all(lists.iter().map(|f| {
-            let filters = (!f.is_empty()).then(|| as_map(f));
+        let found = each_list(lists, |filters| {
             self.bounded("list secrets", "", d.list_secrets(Some(ListSecretsOptions { filters })))
-        }))
+        })
         .await?;
         Ok(union(found, |c: &Secret| c.id.as_deref()))
     }
