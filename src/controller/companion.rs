@@ -306,17 +306,7 @@ mod tests {
     use bollard::models::{TaskSpec, TaskSpecContainerSpec};
 
     fn desired() -> DesiredState {
-        let chart = crate::render::chart::Chart::embedded().unwrap();
-        let no_env = |_: &str| None;
-        chart
-            .render(&crate::render::chart::RenderOptions {
-                values_files: Vec::new(),
-                set: Vec::new(),
-                stack: None,
-                env: &no_env,
-            })
-            .unwrap()
-            .desired
+        crate::render::test_desired("")
     }
 
     fn svc(id: &str, name: &str, image: &str, labels: &[(&str, &str)]) -> Service {

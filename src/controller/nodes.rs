@@ -549,17 +549,7 @@ mod tests {
     }
 
     fn desired() -> DesiredState {
-        let chart = crate::render::chart::Chart::embedded().unwrap();
-        let no_env = |_: &str| None;
-        chart
-            .render(&crate::render::chart::RenderOptions {
-                values_files: Vec::new(),
-                set: Vec::new(),
-                stack: None,
-                env: &no_env,
-            })
-            .unwrap()
-            .desired
+        crate::render::test_desired("")
     }
 
     fn service(name: &str) -> bollard::models::Service {

@@ -596,17 +596,7 @@ mod tests {
 
     #[test]
     fn every_service_is_read_only_when_the_companion_may_have_moved() {
-        let chart = crate::render::chart::Chart::embedded().unwrap();
-        let no_env = |_: &str| None;
-        let desired = chart
-            .render(&crate::render::chart::RenderOptions {
-                values_files: Vec::new(),
-                set: Vec::new(),
-                stack: None,
-                env: &no_env,
-            })
-            .unwrap()
-            .desired;
+        let desired = crate::render::test_desired("");
         let mut mem = Memory {
             outside: super::super::triggers::Outside {
                 every: true,

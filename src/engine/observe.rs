@@ -518,17 +518,7 @@ mod tests {
     }
 
     fn desired(values: &str) -> crate::render::desired::DesiredState {
-        let chart = crate::render::chart::Chart::embedded().unwrap();
-        let no_env = |_: &str| None;
-        chart
-            .render(&crate::render::chart::RenderOptions {
-                values_files: vec![("v.yaml".into(), values.into())],
-                set: Vec::new(),
-                stack: None,
-                env: &no_env,
-            })
-            .unwrap()
-            .desired
+        crate::render::test_desired(values)
     }
 
     #[test]

@@ -126,21 +126,27 @@ pub fn empty_values_files(inputs: &Inputs) -> Vec<String> {
         .collect()
 }
 
+/// The embedded chart rendered with `values` (a values file's text), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_desired(values: &str) -> desired::DesiredState {
+    let chart = chart::Chart::embedded().expect("chart");
+    chart
+        .render(&RenderOptions {
+            values_files: vec![("v.yaml".into(), values.into())],
+            set: Vec::new(),
+            stack: None,
+            env: &|_| None,
+        })
+        .expect("renders")
+        .desired
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn desired(values: &str) -> desired::DesiredState {
-        let chart = chart::Chart::embedded().expect("chart");
-        chart
-            .render(&RenderOptions {
-                values_files: vec![("v.yaml".into(), values.into())],
-                set: Vec::new(),
-                stack: None,
-                env: &|_| None,
-            })
-            .expect("renders")
-            .desired
+        test_desired(values)
     }
 
     #[test]
