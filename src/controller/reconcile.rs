@@ -52,8 +52,10 @@ pub struct Memory {
 impl Memory {
     /// What this reconcile observes of a swarm that has `desired`: the
     /// stack's objects; while the companion is found by image, every
-    /// service after a trigger that may stand for anything, else the one
-    /// found last time and the services the batch's events name, by name.
+    /// service after a trigger that may stand for anything (or when the
+    /// last answer may be stale), else the one found last time by name and
+    /// the services the batch's events name by ID. On events and rechecks
+    /// alone, the node ID of the last observe instead of `/info`.
     pub fn scope(&self, desired: &DesiredState) -> Scope {
         let mut scope = Scope::of(desired);
         if scope.all_services && !self.outside.every && !self.companion.rescan {
