@@ -86,11 +86,16 @@ impl Liveness {
             return Ok(());
         }
         let cut_short = self.cut_short.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let doing = match (t.running_since, cut_short) {
-            (Some(since), _) => format!(
+        let running = t.running_since.map(|since| {
+            format!(
                 "a reconcile has run for {}",
                 humantime::format_duration(round(now.saturating_duration_since(since)))
-            ),
+            )
+        });
+        // A retry under way does not hide why the ones before it did not finish.
+        let doing = match (running, cut_short) {
+            (Some(running), Some(why)) => format!("{running} (reconciles end at their deadline: {why})"),
+            (Some(running), None) => running,
             (None, Some(why)) => format!("reconciles end at their deadline: {why}"),
             (None, None) => "the loop does not take its triggers".to_string(),
         };
@@ -137,6 +142,15 @@ mod tests {
         assert!(l.check(t0 + Duration::from_secs(160)).is_ok());
         let why = l.check(t0 + Duration::from_secs(201)).unwrap_err();
         assert!(why.contains("reconciles end at their deadline: list services"), "{why}");
+        // A retry just started: it says so, and still why the ones before failed.
+        l.reconcile_started(t0 + Duration::from_secs(201));
+        let why = l.check(t0 + Duration::from_secs(201)).unwrap_err();
+        assert!(
+            why.ends_with(
+                "a reconcile has run for 0s (reconciles end at their deadline: list services: no complete answer)"
+            ),
+            "{why}"
+        );
         l.reconcile_ended(t0 + Duration::from_secs(202), None);
         assert!(l.check(t0 + Duration::from_secs(203)).is_ok());
         l.stopped();
