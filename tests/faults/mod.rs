@@ -349,6 +349,15 @@ pub fn standby_idles_on_one_call_per_second(sb: &Sandbox, rt: &tokio::runtime::R
     rt.block_on(remove(sb, stack))
 }
 
+/// Writes the Logstash pipeline `name` in `dir` with `text` and points the
+/// values file at it (a running operator re-renders on the change).
+fn write_pipeline(dir: &std::path::Path, values: &std::path::Path, name: &str, text: &str) -> Result<(), String> {
+    let p = dir.join(name);
+    std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    std::fs::write(values, format!("logstash:\n  pipelineFile: {}\n", p.display()))
+        .map_err(|e| format!("{}: {e}", values.display()))
+}
+
 /// The operator is SIGKILLed after it created the new pipeline config and
 /// before the Logstash update that uses it reached the engine (held at the
 /// proxy). A new operator converges: Logstash uses the new config, the old
@@ -357,13 +366,7 @@ pub fn killed_between_config_and_update(sb: &Sandbox, rt: &tokio::runtime::Runti
     let stack = "itkill";
     let dir = common::temp_dir("itkill-files");
     let values = dir.join("values.yaml");
-    let pipeline = |name: &str, text: &str| -> Result<String, String> {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        std::fs::write(&values, format!("logstash:\n  pipelineFile: {}\n", p.display()))
-            .map_err(|e| format!("{}: {e}", values.display()))?;
-        Ok(p.display().to_string())
-    };
+    let pipeline = |name: &str, text: &str| write_pipeline(&dir, &values, name, text);
     pipeline(
         "one.conf",
         "input { tcp { port => 9000 codec => json_lines } }\noutput { stdout {} }\n",
@@ -552,12 +555,7 @@ pub fn dockerd_restarted_mid_apply(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     let stack = "itrst";
     let dir = common::temp_dir("itrst-files");
     let values = dir.join("values.yaml");
-    let pipeline = |name: &str, text: &str| -> Result<(), String> {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        std::fs::write(&values, format!("logstash:\n  pipelineFile: {}\n", p.display()))
-            .map_err(|e| format!("{}: {e}", values.display()))
-    };
+    let pipeline = |name: &str, text: &str| write_pipeline(&dir, &values, name, text);
     pipeline(
         "one.conf",
         "input { tcp { port => 9000 codec => json_lines } }\noutput { stdout {} }\n",
