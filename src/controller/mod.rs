@@ -69,7 +69,8 @@ pub struct Context {
     pub trigger: mpsc::Sender<Trigger>,
     /// The stack name of the last good render.
     stack: RwLock<String>,
-    /// Names outside the stack's prefix whose events matter (external networks).
+    /// Names outside the stack's prefix whose events matter (external
+    /// networks, configs and secrets, files named outside the prefix).
     watched: RwLock<Vec<String>>,
     /// Every service event matters (the companion and opt-ins can be anywhere).
     all_services: std::sync::atomic::AtomicBool,
@@ -188,7 +189,12 @@ impl Context {
             *w = d.stack.clone();
         }
         if let Ok(mut w) = self.watched.write() {
-            *w = d.external.networks.clone();
+            // External networks, and every name a scoped observe reads
+            // outside the prefix: an event for them must reach the loop
+            // (the hot path reads a kind again only when an event names it).
+            let mut names = d.external.networks.clone();
+            names.extend(crate::engine::Scope::of(d).names);
+            *w = names;
         }
         self.all_services
             .store(d.letsencrypt.enabled, std::sync::atomic::Ordering::Relaxed);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{companion, leader, nodes, preflight, Context};
 use crate::apply::{self, ApplyError, Written};
 use crate::clock::now;
-use crate::engine::{observe, observe_stack, EngineError, Observed, Scope};
+use crate::engine::{observe, observe_stack, observe_stack_reusing, Cache, EngineError, Observed, Reuse, Scope};
 use crate::plan::{self, Plan};
 use crate::render::desired::DesiredState;
 use crate::status::derive::{self, Facts};
@@ -47,6 +47,10 @@ pub struct Memory {
     /// (set by the loop from the batch): where a companion found by image
     /// only is looked for.
     pub outside: super::triggers::Outside,
+    /// The networks, configs and secrets the last reconcile ended with (none
+    /// after a failed one): on the hot path, the kinds no event named are
+    /// taken from here.
+    pub cache: Option<Cache>,
 }
 
 impl Memory {
@@ -69,6 +73,17 @@ impl Memory {
             scope.node_id = self.node_id.clone();
         }
         scope
+    }
+
+    /// What of `cache` an observe of `scope` may take: on the hot path
+    /// (events and rechecks only, so the stream lost nothing), from the
+    /// last reconcile's end of the same objects, the kinds no event named.
+    fn reuse<'a>(&self, cache: Option<&'a Cache>, scope: &Scope) -> Option<Reuse<'a>> {
+        let cache = cache.filter(|c| self.outside.quick && c.scope.same_objects(scope))?;
+        Some(Reuse {
+            cache,
+            stale: self.outside.named,
+        })
     }
 }
 
@@ -177,30 +192,81 @@ pub fn error_policy(e: &ReconcileError) -> Policy {
 /// One level-triggered reconcile: the steps, then the status from what they found.
 pub async fn reconcile(ctx: &Arc<Context>, mem: &mut Memory) -> Result<Done, ReconcileError> {
     let mut facts = Facts::default();
+    let mut timer = StepTimer::start();
     let deadline = ctx.settings.reconcile_timeout;
     // Cancelling mid-way is safe: every step is level-triggered, the next
     // reconcile observes what was written.
-    let result = match tokio::time::timeout(deadline, steps(ctx, mem, &mut facts)).await {
+    let result = match tokio::time::timeout(deadline, steps(ctx, mem, &mut facts, &mut timer)).await {
         Ok(r) => r,
         Err(_) => Err(ReconcileError::Overran(deadline)),
     };
     status_step(ctx, &facts, &result);
+    timer.mark("status");
+    tracing::debug!(steps = %timer, "reconcile steps");
     result
 }
 
-async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Result<Done, ReconcileError> {
+/// How long each step of one reconcile took, for the debug log (where a
+/// slow reconcile spends its time).
+struct StepTimer {
+    last: std::time::Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl StepTimer {
+    fn start() -> StepTimer {
+        StepTimer {
+            last: std::time::Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// The step `name` ended now.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for StepTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, d)) in self.steps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={:.1}ms", d.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
+}
+
+async fn steps(
+    ctx: &Arc<Context>,
+    mem: &mut Memory,
+    facts: &mut Facts,
+    timer: &mut StepTimer,
+) -> Result<Done, ReconcileError> {
     // The scope of the state in force; before the first good render, of a
     // look at the files (no render at all: the whole swarm, as it may be).
     let scope = match &mem.last_good {
         Some(d) => Some(mem.scope(d)),
         None => ctx.render(None).ok().map(|d| mem.scope(&d)),
     };
-    let observed = observe_step(ctx, scope.as_ref()).await?;
+    timer.mark("scope");
+    // Taken: a reconcile that fails leaves no cache behind.
+    let cache = mem.cache.take();
+    let reuse = scope.as_ref().and_then(|s| mem.reuse(cache.as_ref(), s));
+    let observed = match (&scope, reuse) {
+        (Some(scope), Some(reuse)) => observe_stack_reusing(&ctx.engine, scope, reuse).await?,
+        _ => observe_step(ctx, scope.as_ref()).await?,
+    };
+    timer.mark("observe");
     mem.node_id = Some(observed.node_id.clone()).filter(|id| !id.is_empty());
     facts.engine_reachable = true;
     let role = role_step(ctx, &observed);
     let observed = nodes_step(ctx, role, observed, scope.as_ref()).await?;
+    timer.mark("nodes");
     let desired = render_step(ctx, &mut mem.last_good, facts)?;
+    timer.mark("render");
     // Files changed since the scope was set: look at what the new state names.
     let observed = match mem.scope(&desired) {
         now if scope.as_ref().is_some_and(|s| !s.same_objects(&now)) => observe_step(ctx, Some(&now)).await?,
@@ -211,8 +277,11 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
     degraded.extend(low);
     facts.degraded = !degraded.is_empty();
+    timer.mark("loggers");
     let plan = plan::plan(&desired, &observed, ctx.settings.plan);
     report_plan(ctx, &desired, &observed, &plan, &loggers, &degraded, &gone);
+    timer.mark("plan");
+    let scope = mem.scope(&desired);
     if !role.writes() {
         facts.standby = true;
         // A standby still reports what the companion should serve.
@@ -225,13 +294,15 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
             &mut mem.companion,
         )
         .await?;
+        let mut observed = observed;
+        mem.cache = Some(Cache::take(scope, &mut observed));
         return Ok(Done::Standby);
     }
-    let scope = mem.scope(&desired);
-    let report = apply_step(ctx, &desired, &scope, observed).await.map_err(|e| {
+    let mut report = apply_step(ctx, &desired, &scope, observed).await.map_err(|e| {
         facts.blocked = matches!(e, ApplyError::Blocked(_));
         ReconcileError::from(e)
     })?;
+    timer.mark("apply");
     report_written(ctx, &report.done);
     report_not_converging(ctx, &report.last_plan.not_converging);
     facts.degraded |= !report.last_plan.not_converging.is_empty();
@@ -250,6 +321,8 @@ async fn steps(ctx: &Arc<Context>, mem: &mut Memory, facts: &mut Facts) -> Resul
     {
         recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
     }
+    timer.mark("companion");
+    mem.cache = Some(Cache::take(scope, &mut report.observed));
     Ok(Done::Applied {
         written: report.done,
         recheck,
@@ -602,8 +675,7 @@ mod tests {
         let mut mem = Memory {
             outside: super::super::triggers::Outside {
                 every: true,
-                services: Vec::new(),
-                quick: false,
+                ..Default::default()
             },
             node_id: Some("n1".into()),
             ..Default::default()
@@ -628,5 +700,39 @@ mod tests {
         mem.companion.by_image = companion::ImageScan::Missing;
         let s = mem.scope(&desired);
         assert!(!s.all_services && s.names.is_empty());
+    }
+
+    #[test]
+    fn the_hot_path_reuses_only_kinds_no_event_named_of_the_same_scope() {
+        let desired = crate::render::test_desired("");
+        let scope = Scope::of(&desired);
+        let cache = Cache {
+            scope: scope.clone(),
+            ..Default::default()
+        };
+        let mut mem = Memory::default();
+        // A full look (startup, resync, a reconnect: events may be lost) reads everything.
+        mem.outside.every = true;
+        assert!(mem.reuse(Some(&cache), &scope).is_none());
+        // Events only: the cache, less the kinds the events named.
+        mem.outside = super::super::triggers::Outside {
+            quick: true,
+            ..Default::default()
+        };
+        mem.outside.named.add("config");
+        let reuse = mem.reuse(Some(&cache), &scope).map(|r| r.stale);
+        assert_eq!(
+            reuse,
+            Some(crate::engine::Kinds {
+                configs: true,
+                ..Default::default()
+            })
+        );
+        // Another set of objects (the files named a new config): no reuse.
+        let mut other = scope.clone();
+        other.names.push("proxy_cfg".into());
+        assert!(mem.reuse(Some(&cache), &other).is_none());
+        // After a failed reconcile there is no cache.
+        assert!(mem.reuse(None, &scope).is_none());
     }
 }

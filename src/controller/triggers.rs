@@ -74,6 +74,10 @@ pub struct Outside {
     /// Only events and rechecks: the hot path (a heal, a join), where the
     /// engine's `/info` is not read again.
     pub quick: bool,
+    /// The kinds of object other than services (read on every reconcile)
+    /// that the batch's events name; on the hot path, the others are taken
+    /// from the last reconcile's observation.
+    pub named: crate::engine::Kinds,
 }
 
 /// What of the services outside `stack` a batch may have changed. Retries,
@@ -91,7 +95,9 @@ pub fn outside_stack(batch: &[Trigger], stack: &str) -> Outside {
         match t {
             Trigger::Event { what, id } => {
                 let mut words = what.split(' ');
-                if words.next() == Some("service") {
+                let kind = words.next();
+                out.named.add(kind.unwrap_or_default());
+                if kind == Some("service") {
                     let name = words.nth(1).unwrap_or_default();
                     if !id.is_empty() && !name.starts_with(&prefix) && !out.services.contains(id) {
                         out.services.push(id.clone());
@@ -288,10 +294,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(outside_stack(&[ev("service update logging_kibana")], "logging"), hot);
-        assert_eq!(
-            outside_stack(&[ev("config create proxy_cfg"), Trigger::Recheck], "logging"),
-            hot
-        );
+        let config = outside_stack(&[ev("config create proxy_cfg"), Trigger::Recheck], "logging");
+        assert!(config.quick && config.services.is_empty() && !config.every);
+        assert!(config.named.configs && !config.named.networks && !config.named.secrets);
+        let kinds = outside_stack(
+            &[
+                ev("network remove main"),
+                ev("secret create logging_s"),
+                ev("node update n1"),
+            ],
+            "logging",
+        )
+        .named;
+        assert!(kinds.networks && kinds.secrets && !kinds.configs);
         let quiet = [ev("node update n1"), Trigger::Retry, Trigger::Recheck, Trigger::Manual];
         assert_eq!(
             outside_stack(&quiet, "logging"),

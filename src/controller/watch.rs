@@ -156,7 +156,6 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
             let _ = tx.send(Trigger::Reconnected).await;
             failed = false;
         }
-        let also = ctx.watched_names();
         let rotate_at = tokio::time::Instant::now() + ROTATE;
         let end = loop {
             tokio::select! {
@@ -170,6 +169,8 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
                         if event_nanos(&ev).is_some_and(|n| ctx.event_covered(n)) {
                             continue;
                         }
+                        // Read per event: a new desired state names new objects at once.
+                        let also = ctx.watched_names();
                         if let Some(what) = relevant(&ev, &ctx.stack(), &also, ctx.watches_all_services()) {
                             tracing::debug!(event = %what, "event");
                             let id = ev.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use observe::{observe, observe_stack, Observed, Scope};
+pub use observe::{observe, observe_stack, observe_stack_reusing, Cache, Kinds, Observed, Reuse, Scope};
 pub use write::WriteKind;
 
 /// Oldest Engine API swarmlog supports (Docker 20.10).
@@ -234,7 +234,15 @@ impl Engine {
         name: &str,
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, EngineError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.timeout, call).await;
+        tracing::trace!(
+            call = what,
+            name,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "engine call"
+        );
+        match answer {
             Ok(r) => r.map_err(|e| self.err(what, name, e)),
             Err(_) => Err(EngineError::Timeout {
                 what: what.to_string(),

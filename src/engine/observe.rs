@@ -36,6 +36,66 @@ pub struct Observed {
     pub covers_events_until: Option<i64>,
 }
 
+/// Kinds of object whose last observation may be reused (services, nodes
+/// and tasks are always read: they change without an event of their own,
+/// or decide who writes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kinds {
+    pub networks: bool,
+    pub configs: bool,
+    pub secrets: bool,
+}
+
+impl Kinds {
+    /// Every kind.
+    pub const ALL: Kinds = Kinds {
+        networks: true,
+        configs: true,
+        secrets: true,
+    };
+
+    /// Adds the kind an engine event of type `kind` concerns.
+    pub fn add(&mut self, kind: &str) {
+        match kind {
+            "network" => self.networks = true,
+            "config" => self.configs = true,
+            "secret" => self.secrets = true,
+            _ => {}
+        }
+    }
+}
+
+/// The networks, configs and secrets of an earlier observation of a scope:
+/// an informer's cache, refreshed by kind when an event names the kind.
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    pub scope: Scope,
+    pub networks: Vec<Network>,
+    pub configs: Vec<Config>,
+    pub secrets: Vec<Secret>,
+}
+
+impl Cache {
+    /// Takes the cached kinds out of an observation of `scope` (at the end
+    /// of a reconcile, when nothing reads them any more).
+    pub fn take(scope: Scope, observed: &mut Observed) -> Cache {
+        Cache {
+            scope,
+            networks: std::mem::take(&mut observed.networks),
+            configs: std::mem::take(&mut observed.configs),
+            secrets: std::mem::take(&mut observed.secrets),
+        }
+    }
+}
+
+/// A [`Cache`] and the kinds of it that no longer hold (an event named
+/// them since it was read); the others are taken from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reuse<'a> {
+    pub cache: &'a Cache,
+    pub stale: Kinds,
+}
+
 /// What one observe reads. The whole swarm is large (at 1,000 nodes and
 /// 5,000 services, every service and task is tens of megabytes); the plan of
 /// one stack needs only its own objects, the companion and the services that
@@ -130,14 +190,21 @@ impl Scope {
 /// Reads the whole swarm, every service, config, secret and running task.
 /// Fails with a clear error when the engine is not a swarm manager.
 pub async fn observe(engine: &Engine) -> Result<Observed, EngineError> {
-    observe_scoped(engine, None).await
+    observe_scoped(engine, None, None).await
 }
 
 /// Reads the swarm as the plan of one stack needs it ([`Scope`]): every
 /// node and network, the services, configs and secrets of the scope, and the
 /// running tasks of the stack's services only.
 pub async fn observe_stack(engine: &Engine, scope: &Scope) -> Result<Observed, EngineError> {
-    observe_scoped(engine, Some(scope)).await
+    observe_scoped(engine, Some(scope), None).await
+}
+
+/// [`observe_stack`] that takes the networks, configs and secrets no event
+/// named from an earlier observation of the same scope (the hot path: a
+/// heal reads three lists instead of nine).
+pub async fn observe_stack_reusing(engine: &Engine, scope: &Scope, reuse: Reuse<'_>) -> Result<Observed, EngineError> {
+    observe_scoped(engine, Some(scope), Some(reuse)).await
 }
 
 /// Whether a service belongs to `stack`: by the stack label swarmlog and
@@ -332,8 +399,13 @@ impl Engine {
     }
 }
 
-async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observed, EngineError> {
+async fn observe_scoped(
+    engine: &Engine,
+    scope: Option<&Scope>,
+    reuse: Option<Reuse<'_>>,
+) -> Result<Observed, EngineError> {
     let d = &engine.docker;
+    let kept = |stale: fn(&Kinds) -> bool| reuse.filter(|r| !stale(&r.stale)).map(|r| r.cache);
     let prefix = scope.map(|s| format!("{}_", s.stack));
     let known_node = scope.and_then(|s| s.node_id.clone()).filter(|id| !id.is_empty());
     let info = async {
@@ -342,23 +414,53 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
             None => engine.bounded("read engine info", "", d.info()).await.map(Some),
         }
     };
+    let networks = async {
+        match kept(|k| k.networks) {
+            Some(last) => Ok(last.networks.clone()),
+            None => {
+                engine
+                    .bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>))
+                    .await
+            }
+        }
+    };
+    let configs = async {
+        match kept(|k| k.configs) {
+            Some(last) => Ok(last.configs.clone()),
+            None => engine.scoped_configs(list_filters(scope, false)).await,
+        }
+    };
+    let secrets = async {
+        match kept(|k| k.secrets) {
+            Some(last) => Ok(last.secrets.clone()),
+            None => engine.scoped_secrets(list_filters(scope, false)).await,
+        }
+    };
     // One round trip: the engine's state, the lists and the stack's tasks, all at once.
+    let began = std::time::Instant::now();
     let (info, lists) = tokio::join!(info, async {
         tokio::try_join!(
             engine.bounded("list nodes", "", d.list_nodes(None::<ListNodesOptions>)),
             engine.scoped_services(scope),
-            engine.bounded("list networks", "", d.list_networks(None::<ListNetworksOptions>)),
-            engine.scoped_configs(list_filters(scope, false)),
-            engine.scoped_secrets(list_filters(scope, false)),
+            networks,
+            configs,
+            secrets,
             engine.running_tasks(prefix.as_deref()),
         )
     },);
+    // The engine may have answered a list before `/info`: what the lists
+    // cover begins up to the whole round trip before the time `/info` read.
+    let round_trip = i64::try_from(began.elapsed().as_nanos()).unwrap_or(i64::MAX);
     // The engine's own state first: a worker or a node out of the swarm
     // fails every list too, with a less helpful message.
     let (node_id, engine_time) = match info? {
         None => (known_node.unwrap_or_default(), None),
         Some(info) => {
-            let engine_time = info.system_time.as_deref().and_then(engine_nanos);
+            let engine_time = info
+                .system_time
+                .as_deref()
+                .and_then(engine_nanos)
+                .map(|t| t.saturating_sub(round_trip));
             let swarm = info.swarm.unwrap_or_default();
             let state = swarm.local_node_state.map(|s| s.to_string()).unwrap_or_default();
             if state != "active" {
@@ -383,7 +485,7 @@ async fn observe_scoped(engine: &Engine, scope: Option<&Scope>) -> Result<Observ
     }
     // A scoped read covers every event that matters unless the companion is
     // looked for by image among services it did not read.
-    let covers = scope.is_none_or(|s| s.all_services || s.image.is_empty());
+    let covers = reuse.is_none() && scope.is_none_or(|s| s.all_services || s.image.is_empty());
     Ok(Observed {
         node_id,
         nodes,

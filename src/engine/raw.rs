@@ -40,7 +40,10 @@ impl Engine {
                 self.request(stream, what, &uri).await
             }
         };
-        match tokio::time::timeout(self.timeout, call).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.timeout, call).await;
+        tracing::trace!(call = what, ms = started.elapsed().as_secs_f64() * 1e3, "engine call");
+        match answer {
             Ok(r) => r,
             Err(_) => Err(EngineError::Timeout {
                 what: what.to_string(),

@@ -141,6 +141,30 @@ pub fn run_converges_and_heals(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
             }
             eprintln!("heal: {:?} repaired within {:?}", &drift[4..6], t0.elapsed());
         }
+        // On events alone the operator reads networks, configs and secrets
+        // again only when an event names their kind: a stray config and a
+        // stray network of the stack appearing are seen and removed (the
+        // resync is 10 minutes away).
+        let stray = format!("{stack}_stray");
+        let owner = format!("io.swarmlog.stack={stack}");
+        let data = std::env::temp_dir().join(format!("{stray}-{}", std::process::id()));
+        std::fs::write(&data, "stray\n").map_err(|e| e.to_string())?;
+        let data_path = data.to_string_lossy().to_string();
+        sb.docker(&["config", "create", "--label", &owner, &stray, &data_path])?;
+        let _ = std::fs::remove_file(&data);
+        sb.docker(&["network", "create", "--driver", "overlay", "--label", &owner, &stray])?;
+        let t0 = Instant::now();
+        wait_for(
+            "the stray config and network removed",
+            Duration::from_secs(30),
+            || async {
+                let config = sb.docker(&["config", "inspect", &stray]).is_ok();
+                let network = sb.docker(&["network", "inspect", &stray]).is_ok();
+                Ok((!config && !network).then_some(()))
+            },
+        )
+        .await?;
+        eprintln!("heal: a stray config and network removed within {:?}", t0.elapsed());
         Ok::<(), String>(())
     })?;
     let code = op.stop(Duration::from_secs(15))?;
