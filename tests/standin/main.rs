@@ -23,7 +23,14 @@
 //!   handlers every `docker stop` / service removal would wait for the whole
 //!   grace period (10 s) and then SIGKILL;
 //! - accepts and ignores every command-line argument (services may pass
-//!   some, e.g. `elasticsearch -E ...`).
+//!   some, e.g. `elasticsearch -E ...`);
+//! - run as the Elasticsearch image (its environment has `ES_JAVA_OPTS`,
+//!   `discovery.*` or `cluster.initial_master_nodes`, or `STANDIN_ROLE=
+//!   elasticsearch`), it simulates Elasticsearch on its HTTP and transport
+//!   ports (see `es.rs`); the other ports answer as above.
+
+mod es;
+mod json;
 
 use std::env;
 use std::io::{Read, Write};
@@ -136,9 +143,10 @@ fn main() {
         eprintln!("standin: ignoring arguments {args:?}");
     }
 
+    let simulated = if es::wanted() { es::start() } else { Vec::new() };
     let spec = env::var("STANDIN_PORTS").unwrap_or_else(|_| DEFAULT_PORTS.to_string());
-    let mut listening = Vec::new();
-    for port in parse_ports(&spec) {
+    let mut listening = simulated.clone();
+    for port in parse_ports(&spec).into_iter().filter(|p| !simulated.contains(p)) {
         match TcpListener::bind(("0.0.0.0", port)) {
             Ok(listener) => {
                 listening.push(port);

@@ -1,0 +1,406 @@
+//! The Elasticsearch simulator of the stand-in image (tests/standin/es.rs),
+//! run as plain processes on loopback: formation, bootstrapping once, the
+//! cluster UUID kept in the data path, a foreign data path refused, health
+//! from the shard table under the allocation settings, and the `_cat` and
+//! settings APIs swarmlog reads. The sandbox swarm runs the same binary as
+//! the Elasticsearch image.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The stand-in, compiled once per test run as the sandbox compiles it.
+fn standin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin-es");
+        let status = Command::new("rustc")
+            .args(["-O", "-o"])
+            .arg(&out)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/main.rs"))
+            .status()
+            .expect("rustc runs");
+        assert!(status.success(), "compiling tests/standin/main.rs failed");
+        out
+    })
+}
+
+/// A free loopback port (bound, then released for the simulator to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One simulated node; killed when dropped (also when a test fails).
+struct Node {
+    name: String,
+    http: u16,
+    transport: u16,
+    data: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Node {
+    fn new(dir: &Path, name: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            http: free_port(),
+            transport: free_port(),
+            data: dir.join(name).join("data"),
+            child: None,
+            log: dir.join(format!("{name}.log")),
+        }
+    }
+
+    /// Starts (or restarts) the process with these settings.
+    fn start(&mut self, seeds: &[u16], initial_masters: &[&str], extra: &[(&str, &str)]) {
+        self.stop();
+        let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(standin());
+        cmd.env_clear()
+            .env("STANDIN_ROLE", "elasticsearch")
+            .env("STANDIN_PORTS", "")
+            .env("node.name", &self.name)
+            .env("http.port", self.http.to_string())
+            .env("transport.port", self.transport.to_string())
+            .env("path.data", &self.data)
+            .env("discovery.seed_hosts", seeds.join(","))
+            .env("STANDIN_ES_RECOVERY", "0.3")
+            .env("STANDIN_ES_NODE_LEFT_DELAY", "1")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if !initial_masters.is_empty() {
+            cmd.env("cluster.initial_master_nodes", initial_masters.join(","));
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("the stand-in starts"));
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One HTTP/1.1 request to loopback, std only: (status, body as JSON, or
+/// as a JSON string when it is not JSON).
+fn call(method: &str, url: &str, body: Option<&str>) -> Option<(u16, Value)> {
+    let rest = url.strip_prefix("http://")?;
+    let (addr, path) = rest.split_at(rest.find('/')?);
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, text) = raw.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        serde_json::from_str(text).unwrap_or(Value::String(text.to_string())),
+    ))
+}
+
+fn get(node: &Node, path: &str) -> Option<(u16, Value)> {
+    call("GET", &node.url(path), None)
+}
+
+/// Waits up to `secs` for `check` to give a value; the message says what
+/// was last seen and the nodes' logs.
+fn wait<T>(what: &str, secs: u64, nodes: &[&Node], mut check: impl FnMut() -> Result<T, String>) -> T {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    while Instant::now() < until {
+        match check() {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("--- {}:\n{}", n.name, n.log_text()))
+        .collect();
+    panic!(
+        "timed out after {secs}s waiting for {what}; last: {last}\n{}",
+        logs.join("\n")
+    );
+}
+
+fn health(node: &Node) -> Result<Value, String> {
+    match get(node, "/_cluster/health") {
+        Some((200, v)) => Ok(v),
+        other => Err(format!("{}: {other:?}", node.name)),
+    }
+}
+
+/// Every node reports `status` with `count` nodes, no shard moving.
+fn wait_health(nodes: &[&Node], status: &str, count: u64) {
+    for n in nodes {
+        wait(
+            &format!("{} to say {status} with {count} nodes", n.name),
+            30,
+            nodes,
+            || {
+                let h = health(n)?;
+                let settled = h["relocating_shards"] == 0 && h["initializing_shards"] == 0;
+                if h["status"] == status && h["number_of_nodes"] == count && settled {
+                    Ok(())
+                } else {
+                    Err(h.to_string())
+                }
+            },
+        );
+    }
+}
+
+fn cluster_uuid(node: &Node) -> String {
+    get(node, "/")
+        .and_then(|(_, v)| v["cluster_uuid"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Three master-eligible data nodes, each seeding from the other two.
+fn three(dir: &Path) -> [Node; 3] {
+    let mut nodes = [Node::new(dir, "es-a"), Node::new(dir, "es-b"), Node::new(dir, "es-c")];
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    for n in nodes.iter_mut() {
+        n.start(&ports, &["es-a", "es-b", "es-c"], &[]);
+    }
+    nodes
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("es-sim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn three_nodes_bootstrap_once_then_a_fourth_joins_without_initial_masters() {
+    let dir = tempdir("form");
+    let nodes = three(&dir);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    let uuid = cluster_uuid(&nodes[0]);
+    assert!(uuid.len() > 10, "a cluster UUID: {uuid:?}");
+    for n in &nodes {
+        assert_eq!(cluster_uuid(n), uuid, "{} is in the same cluster", n.name);
+    }
+    let (_, cat) = get(&nodes[1], "/_cat/nodes?format=json&h=name,master,node.role").expect("_cat/nodes");
+    let rows = cat.as_array().expect("an array");
+    assert_eq!(rows.len(), 3);
+    let masters: Vec<&Value> = rows.iter().filter(|r| r["master"] == "*").collect();
+    assert_eq!(masters.len(), 1, "one elected master: {cat}");
+    assert_eq!(masters[0]["name"], "es-a", "the lowest name among the voters");
+    assert!(rows.iter().all(|r| r["node.role"] == "dm"));
+    // A fresh node with no initial masters joins the cluster it discovers.
+    let mut d = Node::new(&dir, "es-d");
+    d.start(&[nodes[0].transport, nodes[1].transport], &[], &[]);
+    let mut refs: Vec<&Node> = nodes.iter().collect();
+    refs.push(&d);
+    wait_health(&refs, "green", 4);
+    assert_eq!(cluster_uuid(&d), uuid);
+    let (_, alloc) = get(&d, "/_cat/allocation?format=json").expect("_cat/allocation");
+    let alloc = alloc.as_array().expect("an array").clone();
+    assert_eq!(alloc.len(), 4, "{alloc:?}");
+    let shards: u64 = alloc
+        .iter()
+        .map(|r| r["shards"].as_str().unwrap_or("0").parse::<u64>().unwrap_or(0))
+        .sum();
+    assert_eq!(shards, 8, "4 primaries and 4 replicas: {alloc:?}");
+}
+
+#[test]
+fn a_fresh_node_never_bootstraps_alone_and_a_foreign_data_path_is_refused() {
+    let dir = tempdir("refuse");
+    // No initial masters, nobody formed: it waits and says why.
+    let mut lone = Node::new(&dir, "es-lone");
+    let nobody = free_port();
+    lone.start(&[nobody], &[], &[]);
+    let problem = wait("the lone node's reason", 10, &[&lone], || {
+        match get(&lone, "/_standin/problem") {
+            Some((200, Value::String(p))) if !p.is_empty() => Ok(p),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(problem.contains("cluster.initial_master_nodes"), "{problem}");
+    let (status, body) = get(&lone, "/_cluster/health").expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "master_not_discovered_exception");
+    assert_eq!(cluster_uuid(&lone), "_na_");
+    lone.stop();
+    // A data path that belongs to another cluster (bootstrapped alone).
+    let mut other = Node::new(&dir, "es-x");
+    other.start(&[nobody], &[], &[("discovery.type", "single-node")]);
+    wait_health(&[&other], "yellow", 1);
+    let foreign = cluster_uuid(&other);
+    let nodes = three(&dir);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    let uuid = cluster_uuid(&nodes[0]);
+    assert_ne!(foreign, uuid);
+    // The same data path, now pointed at the cluster: it refuses, keeps its UUID.
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    other.start(&ports, &[], &[]);
+    let problem = wait("the foreign node's refusal", 10, &[&other], || {
+        match get(&other, "/_standin/problem") {
+            Some((200, Value::String(p))) if p.contains("another cluster") => Ok(p),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(problem.contains(&foreign), "{problem}");
+    assert_eq!(cluster_uuid(&other), foreign, "its data is kept as it is");
+    wait_health(&refs, "green", 3);
+    // A member restarted without initial masters keeps its cluster.
+    let mut nodes = nodes;
+    nodes[2].start(&ports, &[], &[]);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    assert_eq!(cluster_uuid(&nodes[2]), uuid);
+}
+
+#[test]
+fn allocation_settings_gate_recovery_and_exclusions_move_shards() {
+    let dir = tempdir("alloc");
+    let mut nodes = three(&dir);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    // The rolling-restart procedure: primaries only, flush, restart a node.
+    let (status, ack) = call(
+        "PUT",
+        &nodes[0].url("/_cluster/settings"),
+        Some(r#"{"persistent":{"cluster.routing.allocation.enable":"primaries"}}"#),
+    )
+    .expect("PUT settings");
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["acknowledged"], true);
+    let (_, flat) = get(&nodes[2], "/_cluster/settings?flat_settings=true").expect("settings");
+    let (_, nested) = get(&nodes[1], "/_cluster/settings").expect("settings");
+    assert_eq!(
+        nested["persistent"]["cluster"]["routing"]["allocation"]["enable"],
+        "primaries"
+    );
+    let _ = flat;
+    wait("the setting on every node", 10, &[], || {
+        let (_, s) = get(&nodes[2], "/_cluster/settings?flat_settings=true").ok_or("no answer")?;
+        (s["persistent"]["cluster.routing.allocation.enable"] == "primaries")
+            .then_some(())
+            .ok_or(s.to_string())
+    });
+    let (status, flush) = call("POST", &nodes[0].url("/_flush"), None).expect("flush");
+    assert_eq!(status, 200);
+    assert_eq!(flush["_shards"]["failed"], 0);
+    nodes[2].stop();
+    let survivors: Vec<&Node> = nodes[..2].iter().collect();
+    wait_health(&survivors, "yellow", 2);
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    nodes[2].start(&ports, &[], &[]);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    // Back, but replicas may not be allocated while only primaries are.
+    wait_health(&refs, "yellow", 3);
+    std::thread::sleep(Duration::from_secs(2));
+    let h = health(&nodes[0]).expect("health");
+    assert_eq!(h["status"], "yellow", "replicas stay unassigned under `primaries`: {h}");
+    // Reset (null): the node's copies recover, green.
+    let (status, _) = call(
+        "PUT",
+        &nodes[1].url("/_cluster/settings"),
+        Some(r#"{"persistent":{"cluster":{"routing":{"allocation":{"enable":null}}}}}"#),
+    )
+    .expect("reset");
+    assert_eq!(status, 200);
+    wait_health(&refs, "green", 3);
+    // Exclude a node by name: its shards move away, it stays in the cluster.
+    call(
+        "PUT",
+        &nodes[0].url("/_cluster/settings"),
+        Some(r#"{"persistent":{"cluster.routing.allocation.exclude._name":"es-c"}}"#),
+    )
+    .expect("exclude");
+    wait("es-c to hold no shard", 20, &refs, || {
+        let (_, a) = get(&nodes[0], "/_cat/allocation?format=json&h=node,shards").ok_or("no answer")?;
+        let c = a
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["node"] == "es-c").cloned())
+            .ok_or(a.to_string())?;
+        (c["shards"] == "0").then_some(()).ok_or(a.to_string())
+    });
+    wait_health(&refs, "green", 3);
+    // The request log holds what was asked, in order.
+    let (_, log) = get(&nodes[0], "/_standin/requests").expect("requests");
+    let log = log.as_str().unwrap_or_default().to_string();
+    let puts: Vec<&str> = log.lines().filter(|l| l.contains(" PUT /_cluster/settings")).collect();
+    assert_eq!(puts.len(), 2, "{log}");
+    assert!(
+        puts[0].contains("primaries") && puts[1].contains("exclude._name"),
+        "{log}"
+    );
+    // The simulated disk.
+    let (status, _) = call("PUT", &nodes[1].url("/_standin/disk"), Some(r#"{"percent": 91}"#)).expect("disk");
+    assert_eq!(status, 200);
+    wait("es-b at 91%", 10, &refs, || {
+        let (_, a) = get(&nodes[0], "/_cat/allocation?format=json&h=node,disk.percent").ok_or("no answer")?;
+        a.as_array()
+            .and_then(|rows| rows.iter().find(|r| r["node"] == "es-b" && r["disk.percent"] == "91"))
+            .map(|_| ())
+            .ok_or(a.to_string())
+    });
+}
+
+#[test]
+fn two_of_three_masters_gone_means_no_master() {
+    let dir = tempdir("quorum");
+    let mut nodes = three(&dir);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    nodes[1].stop();
+    nodes[2].stop();
+    wait("no master on es-a", 15, &[&nodes[0]], || {
+        match get(&nodes[0], "/_cluster/health") {
+            Some((503, v)) if v["error"]["type"] == "master_not_discovered_exception" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    nodes[1].start(&ports, &[], &[]);
+    let two: Vec<&Node> = nodes[..2].iter().collect();
+    wait_health(&two, "yellow", 2);
+}
