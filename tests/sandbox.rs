@@ -193,8 +193,16 @@ fn second_checkout() -> Result<PathBuf, String> {
     for d in ["scripts", "tests/standin"] {
         std::fs::create_dir_all(root.join(d)).map_err(|e| e.to_string())?;
     }
-    for f in ["scripts/sandbox", "tests/standin/main.rs", "tests/standin/images.txt"] {
-        std::fs::copy(common::repo().join(f), root.join(f)).map_err(|e| format!("copy {f}: {e}"))?;
+    std::fs::copy(common::repo().join("scripts/sandbox"), root.join("scripts/sandbox"))
+        .map_err(|e| format!("copy scripts/sandbox: {e}"))?;
+    // The stand-in's every file (its modules too).
+    let standin = common::repo().join("tests/standin");
+    for entry in std::fs::read_dir(&standin).map_err(|e| format!("read {}: {e}", standin.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_file() {
+            let to = root.join("tests/standin").join(path.file_name().unwrap_or_default());
+            std::fs::copy(&path, &to).map_err(|e| format!("copy {}: {e}", path.display()))?;
+        }
     }
     Ok(root)
 }
