@@ -225,9 +225,11 @@ struct Timers {
 }
 
 impl Timers {
-    fn recheck_in(&mut self, after: Duration) {
-        let at = tokio::time::Instant::now() + after;
-        self.recheck_at = Some(self.recheck_at.map_or(at, |r| r.min(at)));
+    /// A reconcile ran to its end and asked to look again after `after`
+    /// (or not at all): it saw everything, so an earlier reconcile's
+    /// pending recheck is superseded, not kept.
+    fn recheck(&mut self, after: Option<Duration>) {
+        self.recheck_at = after.map(|a| tokio::time::Instant::now() + a);
     }
 }
 
@@ -359,9 +361,7 @@ fn schedule(result: &Result<Done, ReconcileError>, retry: &mut Backoff, timers: 
     match result {
         Ok(Done::Applied { written, recheck }) => {
             retry.reset();
-            if let Some(after) = recheck {
-                timers.recheck_in(*after);
-            }
+            timers.recheck(*recheck);
             for w in written {
                 tracing::info!("{w}");
             }
@@ -419,5 +419,43 @@ fn record(ctx: &Context, batch: &[Trigger], result: &Result<Done, ReconcileError
         .record_reconcile(batch.iter().map(Trigger::kind), outcome, category, elapsed, &writes);
     if let Some(st) = ctx.snapshot() {
         ctx.metrics.observe_status(&st);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_reconcile_decides_whether_to_look_again() {
+        let mut timers = Timers::default();
+        let mut retry = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let applied = |recheck| {
+            Ok(Done::Applied {
+                written: Vec::new(),
+                recheck,
+            })
+        };
+        schedule(
+            &applied(Some(Duration::from_secs(2))),
+            &mut retry,
+            &mut timers,
+            Duration::ZERO,
+        );
+        assert!(timers.recheck_at.is_some(), "tasks starting: look again");
+        // A later reconcile found everything in place: the pending recheck
+        // is not run (it would look at nothing new, and wake a stray reconcile).
+        schedule(&applied(None), &mut retry, &mut timers, Duration::ZERO);
+        assert!(timers.recheck_at.is_none());
+        // A failed reconcile keeps what was asked before.
+        schedule(
+            &applied(Some(Duration::from_secs(2))),
+            &mut retry,
+            &mut timers,
+            Duration::ZERO,
+        );
+        let failed: Result<Done, ReconcileError> = Err(ReconcileError::Invalid(Vec::new()));
+        schedule(&failed, &mut retry, &mut timers, Duration::ZERO);
+        assert!(timers.recheck_at.is_some());
     }
 }

@@ -661,7 +661,14 @@ async fn running_task(docker: &Docker, service_id: &str) -> Result<Vec<String>, 
 /// Broken, empty or truncated desired state removes nothing.
 pub fn bad_desired_state_removes_nothing(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itsafe";
-    expect_code(&sl(sb, "apply", stack, &[]), 0, "apply")?;
+    // Waits for the tasks: the engine itself updates a new service once
+    // (its endpoint allocated, a new version) before its tasks are
+    // scheduled; a snapshot taken earlier sees that as a change.
+    expect_code(
+        &sl(sb, "apply", stack, &["--wait", "--wait-timeout", "120s"]),
+        0,
+        "apply",
+    )?;
     let dir = common::temp_dir(stack);
     let broken = dir.join("broken.yaml");
     std::fs::write(&broken, "kibana:\n  domain: [unclosed\n").map_err(|e| e.to_string())?;
