@@ -988,15 +988,23 @@ pub fn http_flood_keeps_reconciling(sb: &Sandbox, rt: &tokio::runtime::Runtime) 
                 )
                 .await?;
                 let took = t0.elapsed();
-                let created = writes(&proxy.since(mark))
-                    .into_iter()
-                    .any(|c| c.path == "/services/create" && c.status == Some(201));
-                if !created {
-                    return Err(format!(
-                        "removal {i}: no create at the engine:\n{}",
-                        describe(&proxy.since(mark))
-                    ));
-                }
+                // The engine has the service before its answer to the
+                // create has passed the proxy: wait for that answer.
+                wait_for(
+                    &format!("removal {i}: the create answered 201 through the proxy"),
+                    Duration::from_secs(10),
+                    || async {
+                        let created = writes(&proxy.since(mark))
+                            .into_iter()
+                            .any(|c| c.path == "/services/create" && c.status == Some(201));
+                        if created {
+                            Ok(Some(()))
+                        } else {
+                            Err(format!("no create answered yet:\n{}", describe(&proxy.since(mark))))
+                        }
+                    },
+                )
+                .await?;
                 repairs.push(took);
                 converged(
                     sb,
