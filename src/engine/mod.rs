@@ -234,6 +234,18 @@ impl Engine {
         name: &str,
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, EngineError> {
+        self.within_deadline(what, name, async { call.await.map_err(|e| self.err(what, name, e)) })
+            .await
+    }
+
+    /// `call` under the per-call deadline, its time in the trace log
+    /// (`engine call`); [`Engine::bounded`] and the raw reads use it.
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        what: &str,
+        name: &str,
+        call: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
         let started = std::time::Instant::now();
         let answer = tokio::time::timeout(self.timeout, call).await;
         tracing::trace!(
@@ -242,14 +254,13 @@ impl Engine {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "engine call"
         );
-        match answer {
-            Ok(r) => r.map_err(|e| self.err(what, name, e)),
-            Err(_) => Err(EngineError::Timeout {
+        answer.unwrap_or_else(|_| {
+            Err(EngineError::Timeout {
                 what: what.to_string(),
                 name: name.to_string(),
                 after: self.timeout,
-            }),
-        }
+            })
+        })
     }
 
     /// The per-call deadline.

@@ -40,17 +40,7 @@ impl Engine {
                 self.request(stream, what, &uri).await
             }
         };
-        let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(self.timeout, call).await;
-        tracing::trace!(call = what, ms = started.elapsed().as_secs_f64() * 1e3, "engine call");
-        match answer {
-            Ok(r) => r,
-            Err(_) => Err(EngineError::Timeout {
-                what: what.to_string(),
-                name: String::new(),
-                after: self.timeout,
-            }),
-        }
+        self.within_deadline(what, "", call).await
     }
 
     fn unreachable(&self, detail: String) -> EngineError {
