@@ -5,6 +5,7 @@
 //! (configs and secrets), services, removals; normalise and placement are
 //! the comparisons they share.
 
+pub mod cluster;
 pub mod converge;
 mod files;
 mod networks;

@@ -80,10 +80,12 @@ pub(super) fn pinned(inputs: &Inputs, d: &DesiredService, o: Option<&Service>) -
         .get_or_insert_with(Default::default)
         .placement
         .get_or_insert_with(TaskSpecPlacement::default);
-    placement
-        .constraints
-        .get_or_insert_with(Vec::new)
-        .push(format!("node.id=={node_id}"));
+    let pin = format!("node.id=={node_id}");
+    let constraints = placement.constraints.get_or_insert_with(Vec::new);
+    // A spec bound to its node already (an Elasticsearch cluster's member).
+    if !constraints.iter().any(|c| c.replace(' ', "") == pin) {
+        constraints.push(pin);
+    }
     Ok(spec)
 }
 

@@ -13,7 +13,7 @@ use crate::render::desired::{LABEL_COMPANION, LABEL_SPEC_HASH};
 
 pub(super) fn plan(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wanted, p: &mut Plan) {
     let o = inputs.observed;
-    services(inputs, wanted, p);
+    services(inputs, held, wanted, p);
     // Services that keep running with the files they use now.
     let staying: Vec<&Service> = o
         .services
@@ -63,7 +63,7 @@ fn user_companion(labels: Option<&HashMap<String, String>>) -> bool {
     labels.is_some_and(|l| l.contains_key(LABEL_COMPANION) && !l.contains_key(LABEL_SPEC_HASH))
 }
 
-fn services(inputs: &Inputs, wanted: &Wanted, p: &mut Plan) {
+fn services(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wanted, p: &mut Plan) {
     let owned: Vec<&Service> = inputs
         .observed
         .services
@@ -76,7 +76,14 @@ fn services(inputs: &Inputs, wanted: &Wanted, p: &mut Plan) {
     let mut removed = 0;
     for s in &owned {
         let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
-        if !wanted.services.contains(&name) {
+        if let (false, Some(why)) = (wanted.services.contains(&name), held.get(&name)) {
+            // Held and no longer desired: kept as it is, said why.
+            p.held.push(super::Held {
+                service: name,
+                fields: Vec::new(),
+                why: why.clone(),
+            });
+        } else if !wanted.services.contains(&name) {
             removed += 1;
             p.actions.push(Action::RemoveService {
                 name,

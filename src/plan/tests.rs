@@ -11,7 +11,7 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn desired_with(values: &str) -> DesiredState {
+pub(super) fn desired_with(values: &str) -> DesiredState {
     let chart = Chart::embedded().expect("chart");
     chart
         .render(&RenderOptions {
@@ -28,7 +28,7 @@ fn desired() -> DesiredState {
     desired_with("")
 }
 
-fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
+pub(super) fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
     Node {
         id: Some(id.into()),
         spec: Some(NodeSpec {
@@ -50,7 +50,7 @@ fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
 
 /// The swarm as the daemon would show it after creating `d`: IDs for
 /// network names, defaults filled in.
-fn observed_from(d: &DesiredState) -> Observed {
+pub(super) fn observed_from(d: &DesiredState) -> Observed {
     let mut networks: Vec<Network> = d
         .networks
         .iter()

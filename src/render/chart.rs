@@ -324,6 +324,7 @@ impl Chart {
         let loaded = load::load(&compose_name, &compose_text, opts.env)?;
         let mut desired = desired::convert(&stack, &loaded, &|p| self.read_file(p))?;
         desired.letsencrypt = self.companion(&values)?;
+        self.check_elasticsearch(&values)?;
         let mut files = Vec::new();
         for def in loaded.compose.configs.values().chain(loaded.compose.secrets.values()) {
             if let (Some(f), false) = (&def.file, def.external) {
@@ -403,6 +404,40 @@ impl Chart {
         }
         if problems.is_empty() {
             Ok(c)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// The values' `elasticsearch.topology` and `masterNodes`, which the
+    /// template only copies into labels.
+    fn check_elasticsearch(&self, values: &Json) -> Result<(), Problems> {
+        let file = format!("{} values", self.name);
+        let Some(es) = values.get("elasticsearch") else {
+            return Ok(());
+        };
+        let mut problems = Vec::new();
+        let field = |k: &str| ["elasticsearch".to_string(), k.to_string()];
+        if let Some(t) = es.get("topology").and_then(Json::as_str) {
+            if t != "single" && t != "cluster" {
+                problems.push(
+                    Problem::new(&file, format!("unknown topology {t:?}: single or cluster")).field(&field("topology")),
+                );
+            }
+        }
+        if let Some(m) = es.get("masterNodes") {
+            if !m.as_u64().is_some_and(|m| m >= 1) {
+                problems.push(
+                    Problem::new(
+                        &file,
+                        format!("masterNodes must be a whole number of at least 1, not {m}"),
+                    )
+                    .field(&field("masterNodes")),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
         } else {
             Err(Problems(problems))
         }

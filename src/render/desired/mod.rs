@@ -345,6 +345,13 @@ fn services(ctx: &mut Ctx, names: &Names) -> Services {
     out
 }
 
+/// A service's spec with swarmlog's managed-labels list and spec hash in
+/// place (for a spec made from a rendered one, such as an Elasticsearch
+/// cluster's members).
+pub fn rehash(key: &str, spec: ServiceSpec) -> DesiredService {
+    desired_service(key, spec)
+}
+
 /// A service's spec with swarmlog's managed-labels list and spec hash in place.
 fn desired_service(key: &str, mut spec: ServiceSpec) -> DesiredService {
     if let Some(l) = spec.labels.as_mut() {

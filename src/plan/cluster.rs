@@ -1,0 +1,545 @@
+//! Plan, Elasticsearch cluster (pure): with `topology: cluster`, the
+//! rendered `elasticsearch` service is a template, and the services that
+//! exist are its members, one per logger node: `<stack>_es_<hostname>`,
+//! bound to its node (`node.id == ID`, the data-node label) with that
+//! node's own volume.
+//!
+//! Which members there are comes from the swarm: every member that exists
+//! stays (a node that left or lost its label keeps its service, reported;
+//! removing one is `swarmlog es decommission`), and every available node
+//! the template's constraints allow that has none gets one. The first
+//! `io.swarmlog.es.master-nodes` members (by hostname) are master-eligible;
+//! a member keeps the role it was created with.
+//!
+//! Bootstrap happens once: `cluster.initial_master_nodes` is set only while
+//! no cluster UUID is known (recorded on the members' label
+//! [`LABEL_ES_CLUSTER_UUID`] once the operator read it from Elasticsearch).
+//! After that, a new member never gets it, and a member that still has it
+//! from the bootstrap keeps it as it is until its next rolling change: taking
+//! it away alone would restart every node at once for nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bollard::models::{Node, Service, ServiceSpec};
+
+use super::pinning::LABEL_DATA_NODE;
+use super::placement::{available, constraints_of, hostname, node_matches};
+use crate::engine::Observed;
+use crate::render::desired::{rehash, DesiredService, DesiredState, LABEL_MANAGED, LABEL_SPEC_HASH};
+
+/// Service label: the Elasticsearch service and its topology (`single` or `cluster`).
+pub const LABEL_ES: &str = "io.swarmlog.elasticsearch";
+/// Template label: how many members are master-eligible.
+pub const LABEL_ES_MASTER_NODES: &str = "io.swarmlog.es.master-nodes";
+/// Member label: the template's service name (`<stack>_elasticsearch`).
+pub const LABEL_ES_MEMBER_OF: &str = "io.swarmlog.es.member-of";
+/// Member label: `true` when master-eligible.
+pub const LABEL_ES_MASTER: &str = "io.swarmlog.es.master";
+/// Member label: the cluster UUID the members formed (read from Elasticsearch).
+pub const LABEL_ES_CLUSTER_UUID: &str = "io.swarmlog.es.cluster-uuid";
+/// Member label: where a rolling change of this member stands.
+pub const LABEL_ES_ROLL: &str = "io.swarmlog.es.roll";
+/// Member label: the hostname of its node when it was made (for people).
+pub const LABEL_ES_HOSTNAME: &str = "io.swarmlog.es.hostname";
+
+/// Environment keys swarmlog sets on each member.
+pub const ENV_NODE_NAME: &str = "node.name";
+pub const ENV_SEED_HOSTS: &str = "discovery.seed_hosts";
+pub const ENV_PUBLISH_HOST: &str = "network.publish_host";
+pub const ENV_ROLES: &str = "node.roles";
+pub const ENV_INITIAL_MASTERS: &str = "cluster.initial_master_nodes";
+/// The roles of a member that is not master-eligible.
+pub const DATA_ROLES: &str = "data,ingest";
+
+/// How many master-eligible members a template asks for when it does not say.
+pub const DEFAULT_MASTER_NODES: usize = 3;
+
+/// Elasticsearch's topology in a desired state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Single,
+    Cluster,
+}
+
+/// The Elasticsearch service of a desired state (the template, in a
+/// cluster), and its topology.
+pub fn elasticsearch(desired: &DesiredState) -> Option<(&DesiredService, Topology)> {
+    desired.services.iter().find_map(|s| {
+        let t = match s.spec.labels.as_ref()?.get(LABEL_ES)?.as_str() {
+            "cluster" => Topology::Cluster,
+            _ => Topology::Single,
+        };
+        Some((s, t))
+    })
+}
+
+/// One member of the cluster, existing or to be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its service name, which is also its `node.name`.
+    pub name: String,
+    pub node_id: String,
+    /// The node's hostname now (or when the member was made, if the node is gone).
+    pub hostname: String,
+    pub master: bool,
+    /// The service exists.
+    pub exists: bool,
+    /// Its node is in the swarm, ready and active.
+    pub node_available: bool,
+    /// Its node still matches the template's constraints (a logger node).
+    pub node_selected: bool,
+}
+
+/// The cluster the swarm holds or should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    /// The template's service name.
+    pub template: String,
+    pub members: Vec<Member>,
+    /// The cluster UUID recorded on a member, if any.
+    pub recorded_uuid: Option<String>,
+    pub master_nodes: usize,
+}
+
+impl Cluster {
+    pub fn masters(&self) -> Vec<&Member> {
+        self.members.iter().filter(|m| m.master).collect()
+    }
+
+    /// What failure the masters survive, in words.
+    pub fn survives(&self) -> String {
+        let m = self.masters().len();
+        match m {
+            0 => "no master-eligible node yet".to_string(),
+            1 => "no node failure: one master-eligible node (label three logger nodes for a quorum that survives one)"
+                .to_string(),
+            2 => "no master failure: two master-eligible nodes need both for a quorum (a third logger node fixes this)"
+                .to_string(),
+            m => format!(
+                "the loss of {} master-eligible node{} ({m} master-eligible, a quorum is {})",
+                (m - 1) / 2,
+                if (m - 1) / 2 == 1 { "" } else { "s" },
+                m / 2 + 1
+            ),
+        }
+    }
+}
+
+fn label<'a>(s: &'a Service, key: &str) -> Option<&'a str> {
+    s.spec.as_ref()?.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The members of the cluster of `template` that exist, by name.
+pub fn existing_members<'a>(observed: &'a Observed, template: &str) -> Vec<&'a Service> {
+    let mut v: Vec<&Service> = observed
+        .services
+        .iter()
+        .filter(|s| label(s, LABEL_ES_MEMBER_OF) == Some(template))
+        .collect();
+    v.sort_by_key(|s| s.spec.as_ref().and_then(|s| s.name.clone()));
+    v
+}
+
+/// A service-name part from a hostname: lowercase letters, digits and `-`.
+fn name_part(host: &str) -> String {
+    let mut out: String = host
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    out = out.trim_matches('-').to_string();
+    out.truncate(40);
+    out.trim_end_matches('-').to_string()
+}
+
+/// The cluster of `desired`'s template as the swarm stands: the members that
+/// exist, then one for each available node the template allows that has none.
+pub fn cluster(desired: &DesiredState, observed: &Observed) -> Option<Cluster> {
+    let (template, Topology::Cluster) = elasticsearch(desired)? else {
+        return None;
+    };
+    let tname = template.spec.name.clone().unwrap_or_default();
+    let labels = template.spec.labels.clone().unwrap_or_default();
+    let master_nodes = labels
+        .get(LABEL_ES_MASTER_NODES)
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MASTER_NODES);
+    let constraints = constraints_of(&template.spec);
+    let node_by_id = |id: &str| observed.nodes.iter().find(|n| n.id.as_deref() == Some(id));
+    let mut members = Vec::new();
+    let mut recorded_uuid = None;
+    for s in existing_members(observed, &tname) {
+        let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        let node_id = label(s, LABEL_DATA_NODE).unwrap_or_default().to_string();
+        let node = node_by_id(&node_id);
+        if recorded_uuid.is_none() {
+            recorded_uuid = label(s, LABEL_ES_CLUSTER_UUID).map(str::to_string);
+        }
+        members.push(Member {
+            name,
+            hostname: node
+                .map(hostname)
+                .or_else(|| label(s, LABEL_ES_HOSTNAME).map(str::to_string))
+                .unwrap_or_default(),
+            node_id,
+            master: label(s, LABEL_ES_MASTER) == Some("true"),
+            exists: true,
+            node_available: node.is_some_and(available),
+            node_selected: node.is_some_and(|n| node_matches(n, &constraints)),
+        });
+    }
+    let prefix = tname.strip_suffix("_elasticsearch").unwrap_or(&tname).to_string();
+    let mut candidates: Vec<&Node> = observed
+        .nodes
+        .iter()
+        .filter(|n| available(n) && node_matches(n, &constraints))
+        .filter(|n| !members.iter().any(|m| Some(m.node_id.as_str()) == n.id.as_deref()))
+        .collect();
+    candidates.sort_by_key(|n| (hostname(n), n.id.clone()));
+    let mut masters = members.iter().filter(|m| m.master).count();
+    for n in candidates {
+        let id = n.id.clone().unwrap_or_default();
+        let host = hostname(n);
+        let part = name_part(&host);
+        let mut name = format!("{prefix}_es_{}", if part.is_empty() { &id } else { &part });
+        if members.iter().any(|m| m.name == name) || observed_has(observed, &name) {
+            name = format!("{name}_{}", id.chars().take(6).collect::<String>());
+        }
+        let master = masters < master_nodes;
+        masters += usize::from(master);
+        members.push(Member {
+            name,
+            node_id: id,
+            hostname: host,
+            master,
+            exists: false,
+            node_available: true,
+            node_selected: true,
+        });
+    }
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(Cluster {
+        template: tname,
+        members,
+        recorded_uuid,
+        master_nodes,
+    })
+}
+
+fn observed_has(observed: &Observed, name: &str) -> bool {
+    observed
+        .services
+        .iter()
+        .any(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
+}
+
+/// The desired state with the template replaced by its members' services.
+/// `uuid`: the cluster UUID Elasticsearch reported, when the operator read
+/// it (recorded on every member; the bootstrap setting is then never given
+/// again). Without a cluster topology, `desired` as it is.
+pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -> DesiredState {
+    let Some(c) = cluster(desired, observed) else {
+        return desired.clone();
+    };
+    let Some(template) = desired
+        .services
+        .iter()
+        .find(|s| s.spec.name.as_deref() == Some(&c.template))
+    else {
+        return desired.clone();
+    };
+    let uuid = c.recorded_uuid.as_deref().or(uuid);
+    let masters: Vec<&str> = c.masters().iter().map(|m| m.name.as_str()).collect();
+    let mut out = desired.clone();
+    out.services.retain(|s| s.spec.name.as_deref() != Some(&c.template));
+    // A running single Elasticsearch of this name stays: moving its data
+    // into a cluster is a step of its own (see the README).
+    if observed_has(observed, &c.template) {
+        out.held.insert(
+            c.template.clone(),
+            format!(
+                "{} runs as a single node: switching it to topology cluster is not automatic (see the README, \"Elasticsearch as a cluster\"); it is kept as it is",
+                c.template
+            ),
+        );
+    }
+    for m in &c.members {
+        let observed_spec = observed
+            .services
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(m.name.as_str()))
+            .and_then(|s| s.spec.as_ref());
+        out.services
+            .push(member_service(template, &m.clone(), &masters, uuid, observed_spec));
+    }
+    out.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    out
+}
+
+fn env_of(spec: &ServiceSpec) -> Vec<String> {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default()
+}
+
+fn env_get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// One member's service: the template's, named and bound to its node, with
+/// the settings that make it a node of this cluster.
+fn member_service(
+    template: &DesiredService,
+    m: &Member,
+    masters: &[&str],
+    uuid: Option<&str>,
+    observed: Option<&ServiceSpec>,
+) -> DesiredService {
+    let mut spec = template.spec.clone();
+    spec.name = Some(m.name.clone());
+    let labels = spec.labels.get_or_insert_with(HashMap::new);
+    labels.remove(LABEL_MANAGED);
+    labels.remove(LABEL_SPEC_HASH);
+    labels.insert(
+        LABEL_ES_MEMBER_OF.to_string(),
+        template.spec.name.clone().unwrap_or_default(),
+    );
+    labels.insert(LABEL_ES_MASTER.to_string(), m.master.to_string());
+    labels.insert(LABEL_DATA_NODE.to_string(), m.node_id.clone());
+    let hostname = observed
+        .and_then(|o| o.labels.as_ref()?.get(LABEL_ES_HOSTNAME).cloned())
+        .unwrap_or_else(|| m.hostname.clone());
+    labels.insert(LABEL_ES_HOSTNAME.to_string(), hostname);
+    if let Some(u) = uuid {
+        labels.insert(LABEL_ES_CLUSTER_UUID.to_string(), u.to_string());
+    }
+    let mut set: BTreeMap<&str, String> = BTreeMap::new();
+    set.insert(ENV_NODE_NAME, m.name.clone());
+    set.insert(ENV_SEED_HOSTS, masters.join(","));
+    set.insert(ENV_PUBLISH_HOST, m.name.clone());
+    if !m.master {
+        set.insert(ENV_ROLES, DATA_ROLES.to_string());
+    }
+    let observed_env = observed.map(env_of).unwrap_or_default();
+    match (uuid, env_get(&observed_env, ENV_INITIAL_MASTERS)) {
+        // Never formed: bootstrap with the master-eligible members.
+        (None, _) => {
+            set.insert(ENV_INITIAL_MASTERS, masters.join(","));
+        }
+        // Formed, and this member still has it from the bootstrap: as it is.
+        (Some(_), Some(kept)) => {
+            set.insert(ENV_INITIAL_MASTERS, kept.to_string());
+        }
+        (Some(_), None) => {}
+    }
+    let ours: BTreeSet<&str> = [
+        ENV_NODE_NAME,
+        ENV_SEED_HOSTS,
+        ENV_PUBLISH_HOST,
+        ENV_ROLES,
+        ENV_INITIAL_MASTERS,
+    ]
+    .into();
+    if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+        let mut env: Vec<String> = c
+            .env
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| !ours.contains(e.split('=').next().unwrap_or_default()))
+            .collect();
+        env.extend(set.iter().map(|(k, v)| format!("{k}={v}")));
+        env.sort();
+        c.env = Some(env);
+    }
+    if let Some(p) = spec.task_template.as_mut().and_then(|t| t.placement.as_mut()) {
+        p.constraints = Some(vec![format!("node.id == {}", m.node_id)]);
+    }
+    rehash(&template.key, spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{desired_with, node as any_node, observed_from};
+
+    fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
+        let mut n = any_node(id, host, labels);
+        if let Some(s) = n.spec.as_mut() {
+            s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE);
+        }
+        n
+    }
+
+    fn cluster_values(masters: usize) -> DesiredState {
+        desired_with(&format!(
+            "elasticsearch:\n  topology: cluster\n  masterNodes: {masters}\n  preflight:\n    maxMapCount: 0\n"
+        ))
+    }
+
+    fn loggers(hosts: &[&str]) -> Vec<Node> {
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| node(&format!("id{i}"), h, &[("logger", "true")]))
+            .collect()
+    }
+
+    fn env(s: &DesiredService) -> Vec<String> {
+        env_of(&s.spec)
+    }
+
+    fn member<'a>(d: &'a DesiredState, name: &str) -> &'a DesiredService {
+        d.services
+            .iter()
+            .find(|s| s.spec.name.as_deref() == Some(name))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {name} in {:?}",
+                    d.services.iter().map(|s| &s.spec.name).collect::<Vec<_>>()
+                )
+            })
+    }
+
+    #[test]
+    fn one_member_per_logger_node_and_the_first_three_are_masters() {
+        let d = cluster_values(3);
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-2", "Logger_1", "logger-3", "logger-4"]);
+        o.nodes.push(node("w", "worker-1", &[]));
+        let x = expand(&d, &o, None);
+        let names: Vec<&str> = x.services.iter().filter_map(|s| s.spec.name.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                "logging_es_logger-1",
+                "logging_es_logger-2",
+                "logging_es_logger-3",
+                "logging_es_logger-4",
+                "logging_kibana",
+                "logging_logstash"
+            ]
+        );
+        let m1 = member(&x, "logging_es_logger-1");
+        let e = env(m1);
+        assert!(e.contains(&"node.name=logging_es_logger-1".to_string()), "{e:?}");
+        assert!(e.contains(&"network.publish_host=logging_es_logger-1".to_string()));
+        let masters = "logging_es_logger-1,logging_es_logger-2,logging_es_logger-3";
+        assert!(e.contains(&format!("discovery.seed_hosts={masters}")));
+        assert!(e.contains(&format!("cluster.initial_master_nodes={masters}")));
+        assert!(
+            !e.iter().any(|v| v.starts_with("node.roles=")),
+            "masters keep every role"
+        );
+        assert!(!e.iter().any(|v| v.starts_with("discovery.type=")));
+        let e4 = env(member(&x, "logging_es_logger-4"));
+        assert!(e4.contains(&"node.roles=data,ingest".to_string()), "{e4:?}");
+        assert_eq!(
+            constraints_of(&m1.spec),
+            ["node.id == id1"],
+            "bound to its node, not to the label"
+        );
+        let l = m1.spec.labels.as_ref().expect("labels");
+        assert_eq!(l.get(LABEL_ES_MASTER).map(String::as_str), Some("true"));
+        assert_eq!(l.get(LABEL_DATA_NODE).map(String::as_str), Some("id1"));
+        assert_eq!(l.get(LABEL_SPEC_HASH), Some(&m1.hash));
+        assert_ne!(m1.hash, member(&x, "logging_es_logger-2").hash);
+    }
+
+    #[test]
+    fn existing_members_stay_and_a_formed_cluster_never_bootstraps_again() {
+        let d = cluster_values(3);
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        // Bootstrapped: the members exist, the UUID not recorded yet.
+        let formed = expand(&d, &o, None);
+        let mut o = observed_from(&formed);
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        // logger-3 lost its label and logger-4 joined.
+        o.nodes[2] = node("id2", "logger-3", &[]);
+        o.nodes.push(node("id3", "logger-4", &[("logger", "true")]));
+        // The operator read the cluster UUID from Elasticsearch.
+        let x = expand(&d, &o, Some("uuid-1"));
+        let m3 = member(&x, "logging_es_logger-3");
+        assert_eq!(env(m3), env(member(&formed, "logging_es_logger-3")), "kept as it was");
+        let e1 = env(member(&x, "logging_es_logger-1"));
+        assert!(
+            e1.iter().any(|v| v.starts_with("cluster.initial_master_nodes=")),
+            "a bootstrap member keeps the setting until its next roll: {e1:?}"
+        );
+        let e4 = env(member(&x, "logging_es_logger-4"));
+        assert!(
+            !e4.iter().any(|v| v.starts_with("cluster.initial_master_nodes")),
+            "a node joining a formed cluster never gets it: {e4:?}"
+        );
+        assert!(
+            e4.contains(&"node.roles=data,ingest".to_string()),
+            "three masters already"
+        );
+        let l4 = member(&x, "logging_es_logger-4")
+            .spec
+            .labels
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(l4.get(LABEL_ES_CLUSTER_UUID).map(String::as_str), Some("uuid-1"));
+    }
+
+    #[test]
+    fn a_running_single_node_is_kept_not_replaced() {
+        let single = desired_with("elasticsearch:\n  preflight:\n    maxMapCount: 0\n");
+        let mut o = observed_from(&single);
+        o.nodes = loggers(&["logger-1"]);
+        let x = expand(&cluster_values(3), &o, None);
+        assert!(x.held.contains_key("logging_elasticsearch"), "{:?}", x.held);
+        assert!(x
+            .services
+            .iter()
+            .any(|s| s.spec.name.as_deref() == Some("logging_es_logger-1")));
+        let p = crate::plan::plan(&x, &o, Default::default());
+        assert!(
+            !p.actions.iter().any(
+                |a| matches!(a, crate::plan::Action::RemoveService { name, .. } if name == "logging_elasticsearch")
+            ),
+            "{:?}",
+            p.actions
+        );
+    }
+
+    #[test]
+    fn survivable_failures_are_said() {
+        let mut c = Cluster::default();
+        let m = |name: &str| Member {
+            name: name.into(),
+            node_id: name.into(),
+            hostname: name.into(),
+            master: true,
+            exists: true,
+            node_available: true,
+            node_selected: true,
+        };
+        c.members = vec![m("a")];
+        assert!(c.survives().starts_with("no node failure"));
+        c.members.push(m("b"));
+        assert!(c.survives().starts_with("no master failure"));
+        c.members.push(m("c"));
+        assert_eq!(
+            c.survives(),
+            "the loss of 1 master-eligible node (3 master-eligible, a quorum is 2)"
+        );
+    }
+
+    #[test]
+    fn hostnames_become_name_parts() {
+        assert_eq!(name_part("Logger_1.example.com"), "logger-1-example-com");
+        assert_eq!(name_part("--"), "");
+    }
+}
