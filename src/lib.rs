@@ -10,6 +10,7 @@ pub mod clock;
 pub mod controller;
 pub mod diag;
 pub mod engine;
+pub mod es;
 pub mod http;
 pub mod letsencrypt;
 pub mod metrics;

@@ -404,3 +404,75 @@ fn two_of_three_masters_gone_means_no_master() {
     let two: Vec<&Node> = nodes[..2].iter().collect();
     wait_health(&two, "yellow", 2);
 }
+
+/// swarmlog's own client reads the simulator into its own types (what
+/// /status shows), writes the allocation setting and flushes; a node with no
+/// master is an error the client names, an address nobody serves is
+/// unreachable.
+#[test]
+fn the_operators_client_reads_and_steers_the_cluster() {
+    use swarmlog::es::{client::Client, Color};
+    let dir = tempdir("client");
+    let nodes = three(&dir);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = Client::new(Duration::from_secs(3));
+    let base = format!("http://127.0.0.1:{}", nodes[1].http);
+    rt.block_on(async {
+        let s = client.read(&base).await.expect("a read");
+        assert_eq!(s.health.status, Color::Green);
+        assert_eq!(s.cluster_uuid.as_deref(), Some(cluster_uuid(&nodes[0]).as_str()));
+        let names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["es-a", "es-b", "es-c"]);
+        assert!(s.nodes[0].elected_master && s.nodes.iter().all(|n| n.master_eligible));
+        assert_eq!(s.nodes.iter().filter_map(|n| n.shards).sum::<u64>(), 8);
+        assert!(s.nodes.iter().all(|n| n.disk_percent.is_some() && n.disk_total_bytes.is_some()));
+        assert_eq!(s.allocation_enable, None);
+
+        client
+            .put_persistent(&base, "cluster.routing.allocation.enable", Some("primaries"))
+            .await
+            .expect("setting acknowledged");
+        client.flush(&base).await.expect("flush");
+        let s = client.read(&base).await.expect("a read");
+        assert_eq!(s.allocation_enable.as_deref(), Some("primaries"));
+        client
+            .put_persistent(&base, "cluster.routing.allocation.enable", None)
+            .await
+            .expect("reset acknowledged");
+        let s = client.read(&base).await.expect("a read");
+        assert_eq!(s.allocation_enable, None);
+
+        // Nobody listens there: unreachable, quickly, named.
+        let gone = format!("http://127.0.0.1:{}", free_port());
+        match client.read_any(&[gone.clone(), base.clone()]).await {
+            Ok(s) => assert_eq!(s.endpoint, base, "the second address answered"),
+            Err(e) => panic!("{e:?}"),
+        }
+        let err = client.read(&gone).await.expect_err("nobody there");
+        assert!(err.to_string().contains(&gone), "{err}");
+    });
+    let log: String = get(&nodes[1], "/_standin/requests")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    assert!(log.contains("PUT /_cluster/settings"), "{log}");
+    assert!(log.contains("POST /_flush"), "{log}");
+
+    // A lone fresh node: no master, the client says what Elasticsearch says.
+    let mut lone = Node::new(&dir, "es-lone");
+    lone.start(&[], &[], &[]);
+    let base = format!("http://127.0.0.1:{}", lone.http);
+    wait("the lone node answering /", 20, &[&lone], || match get(&lone, "/") {
+        Some((200, _)) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    rt.block_on(async {
+        let err = client.read(&base).await.expect_err("no master");
+        assert!(err.to_string().contains("master_not_discovered_exception"), "{err}");
+        assert_eq!(client.root(&base).await.expect("root").1, None, "no cluster UUID yet");
+    });
+}

@@ -1,0 +1,209 @@
+//! Elasticsearch client (I/O): plain HTTP to the addresses the operator
+//! reaches the cluster at, every call bounded by a deadline. An address
+//! that does not answer is a state the caller reports, never a panic or an
+//! endless wait.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value as Json;
+
+use super::{flat_setting, nodes, CatAllocation, CatNode, Health, Snapshot};
+
+/// Largest answer read (cat tables of a large cluster fit).
+const MAX_ANSWER: usize = 16 << 20;
+
+pub const ALLOCATION_ENABLE: &str = "cluster.routing.allocation.enable";
+pub const EXCLUDE_NAME: &str = "cluster.routing.allocation.exclude._name";
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum EsError {
+    #[error("{url}: no answer within {}", humantime::format_duration(*.after))]
+    Timeout { url: String, after: Duration },
+    #[error("{url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    /// Elasticsearch answered with an error (such as 503 while no master is elected).
+    #[error("{url}: HTTP {status}: {reason}")]
+    Status { url: String, status: u16, reason: String },
+    #[error("{url}: unexpected answer: {detail}")]
+    Answer { url: String, detail: String },
+}
+
+/// A client for one cluster.
+#[derive(Clone)]
+pub struct Client {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(timeout: Duration) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        Client {
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        }
+    }
+
+    /// One call: `method base+path`, with a JSON body; the answer's JSON.
+    pub async fn call(&self, base: &str, method: &str, path: &str, body: Option<&Json>) -> Result<Json, EsError> {
+        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let unreachable = |detail: String| EsError::Unreachable {
+            url: url.clone(),
+            detail,
+        };
+        let mut req = hyper::Request::builder().method(method).uri(&url);
+        let bytes = match body {
+            Some(b) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| unreachable(format!("building the request: {e}")))?;
+        let work = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                let mut detail = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    detail = format!("{detail}: {s}");
+                    src = s.source();
+                }
+                unreachable(detail)
+            })?;
+            let status = resp.status().as_u16();
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, EsError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| EsError::Timeout {
+                url: url.clone(),
+                after: self.timeout,
+            })??;
+        let json: Result<Json, _> = serde_json::from_slice(&body);
+        if !(200..300).contains(&status) {
+            // Elasticsearch's errors: {"error":{"type":..,"reason":..},"status":..}
+            let reason = json
+                .as_ref()
+                .ok()
+                .and_then(|j| {
+                    let e = j.get("error")?;
+                    Some(match (e.get("type").and_then(Json::as_str), e.get("reason").and_then(Json::as_str)) {
+                        (Some(t), Some(r)) => format!("{t}: {r}"),
+                        _ => e.to_string(),
+                    })
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(EsError::Status { url, status, reason });
+        }
+        json.map_err(|e| EsError::Answer {
+            url,
+            detail: format!("not JSON: {e}"),
+        })
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(base: &str, path: &str, v: Json) -> Result<T, EsError> {
+        serde_json::from_value(v).map_err(|e| EsError::Answer {
+            url: format!("{base}{path}"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /`: the node's name and its cluster's UUID (`None` until it joined one).
+    pub async fn root(&self, base: &str) -> Result<(String, Option<String>), EsError> {
+        let v = self.call(base, "GET", "/", None).await?;
+        let name = v.get("name").and_then(Json::as_str).unwrap_or_default().to_string();
+        let uuid = v
+            .get("cluster_uuid")
+            .and_then(Json::as_str)
+            .filter(|u| !u.is_empty() && *u != "_na_")
+            .map(str::to_string);
+        Ok((name, uuid))
+    }
+
+    /// One read of the cluster through `base`.
+    pub async fn read(&self, base: &str) -> Result<Snapshot, EsError> {
+        let (root, health, cat, alloc, settings) = tokio::join!(
+            self.call(base, "GET", "/", None),
+            self.call(base, "GET", "/_cluster/health", None),
+            self.call(
+                base,
+                "GET",
+                "/_cat/nodes?format=json&h=name,node.role,master,version,ip",
+                None
+            ),
+            self.call(
+                base,
+                "GET",
+                "/_cat/allocation?format=json&bytes=b&h=node,shards,disk.percent,disk.used,disk.total",
+                None
+            ),
+            self.call(base, "GET", "/_cluster/settings?flat_settings=true", None),
+        );
+        let root = root?;
+        let health: Health = Self::typed(base, "/_cluster/health", health?)?;
+        let cat: Vec<CatNode> = Self::typed(base, "/_cat/nodes", cat?)?;
+        let alloc: Vec<CatAllocation> = Self::typed(base, "/_cat/allocation", alloc?)?;
+        let settings = settings?;
+        Ok(Snapshot {
+            endpoint: base.to_string(),
+            cluster_name: root
+                .get("cluster_name")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            cluster_uuid: root
+                .get("cluster_uuid")
+                .and_then(Json::as_str)
+                .filter(|u| !u.is_empty() && *u != "_na_")
+                .map(str::to_string),
+            health,
+            nodes: nodes(&cat, &alloc),
+            allocation_enable: flat_setting(&settings, ALLOCATION_ENABLE),
+            exclude_name: flat_setting(&settings, EXCLUDE_NAME),
+        })
+    }
+
+    /// The first of `bases` that gives a whole read, or every failure.
+    pub async fn read_any(&self, bases: &[String]) -> Result<Snapshot, Vec<EsError>> {
+        let mut errors = Vec::new();
+        for b in bases {
+            match self.read(b).await {
+                Ok(s) => return Ok(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(errors)
+    }
+
+    /// `PUT /_cluster/settings` with one persistent setting (`None` resets it).
+    pub async fn put_persistent(&self, base: &str, key: &str, value: Option<&str>) -> Result<(), EsError> {
+        let body = serde_json::json!({ "persistent": { key: value } });
+        let v = self.call(base, "PUT", "/_cluster/settings", Some(&body)).await?;
+        if v.get("acknowledged").and_then(Json::as_bool) != Some(true) {
+            return Err(EsError::Answer {
+                url: format!("{base}/_cluster/settings"),
+                detail: format!("not acknowledged: {v}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// `POST /_flush`: every index flushed (a restarting node recovers faster).
+    pub async fn flush(&self, base: &str) -> Result<(), EsError> {
+        self.call(base, "POST", "/_flush", None).await.map(|_| ())
+    }
+}
