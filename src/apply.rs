@@ -96,7 +96,19 @@ pub struct Report {
 /// Refuses before any write while the plan has blockers or conflicts.
 pub async fn apply(engine: &Engine, desired: &DesiredState, opts: PlanOptions) -> Result<Report, ApplyError> {
     let scope = Scope::of(desired);
-    apply_from(engine, desired, &scope, opts, None, &|_| true, &mut Memory::default()).await
+    let observed = observe_stack(engine, &scope).await?;
+    // An Elasticsearch cluster: its members, their restarts left to the operator.
+    let desired = crate::plan::roll::offline(desired, &observed, opts);
+    apply_from(
+        engine,
+        &desired,
+        &scope,
+        opts,
+        Some(observed),
+        &|_| true,
+        &mut Memory::default(),
+    )
+    .await
 }
 
 /// Whether a plan removes a config or a secret: the engine refuses while a

@@ -214,6 +214,18 @@ pub struct RunArgs {
     /// checked again; a passed check stands until the node changes.
     #[arg(long, env = "SWARMLOG_PREFLIGHT_RECHECK", default_value = "1m", value_parser = duration)]
     pub preflight_recheck: std::time::Duration,
+    /// Where Elasticsearch's HTTP API is reached (comma separated, tried in
+    /// order). Default: its services' names on the network the operator
+    /// shares with it (elasticsearch.operatorNetwork), port 9200.
+    #[arg(long, env = "SWARMLOG_ES_URL", value_delimiter = ',')]
+    pub es_url: Vec<String>,
+    /// How often Elasticsearch's health is read (every second during a
+    /// rolling change).
+    #[arg(long, env = "SWARMLOG_ES_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub es_interval: std::time::Duration,
+    /// Timeout of one call to Elasticsearch.
+    #[arg(long, env = "SWARMLOG_ES_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub es_timeout: std::time::Duration,
 }
 
 /// Where the Docker engine is.
@@ -365,6 +377,16 @@ impl RunArgs {
                 image: self.preflight_image.clone().filter(|i| !i.trim().is_empty()),
                 timeout: self.preflight_timeout,
                 recheck: self.preflight_recheck,
+            },
+            es: crate::controller::EsSettings {
+                urls: self
+                    .es_url
+                    .iter()
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+                interval: self.es_interval,
+                timeout: self.es_timeout,
             },
         })
     }

@@ -121,18 +121,19 @@ pub(crate) async fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let scope = swarmlog::engine::Scope::of(&rendered.desired);
     let observed = async {
         let mut observed = swarmlog::engine::observe_stack(&engine, &scope).await?;
-        let p = swarmlog::plan::plan(&rendered.desired, &observed, args.safety.options());
+        let desired = swarmlog::plan::roll::offline(&rendered.desired, &observed, args.safety.options());
+        let p = swarmlog::plan::plan(&desired, &observed, args.safety.options());
         swarmlog::apply::complete_for_removals(&engine, &mut observed, &p).await?;
-        Ok::<_, swarmlog::engine::EngineError>(observed)
+        Ok::<_, swarmlog::engine::EngineError>((observed, desired))
     };
-    let observed = match observed.await {
+    let (observed, desired) = match observed.await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(e.exit_code()));
         }
     };
-    let p = swarmlog::plan::plan(&rendered.desired, &observed, args.safety.options());
+    let p = swarmlog::plan::plan(&desired, &observed, args.safety.options());
     let shown = swarmlog::plan::redact::redacted(&p, args.show_values);
     match args.output {
         PlanFormat::Text => print!("{}", swarmlog::report::plan_text(&shown)),

@@ -415,7 +415,7 @@ mod tests {
             documented, actual,
             "docs/openapi.yaml Status properties differ from the /status document"
         );
-        for key in ["engine", "reconcile", "companion", "preflight"] {
+        for key in ["engine", "reconcile", "companion", "preflight", "elasticsearch"] {
             let name = schema[key]["$ref"]
                 .as_str()
                 .unwrap()

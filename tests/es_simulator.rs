@@ -430,7 +430,10 @@ fn the_operators_client_reads_and_steers_the_cluster() {
         assert_eq!(names, ["es-a", "es-b", "es-c"]);
         assert!(s.nodes[0].elected_master && s.nodes.iter().all(|n| n.master_eligible));
         assert_eq!(s.nodes.iter().filter_map(|n| n.shards).sum::<u64>(), 8);
-        assert!(s.nodes.iter().all(|n| n.disk_percent.is_some() && n.disk_total_bytes.is_some()));
+        assert!(s
+            .nodes
+            .iter()
+            .all(|n| n.disk_percent.is_some() && n.disk_total_bytes.is_some()));
         assert_eq!(s.allocation_enable, None);
 
         client

@@ -4,6 +4,7 @@
 //! decides when a failed one runs again.
 
 pub mod companion;
+pub mod es;
 pub mod leader;
 pub mod nodes;
 pub mod preflight;
@@ -46,6 +47,26 @@ pub struct Settings {
     /// Longest one reconcile may take before it is cancelled.
     pub reconcile_timeout: Duration,
     pub preflight: PreflightSettings,
+    pub es: EsSettings,
+}
+
+/// How the operator reaches Elasticsearch.
+#[derive(Debug, Clone)]
+pub struct EsSettings {
+    /// Addresses given by the user; empty: its services' names.
+    pub urls: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for EsSettings {
+    fn default() -> Self {
+        EsSettings {
+            urls: Vec::new(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The Elasticsearch preflight's settings.
@@ -79,6 +100,8 @@ pub struct Context {
     covered: std::sync::atomic::AtomicI64,
     /// What swarmlog last wrote per service (updates that do not stick are held).
     pub(crate) convergence: std::sync::Mutex<crate::plan::converge::Memory>,
+    /// Elasticsearch as the poller reads it, and where it reads.
+    pub es: es::Shared,
 }
 
 impl Context {
@@ -114,6 +137,7 @@ impl Context {
             all_services: std::sync::atomic::AtomicBool::new(true),
             covered: std::sync::atomic::AtomicI64::new(0),
             convergence: std::sync::Mutex::new(Default::default()),
+            es: Default::default(),
         }
     }
 
@@ -237,6 +261,7 @@ impl Timers {
 pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: CancellationToken) {
     let s = &ctx.settings;
     tokio::spawn(watch::watch_events(ctx.clone(), ctx.trigger.clone(), shutdown.clone()));
+    tokio::spawn(es::watch(ctx.clone(), shutdown.clone()));
     tokio::spawn(triggers::resync_ticker(s.resync, ctx.trigger.clone(), shutdown.clone()));
     tokio::spawn(triggers::watch_files(
         ctx.watched_files(),

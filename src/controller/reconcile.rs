@@ -1,8 +1,8 @@
 //! Controller, reconcile (the driver): one level-triggered pass, as named
 //! steps, each a function with its inputs and outputs:
 //!
-//! observe -> role -> nodes -> render -> loggers -> preflight -> plan ->
-//! apply -> companion -> status.
+//! observe -> role -> nodes -> render -> loggers -> preflight ->
+//! elasticsearch -> plan -> apply -> companion -> status.
 //!
 //! Nothing depends on which trigger ran it. Errors come back as one
 //! [`ReconcileError`]; [`error_policy`] decides what the loop does next.
@@ -273,10 +273,13 @@ async fn steps(
         _ => observed,
     };
     let (loggers, mut degraded, gone) = loggers_step(&desired, &observed, &mut mem.known_loggers, &mut mem.data_nodes);
-    data_nodes_step(&desired, &observed, &mut degraded);
     let (desired, low) = preflight_step(ctx, role, desired, &observed, &loggers, &mut mem.preflight);
+    // A cluster topology becomes its members here, with the roll's decision.
+    let es = super::es::step(ctx, role, desired, &observed, ctx.settings.plan).await;
+    let desired = es.desired;
+    data_nodes_step(&desired, &observed, &mut degraded);
     degraded.extend(low);
-    facts.degraded = !degraded.is_empty();
+    facts.degraded = !degraded.is_empty() || !es.problems.is_empty();
     timer.mark("loggers");
     let plan = plan::plan(&desired, &observed, ctx.settings.plan);
     report_plan(ctx, &desired, &observed, &plan, &loggers, &degraded, &gone);

@@ -40,6 +40,8 @@ pub enum Trigger {
     Recheck,
     /// A node's Elasticsearch preflight finished.
     Preflight,
+    /// Elasticsearch's health changed (read by the operator's poller).
+    Elasticsearch,
     /// A standby's leadership check found this node is now the leader (or
     /// could not tell): a full look.
     Leadership,
@@ -58,6 +60,7 @@ impl Trigger {
             Trigger::Retry => "retry",
             Trigger::Recheck => "recheck",
             Trigger::Preflight => "preflight",
+            Trigger::Elasticsearch => "elasticsearch",
             Trigger::Leadership => "leadership",
         }
     }
@@ -86,9 +89,12 @@ pub fn outside_stack(batch: &[Trigger], stack: &str) -> Outside {
     let prefix = format!("{stack}_");
     let mut out = Outside {
         quick: !batch.is_empty()
-            && batch
-                .iter()
-                .all(|t| matches!(t, Trigger::Event { .. } | Trigger::Recheck | Trigger::Preflight)),
+            && batch.iter().all(|t| {
+                matches!(
+                    t,
+                    Trigger::Event { .. } | Trigger::Recheck | Trigger::Preflight | Trigger::Elasticsearch
+                )
+            }),
         ..Default::default()
     };
     for t in batch {
@@ -104,7 +110,7 @@ pub fn outside_stack(batch: &[Trigger], stack: &str) -> Outside {
                     }
                 }
             }
-            Trigger::Retry | Trigger::Recheck | Trigger::Preflight | Trigger::Manual => {}
+            Trigger::Retry | Trigger::Recheck | Trigger::Preflight | Trigger::Elasticsearch | Trigger::Manual => {}
             Trigger::Startup | Trigger::Resync | Trigger::FileChange | Trigger::Reconnected | Trigger::Leadership => {
                 out.every = true
             }

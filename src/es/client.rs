@@ -101,10 +101,15 @@ impl Client {
                 .ok()
                 .and_then(|j| {
                     let e = j.get("error")?;
-                    Some(match (e.get("type").and_then(Json::as_str), e.get("reason").and_then(Json::as_str)) {
-                        (Some(t), Some(r)) => format!("{t}: {r}"),
-                        _ => e.to_string(),
-                    })
+                    Some(
+                        match (
+                            e.get("type").and_then(Json::as_str),
+                            e.get("reason").and_then(Json::as_str),
+                        ) {
+                            (Some(t), Some(r)) => format!("{t}: {r}"),
+                            _ => e.to_string(),
+                        },
+                    )
                 })
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
             return Err(EsError::Status { url, status, reason });

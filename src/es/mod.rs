@@ -170,10 +170,11 @@ pub fn nodes(cat: &[CatNode], alloc: &[CatAllocation]) -> Vec<Node> {
 /// (transient settings are deprecated; the operator writes persistent ones).
 pub fn flat_setting(settings: &serde_json::Value, key: &str) -> Option<String> {
     let get = |scope: &str| {
-        settings
-            .get(scope)?
-            .get(key)
-            .and_then(|v| v.as_str().map(str::to_string).or_else(|| (!v.is_null()).then(|| v.to_string())))
+        settings.get(scope)?.get(key).and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| (!v.is_null()).then(|| v.to_string()))
+        })
     };
     get("transient").or_else(|| get("persistent"))
 }
@@ -196,7 +197,10 @@ mod tests {
         )
         .expect("cat allocation");
         let n = nodes(&cat, &alloc);
-        assert_eq!(n.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["es_a", "es_b", "es_c"]);
+        assert_eq!(
+            n.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["es_a", "es_b", "es_c"]
+        );
         assert!(n[0].elected_master && n[0].master_eligible);
         assert!(n[1].master_eligible && !n[2].master_eligible);
         assert_eq!(n[0].disk_percent, Some(90.0));
@@ -216,7 +220,10 @@ mod tests {
             Some("primaries")
         );
         let s = serde_json::json!({"persistent": {}, "transient": {"cluster.routing.allocation.enable": "none"}});
-        assert_eq!(flat_setting(&s, "cluster.routing.allocation.enable").as_deref(), Some("none"));
+        assert_eq!(
+            flat_setting(&s, "cluster.routing.allocation.enable").as_deref(),
+            Some("none")
+        );
         assert_eq!(flat_setting(&s, "cluster.routing.allocation.exclude._name"), None);
     }
 }

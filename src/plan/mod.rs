@@ -15,6 +15,7 @@ pub mod placement;
 mod preconditions;
 pub mod redact;
 mod removals;
+pub mod roll;
 mod services;
 
 use std::collections::{BTreeSet, HashMap};

@@ -426,7 +426,7 @@ impl Chart {
             }
         }
         if let Some(m) = es.get("masterNodes") {
-            if !m.as_u64().is_some_and(|m| m >= 1) {
+            if m.as_u64().is_none_or(|m| m < 1) {
                 problems.push(
                     Problem::new(
                         &file,

@@ -212,7 +212,98 @@ pub struct Status {
     pub companion: CompanionStatus,
     /// The Elasticsearch preflight (vm.max_map_count on the logger nodes).
     pub preflight: PreflightStatus,
+    /// Elasticsearch as read from its own API.
+    pub elasticsearch: ElasticsearchStatus,
     pub events: VecDeque<Event>,
+}
+
+/// How the operator's reads of Elasticsearch go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EsState {
+    /// The stack has no Elasticsearch service (or nothing rendered yet).
+    #[default]
+    None,
+    /// Not read yet.
+    Pending,
+    /// It answered.
+    Ok,
+    /// It answered without an elected master (not formed, or no quorum).
+    NoMaster,
+    /// No address answered.
+    Unreachable,
+}
+
+impl EsState {
+    pub const ALL: [EsState; 5] = [
+        EsState::None,
+        EsState::Pending,
+        EsState::Ok,
+        EsState::NoMaster,
+        EsState::Unreachable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EsState::None => "none",
+            EsState::Pending => "pending",
+            EsState::Ok => "ok",
+            EsState::NoMaster => "no-master",
+            EsState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// Elasticsearch, as `/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ElasticsearchStatus {
+    /// `single` or `cluster`; none without an Elasticsearch service.
+    pub topology: Option<String>,
+    pub state: EsState,
+    /// The addresses the operator reads it at.
+    pub endpoints: Vec<String>,
+    pub error: Option<String>,
+    pub checked_at: Option<String>,
+    pub cluster_name: Option<String>,
+    pub cluster_uuid: Option<String>,
+    pub health: Option<crate::es::Color>,
+    /// The health in words (`yellow (2 unassigned shards)`).
+    pub health_detail: Option<String>,
+    /// Nodes that should be in the cluster (members whose service exists).
+    pub nodes_expected: usize,
+    /// Of those, the ones in the cluster now.
+    pub nodes_joined: usize,
+    pub master_eligible: usize,
+    /// What failure the masters survive, in words.
+    pub survives: Option<String>,
+    pub allocation_enable: Option<String>,
+    pub nodes: Vec<EsNode>,
+    /// A rolling change under way or waiting.
+    pub roll: Option<crate::plan::roll::RollStatus>,
+    /// What makes the phase Degraded, in words (red, a node missing, a
+    /// node of another cluster).
+    pub problems: Vec<String>,
+}
+
+/// One Elasticsearch node (a member of the cluster, or the single node).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EsNode {
+    /// Its service, which is also its node name in a cluster.
+    pub name: String,
+    /// The swarm node it is bound to.
+    pub hostname: String,
+    /// Its service exists.
+    pub created: bool,
+    pub joined: bool,
+    pub master_eligible: bool,
+    pub elected_master: bool,
+    pub version: Option<String>,
+    pub shards: Option<u64>,
+    pub disk_percent: Option<f64>,
+    pub disk_used_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    /// Why it is not as it should be (its node left, another cluster's data).
+    pub problem: Option<String>,
 }
 
 /// The Let's Encrypt companion as last seen.
@@ -329,6 +420,7 @@ impl Status {
             reconcile: ReconcileStatus::default(),
             companion: CompanionStatus::default(),
             preflight: Default::default(),
+            elasticsearch: Default::default(),
             events: VecDeque::new(),
         }
     }

@@ -1,0 +1,479 @@
+//! Elasticsearch in the controller: a poller reads the cluster's health in
+//! the background (a reconcile never waits for Elasticsearch to answer) and
+//! asks for a reconcile when what it read changes; the reconcile's step
+//! expands a cluster topology into its members, decides the rolling change
+//! (leader only), makes the calls the roll needs, and reports.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio_util::sync::CancellationToken;
+
+use super::triggers::Trigger;
+use super::Context;
+use crate::clock::now;
+use crate::engine::Observed;
+use crate::es::client::{Client, ALLOCATION_ENABLE};
+use crate::es::{Color, Snapshot};
+use crate::plan::cluster::{self, Cluster, Topology};
+use crate::plan::roll::{self, EsCall};
+use crate::plan::PlanOptions;
+use crate::render::desired::{DesiredState, LABEL_SPEC_HASH};
+use crate::status::{ElasticsearchStatus, EsNode, EsState, Role};
+
+/// Elasticsearch's HTTP port on its services.
+pub const HTTP_PORT: u16 = 9200;
+/// How often the poller reads while a roll is under way.
+const ROLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where to read, as the last reconcile decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targets {
+    /// Addresses of the cluster, tried in order.
+    pub bases: Vec<String>,
+    /// Members not in the cluster at the last read, and their own address:
+    /// each is asked which cluster it belongs to.
+    pub unjoined: Vec<(String, String)>,
+}
+
+/// What the poller read last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct View {
+    pub snapshot: Option<Snapshot>,
+    /// Why there is no snapshot.
+    pub error: Option<(EsState, String)>,
+    pub at: Option<String>,
+    /// The cluster UUID each unjoined member reports (`Ok(None)`: none yet).
+    pub roots: BTreeMap<String, Result<Option<String>, String>>,
+}
+
+impl View {
+    /// What a reconcile acts on: a change of it asks for one (disk use and
+    /// the like do not).
+    fn key(&self) -> String {
+        match &self.snapshot {
+            Some(s) => format!(
+                "{}|{}|{:?}|{}|{:?}|{:?}|{:?}",
+                s.health.status.as_str(),
+                s.settled(),
+                s.cluster_uuid,
+                s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(","),
+                s.allocation_enable,
+                s.exclude_name,
+                self.roots
+            ),
+            None => format!("{:?}", self.error.as_ref().map(|e| e.0)),
+        }
+    }
+}
+
+/// Shared by the reconcile and the poller.
+#[derive(Default)]
+pub struct Shared {
+    targets: RwLock<Targets>,
+    view: RwLock<View>,
+    rolling: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub fn view(&self) -> View {
+        self.view.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn set_targets(&self, t: Targets) {
+        let changed = match self.targets.write() {
+            Ok(mut w) if *w != t => {
+                *w = t;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    fn targets(&self) -> Targets {
+        self.targets.read().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+/// The poller: reads the cluster every interval (every second during a
+/// roll), until shutdown.
+pub async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let client = Client::new(ctx.settings.es.timeout);
+    let mut last_key: Option<String> = None;
+    loop {
+        let targets = ctx.es.targets();
+        if !targets.bases.is_empty() {
+            let view = read(&client, &targets).await;
+            let key = view.key();
+            if let Ok(mut w) = ctx.es.view.write() {
+                *w = view;
+            }
+            if last_key.as_ref() != Some(&key) {
+                tracing::debug!(read = %key, "elasticsearch read changed");
+                last_key = Some(key);
+                let _ = ctx.trigger.try_send(Trigger::Elasticsearch);
+            }
+        }
+        let every = if ctx.es.rolling.load(Ordering::Relaxed) {
+            ROLL_INTERVAL.min(ctx.settings.es.interval)
+        } else {
+            ctx.settings.es.interval
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+            _ = ctx.es.wake.notified() => {}
+        }
+    }
+}
+
+async fn read(client: &Client, targets: &Targets) -> View {
+    let mut view = View {
+        at: Some(now()),
+        ..Default::default()
+    };
+    match client.read_any(&targets.bases).await {
+        Ok(s) => {
+            for (name, base) in &targets.unjoined {
+                if s.node(name).is_none() {
+                    let r = client.root(base).await.map(|(_, uuid)| uuid).map_err(|e| e.to_string());
+                    view.roots.insert(name.clone(), r);
+                }
+            }
+            view.snapshot = Some(s);
+        }
+        Err(errors) => {
+            let no_master = errors
+                .iter()
+                .any(|e| e.to_string().contains("master_not_discovered_exception"));
+            let state = if no_master {
+                EsState::NoMaster
+            } else {
+                EsState::Unreachable
+            };
+            let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            view.error = Some((state, text));
+        }
+    }
+    view
+}
+
+/// What the reconcile takes from this step.
+pub struct Outcome {
+    /// The desired state with a cluster expanded and the roll's decision in.
+    pub desired: DesiredState,
+    /// What makes the phase Degraded.
+    pub problems: Vec<String>,
+}
+
+/// The Elasticsearch step of a reconcile.
+pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &Observed, opts: PlanOptions) -> Outcome {
+    let Some((template, topology)) = cluster::elasticsearch(&desired) else {
+        ctx.es.set_targets(Targets::default());
+        ctx.update_status(|st| st.elasticsearch = ElasticsearchStatus::default());
+        return Outcome {
+            desired,
+            problems: Vec::new(),
+        };
+    };
+    let template_name = template.spec.name.clone().unwrap_or_default();
+    let hint = no_path_hint(&desired, &template_name, &ctx.settings.es.urls);
+    let view = ctx.es.view();
+    let base = |name: &str| format!("http://{name}:{HTTP_PORT}");
+    let mut status = ElasticsearchStatus {
+        topology: Some(match topology {
+            Topology::Single => "single".into(),
+            Topology::Cluster => "cluster".into(),
+        }),
+        ..Default::default()
+    };
+    fill_from_view(&mut status, &view, hint.as_deref());
+    let (desired, problems) = match topology {
+        Topology::Single => {
+            let bases = if ctx.settings.es.urls.is_empty() {
+                vec![base(&template_name)]
+            } else {
+                ctx.settings.es.urls.clone()
+            };
+            status.endpoints = bases.clone();
+            ctx.es.set_targets(Targets {
+                bases,
+                unjoined: Vec::new(),
+            });
+            let running = observed
+                .services
+                .iter()
+                .any(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(template_name.as_str()));
+            status.nodes_expected = usize::from(running);
+            status.nodes_joined = view.snapshot.as_ref().map_or(0, |s| s.nodes.len().min(1));
+            status.nodes = view
+                .snapshot
+                .iter()
+                .flat_map(|s| s.nodes.iter())
+                .map(|n| node_row(n.name.clone(), String::new(), true, Some(n)))
+                .collect();
+            let problems = red(&view).into_iter().collect();
+            (desired, problems)
+        }
+        Topology::Cluster => {
+            let uuid = view.snapshot.as_ref().and_then(|s| s.cluster_uuid.clone());
+            let Some(c) = cluster::cluster(&desired, observed) else {
+                return Outcome {
+                    desired,
+                    problems: Vec::new(),
+                };
+            };
+            let mut expanded = cluster::expand(&desired, observed, uuid.as_deref());
+            // The preflight holds Elasticsearch: every member waits with it.
+            let preflight_hold = desired.held.get(&template_name).cloned();
+            let existing: Vec<&cluster::Member> = c.members.iter().filter(|m| m.exists).collect();
+            let bases = if ctx.settings.es.urls.is_empty() {
+                existing.iter().map(|m| base(&m.name)).collect()
+            } else {
+                ctx.settings.es.urls.clone()
+            };
+            status.endpoints = bases.clone();
+            let unjoined = existing
+                .iter()
+                .filter(|m| view.snapshot.as_ref().is_some_and(|s| s.node(&m.name).is_none()))
+                .map(|m| (m.name.clone(), base(&m.name)))
+                .collect();
+            ctx.es.set_targets(Targets { bases, unjoined });
+            let mut problems = members_status(&mut status, &c, &view, observed);
+            problems.extend(red(&view));
+            if let Some(why) = preflight_hold {
+                for m in &c.members {
+                    expanded.held.insert(m.name.clone(), why.clone());
+                }
+            } else if role.writes() {
+                let snap = view.snapshot.as_ref().ok_or_else(|| {
+                    view.error
+                        .as_ref()
+                        .map(|e| e.1.clone())
+                        .unwrap_or_else(|| "not read yet".into())
+                });
+                let p0 = crate::plan::plan(&expanded, observed, opts);
+                let pending = roll::restarting_updates(&p0, &c);
+                let mut decision = roll::decide(
+                    &c,
+                    &expanded,
+                    observed,
+                    &pending,
+                    snap.as_ref().map(|s| *s).map_err(String::as_str),
+                );
+                if let (Some(call), Ok(s)) = (decision.call, &snap) {
+                    if let Err(e) = es_call(ctx, &s.endpoint, call).await {
+                        let why = format!("the rolling change's call to Elasticsearch failed: {e}");
+                        tracing::warn!("{why}");
+                        // Nothing restarts on a call that did not happen.
+                        if call == EsCall::HoldReplicas {
+                            for name in &pending {
+                                decision.specs.remove(name);
+                                decision.held.insert(name.clone(), why.clone());
+                            }
+                        }
+                        if let Some(r) = decision.status.as_mut() {
+                            r.waiting_for = Some(why);
+                        }
+                    }
+                }
+                ctx.es.rolling.store(decision.status.is_some(), Ordering::Relaxed);
+                apply_decision(&mut expanded, &decision);
+                status.roll = decision.status.clone();
+            }
+            (expanded, problems)
+        }
+    };
+    status.problems = problems.clone();
+    ctx.update_status(|st| {
+        for p in &problems {
+            if !st.elasticsearch.problems.contains(p) {
+                st.event(now(), "elasticsearch", p.clone());
+            }
+        }
+        if st.elasticsearch.health != status.health {
+            if let Some(h) = status.health {
+                st.event(now(), "elasticsearch", format!("cluster health is {}", h.as_str()));
+            }
+        }
+        st.elasticsearch = status;
+    });
+    Outcome { desired, problems }
+}
+
+/// Why the operator cannot reach Elasticsearch, when it plainly cannot:
+/// no address given and no network shared with it.
+fn no_path_hint(desired: &DesiredState, template: &str, urls: &[String]) -> Option<String> {
+    if !urls.is_empty() {
+        return None;
+    }
+    let es = desired
+        .services
+        .iter()
+        .find(|s| s.spec.name.as_deref() == Some(template))?;
+    let nets: Vec<String> = es
+        .spec
+        .task_template
+        .as_ref()?
+        .networks
+        .iter()
+        .flatten()
+        .filter_map(|n| n.target.clone())
+        .collect();
+    let shared = nets.iter().any(|n| desired.external.networks.contains(n));
+    (!shared).then(|| {
+        "Elasticsearch is on no network the operator joins: set elasticsearch.operatorNetwork (manifests/operator.yml creates swarmlog_es), or --es-url".to_string()
+    })
+}
+
+fn fill_from_view(status: &mut ElasticsearchStatus, view: &View, hint: Option<&str>) {
+    status.checked_at = view.at.clone();
+    match (&view.snapshot, &view.error) {
+        (Some(s), _) => {
+            status.state = EsState::Ok;
+            status.cluster_name = Some(s.cluster_name.clone());
+            status.cluster_uuid = s.cluster_uuid.clone();
+            status.health = Some(s.health.status);
+            status.health_detail = Some(s.health_words());
+            status.allocation_enable = s.allocation_enable.clone();
+            status.master_eligible = s.nodes.iter().filter(|n| n.master_eligible).count();
+        }
+        (None, Some((state, e))) => {
+            status.state = *state;
+            status.error = Some(match hint {
+                Some(h) if *state == EsState::Unreachable => format!("{e} ({h})"),
+                _ => e.clone(),
+            });
+        }
+        (None, None) => {
+            status.state = EsState::Pending;
+            status.error = hint.map(str::to_string);
+        }
+    }
+}
+
+fn red(view: &View) -> Option<String> {
+    let s = view.snapshot.as_ref()?;
+    (s.health.status == Color::Red).then(|| format!("Elasticsearch cluster health is {}", s.health_words()))
+}
+
+fn node_row(name: String, hostname: String, created: bool, n: Option<&crate::es::Node>) -> EsNode {
+    EsNode {
+        name,
+        hostname,
+        created,
+        joined: n.is_some(),
+        master_eligible: n.is_some_and(|n| n.master_eligible),
+        elected_master: n.is_some_and(|n| n.elected_master),
+        version: n.map(|n| n.version.clone()),
+        shards: n.and_then(|n| n.shards),
+        disk_percent: n.and_then(|n| n.disk_percent),
+        disk_used_bytes: n.and_then(|n| n.disk_used_bytes),
+        disk_total_bytes: n.and_then(|n| n.disk_total_bytes),
+        problem: None,
+    }
+}
+
+/// The members' rows, and the problems among them: a member whose task
+/// runs but which is not in the cluster, or which belongs to another.
+fn members_status(status: &mut ElasticsearchStatus, c: &Cluster, view: &View, observed: &Observed) -> Vec<String> {
+    let mut problems = Vec::new();
+    let snap = view.snapshot.as_ref();
+    let recorded = c
+        .recorded_uuid
+        .clone()
+        .or_else(|| snap.and_then(|s| s.cluster_uuid.clone()));
+    for m in &c.members {
+        let n = snap.and_then(|s| s.node(&m.name));
+        let mut row = node_row(m.name.clone(), m.hostname.clone(), m.exists, n);
+        row.master_eligible = m.master;
+        if m.exists && n.is_none() && snap.is_some() {
+            let running = running(observed, &m.name);
+            row.problem = match view.roots.get(&m.name) {
+                Some(Ok(Some(other))) if recorded.as_deref().is_some_and(|r| r != other) => Some(format!(
+                    "{} holds the data of another cluster (UUID {other}, this one is {}): it does not join; its volume is kept as it is (see the README, \"A node of another cluster\")",
+                    m.name,
+                    recorded.as_deref().unwrap_or_default()
+                )),
+                _ if !m.node_available => Some(format!("{} waits for its node {} (not available)", m.name, m.hostname)),
+                _ if running => Some(format!("{} runs but is not in the cluster", m.name)),
+                _ => None,
+            };
+            if let Some(p) = &row.problem {
+                problems.push(p.clone());
+            }
+        }
+        if m.exists && !m.node_selected {
+            let note = format!(
+                "{} is no longer a logger node: {} stays (decommission it to move its shards away and remove it)",
+                m.hostname, m.name
+            );
+            row.problem = Some(row.problem.map_or(note.clone(), |p| format!("{p}; {note}")));
+        }
+        status.nodes.push(row);
+    }
+    status.nodes_expected = c.members.iter().filter(|m| m.exists).count();
+    status.nodes_joined = status.nodes.iter().filter(|n| n.created && n.joined).count();
+    status.master_eligible = c.masters().len();
+    status.survives = Some(c.survives());
+    problems
+}
+
+/// A task of the service runs.
+fn running(observed: &Observed, service: &str) -> bool {
+    let Some(id) = observed
+        .services
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(service))
+        .and_then(|s| s.id.as_deref())
+    else {
+        return false;
+    };
+    crate::status::derive::running_tasks(observed, id) > 0
+}
+
+async fn es_call(ctx: &Context, base: &str, call: EsCall) -> Result<(), crate::es::client::EsError> {
+    let client = Client::new(ctx.settings.es.timeout);
+    match call {
+        EsCall::HoldReplicas => {
+            client
+                .put_persistent(base, ALLOCATION_ENABLE, Some("primaries"))
+                .await?;
+            tracing::info!("elasticsearch: {ALLOCATION_ENABLE}=primaries (rolling change)");
+            // A flush that fails only makes the restart's recovery longer.
+            if let Err(e) = client.flush(base).await {
+                tracing::warn!(error = %e, "elasticsearch: flush before the restart failed");
+            }
+            Ok(())
+        }
+        EsCall::ReleaseReplicas => {
+            client.put_persistent(base, ALLOCATION_ENABLE, None).await?;
+            tracing::info!("elasticsearch: {ALLOCATION_ENABLE} reset (node rejoined)");
+            Ok(())
+        }
+    }
+}
+
+/// The roll's holds and specs into the desired state.
+fn apply_decision(desired: &mut DesiredState, d: &roll::Decision) {
+    for (name, why) in &d.held {
+        desired.held.insert(name.clone(), why.clone());
+    }
+    for s in desired.services.iter_mut() {
+        let Some(spec) = s.spec.name.as_ref().and_then(|n| d.specs.get(n)) else {
+            continue;
+        };
+        s.hash = spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_SPEC_HASH))
+            .cloned()
+            .unwrap_or_default();
+        s.spec = spec.clone();
+    }
+}

@@ -1,0 +1,371 @@
+//! Plan, rolling changes of an Elasticsearch cluster (pure): which member's
+//! update may go now, which wait and why, and what to tell Elasticsearch
+//! first. Elastic's rolling-restart procedure, one node at a time:
+//!
+//! 1. gate: every member joined, health green (during a version upgrade,
+//!    yellow with no shard initializing or relocating), and
+//!    `cluster.routing.allocation.enable` not set by someone else;
+//! 2. the member is marked `prepare` (a label-only write: no restart), so a
+//!    restarted operator knows the allocation setting it finds is its own;
+//! 3. `cluster.routing.allocation.enable: primaries`, `POST /_flush`, then
+//!    the member's update, marked `restart`;
+//! 4. once the node is back in the cluster under its name, the setting is
+//!    reset (null); once health is green again, the mark is taken away.
+//!
+//! Members that are not master-eligible go first, masters last, each in
+//! name order. The state of a roll is the members' labels and the
+//! cluster's own setting, both outside the operator's memory: an operator
+//! restart or a new leader picks the roll up where it stands.
+
+use std::collections::BTreeMap;
+
+use bollard::models::ServiceSpec;
+use serde::Serialize;
+
+use super::cluster::{Cluster, LABEL_ES_ROLL};
+use super::{Action, Plan};
+use crate::engine::Observed;
+use crate::es::{Color, Snapshot};
+use crate::render::desired::{rehash, DesiredState};
+
+/// The value of [`LABEL_ES_ROLL`] while a member is being rolled.
+pub const PREPARE: &str = "prepare";
+pub const RESTART: &str = "restart";
+
+/// A call to Elasticsearch the roll needs before this reconcile's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EsCall {
+    /// `cluster.routing.allocation.enable: primaries`, then `POST /_flush`.
+    HoldReplicas,
+    /// `cluster.routing.allocation.enable: null`.
+    ReleaseReplicas,
+}
+
+/// Where a roll stands, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollStatus {
+    /// The member being changed (none: the roll waits to start).
+    pub member: Option<String>,
+    /// `waiting`, `prepare`, `restart`, `settle`.
+    pub step: String,
+    /// What it waits for, in words.
+    pub waiting_for: Option<String>,
+    /// Members whose change is still to come.
+    pub pending: Vec<String>,
+}
+
+/// What the roll decides for one reconcile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// Members whose update waits (name -> why).
+    pub held: BTreeMap<String, String>,
+    /// Members' specs to write instead of the desired ones (name -> spec).
+    pub specs: BTreeMap<String, ServiceSpec>,
+    /// The call to make before writing, if any.
+    pub call: Option<EsCall>,
+    pub status: Option<RollStatus>,
+}
+
+fn roll_label(observed: &Observed, name: &str) -> Option<String> {
+    observed
+        .services
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))?
+        .spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(LABEL_ES_ROLL)
+        .cloned()
+}
+
+fn observed_spec<'a>(observed: &'a Observed, name: &str) -> Option<&'a ServiceSpec> {
+    observed
+        .services
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))?
+        .spec
+        .as_ref()
+}
+
+fn image(spec: Option<&ServiceSpec>) -> Option<String> {
+    spec?.task_template.as_ref()?.container_spec.as_ref()?.image.clone()
+}
+
+/// The members whose planned update restarts them (any change but labels).
+pub fn restarting_updates(plan: &Plan, c: &Cluster) -> Vec<String> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::UpdateService { name, changes, .. }
+                if c.members.iter().any(|m| &m.name == name)
+                    && changes.iter().any(|ch| !ch.field.starts_with("Labels")) =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `desired`'s spec of `name` with the roll label set to `value` (or taken away).
+fn with_roll(desired: &DesiredState, name: &str, value: Option<&str>) -> Option<ServiceSpec> {
+    let d = desired.services.iter().find(|s| s.spec.name.as_deref() == Some(name))?;
+    let mut spec = d.spec.clone();
+    let labels = spec.labels.get_or_insert_with(Default::default);
+    match value {
+        Some(v) => {
+            labels.insert(LABEL_ES_ROLL.to_string(), v.to_string());
+        }
+        None => {
+            labels.remove(LABEL_ES_ROLL);
+        }
+    }
+    Some(rehash(&d.key, spec).spec)
+}
+
+/// The member's spec as it runs now, with the desired labels and the roll
+/// label `value`: a label-only write, which restarts nothing.
+fn labels_only(desired: &DesiredState, observed: &Observed, name: &str, value: &str) -> Option<ServiceSpec> {
+    let mut spec = observed_spec(observed, name)?.clone();
+    let mut labels = with_roll(desired, name, Some(value))?.labels.unwrap_or_default();
+    // What it runs now is still the old spec: keep the old hash, so the
+    // restart that follows reads as the change it is.
+    if let Some(h) = spec
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::render::desired::LABEL_SPEC_HASH))
+    {
+        labels.insert(crate::render::desired::LABEL_SPEC_HASH.to_string(), h.clone());
+    }
+    spec.labels = Some(labels);
+    Some(spec)
+}
+
+/// The roll's decision. `pending`: the members whose update restarts them
+/// ([`restarting_updates`]); `snapshot`: the last read of the cluster, or
+/// why there is none.
+pub fn decide(
+    c: &Cluster,
+    desired: &DesiredState,
+    observed: &Observed,
+    pending: &[String],
+    snapshot: Result<&Snapshot, &str>,
+) -> Decision {
+    let mut d = Decision::default();
+    let existing: Vec<&str> = c.members.iter().filter(|m| m.exists).map(|m| m.name.as_str()).collect();
+    let marked: Vec<(String, String)> = existing
+        .iter()
+        .filter_map(|n| roll_label(observed, n).map(|v| (n.to_string(), v)))
+        .collect();
+    // Upgrading: the image of a member changes.
+    let upgrade = pending.iter().any(|n| {
+        image(observed_spec(observed, n))
+            != image(
+                desired
+                    .services
+                    .iter()
+                    .find(|s| s.spec.name.as_deref() == Some(n))
+                    .map(|s| &s.spec),
+            )
+    });
+    let mut order: Vec<&str> = pending.iter().map(String::as_str).collect();
+    order.sort_by_key(|n| (c.members.iter().any(|m| m.name == *n && m.master), n.to_string()));
+    let hold_all = |d: &mut Decision, except: Option<&str>, why: &str| {
+        for n in &order {
+            if Some(*n) != except {
+                d.held.insert(n.to_string(), why.to_string());
+            }
+        }
+    };
+    let pending_names: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+    let status = |member: Option<&str>, step: &str, why: Option<String>| RollStatus {
+        member: member.map(str::to_string),
+        step: step.to_string(),
+        waiting_for: why,
+        pending: pending_names.clone(),
+    };
+    // One member at a time: a second mark (left by an older operator) waits.
+    let current = marked.first().cloned();
+    for (extra, value) in marked.iter().skip(1) {
+        if let Some(spec) = labels_only(desired, observed, extra, value) {
+            d.specs.insert(extra.clone(), spec);
+        }
+    }
+    let snap = match snapshot {
+        Ok(s) => s,
+        Err(why) => {
+            let why = format!("Elasticsearch's health cannot be read ({why}): rolling changes wait");
+            hold_all(&mut d, None, &why);
+            if let Some((name, value)) = &current {
+                if let Some(spec) = labels_only(desired, observed, name, value) {
+                    d.specs.insert(name.clone(), spec);
+                }
+            }
+            if current.is_some() || !order.is_empty() {
+                d.status = Some(status(current.as_ref().map(|c| c.0.as_str()), "waiting", Some(why)));
+            }
+            return d;
+        }
+    };
+    let healthy =
+        |s: &Snapshot| s.health.status == Color::Green || (upgrade && s.health.status == Color::Yellow && s.settled());
+    match current {
+        Some((name, value)) if value == RESTART => {
+            if order.contains(&name.as_str()) {
+                // Changed again while out: its update goes now, still marked.
+                hold_all(
+                    &mut d,
+                    Some(&name),
+                    &format!("one node at a time: {name} is restarting"),
+                );
+                if let Some(spec) = with_roll(desired, &name, Some(RESTART)) {
+                    d.specs.insert(name.clone(), spec);
+                }
+                d.status = Some(status(Some(&name), RESTART, None));
+                return d;
+            }
+            let joined = snap.node(&name).is_some();
+            let why = if !joined {
+                Some(format!("{name} to rejoin the cluster"))
+            } else if snap.allocation_enable.as_deref() == Some("primaries") {
+                d.call = Some(EsCall::ReleaseReplicas);
+                Some(format!(
+                    "green after {name} rejoined (replica allocation enabled again)"
+                ))
+            } else if !healthy(snap) {
+                Some(format!("green after {name} rejoined (now {})", snap.health_words()))
+            } else {
+                None
+            };
+            match why {
+                Some(why) => {
+                    hold_all(&mut d, None, &format!("one node at a time: waiting for {why}"));
+                    if let Some(spec) = with_roll(desired, &name, Some(RESTART)) {
+                        d.specs.insert(name.clone(), spec);
+                    }
+                    d.status = Some(status(Some(&name), if joined { "settle" } else { RESTART }, Some(why)));
+                }
+                None => {
+                    // Done with it: the mark goes (a label-only write).
+                    hold_all(
+                        &mut d,
+                        None,
+                        &format!("one node at a time: {name} is done, the next follows"),
+                    );
+                    if let Some(spec) = with_roll(desired, &name, None) {
+                        d.specs.insert(name.clone(), spec);
+                    }
+                    if !order.is_empty() {
+                        d.status = Some(status(Some(&name), "settle", None));
+                    }
+                }
+            }
+            d
+        }
+        Some((name, _prepare)) => {
+            if !order.contains(&name.as_str()) {
+                // Nothing to change any more (the change was taken back):
+                // undo what the prepare may have set, then drop the mark.
+                if snap.allocation_enable.as_deref() == Some("primaries") {
+                    d.call = Some(EsCall::ReleaseReplicas);
+                    if let Some(spec) = labels_only(desired, observed, &name, PREPARE) {
+                        d.specs.insert(name.clone(), spec);
+                    }
+                } else if let Some(spec) = with_roll(desired, &name, None) {
+                    d.specs.insert(name.clone(), spec);
+                }
+                hold_all(&mut d, None, "one node at a time");
+                return d;
+            }
+            match gate(c, snap, upgrade, true) {
+                Ok(()) => {
+                    d.call = Some(EsCall::HoldReplicas);
+                    hold_all(&mut d, Some(&name), &format!("one node at a time: {name} first"));
+                    if let Some(spec) = with_roll(desired, &name, Some(RESTART)) {
+                        d.specs.insert(name.clone(), spec);
+                    }
+                    d.status = Some(status(Some(&name), RESTART, None));
+                }
+                Err(why) => {
+                    hold_all(&mut d, None, &format!("rolling change waits for {why}"));
+                    if let Some(spec) = labels_only(desired, observed, &name, PREPARE) {
+                        d.specs.insert(name.clone(), spec);
+                    }
+                    d.status = Some(status(Some(&name), PREPARE, Some(why)));
+                }
+            }
+            d
+        }
+        None => {
+            let Some(first) = order.first().map(|s| s.to_string()) else {
+                return d;
+            };
+            match gate(c, snap, upgrade, false) {
+                Ok(()) => {
+                    hold_all(&mut d, Some(&first), &format!("one node at a time: {first} first"));
+                    if let Some(spec) = labels_only(desired, observed, &first, PREPARE) {
+                        d.specs.insert(first.clone(), spec);
+                    }
+                    d.status = Some(status(Some(&first), PREPARE, None));
+                }
+                Err(why) => {
+                    hold_all(&mut d, None, &format!("rolling change waits for {why}"));
+                    d.status = Some(status(None, "waiting", Some(why)));
+                }
+            }
+            d
+        }
+    }
+}
+
+/// For the CLI (`plan`, `apply`), which does not read Elasticsearch: a
+/// cluster expanded into its members (a cluster UUID recorded on them is
+/// used), every update that restarts one held for the operator to roll.
+pub fn offline(desired: &DesiredState, observed: &Observed, opts: super::PlanOptions) -> DesiredState {
+    let Some(c) = super::cluster::cluster(desired, observed) else {
+        return desired.clone();
+    };
+    let mut out = super::cluster::expand(desired, observed, None);
+    let p = super::plan(&out, observed, opts);
+    for name in restarting_updates(&p, &c) {
+        out.held.insert(
+            name,
+            "a change that restarts an Elasticsearch cluster node is rolled one node at a time by the operator (swarmlog run), which reads the cluster's health".to_string(),
+        );
+    }
+    out
+}
+
+/// Whether a member may be taken out now, or what it waits for. `ours`: the
+/// allocation setting may be one swarmlog set (a prepared member).
+fn gate(c: &Cluster, s: &Snapshot, upgrade: bool, ours: bool) -> Result<(), String> {
+    let missing: Vec<&str> = c
+        .members
+        .iter()
+        .filter(|m| m.exists && s.node(&m.name).is_none())
+        .map(|m| m.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "every node to be in the cluster (missing: {})",
+            missing.join(", ")
+        ));
+    }
+    let ok = s.health.status == Color::Green || (upgrade && s.health.status == Color::Yellow && s.settled());
+    if !ok {
+        let want = if upgrade {
+            "green, or yellow with no shard moving (a version upgrade)"
+        } else {
+            "green"
+        };
+        return Err(format!("{want} (now {})", s.health_words()));
+    }
+    match s.allocation_enable.as_deref() {
+        None | Some("all") => Ok(()),
+        Some("primaries") if ours => Ok(()),
+        Some(other) => Err(format!(
+            "cluster.routing.allocation.enable to be unset (it is {other:?}, not set by swarmlog)"
+        )),
+    }
+}
