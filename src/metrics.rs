@@ -42,6 +42,11 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
     pub commit: String,
@@ -83,6 +88,15 @@ pub struct Metrics {
     pub preflight_nodes: Family<StateLabel, Gauge>,
     pub companion_refused: Gauge,
     pub build_info: Family<BuildLabel, Gauge>,
+    /// Elasticsearch: how the reads go, one-hot by state.
+    pub es_state: Family<StateLabel, Gauge>,
+    /// Elasticsearch: cluster health, one-hot by colour (all 0 when unknown).
+    pub es_health: Family<StateLabel, Gauge>,
+    pub es_nodes_expected: Gauge,
+    pub es_nodes_joined: Gauge,
+    /// Disk use per Elasticsearch node (0..1), nodes of the cluster only.
+    pub es_disk_used: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub es_rolling: Gauge,
 }
 
 impl Default for Metrics {
@@ -113,6 +127,12 @@ impl Metrics {
             preflight_nodes: Family::default(),
             companion_refused: Gauge::default(),
             build_info: Family::default(),
+            es_state: Family::default(),
+            es_health: Family::default(),
+            es_nodes_expected: Gauge::default(),
+            es_nodes_joined: Gauge::default(),
+            es_disk_used: Family::default(),
+            es_rolling: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -184,6 +204,36 @@ impl Metrics {
             "The operator's version and commit (always 1)",
             m.build_info.clone(),
         );
+        registry.register(
+            "elasticsearch_state",
+            "How the operator's reads of Elasticsearch go (1 for the current one): none, pending, ok, no-master, unreachable",
+            m.es_state.clone(),
+        );
+        registry.register(
+            "elasticsearch_health",
+            "Elasticsearch cluster health (1 for the current colour; all 0 while unknown)",
+            m.es_health.clone(),
+        );
+        registry.register(
+            "elasticsearch_nodes_expected",
+            "Elasticsearch nodes that should be in the cluster (their services exist)",
+            m.es_nodes_expected.clone(),
+        );
+        registry.register(
+            "elasticsearch_nodes_joined",
+            "Of the expected Elasticsearch nodes, those in the cluster",
+            m.es_nodes_joined.clone(),
+        );
+        registry.register(
+            "elasticsearch_disk_used_ratio",
+            "Disk use of each Elasticsearch node's data path (0 to 1), from _cat/allocation",
+            m.es_disk_used.clone(),
+        );
+        registry.register(
+            "elasticsearch_rolling",
+            "1 while a rolling change of the Elasticsearch cluster is under way or waiting",
+            m.es_rolling.clone(),
+        );
         m.build_info
             .get_or_create(&BuildLabel {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -200,7 +250,22 @@ impl Metrics {
                 })
                 .set(0);
         }
+        m.set_es(crate::status::EsState::None, None);
         Metrics { registry, ..m }
+    }
+
+    /// The one-hot Elasticsearch gauges.
+    fn set_es(&self, state: crate::status::EsState, health: Option<crate::es::Color>) {
+        for s in crate::status::EsState::ALL {
+            self.es_state
+                .get_or_create(&StateLabel { state: s.as_str().into() })
+                .set(i64::from(s == state));
+        }
+        for c in crate::es::Color::ALL {
+            self.es_health
+                .get_or_create(&StateLabel { state: c.as_str().into() })
+                .set(i64::from(Some(c) == health));
+        }
     }
 
     pub fn set_role(&self, role: Role) {
@@ -237,6 +302,20 @@ impl Metrics {
                 .set(n as i64);
         }
         self.companion_refused.set(st.companion.refused.len() as i64);
+        let es = &st.elasticsearch;
+        self.set_es(es.state, es.health);
+        self.es_nodes_expected.set(es.nodes_expected as i64);
+        self.es_nodes_joined.set(es.nodes_joined as i64);
+        self.es_rolling.set(i64::from(es.roll.is_some()));
+        // Only the nodes of this read: one that left has no stale series.
+        self.es_disk_used.clear();
+        for n in &es.nodes {
+            if let Some(p) = n.disk_percent {
+                self.es_disk_used
+                    .get_or_create(&NodeLabel { node: n.name.clone() })
+                    .set(p / 100.0);
+            }
+        }
     }
 
     pub fn set_phase(&self, phase: Phase) {
@@ -350,9 +429,10 @@ mod tests {
         let text = m.encode();
         let fams = families(&text);
         // Label families of counters appear with their first sample (the
-        // first reconcile, write, trigger, error); everything else is there
-        // from the start.
-        assert_eq!(fams.len(), 13, "{fams:?}");
+        // first reconcile, write, trigger, error), and so does the disk use
+        // per Elasticsearch node (with its first read); everything else is
+        // there from the start.
+        assert_eq!(fams.len(), 18, "{fams:?}");
         for (name, help) in &fams {
             assert!(help.len() > 10, "{name} has no real help text: {help:?}");
             let sampled = text

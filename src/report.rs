@@ -171,6 +171,47 @@ pub fn status_text(s: &Json) -> String {
             format!(", vm.max_map_count: {}", checks.join(", "))
         }
     );
+    let es = &s["elasticsearch"];
+    if !es["topology"].is_null() {
+        let _ = writeln!(
+            out,
+            "Elasticsearch: {} ({}), health {}, {} of {} node(s) joined{}",
+            str_of(&es["topology"]),
+            str_of(&es["state"]),
+            es["health_detail"].as_str().unwrap_or("unknown"),
+            es["nodes_joined"],
+            es["nodes_expected"],
+            es["error"].as_str().map(|e| format!("; {e}")).unwrap_or_default()
+        );
+        for n in es["nodes"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  {} on {}: {}{}{}{}",
+                str_of(&n["name"]),
+                str_of(&n["hostname"]),
+                if n["joined"].as_bool() == Some(true) { "joined" } else { "not joined" },
+                if n["elected_master"].as_bool() == Some(true) {
+                    ", elected master"
+                } else if n["master_eligible"].as_bool() == Some(true) {
+                    ", master-eligible"
+                } else {
+                    ""
+                },
+                n["disk_percent"].as_f64().map(|d| format!(", disk {d:.0}%")).unwrap_or_default(),
+                n["problem"].as_str().map(|p| format!(" ({p})")).unwrap_or_default()
+            );
+        }
+        let roll = &es["roll"];
+        if !roll.is_null() {
+            let _ = writeln!(
+                out,
+                "  rolling change: {} {}{}",
+                str_of(&roll["step"]),
+                roll["member"].as_str().unwrap_or("-"),
+                roll["waiting_for"].as_str().map(|w| format!(", waiting for {w}")).unwrap_or_default()
+            );
+        }
+    }
     let r = &s["reconcile"];
     let _ = writeln!(
         out,

@@ -9,6 +9,9 @@
 //!    dashboard query returns data. The operator reaches the engine through a
 //!    socket forwarder of the test's own, so "the engine goes away" is the
 //!    test closing it (every connection and the socket), not a daemon stop.
+//!    Elasticsearch is the stand-in's simulator as a process on loopback,
+//!    given to the operator with --es-url (a process on the host cannot
+//!    reach the overlay network the deployed operator reads it on).
 //! 2. The operator's image deployed with manifests/operator.yml, and
 //!    Prometheus on manager-1 (in its network namespace, as if installed on
 //!    that manager) with the README's scrape config as a user copies it: it
@@ -345,8 +348,58 @@ impl Drop for Forwarder {
     }
 }
 
+/// The stand-in run as one Elasticsearch node on loopback; killed when dropped.
+struct EsNode {
+    child: Child,
+    url: String,
+}
+
+impl EsNode {
+    fn start(dir: &Path) -> Result<EsNode, String> {
+        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin-es-prom");
+        let status = Command::new("rustc")
+            .args(["-O", "-o"])
+            .arg(&bin)
+            .arg(common::repo().join("tests/standin/main.rs"))
+            .status()
+            .map_err(|e| format!("rustc: {e}"))?;
+        if !status.success() {
+            return Err("compiling tests/standin/main.rs failed".into());
+        }
+        let port = free_port()?;
+        let transport = free_port()?;
+        let log = std::fs::File::create(dir.join("es.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(&bin)
+            .env_clear()
+            .env("STANDIN_ROLE", "elasticsearch")
+            .env("STANDIN_PORTS", "")
+            .env("node.name", "itprom-es")
+            .env("discovery.type", "single-node")
+            .env("http.port", port.to_string())
+            .env("transport.port", transport.to_string())
+            .env("path.data", dir.join("es-data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting the Elasticsearch simulator: {e}"))?;
+        Ok(EsNode {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for EsNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let dir = common::temp_dir("prometheus");
+    let es = EsNode::start(&dir)?;
+    let es_url = format!("--es-url={}", es.url);
     let alerts_text = std::fs::read_to_string(monitoring_kit::dir().join("alerts.yml")).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("alerts.yml"), &alerts_text).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("alerts-immediate.yml"), immediate_rules(&alerts_text)?).map_err(|e| e.to_string())?;
@@ -364,6 +417,9 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             "--resync",
             "10m",
             "--allow-unauthenticated-reconcile",
+            &es_url,
+            "--es-interval",
+            "1s",
         ],
     )?;
     let mut prom: Option<Prometheus> = None;
@@ -412,11 +468,29 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             "swarmlog_companion_patches_total",
             "swarmlog_companion_refused_domains",
             "swarmlog_build_info",
+            "swarmlog_elasticsearch_state",
+            "swarmlog_elasticsearch_health",
+            "swarmlog_elasticsearch_nodes_expected",
+            "swarmlog_elasticsearch_nodes_joined",
+            "swarmlog_elasticsearch_rolling",
         ] {
             if !names.iter().any(|n| n == wanted) {
                 return Err(format!("Prometheus has no {wanted}; it has {names:?}"));
             }
         }
+        // Elasticsearch (the simulator, one node) read by the operator.
+        p.wait_query(
+            "Elasticsearch read",
+            r#"swarmlog_elasticsearch_state{state="ok"} == 1"#,
+            Duration::from_secs(30),
+        )
+        .await?;
+        p.wait_query(
+            "Elasticsearch disk use per node",
+            r#"swarmlog_elasticsearch_disk_used_ratio{node="itprom-es"} >= 0"#,
+            Duration::from_secs(30),
+        )
+        .await?;
         p.wait_query(
             "this operator is the leader",
             r#"swarmlog_role{role="leader"} == 1"#,
@@ -545,6 +619,7 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     let op_log = op.log_text();
     drop(op);
     drop(forwarder);
+    drop(es);
     result.map_err(|e| {
         format!(
             "{e}\n--- prometheus log (tail) ---\n{}\n--- operator log (tail) ---\n{}",

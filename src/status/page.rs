@@ -51,7 +51,7 @@ h1{{font-size:1.4em;margin:0 0 .3em}} h2{{font-size:1.1em;margin:1.4em 0 .4em}}
 .phase{{display:inline-block;padding:.3em .8em;border-radius:.4em;color:#fff;font-weight:600;font-size:1.3em}}
 table{{border-collapse:collapse;width:100%}} th,td{{text-align:left;padding:.25em .6em;border-bottom:1px solid #d0d7de;vertical-align:top}}
 th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;border-radius:50%;margin-right:.4em}}
-.muted{{color:#656d76}} code{{font-size:.95em}}
+.muted{{color:#656d76}} .bad{{color:#cf222e}} code{{font-size:.95em}}
 </style></head><body>
 <h1>swarmlog &middot; stack <code>{stack}</code></h1>
 <p><span class="phase" id="phase" style="background:{c}">{phase}</span>
@@ -160,6 +160,8 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
         h.push_str("</table>");
     }
 
+    es_section(&mut h, &s.elasticsearch);
+
     let c = &s.companion;
     h.push_str("<h2>Let's Encrypt companion</h2>");
     let _ = write!(
@@ -242,4 +244,69 @@ mod tests {
             "no external assets"
         );
     }
+}
+
+/// Elasticsearch as the operator reads it: health, nodes, disk, the roll.
+fn es_section(h: &mut String, es: &crate::status::ElasticsearchStatus) {
+    let Some(topology) = &es.topology else {
+        return;
+    };
+    let _ = write!(
+        h,
+        "<h2>Elasticsearch</h2><p>topology {}; {}; health <b>{}</b>; {} of {} node(s) joined{}{}</p>",
+        esc(topology),
+        esc(es.state.as_str()),
+        esc(es.health_detail.as_deref().unwrap_or("unknown")),
+        es.nodes_joined,
+        es.nodes_expected,
+        es.survives
+            .as_deref()
+            .map(|v| format!("; survives {}", esc(v)))
+            .unwrap_or_default(),
+        es.error
+            .as_deref()
+            .map(|e| format!("<br><span class=\"muted\">{}</span>", esc(e)))
+            .unwrap_or_default()
+    );
+    if let Some(r) = &es.roll {
+        let _ = write!(
+            h,
+            "<p>rolling change: {} <code>{}</code>{}; still to come: {}</p>",
+            esc(&r.step),
+            esc(r.member.as_deref().unwrap_or("-")),
+            r.waiting_for
+                .as_deref()
+                .map(|w| format!(", waiting for {}", esc(w)))
+                .unwrap_or_default(),
+            esc(&r.pending.join(", "))
+        );
+    }
+    for p in &es.problems {
+        let _ = write!(h, "<p class=\"bad\">{}</p>", esc(p));
+    }
+    if es.nodes.is_empty() {
+        return;
+    }
+    h.push_str("<table><tr><th>node</th><th>host</th><th>joined</th><th>master</th><th>version</th><th>shards</th><th>disk</th><th>problem</th></tr>");
+    for n in &es.nodes {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&n.name),
+            esc(&n.hostname),
+            if n.joined { "yes" } else { "no" },
+            if n.elected_master {
+                "elected"
+            } else if n.master_eligible {
+                "eligible"
+            } else {
+                "-"
+            },
+            esc(n.version.as_deref().unwrap_or("")),
+            n.shards.map(|v| v.to_string()).unwrap_or_default(),
+            n.disk_percent.map(|v| format!("{v:.0}%")).unwrap_or_default(),
+            esc(n.problem.as_deref().unwrap_or(""))
+        );
+    }
+    h.push_str("</table>");
 }
