@@ -124,6 +124,26 @@ fn with_roll(desired: &DesiredState, name: &str, value: Option<&str>) -> Option<
     Some(rehash(&d.key, spec).spec)
 }
 
+/// The spec a member restarts with: once the cluster UUID is recorded, the
+/// bootstrap setting it may still carry goes with this restart (never set
+/// again, and never a restart of its own).
+fn restart_spec(desired: &DesiredState, name: &str) -> Option<ServiceSpec> {
+    let mut spec = with_roll(desired, name, Some(RESTART))?;
+    let formed = spec
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(super::cluster::LABEL_ES_CLUSTER_UUID));
+    if formed {
+        if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+            if let Some(env) = c.env.as_mut() {
+                let key = format!("{}=", super::cluster::ENV_INITIAL_MASTERS);
+                env.retain(|e| !e.starts_with(&key));
+            }
+        }
+    }
+    Some(spec)
+}
+
 /// The member's spec as it runs now, with the desired labels and the roll
 /// label `value`: a label-only write, which restarts nothing.
 fn labels_only(desired: &DesiredState, observed: &Observed, name: &str, value: &str) -> Option<ServiceSpec> {
@@ -219,7 +239,7 @@ pub fn decide(
                     Some(&name),
                     &format!("one node at a time: {name} is restarting"),
                 );
-                if let Some(spec) = with_roll(desired, &name, Some(RESTART)) {
+                if let Some(spec) = restart_spec(desired, &name) {
                     d.specs.insert(name.clone(), spec);
                 }
                 d.status = Some(status(Some(&name), RESTART, None));
@@ -241,7 +261,7 @@ pub fn decide(
             match why {
                 Some(why) => {
                     hold_all(&mut d, None, &format!("one node at a time: waiting for {why}"));
-                    if let Some(spec) = with_roll(desired, &name, Some(RESTART)) {
+                    if let Some(spec) = restart_spec(desired, &name) {
                         d.specs.insert(name.clone(), spec);
                     }
                     d.status = Some(status(Some(&name), if joined { "settle" } else { RESTART }, Some(why)));
@@ -282,7 +302,7 @@ pub fn decide(
                 Ok(()) => {
                     d.call = Some(EsCall::HoldReplicas);
                     hold_all(&mut d, Some(&name), &format!("one node at a time: {name} first"));
-                    if let Some(spec) = with_roll(desired, &name, Some(RESTART)) {
+                    if let Some(spec) = restart_spec(desired, &name) {
                         d.specs.insert(name.clone(), spec);
                     }
                     d.status = Some(status(Some(&name), RESTART, None));

@@ -33,7 +33,9 @@
 //!   2 s) to start a copy. Health is red with a primary unassigned, yellow
 //!   with a replica unassigned, else green.
 //! - For tests: `GET /_standin/requests` (every request this node served,
-//!   in order, `millis METHOD path-and-query body`), `PUT /_standin/disk`
+//!   in order, `millis METHOD path-and-query body`; the writes among them
+//!   are also appended to `standin-requests.log` in the data path, which
+//!   outlives a restart), `PUT /_standin/disk`
 //!   `{"percent": 91}` (the disk use `_cat/allocation` reports).
 //!
 //! Not simulated: documents, indices other than the one table, security,
@@ -1223,6 +1225,17 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
         req.body.replace('\n', " ")
     );
     if !req.path.starts_with("/_standin") {
+        // Writes are also kept in the data path, across restarts (a test
+        // reads the whole history of a rolling change from the volumes).
+        if req.method != "GET" && req.method != "HEAD" {
+            let _ = std::fs::create_dir_all(&n.cfg.data_path).and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(n.cfg.data_path.join("standin-requests.log"))
+                    .and_then(|mut f| writeln!(f, "{line}"))
+            });
+        }
         n.requests.push_back(line);
         if n.requests.len() > REQUEST_LOG {
             n.requests.pop_front();

@@ -1,0 +1,378 @@
+//! Elasticsearch as a cluster across the logger nodes, on a sandbox swarm of
+//! its own (manager-1 and four workers): the operator's image deployed with
+//! manifests/operator.yml (so it reads Elasticsearch over the overlay
+//! network, as users run it), and the stand-in's Elasticsearch simulator
+//! as every Elasticsearch node.
+//!
+//! Formation on three logger nodes, the cluster UUID recorded, a fourth
+//! node labelled and joined, then a change rolled one node at a time: at
+//! most one node down at any moment, the data-only node first, and the
+//! simulators' own logs (kept in their volumes across restarts) show
+//! replica allocation held before and released after each node.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{run_suite, wait_for, Sandbox, TestFn};
+use serde_json::Value;
+
+const SANDBOX: &str = "itcluster";
+const IMAGE: &str = "swarmlog:itcluster";
+const PROXY_NET: &str = "main";
+
+fn main() {
+    let tests: Vec<(&'static str, TestFn)> = vec![(
+        "cluster_forms_grows_by_a_label_and_rolls_one_node_at_a_time",
+        forms_grows_and_rolls,
+    )];
+    // Host-mode published ports (the operator's) need dockerd's iptables.
+    run_suite(SANDBOX, &["--workers", "4", "--iptables"], setup, tests);
+}
+
+fn setup(sb: &Sandbox) -> Result<(), String> {
+    sb.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
+    let bin = common::repo().join("target/x86_64-unknown-linux-gnu/release/swarmlog");
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: build it first (scripts/test does): RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --target x86_64-unknown-linux-gnu",
+            bin.display()
+        ));
+    }
+    sh(&format!(
+        "DOCKER_HOST={} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {IMAGE} .",
+        sb.host
+    ))?;
+    Ok(())
+}
+
+fn sh(cmd: &str) -> Result<String, String> {
+    let out = std::process::Command::new("bash")
+        .args(["-c", cmd])
+        .current_dir(common::repo())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A node's fact from scripts/sandbox's record (`NODE_ADDR`, ...).
+fn node_fact(sb: &Sandbox, host: &str, key: &str) -> Result<String, String> {
+    let file = common::repo()
+        .join("target/sandbox")
+        .join(&sb.name)
+        .join("nodes")
+        .join(format!("{host}.env"));
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+        .ok_or_else(|| format!("{}: no {key}", file.display()))
+}
+
+/// The deployed operator (stack `swarmlog`) with the values `values`.
+struct Deployed<'a> {
+    sb: &'a Sandbox,
+    addr: String,
+}
+
+impl<'a> Deployed<'a> {
+    fn deploy(sb: &'a Sandbox, config: &str, values: &str) -> Result<Deployed<'a>, String> {
+        let dir = common::temp_dir("cluster-values");
+        let file = dir.join(format!("{config}.yaml"));
+        std::fs::write(&file, values).map_err(|e| e.to_string())?;
+        sb.docker(&["config", "create", config, &file.display().to_string()])?;
+        let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
+        sh(&format!(
+            "DOCKER_HOST={} SWARMLOG_IMAGE={IMAGE} SWARMLOG_VALUES_CONFIG={config} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
+            sb.host,
+            socks.display()
+        ))?;
+        Ok(Deployed {
+            sb,
+            addr: format!("{}:8080", node_fact(sb, "manager-1", "NODE_ADDR")?),
+        })
+    }
+
+    fn status(&self) -> Result<Value, String> {
+        let (code, body) = common::http_get(&self.addr, "/status")?;
+        if code != 200 {
+            return Err(format!("/status answered {code}: {body}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("/status: {e}: {body}"))
+    }
+
+    fn logs(&self) -> String {
+        self.sb
+            .docker(&["service", "logs", "--raw", "--tail", "40", "swarmlog_operator"])
+            .unwrap_or_else(|e| e)
+    }
+}
+
+impl Drop for Deployed<'_> {
+    fn drop(&mut self) {
+        let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
+    }
+}
+
+/// The cluster's members as services: name -> (spec labels, env).
+type Members = BTreeMap<String, (BTreeMap<String, String>, Vec<String>)>;
+
+fn members(sb: &Sandbox, template: &str) -> Result<Members, String> {
+    let ids = sb.docker(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=io.swarmlog.es.member-of={template}"),
+    ])?;
+    let mut out = BTreeMap::new();
+    for id in ids.split_whitespace() {
+        let text = sb.docker(&["service", "inspect", id])?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let spec = &v[0]["Spec"];
+        let labels = spec["Labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let env = spec["TaskTemplate"]["ContainerSpec"]["Env"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        out.insert(spec["Name"].as_str().unwrap_or_default().to_string(), (labels, env));
+    }
+    Ok(out)
+}
+
+/// Members with no running task now.
+fn members_down(sb: &Sandbox, names: &[String]) -> Result<Vec<String>, String> {
+    let mut down = Vec::new();
+    for n in names {
+        let ps = sb.docker(&[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}}",
+            n,
+        ])?;
+        if !ps.lines().any(|l| l.starts_with("Running")) {
+            down.push(n.clone());
+        }
+    }
+    Ok(down)
+}
+
+/// The writes every simulator logged in its volume (which outlives
+/// restarts), merged by time: (millis, node, "METHOD path body").
+fn es_writes(sb: &Sandbox, hosts: &[&str], volume: &str) -> Vec<(u64, String, String)> {
+    let mut all = Vec::new();
+    for h in hosts {
+        let path: PathBuf = common::repo()
+            .join("target/sandbox")
+            .join(&sb.name)
+            .join(h)
+            .join("data/volumes")
+            .join(volume)
+            .join("_data/standin-requests.log");
+        for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+            if let Some((ms, rest)) = line.split_once(' ') {
+                if let Ok(ms) = ms.parse::<u64>() {
+                    all.push((ms, h.to_string(), rest.to_string()));
+                }
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+fn es(st: &Value) -> &Value {
+    &st["elasticsearch"]
+}
+
+fn values(extra_env: &str) -> String {
+    format!(
+        "stack: cl\n\
+         nodeSelector:\n  label: cl\n  value: \"true\"\n\
+         letsencrypt:\n  enabled: false\n\
+         elasticsearch:\n  topology: cluster\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  \
+         preflight:\n    maxMapCount: 0\n  env:\n    STANDIN_ES_RECOVERY: \"0.5\"\n{extra_env}"
+    )
+}
+
+fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    for host in ["logger-1", "worker-1", "worker-2"] {
+        sb.docker(&["node", "update", "--label-add", "cl=true", host])?;
+    }
+    let op = Deployed::deploy(sb, "swarmlog_values_cl1", &values(""))?;
+    let result = rt.block_on(async {
+        // Formation: three members, one cluster, green, its UUID recorded.
+        let formed = wait_for("a green cluster of 3 nodes in /status", Duration::from_secs(240), || async {
+            let st = op.status()?;
+            let e = es(&st);
+            let ok = e["state"] == "ok" && e["health"] == "green" && e["nodes_joined"] == 3 && e["nodes_expected"] == 3;
+            if ok {
+                Ok(Some(st))
+            } else {
+                Err(format!("phase {}, elasticsearch {}", st["phase"], e))
+            }
+        })
+        .await?;
+        let uuid = es(&formed)["cluster_uuid"].as_str().unwrap_or_default().to_string();
+        if uuid.len() < 8 {
+            return Err(format!("no cluster UUID in /status: {}", es(&formed)));
+        }
+        if es(&formed)["master_eligible"] != 3 {
+            return Err(format!("expected 3 master-eligible nodes: {}", es(&formed)));
+        }
+        let m = wait_for("the UUID recorded on every member", Duration::from_secs(60), || async {
+            let m = members(sb, "cl_elasticsearch")?;
+            let recorded = m.values().all(|(l, _)| l.get("io.swarmlog.es.cluster-uuid") == Some(&uuid));
+            Ok((m.len() == 3 && recorded).then_some(m))
+        })
+        .await?;
+        let names: Vec<&String> = m.keys().collect();
+        if names != ["cl_es_logger-1", "cl_es_worker-1", "cl_es_worker-2"] {
+            return Err(format!("members: {names:?}"));
+        }
+        for (name, (labels, env)) in &m {
+            let wanted = [
+                format!("node.name={name}"),
+                "discovery.seed_hosts=cl_es_logger-1,cl_es_worker-1,cl_es_worker-2".to_string(),
+                format!("network.publish_host={name}"),
+            ];
+            for w in &wanted {
+                if !env.contains(w) {
+                    return Err(format!("{name} lacks {w}: {env:?}"));
+                }
+            }
+            if labels.get("io.swarmlog.es.master").map(String::as_str) != Some("true") {
+                return Err(format!("{name} should be master-eligible: {labels:?}"));
+            }
+        }
+        wait_for("phase Converged", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            Ok((st["phase"] == "Converged").then_some(()))
+        })
+        .await?;
+
+        // Scale out: one label, and the node joins as a data node.
+        let t0 = Instant::now();
+        sb.docker(&["node", "update", "--label-add", "cl=true", "worker-3"])?;
+        wait_for("the 4th node joined, green", Duration::from_secs(120), || async {
+            let st = op.status()?;
+            let e = es(&st);
+            Ok((e["nodes_joined"] == 4 && e["nodes_expected"] == 4 && e["health"] == "green").then_some(()))
+        })
+        .await?;
+        eprintln!(
+            "scale-out: label to joined and green in /status in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        let m = members(sb, "cl_elasticsearch")?;
+        let (labels, env) = m.get("cl_es_worker-3").ok_or_else(|| format!("no cl_es_worker-3: {m:?}"))?;
+        if env.iter().any(|e| e.starts_with("cluster.initial_master_nodes")) {
+            return Err(format!("a node joining a formed cluster got the bootstrap setting: {env:?}"));
+        }
+        if !env.contains(&"node.roles=data,ingest".to_string())
+            || labels.get("io.swarmlog.es.master").map(String::as_str) != Some("false")
+        {
+            return Err(format!("the 4th node should be data-only: {labels:?} {env:?}"));
+        }
+        let names: Vec<String> = m.keys().cloned().collect();
+
+        // A change to Elasticsearch's spec: new values (the operator restarts
+        // with them), rolled one node at a time.
+        let rolled_start = Instant::now();
+        let op2 = Deployed::deploy(sb, "swarmlog_values_cl2", &values("    ROLLED: \"2\"\n"))?;
+        let mut max_down: Vec<String> = Vec::new();
+        let mut first_down: Vec<String> = Vec::new();
+        let mut last = String::new();
+        let m = loop {
+            if rolled_start.elapsed() > Duration::from_secs(420) {
+                return Err(format!("the roll did not finish in 420 s; last: {last}"));
+            }
+            let down = members_down(sb, &names)?;
+            for d in &down {
+                if !first_down.contains(d) {
+                    first_down.push(d.clone());
+                }
+            }
+            if down.len() > max_down.len() {
+                max_down = down.clone();
+            }
+            if max_down.len() > 1 {
+                return Err(format!("more than one Elasticsearch node was down at once: {max_down:?}"));
+            }
+            let m = members(sb, "cl_elasticsearch")?;
+            let rolled = m.values().all(|(_, env)| env.contains(&"ROLLED=2".to_string()));
+            match op2.status() {
+                Ok(st) => {
+                    let e = es(&st);
+                    let settled = e["roll"].is_null() && e["health"] == "green" && e["nodes_joined"] == 4;
+                    if rolled && settled && down.is_empty() {
+                        break m;
+                    }
+                    last = format!("down {down:?}, rolled {rolled}, elasticsearch {e}");
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        eprintln!(
+            "rolling change of 4 nodes: {:.1} s; restart order seen: {first_down:?}",
+            rolled_start.elapsed().as_secs_f64()
+        );
+        if first_down.first().map(String::as_str) != Some("cl_es_worker-3") {
+            return Err(format!("the data-only node goes first, masters last: {first_down:?}"));
+        }
+        for (name, (labels, env)) in &m {
+            if env.iter().any(|e| e.starts_with("cluster.initial_master_nodes")) {
+                return Err(format!("{name} still has the bootstrap setting after its restart: {env:?}"));
+            }
+            if labels.contains_key("io.swarmlog.es.roll") {
+                return Err(format!("{name} still carries the roll mark: {labels:?}"));
+            }
+        }
+        // The simulators' own record: for each node, replicas held, a
+        // flush, then released, before the next node is held.
+        let writes = es_writes(sb, &["logger-1", "worker-1", "worker-2", "worker-3"], "cl_elasticsearch_index");
+        let steps: Vec<&str> = writes
+            .iter()
+            .filter_map(|(_, _, w)| {
+                if w.starts_with("PUT /_cluster/settings") && w.contains("\"primaries\"") {
+                    Some("hold")
+                } else if w.starts_with("PUT /_cluster/settings") && w.contains("null") {
+                    Some("release")
+                } else if w.starts_with("POST /_flush") {
+                    Some("flush")
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let expected: Vec<&str> = ["hold", "flush", "release"].repeat(4);
+        if steps != expected {
+            return Err(format!(
+                "the simulators' write log is not hold, flush, release per node: {steps:?}\n{writes:#?}"
+            ));
+        }
+        drop(op2);
+        Ok(())
+    });
+    result.map_err(|e| format!("{e}\n--- operator log (tail) ---\n{}", op.logs()))
+}
