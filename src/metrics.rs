@@ -258,12 +258,16 @@ impl Metrics {
     fn set_es(&self, state: crate::status::EsState, health: Option<crate::es::Color>) {
         for s in crate::status::EsState::ALL {
             self.es_state
-                .get_or_create(&StateLabel { state: s.as_str().into() })
+                .get_or_create(&StateLabel {
+                    state: s.as_str().into(),
+                })
                 .set(i64::from(s == state));
         }
         for c in crate::es::Color::ALL {
             self.es_health
-                .get_or_create(&StateLabel { state: c.as_str().into() })
+                .get_or_create(&StateLabel {
+                    state: c.as_str().into(),
+                })
                 .set(i64::from(Some(c) == health));
         }
     }

@@ -189,7 +189,11 @@ pub fn status_text(s: &Json) -> String {
                 "  {} on {}: {}{}{}{}",
                 str_of(&n["name"]),
                 str_of(&n["hostname"]),
-                if n["joined"].as_bool() == Some(true) { "joined" } else { "not joined" },
+                if n["joined"].as_bool() == Some(true) {
+                    "joined"
+                } else {
+                    "not joined"
+                },
                 if n["elected_master"].as_bool() == Some(true) {
                     ", elected master"
                 } else if n["master_eligible"].as_bool() == Some(true) {
@@ -197,7 +201,10 @@ pub fn status_text(s: &Json) -> String {
                 } else {
                     ""
                 },
-                n["disk_percent"].as_f64().map(|d| format!(", disk {d:.0}%")).unwrap_or_default(),
+                n["disk_percent"]
+                    .as_f64()
+                    .map(|d| format!(", disk {d:.0}%"))
+                    .unwrap_or_default(),
                 n["problem"].as_str().map(|p| format!(" ({p})")).unwrap_or_default()
             );
         }
@@ -208,7 +215,10 @@ pub fn status_text(s: &Json) -> String {
                 "  rolling change: {} {}{}",
                 str_of(&roll["step"]),
                 roll["member"].as_str().unwrap_or("-"),
-                roll["waiting_for"].as_str().map(|w| format!(", waiting for {w}")).unwrap_or_default()
+                roll["waiting_for"]
+                    .as_str()
+                    .map(|w| format!(", waiting for {w}"))
+                    .unwrap_or_default()
             );
         }
     }

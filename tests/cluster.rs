@@ -78,10 +78,13 @@ fn node_fact(sb: &Sandbox, host: &str, key: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{}: no {key}", file.display()))
 }
 
-/// The deployed operator (stack `swarmlog`) with the values `values`.
+/// The deployed operator (stack `swarmlog`) with the values `values`. Its
+/// host-mode port is on manager-1's address, which only the sandbox's own
+/// namespaces reach: it is read from inside manager-1's namespace.
 struct Deployed<'a> {
     sb: &'a Sandbox,
     addr: String,
+    netns: String,
 }
 
 impl<'a> Deployed<'a> {
@@ -99,15 +102,21 @@ impl<'a> Deployed<'a> {
         Ok(Deployed {
             sb,
             addr: format!("{}:8080", node_fact(sb, "manager-1", "NODE_ADDR")?),
+            netns: sb.netns("manager-1")?,
         })
     }
 
     fn status(&self) -> Result<Value, String> {
-        let (code, body) = common::http_get(&self.addr, "/status")?;
-        if code != 200 {
-            return Err(format!("/status answered {code}: {body}"));
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(["curl", "-sS", "-f", "-m", "5"])
+            .arg(format!("http://{}/status", self.addr))
+            .output()
+            .map_err(|e| format!("nsenter curl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("GET /status: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
-        serde_json::from_str(&body).map_err(|e| format!("/status: {e}: {body}"))
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("/status: {e}"))
     }
 
     fn logs(&self) -> String {
@@ -221,16 +230,21 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
     let op = Deployed::deploy(sb, "swarmlog_values_cl1", &values(""))?;
     let result = rt.block_on(async {
         // Formation: three members, one cluster, green, its UUID recorded.
-        let formed = wait_for("a green cluster of 3 nodes in /status", Duration::from_secs(240), || async {
-            let st = op.status()?;
-            let e = es(&st);
-            let ok = e["state"] == "ok" && e["health"] == "green" && e["nodes_joined"] == 3 && e["nodes_expected"] == 3;
-            if ok {
-                Ok(Some(st))
-            } else {
-                Err(format!("phase {}, elasticsearch {}", st["phase"], e))
-            }
-        })
+        let formed = wait_for(
+            "a green cluster of 3 nodes in /status",
+            Duration::from_secs(240),
+            || async {
+                let st = op.status()?;
+                let e = es(&st);
+                let ok =
+                    e["state"] == "ok" && e["health"] == "green" && e["nodes_joined"] == 3 && e["nodes_expected"] == 3;
+                if ok {
+                    Ok(Some(st))
+                } else {
+                    Err(format!("phase {}, elasticsearch {}", st["phase"], e))
+                }
+            },
+        )
         .await?;
         let uuid = es(&formed)["cluster_uuid"].as_str().unwrap_or_default().to_string();
         if uuid.len() < 8 {
@@ -241,7 +255,9 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         }
         let m = wait_for("the UUID recorded on every member", Duration::from_secs(60), || async {
             let m = members(sb, "cl_elasticsearch")?;
-            let recorded = m.values().all(|(l, _)| l.get("io.swarmlog.es.cluster-uuid") == Some(&uuid));
+            let recorded = m
+                .values()
+                .all(|(l, _)| l.get("io.swarmlog.es.cluster-uuid") == Some(&uuid));
             Ok((m.len() == 3 && recorded).then_some(m))
         })
         .await?;
@@ -284,9 +300,13 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             t0.elapsed().as_secs_f64()
         );
         let m = members(sb, "cl_elasticsearch")?;
-        let (labels, env) = m.get("cl_es_worker-3").ok_or_else(|| format!("no cl_es_worker-3: {m:?}"))?;
+        let (labels, env) = m
+            .get("cl_es_worker-3")
+            .ok_or_else(|| format!("no cl_es_worker-3: {m:?}"))?;
         if env.iter().any(|e| e.starts_with("cluster.initial_master_nodes")) {
-            return Err(format!("a node joining a formed cluster got the bootstrap setting: {env:?}"));
+            return Err(format!(
+                "a node joining a formed cluster got the bootstrap setting: {env:?}"
+            ));
         }
         if !env.contains(&"node.roles=data,ingest".to_string())
             || labels.get("io.swarmlog.es.master").map(String::as_str) != Some("false")
@@ -316,7 +336,9 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
                 max_down = down.clone();
             }
             if max_down.len() > 1 {
-                return Err(format!("more than one Elasticsearch node was down at once: {max_down:?}"));
+                return Err(format!(
+                    "more than one Elasticsearch node was down at once: {max_down:?}"
+                ));
             }
             let m = members(sb, "cl_elasticsearch")?;
             let rolled = m.values().all(|(_, env)| env.contains(&"ROLLED=2".to_string()));
@@ -342,7 +364,9 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         }
         for (name, (labels, env)) in &m {
             if env.iter().any(|e| e.starts_with("cluster.initial_master_nodes")) {
-                return Err(format!("{name} still has the bootstrap setting after its restart: {env:?}"));
+                return Err(format!(
+                    "{name} still has the bootstrap setting after its restart: {env:?}"
+                ));
             }
             if labels.contains_key("io.swarmlog.es.roll") {
                 return Err(format!("{name} still carries the roll mark: {labels:?}"));
@@ -350,7 +374,11 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         }
         // The simulators' own record: for each node, replicas held, a
         // flush, then released, before the next node is held.
-        let writes = es_writes(sb, &["logger-1", "worker-1", "worker-2", "worker-3"], "cl_elasticsearch_index");
+        let writes = es_writes(
+            sb,
+            &["logger-1", "worker-1", "worker-2", "worker-3"],
+            "cl_elasticsearch_index",
+        );
         let steps: Vec<&str> = writes
             .iter()
             .filter_map(|(_, _, w)| {

@@ -389,3 +389,240 @@ fn gate(c: &Cluster, s: &Snapshot, upgrade: bool, ours: bool) -> Result<(), Stri
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::es::{Health, Node as EsNode};
+    use crate::plan::cluster::{cluster, expand, LABEL_ES_CLUSTER_UUID};
+    use crate::plan::tests::{desired_with, node as any_node, observed_from};
+    use bollard::models::Node;
+
+    fn node(id: &str, host: &str) -> Node {
+        let mut n = any_node(id, host, &[("logger", "true")]);
+        if let Some(s) = n.spec.as_mut() {
+            s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE);
+        }
+        n
+    }
+
+    fn values(env: &str) -> DesiredState {
+        desired_with(&format!(
+            "elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n  env:\n    X: \"{env}\"\n"
+        ))
+    }
+
+    fn snapshot(nodes: &[&str], status: Color, allocation: Option<&str>) -> Snapshot {
+        Snapshot {
+            endpoint: "http://es:9200".into(),
+            cluster_name: "logging".into(),
+            cluster_uuid: Some("u1".into()),
+            health: Health {
+                status,
+                number_of_nodes: nodes.len() as u64,
+                number_of_data_nodes: nodes.len() as u64,
+                relocating_shards: 0,
+                initializing_shards: 0,
+                unassigned_shards: u64::from(status != Color::Green),
+            },
+            nodes: nodes
+                .iter()
+                .map(|n| EsNode {
+                    name: n.to_string(),
+                    master_eligible: true,
+                    elected_master: false,
+                    version: "8.15.3".into(),
+                    shards: Some(2),
+                    disk_percent: None,
+                    disk_used_bytes: None,
+                    disk_total_bytes: None,
+                })
+                .collect(),
+            allocation_enable: allocation.map(str::to_string),
+            exclude_name: None,
+        }
+    }
+
+    fn set_label(o: &mut Observed, name: &str, value: Option<&str>) {
+        for s in o.services.iter_mut() {
+            if let Some(spec) = s.spec.as_mut().filter(|s| s.name.as_deref() == Some(name)) {
+                let l = spec.labels.get_or_insert_with(Default::default);
+                match value {
+                    Some(v) => l.insert(LABEL_ES_ROLL.to_string(), v.to_string()),
+                    None => l.remove(LABEL_ES_ROLL),
+                };
+            }
+        }
+    }
+
+    fn env_of(spec: &ServiceSpec) -> Vec<String> {
+        spec.task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default()
+    }
+
+    /// The roll through its steps on a 4-node cluster (3 masters, 1 data).
+    #[test]
+    fn one_node_at_a_time_data_nodes_first_under_the_gates() {
+        let nodes: Vec<Node> = ["logger-1", "logger-2", "logger-3", "logger-4"]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| node(&format!("id{i}"), h))
+            .collect();
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..values("1")
+        });
+        o.nodes = nodes.clone();
+        let formed = expand(&values("1"), &o, Some("u1"));
+        let mut o = observed_from(&formed);
+        o.nodes = nodes;
+        let desired = expand(&values("2"), &o, None);
+        let c = cluster(&values("2"), &o).expect("a cluster");
+        assert!(c.members.iter().all(|m| m.exists));
+        let all = [
+            "logging_es_logger-1",
+            "logging_es_logger-2",
+            "logging_es_logger-3",
+            "logging_es_logger-4",
+        ];
+        let pending: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let green = snapshot(&all, Color::Green, None);
+
+        // Not read: nothing moves.
+        let d = decide(&c, &desired, &o, &pending, Err("timeout"));
+        assert_eq!(d.held.len(), 4, "{d:?}");
+        assert!(d.specs.is_empty() && d.call.is_none());
+
+        // Yellow outside an upgrade: waits, and says for what.
+        let d = decide(&c, &desired, &o, &pending, Ok(&snapshot(&all, Color::Yellow, None)));
+        assert_eq!(d.held.len(), 4);
+        let why = d
+            .status
+            .as_ref()
+            .and_then(|s| s.waiting_for.clone())
+            .unwrap_or_default();
+        assert!(why.starts_with("green (now yellow"), "{why}");
+
+        // An allocation setting that is not swarmlog's: waits.
+        let d = decide(
+            &c,
+            &desired,
+            &o,
+            &pending,
+            Ok(&snapshot(&all, Color::Green, Some("none"))),
+        );
+        assert_eq!(d.held.len(), 4);
+
+        // Green: the data-only node is marked first, a label-only write.
+        let d = decide(&c, &desired, &o, &pending, Ok(&green));
+        let first = "logging_es_logger-4";
+        assert_eq!(d.specs.keys().collect::<Vec<_>>(), [first]);
+        assert_eq!(d.held.len(), 3);
+        assert!(!d.held.contains_key(first));
+        assert_eq!(d.call, None);
+        let spec = &d.specs[first];
+        assert_eq!(
+            spec.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_ES_ROLL))
+                .map(String::as_str),
+            Some(PREPARE)
+        );
+        assert!(env_of(spec).contains(&"X=1".to_string()), "nothing restarts yet");
+
+        // Marked: replicas held, then the restart with the new spec.
+        set_label(&mut o, first, Some(PREPARE));
+        let d = decide(&c, &desired, &o, &pending, Ok(&green));
+        assert_eq!(d.call, Some(EsCall::HoldReplicas));
+        let spec = &d.specs[first];
+        assert!(env_of(spec).contains(&"X=2".to_string()));
+        assert_eq!(
+            spec.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_ES_ROLL))
+                .map(String::as_str),
+            Some(RESTART)
+        );
+        assert!(spec
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(LABEL_ES_CLUSTER_UUID)));
+        assert_eq!(d.held.len(), 3);
+
+        // Restarting: out of the cluster; the others wait, nothing is called.
+        set_label(&mut o, first, Some(RESTART));
+        let rest: Vec<String> = pending.iter().filter(|p| *p != first).cloned().collect();
+        let three = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
+        let d = decide(
+            &c,
+            &desired,
+            &o,
+            &rest,
+            Ok(&snapshot(&three, Color::Yellow, Some("primaries"))),
+        );
+        assert_eq!(d.call, None);
+        assert_eq!(d.held.len(), 3);
+        assert_eq!(d.status.as_ref().map(|s| s.step.as_str()), Some(RESTART));
+
+        // Back: replicas released; then green: the mark goes.
+        let d = decide(
+            &c,
+            &desired,
+            &o,
+            &rest,
+            Ok(&snapshot(&all, Color::Yellow, Some("primaries"))),
+        );
+        assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
+        assert_eq!(d.held.len(), 3);
+        let d = decide(&c, &desired, &o, &rest, Ok(&green));
+        assert_eq!(d.call, None);
+        assert!(d.specs[first]
+            .labels
+            .as_ref()
+            .is_some_and(|l| !l.contains_key(LABEL_ES_ROLL)));
+        assert_eq!(d.held.len(), 3, "the next waits for the mark to go");
+
+        // Next: a master, the lowest name.
+        set_label(&mut o, first, None);
+        let d = decide(&c, &desired, &o, &rest, Ok(&green));
+        assert_eq!(d.specs.keys().collect::<Vec<_>>(), ["logging_es_logger-1"]);
+    }
+
+    /// A change taken back while a node is only marked: the setting swarmlog
+    /// may have made is reset, then the mark goes.
+    #[test]
+    fn a_prepared_roll_with_nothing_left_to_change_undoes_itself() {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
+            .collect();
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..values("1")
+        });
+        o.nodes = nodes.clone();
+        let formed = expand(&values("1"), &o, Some("u1"));
+        let mut o = observed_from(&formed);
+        o.nodes = nodes;
+        let c = cluster(&values("1"), &o).expect("a cluster");
+        let name = "logging_es_logger-1";
+        set_label(&mut o, name, Some(PREPARE));
+        let three = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
+        let d = decide(
+            &c,
+            &formed,
+            &o,
+            &[],
+            Ok(&snapshot(&three, Color::Green, Some("primaries"))),
+        );
+        assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
+        let d = decide(&c, &formed, &o, &[], Ok(&snapshot(&three, Color::Green, None)));
+        assert_eq!(d.call, None);
+        assert!(d.specs[name]
+            .labels
+            .as_ref()
+            .is_some_and(|l| !l.contains_key(LABEL_ES_ROLL)));
+    }
+}

@@ -226,26 +226,6 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
     h
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::controller::leader::Role;
-
-    #[test]
-    fn escapes_everything_it_shows() {
-        let mut s = Status::new("<script>", "t".into(), Role::Leader);
-        s.event("t".into(), "x", "<img src=x onerror=alert(1)>");
-        let page = render(&s);
-        assert!(!page.contains("<script>"));
-        assert!(!page.contains("<img"));
-        assert!(page.contains("&lt;img"));
-        assert!(
-            !page.contains("http://") && !page.contains("https://"),
-            "no external assets"
-        );
-    }
-}
-
 /// Elasticsearch as the operator reads it: health, nodes, disk, the roll.
 fn es_section(h: &mut String, es: &crate::status::ElasticsearchStatus) {
     let Some(topology) = &es.topology else {
@@ -309,4 +289,69 @@ fn es_section(h: &mut String, es: &crate::status::ElasticsearchStatus) {
         );
     }
     h.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::leader::Role;
+
+    #[test]
+    fn escapes_everything_it_shows() {
+        let mut s = Status::new("<script>", "t".into(), Role::Leader);
+        s.event("t".into(), "x", "<img src=x onerror=alert(1)>");
+        let page = render(&s);
+        assert!(!page.contains("<script>"));
+        assert!(!page.contains("<img"));
+        assert!(page.contains("&lt;img"));
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "no external assets"
+        );
+    }
+
+    #[test]
+    fn elasticsearch_shows_health_nodes_roll_and_problems() {
+        let mut s = Status::new("logging", "t".into(), Role::Leader);
+        assert!(
+            !render(&s).contains("<h2>Elasticsearch</h2>"),
+            "no section without Elasticsearch"
+        );
+        s.elasticsearch = crate::status::ElasticsearchStatus {
+            topology: Some("cluster".into()),
+            state: crate::status::EsState::Ok,
+            health_detail: Some("yellow (1 unassigned shards)".into()),
+            nodes_expected: 2,
+            nodes_joined: 1,
+            nodes: vec![crate::status::EsNode {
+                name: "logging_es_<b>".into(),
+                hostname: "logger-2".into(),
+                created: true,
+                disk_percent: Some(91.4),
+                problem: Some("runs but is not in the cluster".into()),
+                ..Default::default()
+            }],
+            roll: Some(crate::plan::roll::RollStatus {
+                member: Some("logging_es_logger-1".into()),
+                step: "restart".into(),
+                waiting_for: Some("logging_es_logger-1 to rejoin the cluster".into()),
+                pending: vec!["logging_es_logger-2".into()],
+            }),
+            problems: vec!["logging_es_<b> runs but is not in the cluster".into()],
+            ..Default::default()
+        };
+        let page = render(&s);
+        for wanted in [
+            "<h2>Elasticsearch</h2>",
+            "yellow (1 unassigned shards)",
+            "1 of 2 node(s) joined",
+            "logging_es_&lt;b&gt;",
+            "91%",
+            "waiting for logging_es_logger-1 to rejoin the cluster",
+            "class=\"bad\"",
+        ] {
+            assert!(page.contains(wanted), "{wanted} not on the page:\n{page}");
+        }
+        assert!(!page.contains("logging_es_<b>"));
+    }
 }
