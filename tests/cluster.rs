@@ -85,6 +85,8 @@ struct Deployed<'a> {
     sb: &'a Sandbox,
     addr: String,
     netns: String,
+    /// Removes the stack when dropped (a redeploy of the same stack does not).
+    owner: bool,
 }
 
 impl<'a> Deployed<'a> {
@@ -103,6 +105,7 @@ impl<'a> Deployed<'a> {
             sb,
             addr: format!("{}:8080", node_fact(sb, "manager-1", "NODE_ADDR")?),
             netns: sb.netns("manager-1")?,
+            owner: true,
         })
     }
 
@@ -119,16 +122,22 @@ impl<'a> Deployed<'a> {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("/status: {e}"))
     }
 
+    /// The operator's log (it writes to stderr, which `docker service logs`
+    /// passes on as stderr).
     fn logs(&self) -> String {
-        self.sb
-            .docker(&["service", "logs", "--raw", "--tail", "40", "swarmlog_operator"])
-            .unwrap_or_else(|e| e)
+        sh(&format!(
+            "DOCKER_HOST={} docker service logs --raw --tail 150 swarmlog_operator 2>&1",
+            self.sb.host
+        ))
+        .unwrap_or_else(|e| e)
     }
 }
 
 impl Drop for Deployed<'_> {
     fn drop(&mut self) {
-        let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
+        if self.owner {
+            let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
+        }
     }
 }
 
@@ -318,7 +327,8 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         // A change to Elasticsearch's spec: new values (the operator restarts
         // with them), rolled one node at a time.
         let rolled_start = Instant::now();
-        let op2 = Deployed::deploy(sb, "swarmlog_values_cl2", &values("    ROLLED: \"2\"\n"))?;
+        let mut op2 = Deployed::deploy(sb, "swarmlog_values_cl2", &values("    ROLLED: \"2\"\n"))?;
+        op2.owner = false;
         let mut max_down: Vec<String> = Vec::new();
         let mut first_down: Vec<String> = Vec::new();
         let mut last = String::new();
@@ -334,6 +344,10 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             }
             if down.len() > max_down.len() {
                 max_down = down.clone();
+            }
+            if !down.is_empty() {
+                let roll = op2.status().map(|st| es(&st)["roll"].to_string()).unwrap_or_else(|e| e);
+                eprintln!("{:>6.1}s down: {down:?}; roll {roll}", rolled_start.elapsed().as_secs_f64());
             }
             if max_down.len() > 1 {
                 return Err(format!(

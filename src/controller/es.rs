@@ -259,12 +259,16 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 });
                 let p0 = crate::plan::plan(&expanded, observed, opts);
                 let pending = roll::restarting_updates(&p0, &c);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
                 let mut decision = roll::decide(
                     &c,
                     &expanded,
                     observed,
                     &pending,
                     snap.as_ref().map(|s| *s).map_err(String::as_str),
+                    now,
                 );
                 if let (Some(call), Ok(s)) = (decision.call, &snap) {
                     if let Err(e) = es_call(ctx, &s.endpoint, call).await {

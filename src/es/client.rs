@@ -147,7 +147,7 @@ impl Client {
             self.call(
                 base,
                 "GET",
-                "/_cat/nodes?format=json&h=name,node.role,master,version,ip",
+                "/_cat/nodes?format=json&time=s&h=name,node.role,master,version,ip,uptime",
                 None
             ),
             self.call(

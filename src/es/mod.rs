@@ -46,7 +46,7 @@ pub struct Health {
     pub unassigned_shards: u64,
 }
 
-/// One row of `GET /_cat/nodes?format=json&h=name,node.role,master,version,ip`.
+/// One row of `GET /_cat/nodes?format=json&time=s&h=name,node.role,master,version,ip,uptime`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatNode {
     pub name: String,
@@ -59,6 +59,9 @@ pub struct CatNode {
     pub version: String,
     #[serde(default)]
     pub ip: String,
+    /// With `time=s`: seconds since the node's process started.
+    #[serde(default)]
+    pub uptime: Option<String>,
 }
 
 /// One row of `GET /_cat/allocation?format=json&bytes=b` (cat values are strings).
@@ -84,6 +87,8 @@ pub struct Node {
     /// The elected master.
     pub elected_master: bool,
     pub version: String,
+    /// Seconds since its process started (a restart resets it).
+    pub uptime_secs: Option<u64>,
     /// Shards it holds (data nodes).
     pub shards: Option<u64>,
     pub disk_percent: Option<f64>,
@@ -154,6 +159,7 @@ pub fn nodes(cat: &[CatNode], alloc: &[CatAllocation]) -> Vec<Node> {
                 master_eligible: n.role.contains('m'),
                 elected_master: n.master.trim() == "*",
                 version: n.version.clone(),
+                uptime_secs: number(n.uptime.as_deref()).map(|v| v as u64),
                 shards: a.and_then(|a| number(a.shards.as_deref())).map(|v| v as u64),
                 disk_percent: a.and_then(|a| number(a.disk_percent.as_deref())),
                 disk_used_bytes: a.and_then(|a| number(a.disk_used.as_deref())).map(|v| v as u64),

@@ -32,6 +32,11 @@ use crate::render::desired::{rehash, DesiredState};
 pub const PREPARE: &str = "prepare";
 pub const RESTART: &str = "restart";
 
+/// Member label: when its rolling restart was written (seconds since the
+/// epoch): a node counts as back once Elasticsearch reports it up for less
+/// than that long (a stale read of the process before cannot pass).
+pub const LABEL_ES_ROLL_AT: &str = "io.swarmlog.es.roll-at";
+
 /// A call to Elasticsearch the roll needs before this reconcile's writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EsCall {
@@ -77,6 +82,15 @@ fn roll_label(observed: &Observed, name: &str) -> Option<String> {
         .as_ref()?
         .get(LABEL_ES_ROLL)
         .cloned()
+}
+
+fn roll_label_at(observed: &Observed, name: &str) -> Option<u64> {
+    observed_spec(observed, name)?
+        .labels
+        .as_ref()?
+        .get(LABEL_ES_ROLL_AT)?
+        .parse()
+        .ok()
 }
 
 fn observed_spec<'a>(observed: &'a Observed, name: &str) -> Option<&'a ServiceSpec> {
@@ -127,8 +141,11 @@ fn with_roll(desired: &DesiredState, name: &str, value: Option<&str>) -> Option<
 /// The spec a member restarts with: once the cluster UUID is recorded, the
 /// bootstrap setting it may still carry goes with this restart (never set
 /// again, and never a restart of its own).
-fn restart_spec(desired: &DesiredState, name: &str) -> Option<ServiceSpec> {
+fn restart_spec(desired: &DesiredState, name: &str, at: u64) -> Option<ServiceSpec> {
     let mut spec = with_roll(desired, name, Some(RESTART))?;
+    spec.labels
+        .get_or_insert_with(Default::default)
+        .insert(LABEL_ES_ROLL_AT.to_string(), at.to_string());
     let formed = spec
         .labels
         .as_ref()
@@ -171,6 +188,7 @@ pub fn decide(
     observed: &Observed,
     pending: &[String],
     snapshot: Result<&Snapshot, &str>,
+    now: u64,
 ) -> Decision {
     let mut d = Decision::default();
     let existing: Vec<&str> = c.members.iter().filter(|m| m.exists).map(|m| m.name.as_str()).collect();
@@ -239,13 +257,17 @@ pub fn decide(
                     Some(&name),
                     &format!("one node at a time: {name} is restarting"),
                 );
-                if let Some(spec) = restart_spec(desired, &name) {
+                if let Some(spec) = restart_spec(desired, &name, now) {
                     d.specs.insert(name.clone(), spec);
                 }
                 d.status = Some(status(Some(&name), RESTART, None));
                 return d;
             }
-            let joined = snap.node(&name).is_some();
+            // Restarted after the write: up for less time than since then.
+            let at = roll_label_at(observed, &name).unwrap_or(now);
+            let joined = snap
+                .node(&name)
+                .is_some_and(|n| n.uptime_secs.is_none_or(|up| up <= now.saturating_sub(at)));
             let why = if !joined {
                 Some(format!("{name} to rejoin the cluster"))
             } else if snap.allocation_enable.as_deref() == Some("primaries") {
@@ -261,7 +283,7 @@ pub fn decide(
             match why {
                 Some(why) => {
                     hold_all(&mut d, None, &format!("one node at a time: waiting for {why}"));
-                    if let Some(spec) = restart_spec(desired, &name) {
+                    if let Some(spec) = restart_spec(desired, &name, at) {
                         d.specs.insert(name.clone(), spec);
                     }
                     d.status = Some(status(Some(&name), if joined { "settle" } else { RESTART }, Some(why)));
@@ -302,7 +324,7 @@ pub fn decide(
                 Ok(()) => {
                     d.call = Some(EsCall::HoldReplicas);
                     hold_all(&mut d, Some(&name), &format!("one node at a time: {name} first"));
-                    if let Some(spec) = restart_spec(desired, &name) {
+                    if let Some(spec) = restart_spec(desired, &name, now) {
                         d.specs.insert(name.clone(), spec);
                     }
                     d.status = Some(status(Some(&name), RESTART, None));
@@ -432,6 +454,7 @@ mod tests {
                     master_eligible: true,
                     elected_master: false,
                     version: "8.15.3".into(),
+                    uptime_secs: None,
                     shards: Some(2),
                     disk_percent: None,
                     disk_used_bytes: None,
@@ -492,12 +515,19 @@ mod tests {
         let green = snapshot(&all, Color::Green, None);
 
         // Not read: nothing moves.
-        let d = decide(&c, &desired, &o, &pending, Err("timeout"));
+        let d = decide(&c, &desired, &o, &pending, Err("timeout"), 1000);
         assert_eq!(d.held.len(), 4, "{d:?}");
         assert!(d.specs.is_empty() && d.call.is_none());
 
         // Yellow outside an upgrade: waits, and says for what.
-        let d = decide(&c, &desired, &o, &pending, Ok(&snapshot(&all, Color::Yellow, None)));
+        let d = decide(
+            &c,
+            &desired,
+            &o,
+            &pending,
+            Ok(&snapshot(&all, Color::Yellow, None)),
+            1000,
+        );
         assert_eq!(d.held.len(), 4);
         let why = d
             .status
@@ -513,11 +543,12 @@ mod tests {
             &o,
             &pending,
             Ok(&snapshot(&all, Color::Green, Some("none"))),
+            1000,
         );
         assert_eq!(d.held.len(), 4);
 
         // Green: the data-only node is marked first, a label-only write.
-        let d = decide(&c, &desired, &o, &pending, Ok(&green));
+        let d = decide(&c, &desired, &o, &pending, Ok(&green), 1000);
         let first = "logging_es_logger-4";
         assert_eq!(d.specs.keys().collect::<Vec<_>>(), [first]);
         assert_eq!(d.held.len(), 3);
@@ -535,7 +566,7 @@ mod tests {
 
         // Marked: replicas held, then the restart with the new spec.
         set_label(&mut o, first, Some(PREPARE));
-        let d = decide(&c, &desired, &o, &pending, Ok(&green));
+        let d = decide(&c, &desired, &o, &pending, Ok(&green), 1000);
         assert_eq!(d.call, Some(EsCall::HoldReplicas));
         let spec = &d.specs[first];
         assert!(env_of(spec).contains(&"X=2".to_string()));
@@ -562,10 +593,41 @@ mod tests {
             &o,
             &rest,
             Ok(&snapshot(&three, Color::Yellow, Some("primaries"))),
+            1000,
         );
         assert_eq!(d.call, None);
         assert_eq!(d.held.len(), 3);
         assert_eq!(d.status.as_ref().map(|s| s.step.as_str()), Some(RESTART));
+
+        // A read that still shows the process from before the restart (up
+        // longer than since the restart was written) is not "back".
+        for s in o.services.iter_mut() {
+            if let Some(spec) = s.spec.as_mut().filter(|s| s.name.as_deref() == Some(first)) {
+                spec.labels
+                    .get_or_insert_with(Default::default)
+                    .insert(LABEL_ES_ROLL_AT.to_string(), "990".into());
+            }
+        }
+        let mut stale = snapshot(&all, Color::Yellow, Some("primaries"));
+        for n in stale.nodes.iter_mut() {
+            n.uptime_secs = Some(if n.name == first { 500 } else { 900 });
+        }
+        let d = decide(&c, &desired, &o, &rest, Ok(&stale), 1000);
+        assert_eq!(d.call, None, "a stale read does not release replicas");
+        let at = d.specs[first]
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_ES_ROLL_AT).cloned());
+        assert_eq!(at.as_deref(), Some("990"), "the restart time is kept while waiting");
+        for n in stale.nodes.iter_mut().filter(|n| n.name == first) {
+            n.uptime_secs = Some(4);
+        }
+        let d = decide(&c, &desired, &o, &rest, Ok(&stale), 1000);
+        assert_eq!(
+            d.call,
+            Some(EsCall::ReleaseReplicas),
+            "restarted 4 s ago, 10 s after the write"
+        );
 
         // Back: replicas released; then green: the mark goes.
         let d = decide(
@@ -574,10 +636,11 @@ mod tests {
             &o,
             &rest,
             Ok(&snapshot(&all, Color::Yellow, Some("primaries"))),
+            1000,
         );
         assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
         assert_eq!(d.held.len(), 3);
-        let d = decide(&c, &desired, &o, &rest, Ok(&green));
+        let d = decide(&c, &desired, &o, &rest, Ok(&green), 1000);
         assert_eq!(d.call, None);
         assert!(d.specs[first]
             .labels
@@ -587,7 +650,7 @@ mod tests {
 
         // Next: a master, the lowest name.
         set_label(&mut o, first, None);
-        let d = decide(&c, &desired, &o, &rest, Ok(&green));
+        let d = decide(&c, &desired, &o, &rest, Ok(&green), 1000);
         assert_eq!(d.specs.keys().collect::<Vec<_>>(), ["logging_es_logger-1"]);
     }
 
@@ -616,9 +679,10 @@ mod tests {
             &o,
             &[],
             Ok(&snapshot(&three, Color::Green, Some("primaries"))),
+            1000,
         );
         assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
-        let d = decide(&c, &formed, &o, &[], Ok(&snapshot(&three, Color::Green, None)));
+        let d = decide(&c, &formed, &o, &[], Ok(&snapshot(&three, Color::Green, None)), 1000);
         assert_eq!(d.call, None);
         assert!(d.specs[name]
             .labels

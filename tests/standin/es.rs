@@ -190,6 +190,8 @@ struct Member {
     master_eligible: bool,
     data: bool,
     disk_percent: f64,
+    /// When its process started (ms since the epoch): `_cat/nodes` uptime.
+    started: u128,
 }
 
 impl Member {
@@ -202,6 +204,7 @@ impl Member {
             master_eligible: p.master_eligible,
             data: p.data,
             disk_percent: p.disk_percent,
+            started: p.started,
         }
     }
 }
@@ -228,6 +231,7 @@ struct Peer {
     /// A master's members (its cluster state's nodes).
     published: Vec<Member>,
     seen: Instant,
+    started: u128,
 }
 
 /// Cluster settings (and the voting exclusions), versioned by the time of
@@ -279,6 +283,21 @@ struct Node {
     proposal: Option<String>,
     /// Bootstrapping: the proposal this node voted for (one vote only).
     voted: Option<String>,
+    /// When this process started (ms since the epoch).
+    started: u128,
+}
+
+/// A node's uptime as `_cat` writes times: whole seconds with `time=s`,
+/// else the largest unit that fits (`12s`, `3.4m`, `1.2h`).
+fn uptime(req: &Request, started: u128) -> String {
+    let ms = now_millis().saturating_sub(started);
+    match req.query.get("time").map(String::as_str) {
+        Some("s") => (ms / 1000).to_string(),
+        Some("ms") => ms.to_string(),
+        _ if ms < 60_000 => format!("{}s", ms / 1000),
+        _ if ms < 3_600_000 => format!("{:.1}m", ms as f64 / 60_000.0),
+        _ => format!("{:.1}h", ms as f64 / 3_600_000.0),
+    }
 }
 
 fn now_millis() -> u128 {
@@ -340,6 +359,7 @@ impl Node {
             ip,
             proposal: None,
             voted: None,
+            started: now_millis(),
             cfg,
         };
         if let Ok(text) = std::fs::read_to_string(node.state_file()) {
@@ -380,6 +400,7 @@ impl Node {
             voted: self.voted.clone(),
             published: Vec::new(),
             seen: Instant::now(),
+            started: self.started,
         }
     }
 
@@ -817,8 +838,8 @@ impl Node {
 fn encode_state(node: &Node) -> String {
     let me = node.me();
     let mut out = format!(
-        "name={}\nuuid={}\ncluster_name={}\nmaster_eligible={}\ndata={}\nip={}\nversion={}\ndisk={}\n",
-        me.name, me.uuid, me.cluster_name, me.master_eligible, me.data, me.ip, me.version, me.disk_percent
+        "name={}\nuuid={}\ncluster_name={}\nmaster_eligible={}\ndata={}\nip={}\nversion={}\ndisk={}\nstarted={}\n",
+        me.name, me.uuid, me.cluster_name, me.master_eligible, me.data, me.ip, me.version, me.disk_percent, me.started
     );
     if let Some(c) = &me.cluster_uuid {
         out.push_str(&format!("cluster_uuid={c}\n"));
@@ -849,8 +870,8 @@ fn encode_state(node: &Node) -> String {
         out.push_str(&format!("table_version={}\n", node.table_version));
         for m in node.view() {
             out.push_str(&format!(
-                "member={}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                m.name, m.uuid, m.ip, m.version, m.master_eligible, m.data, m.disk_percent
+                "member={}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                m.name, m.uuid, m.ip, m.version, m.master_eligible, m.data, m.disk_percent, m.started
             ));
         }
         for c in &node.table {
@@ -888,6 +909,7 @@ fn decode_state(text: &str) -> Option<Peer> {
         voted: None,
         published: Vec::new(),
         seen: Instant::now(),
+        started: 0,
     };
     let mut table = Vec::new();
     let mut table_version = None;
@@ -903,11 +925,12 @@ fn decode_state(text: &str) -> Option<Peer> {
             "ip" => p.ip = v.to_string(),
             "version" => p.version = v.to_string(),
             "disk" => p.disk_percent = v.parse().unwrap_or(0.0),
+            "started" => p.started = v.parse().unwrap_or(0),
             "master" => p.master = Some(v.to_string()),
             "proposal" => p.proposal = Some(v.to_string()),
             "member" => {
                 let f: Vec<&str> = v.split('\t').collect();
-                if f.len() == 7 {
+                if f.len() == 8 {
                     p.published.push(Member {
                         name: f[0].to_string(),
                         uuid: f[1].to_string(),
@@ -916,6 +939,7 @@ fn decode_state(text: &str) -> Option<Peer> {
                         master_eligible: f[4] == "true",
                         data: f[5] == "true",
                         disk_percent: f[6].parse().unwrap_or(0.0),
+                        started: f[7].parse().unwrap_or(0),
                     });
                 }
             }
@@ -1294,6 +1318,7 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
                         ("name", p.name.clone()),
                         ("id", p.uuid.chars().take(4).collect()),
                         ("version", p.version.clone()),
+                        ("uptime", uptime(&req, p.started)),
                     ]
                 })
                 .collect();
