@@ -134,9 +134,25 @@ impl<'a> Deployed<'a> {
 }
 
 impl Drop for Deployed<'_> {
+    /// Removes the operator and waits until its container is gone: one that
+    /// is still stopping could re-create what the suite's reset removes.
     fn drop(&mut self) {
-        if self.owner {
-            let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
+        if !self.owner {
+            return;
+        }
+        let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            match self.sb.docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=swarmlog_operator",
+            ]) {
+                Ok(out) if out.trim().is_empty() => return,
+                Err(_) => return,
+                Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
         }
     }
 }
@@ -407,6 +423,10 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
                 }
             })
             .collect();
+        // The calls are idempotent; the operator may repeat one when a read
+        // from before its call comes in after it.
+        let mut steps = steps;
+        steps.dedup();
         let expected: Vec<&str> = ["hold", "flush", "release"].repeat(4);
         if steps != expected {
             return Err(format!(
@@ -416,5 +436,17 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         drop(op2);
         Ok(())
     });
-    result.map_err(|e| format!("{e}\n--- operator log (tail) ---\n{}", op.logs()))
+    result.map_err(|e| {
+        let st = op.status().map(|st| {
+            format!(
+                "phase {}\nelasticsearch {}\nevents {}",
+                st["phase"], st["elasticsearch"], st["events"]
+            )
+        });
+        format!(
+            "{e}\n--- the operator's /status ---\n{}\n--- operator log (tail) ---\n{}",
+            st.unwrap_or_else(|e| e),
+            op.logs()
+        )
+    })
 }

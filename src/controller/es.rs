@@ -82,6 +82,18 @@ impl Shared {
         self.view.read().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// A roll's call Elasticsearch acknowledged, into the last read.
+    fn acknowledged(&self, call: EsCall) {
+        if let Ok(mut v) = self.view.write() {
+            if let Some(s) = v.snapshot.as_mut() {
+                s.allocation_enable = match call {
+                    EsCall::HoldReplicas => Some("primaries".to_string()),
+                    EsCall::ReleaseReplicas => None,
+                };
+            }
+        }
+    }
+
     fn set_targets(&self, t: Targets) {
         let changed = match self.targets.write() {
             Ok(mut w) if *w != t => {
@@ -271,7 +283,13 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                     now,
                 );
                 if let (Some(call), Ok(s)) = (decision.call, &snap) {
-                    if let Err(e) = es_call(ctx, &s.endpoint, call).await {
+                    let result = es_call(ctx, &s.endpoint, call).await;
+                    if result.is_ok() {
+                        // Acknowledged: the view says so until the next read,
+                        // so the next reconcile does not make the call again.
+                        ctx.es.acknowledged(call);
+                    }
+                    if let Err(e) = result {
                         let why = format!("the rolling change's call to Elasticsearch failed: {e}");
                         tracing::warn!("{why}");
                         // Nothing restarts on a call that did not happen.
