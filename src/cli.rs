@@ -55,10 +55,36 @@ pub enum Command {
     /// at least --min-map-count, 2 when below, 1 when unreadable. The operator
     /// runs it as a one-off task on each logger node.
     Preflight(PreflightArgs),
+    /// Elasticsearch cluster operations (topology cluster).
+    #[command(subcommand)]
+    Es(EsCommand),
     /// Print a shell completion script: `swarmlog completions bash > /etc/bash_completion.d/swarmlog`.
     Completions(CompletionsArgs),
     /// Print the man page swarmlog.1 (roff), or write one page per subcommand with --dir.
     Manpage(ManpageArgs),
+}
+
+/// `swarmlog es ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum EsCommand {
+    /// Take a node's Elasticsearch out of the cluster for good: the operator
+    /// moves its shards to the other nodes (allocation exclusion; a voting
+    /// exclusion for a master-eligible node), waits until it holds none,
+    /// then removes its service; its volume is kept. Marks the node with
+    /// the label io.swarmlog.es.decommission, which also keeps a new
+    /// Elasticsearch node from being made there; `--cancel` takes it away.
+    Decommission(DecommissionArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DecommissionArgs {
+    /// The node, by hostname or ID.
+    pub node: String,
+    /// Take the mark away: the node keeps (or gets back) its Elasticsearch node.
+    #[arg(long)]
+    pub cancel: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -447,3 +447,85 @@ pub(crate) fn preflight(args: &PreflightArgs) -> ExitCode {
         }
     }
 }
+
+/// `swarmlog es ...`
+pub(crate) async fn es(cmd: &swarmlog::cli::EsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        swarmlog::cli::EsCommand::Decommission(args) => decommission(args).await,
+    }
+}
+
+/// Marks (or unmarks) a node for the operator to decommission its
+/// Elasticsearch node: the node label is all this writes.
+async fn decommission(args: &swarmlog::cli::DecommissionArgs) -> anyhow::Result<ExitCode> {
+    use swarmlog::plan::cluster::LABEL_ES_DECOMMISSION;
+    let engine = match connect(&args.engine).await {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let nodes = match engine.list_nodes().await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let host = |n: &bollard::models::Node| swarmlog::plan::placement::hostname(n);
+    let found: Vec<&bollard::models::Node> = nodes
+        .iter()
+        .filter(|n| n.id.as_deref() == Some(args.node.as_str()) || host(n) == args.node)
+        .collect();
+    let node = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            eprintln!(
+                "error: no node {:?} in the swarm (nodes: {})",
+                args.node,
+                nodes.iter().map(host).collect::<Vec<_>>().join(", ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        _ => {
+            eprintln!("error: several nodes are called {:?}: give its ID", args.node);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut spec = node.spec.clone().unwrap_or_default();
+    let labels = spec.labels.get_or_insert_with(Default::default);
+    let marked = labels.contains_key(LABEL_ES_DECOMMISSION);
+    if marked != args.cancel {
+        println!(
+            "node {}: {}",
+            host(node),
+            if args.cancel {
+                "not marked; nothing to cancel"
+            } else {
+                "already marked for decommission"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.cancel {
+        labels.remove(LABEL_ES_DECOMMISSION);
+    } else {
+        labels.insert(LABEL_ES_DECOMMISSION.to_string(), "true".to_string());
+    }
+    let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+    let id = node.id.clone().unwrap_or_default();
+    if let Err(e) = engine.update_node(&host(node), &id, version, spec).await {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(e.exit_code()));
+    }
+    if args.cancel {
+        println!(
+            "node {}: decommission cancelled; the operator takes its name out of the allocation exclusion (and makes its Elasticsearch node again if it was removed and the node is a logger node)",
+            host(node)
+        );
+    } else {
+        println!(
+            "node {}: marked ({LABEL_ES_DECOMMISSION}=true). The operator moves its shards to the other nodes, then removes its Elasticsearch service (its volume stays). Follow it with `swarmlog status`: the node's row says how many shards are left.",
+            host(node)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -363,7 +363,10 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             }
             if !down.is_empty() {
                 let roll = op2.status().map(|st| es(&st)["roll"].to_string()).unwrap_or_else(|e| e);
-                eprintln!("{:>6.1}s down: {down:?}; roll {roll}", rolled_start.elapsed().as_secs_f64());
+                eprintln!(
+                    "{:>6.1}s down: {down:?}; roll {roll}",
+                    rolled_start.elapsed().as_secs_f64()
+                );
             }
             if max_down.len() > 1 {
                 return Err(format!(

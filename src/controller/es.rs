@@ -270,7 +270,15 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                         .unwrap_or_else(|| "not read yet".into())
                 });
                 let p0 = crate::plan::plan(&expanded, observed, opts);
-                let pending = roll::restarting_updates(&p0, &c);
+                // A node being decommissioned is not rolled: it is leaving.
+                let leaving: Vec<String> = c
+                    .members
+                    .iter()
+                    .filter(|m| m.exists && m.decommission)
+                    .map(|m| m.name.clone())
+                    .collect();
+                let mut pending = roll::restarting_updates(&p0, &c);
+                pending.retain(|p| !leaving.contains(p));
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
@@ -307,6 +315,9 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 ctx.es.rolling.store(decision.status.is_some(), Ordering::Relaxed);
                 apply_decision(&mut expanded, &decision);
                 status.roll = decision.status.clone();
+                if let Ok(s) = &snap {
+                    decommission(ctx, &c, s, &mut expanded, &mut status).await;
+                }
             }
             (expanded, problems)
         }
@@ -477,6 +488,114 @@ async fn es_call(ctx: &Context, base: &str, call: EsCall) -> Result<(), crate::e
             client.put_persistent(base, ALLOCATION_ENABLE, None).await?;
             tracing::info!("elasticsearch: {ALLOCATION_ENABLE} reset (node rejoined)");
             Ok(())
+        }
+    }
+}
+
+/// `swarmlog es decommission`: each member whose node carries the label has
+/// its name in `cluster.routing.allocation.exclude._name` (and, when
+/// master-eligible, a voting exclusion) until it holds no shard; then its
+/// service leaves the desired state (removed; its volume kept). Names of
+/// this stack's members in the exclusion list that are not leaving are
+/// taken out again (the decommission was cancelled, or is done); names
+/// others put there are kept.
+async fn decommission(
+    ctx: &Context,
+    c: &Cluster,
+    snap: &Snapshot,
+    desired: &mut DesiredState,
+    status: &mut ElasticsearchStatus,
+) {
+    let client = Client::new(ctx.settings.es.timeout);
+    let prefix = format!(
+        "{}_es_",
+        c.template.strip_suffix("_elasticsearch").unwrap_or(&c.template)
+    );
+    let leaving: Vec<&cluster::Member> = c.members.iter().filter(|m| m.exists && m.decommission).collect();
+    let excluded: Vec<String> = snap
+        .exclude_name
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut wanted: Vec<String> = excluded
+        .iter()
+        .filter(|n| !n.starts_with(&prefix) || leaving.iter().any(|m| &m.name == *n))
+        .cloned()
+        .collect();
+    let dropped = excluded.iter().any(|n| !wanted.contains(n));
+    for m in &leaving {
+        if !wanted.contains(&m.name) {
+            if m.master {
+                if let Err(e) = client.exclude_from_voting(&snap.endpoint, &m.name).await {
+                    tracing::warn!(node = %m.name, error = %e, "elasticsearch: voting exclusion failed");
+                    continue;
+                }
+            }
+            wanted.push(m.name.clone());
+        }
+    }
+    if wanted != excluded {
+        if dropped {
+            // Their nodes have left or stay: the quorum counts as before.
+            if let Err(e) = client.clear_voting_exclusions(&snap.endpoint).await {
+                tracing::warn!(error = %e, "elasticsearch: clearing voting exclusions failed");
+            }
+        }
+        let value = (!wanted.is_empty()).then(|| wanted.join(","));
+        match client
+            .put_persistent(&snap.endpoint, crate::es::client::EXCLUDE_NAME, value.as_deref())
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(exclude = ?value, "elasticsearch: {}", crate::es::client::EXCLUDE_NAME);
+                if let Ok(mut v) = ctx.es.view.write() {
+                    if let Some(s) = v.snapshot.as_mut() {
+                        s.exclude_name = value.clone();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "elasticsearch: setting the allocation exclusion failed");
+                return;
+            }
+        }
+    }
+    for m in leaving {
+        let node = snap.node(&m.name);
+        let ready = match node {
+            Some(n) => n.shards == Some(0) && wanted.contains(&m.name),
+            // Out of the cluster: removable once every shard has a copy elsewhere.
+            None => snap.health.status == Color::Green,
+        };
+        let row = status.nodes.iter_mut().find(|r| r.name == m.name);
+        if ready {
+            desired
+                .services
+                .retain(|s| s.spec.name.as_deref() != Some(m.name.as_str()));
+            desired.held.remove(&m.name);
+            ctx.update_status(|st| {
+                st.event(
+                    now(),
+                    "elasticsearch",
+                    format!(
+                        "decommissioned {}: no shard left on it; its service is removed, its volume kept on {}",
+                        m.name, m.hostname
+                    ),
+                )
+            });
+        } else {
+            let left = node
+                .and_then(|n| n.shards)
+                .map_or("its shards".to_string(), |n| format!("{n} shard(s)"));
+            let why = format!("decommissioning: waiting for {left} to move to other nodes");
+            desired.held.insert(m.name.clone(), why.clone());
+            if let Some(r) = row {
+                r.problem = Some(why);
+            }
         }
     }
 }

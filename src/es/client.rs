@@ -114,6 +114,9 @@ impl Client {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
             return Err(EsError::Status { url, status, reason });
         }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Json::Null);
+        }
         json.map_err(|e| EsError::Answer {
             url,
             detail: format!("not JSON: {e}"),
@@ -211,4 +214,36 @@ impl Client {
     pub async fn flush(&self, base: &str) -> Result<(), EsError> {
         self.call(base, "POST", "/_flush", None).await.map(|_| ())
     }
+
+    /// `POST /_cluster/voting_config_exclusions?node_names=NAME`: a
+    /// master-eligible node about to leave for good stops counting for the
+    /// quorum first.
+    pub async fn exclude_from_voting(&self, base: &str, node: &str) -> Result<(), EsError> {
+        let path = format!("/_cluster/voting_config_exclusions?node_names={}", query_value(node));
+        self.call(base, "POST", &path, None).await.map(|_| ())
+    }
+
+    /// `DELETE /_cluster/voting_config_exclusions?wait_for_removal=false`:
+    /// clears the exclusions (Elasticsearch clears them all at once) once the
+    /// excluded nodes have left.
+    pub async fn clear_voting_exclusions(&self, base: &str) -> Result<(), EsError> {
+        self.call(
+            base,
+            "DELETE",
+            "/_cluster/voting_config_exclusions?wait_for_removal=false",
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A query parameter's value, percent-encoded but for the unreserved characters.
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -42,6 +42,11 @@ pub const LABEL_ES_ROLL: &str = "io.swarmlog.es.roll";
 /// Member label: the hostname of its node when it was made (for people).
 pub const LABEL_ES_HOSTNAME: &str = "io.swarmlog.es.hostname";
 
+/// Node label (set by `swarmlog es decommission`): the node's member moves
+/// its shards away and is removed; no member is made for the node again
+/// while it is there.
+pub const LABEL_ES_DECOMMISSION: &str = "io.swarmlog.es.decommission";
+
 /// Environment keys swarmlog sets on each member.
 pub const ENV_NODE_NAME: &str = "node.name";
 pub const ENV_SEED_HOSTS: &str = "discovery.seed_hosts";
@@ -88,6 +93,8 @@ pub struct Member {
     pub node_available: bool,
     /// Its node still matches the template's constraints (a logger node).
     pub node_selected: bool,
+    /// Its node carries [`LABEL_ES_DECOMMISSION`].
+    pub decommission: bool,
 }
 
 /// The cluster the swarm holds or should hold.
@@ -187,13 +194,14 @@ pub fn cluster(desired: &DesiredState, observed: &Observed) -> Option<Cluster> {
             exists: true,
             node_available: node.is_some_and(available),
             node_selected: node.is_some_and(|n| node_matches(n, &constraints)),
+            decommission: node.is_some_and(decommissioned),
         });
     }
     let prefix = tname.strip_suffix("_elasticsearch").unwrap_or(&tname).to_string();
     let mut candidates: Vec<&Node> = observed
         .nodes
         .iter()
-        .filter(|n| available(n) && node_matches(n, &constraints))
+        .filter(|n| available(n) && node_matches(n, &constraints) && !decommissioned(n))
         .filter(|n| !members.iter().any(|m| Some(m.node_id.as_str()) == n.id.as_deref()))
         .collect();
     candidates.sort_by_key(|n| (hostname(n), n.id.clone()));
@@ -216,6 +224,7 @@ pub fn cluster(desired: &DesiredState, observed: &Observed) -> Option<Cluster> {
             exists: false,
             node_available: true,
             node_selected: true,
+            decommission: false,
         });
     }
     members.sort_by(|a, b| a.name.cmp(&b.name));
@@ -225,6 +234,14 @@ pub fn cluster(desired: &DesiredState, observed: &Observed) -> Option<Cluster> {
         recorded_uuid,
         master_nodes,
     })
+}
+
+/// The node carries the decommission label.
+pub fn decommissioned(n: &Node) -> bool {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.labels.as_ref())
+        .is_some_and(|l| l.contains_key(LABEL_ES_DECOMMISSION))
 }
 
 fn observed_has(observed: &Observed, name: &str) -> bool {
@@ -525,6 +542,7 @@ mod tests {
             exists: true,
             node_available: true,
             node_selected: true,
+            decommission: false,
         };
         c.members = vec![m("a")];
         assert!(c.survives().starts_with("no node failure"));
