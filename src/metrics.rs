@@ -206,7 +206,7 @@ impl Metrics {
         );
         registry.register(
             "elasticsearch_state",
-            "How the operator's reads of Elasticsearch go (1 for the current one): none, pending, ok, no-master, unreachable",
+            "How the operator's reads of Elasticsearch go (1 for the current one): none, pending, ok, no-master, unreachable, no-path",
             m.es_state.clone(),
         );
         registry.register(

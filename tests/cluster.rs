@@ -5,10 +5,13 @@
 //! as every Elasticsearch node.
 //!
 //! Formation on three logger nodes, the cluster UUID recorded, a fourth
-//! node labelled and joined, then a change rolled one node at a time: at
-//! most one node down at any moment, the data-only node first, and the
-//! simulators' own logs (kept in their volumes across restarts) show
-//! replica allocation held before and released after each node.
+//! node labelled and joined, then a change rolled one node at a time (the
+//! operator restarted while the first node is out): at most one node down
+//! at any moment, the data-only node first, and the simulators' own logs
+//! (kept in their volumes across restarts) show replica allocation held
+//! before and released after each node. Decommission: shards moved away,
+//! the service removed, the volume kept, cancelled again. A node whose
+//! volume holds another cluster's data: reported, never joined or wiped.
 
 mod common;
 
@@ -24,10 +27,20 @@ const IMAGE: &str = "swarmlog:itcluster";
 const PROXY_NET: &str = "main";
 
 fn main() {
-    let tests: Vec<(&'static str, TestFn)> = vec![(
-        "cluster_forms_grows_by_a_label_and_rolls_one_node_at_a_time",
-        forms_grows_and_rolls,
-    )];
+    let tests: Vec<(&'static str, TestFn)> = vec![
+        (
+            "cluster_forms_grows_by_a_label_and_rolls_one_node_at_a_time",
+            forms_grows_and_rolls,
+        ),
+        (
+            "decommission_moves_shards_away_then_removes_the_node_and_keeps_its_volume",
+            decommission,
+        ),
+        (
+            "a_node_of_another_cluster_is_reported_never_joined_or_wiped",
+            another_cluster,
+        ),
+    ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
     run_suite(SANDBOX, &["--workers", "4", "--iptables"], setup, tests);
 }
@@ -239,9 +252,14 @@ fn es(st: &Value) -> &Value {
 }
 
 fn values(extra_env: &str) -> String {
+    values_of("cl", extra_env)
+}
+
+/// Values of stack `stack`, placed by the node label `<stack>=true`.
+fn values_of(stack: &str, extra_env: &str) -> String {
     format!(
-        "stack: cl\n\
-         nodeSelector:\n  label: cl\n  value: \"true\"\n\
+        "stack: {stack}\n\
+         nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
          letsencrypt:\n  enabled: false\n\
          elasticsearch:\n  topology: cluster\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  \
          preflight:\n    maxMapCount: 0\n  env:\n    STANDIN_ES_RECOVERY: \"0.5\"\n{extra_env}"
@@ -348,6 +366,7 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         let mut max_down: Vec<String> = Vec::new();
         let mut first_down: Vec<String> = Vec::new();
         let mut last = String::new();
+        let mut restarted_operator = false;
         let m = loop {
             if rolled_start.elapsed() > Duration::from_secs(420) {
                 return Err(format!("the roll did not finish in 420 s; last: {last}"));
@@ -360,6 +379,16 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             }
             if down.len() > max_down.len() {
                 max_down = down.clone();
+            }
+            // The operator restarted while the first node is out: the roll
+            // goes on from the marks and the cluster's setting.
+            if !down.is_empty() && !restarted_operator {
+                restarted_operator = true;
+                sb.docker(&["service", "update", "--force", "--detach", "swarmlog_operator"])?;
+                eprintln!(
+                    "{:>6.1}s operator restarted mid-roll",
+                    rolled_start.elapsed().as_secs_f64()
+                );
             }
             if !down.is_empty() {
                 let roll = op2.status().map(|st| es(&st)["roll"].to_string()).unwrap_or_else(|e| e);
@@ -451,5 +480,171 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             st.unwrap_or_else(|e| e),
             op.logs()
         )
+    })
+}
+
+/// Labels `hosts` with `<stack>=true`, deploys the operator with the
+/// stack's values, and waits for a green cluster of that many nodes.
+async fn formed<'a>(sb: &'a Sandbox, stack: &str, hosts: &[&str]) -> Result<(Deployed<'a>, Value), String> {
+    for host in hosts {
+        sb.docker(&["node", "update", "--label-add", &format!("{stack}=true"), host])?;
+    }
+    let op = Deployed::deploy(sb, &format!("swarmlog_values_{stack}"), &values_of(stack, ""))?;
+    let n = hosts.len();
+    let st = wait_for(
+        &format!("a green cluster of {n} nodes"),
+        Duration::from_secs(240),
+        || async {
+            let st = op.status()?;
+            let e = es(&st);
+            let ok = e["state"] == "ok" && e["health"] == "green" && e["nodes_joined"] == n && e["nodes_expected"] == n;
+            if ok {
+                Ok(Some(st))
+            } else {
+                Err(format!("phase {}, elasticsearch {}", st["phase"], e))
+            }
+        },
+    )
+    .await?;
+    Ok((op, st))
+}
+
+fn swarmlog_cli(sb: &Sandbox, args: &[&str]) -> Result<String, String> {
+    let out = sb.swarmlog(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("swarmlog {}: {text}", args.join(" ")))
+    }
+}
+
+fn decommission(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    rt.block_on(async {
+        let (op, _) = formed(sb, "dc", &["logger-1", "worker-1", "worker-2"]).await?;
+        let result = async {
+            let out = swarmlog_cli(sb, &["es", "decommission", "worker-2"])?;
+            if !out.contains("marked") {
+                return Err(format!("decommission said: {out}"));
+            }
+            // Its shards move away, then its service goes; two nodes stay, green.
+            wait_for(
+                "dc_es_worker-2 removed, 2 nodes green",
+                Duration::from_secs(120),
+                || async {
+                    let st = op.status()?;
+                    let e = es(&st);
+                    let gone = members(sb, "dc_elasticsearch")?.len() == 2;
+                    Ok(
+                        (gone && e["nodes_joined"] == 2 && e["nodes_expected"] == 2 && e["health"] == "green")
+                            .then_some(()),
+                    )
+                },
+            )
+            .await?;
+            let vols = sb
+                .script("sock", &["worker-2"])
+                .and_then(|sock| common::run_docker(&format!("unix://{}", sock.trim()), &["volume", "ls", "-q"]))?;
+            if !vols.lines().any(|v| v == "dc_elasticsearch_index") {
+                return Err(format!("the decommissioned node's volume is gone: {vols}"));
+            }
+            // Still a logger node, still marked: no new Elasticsearch node there.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let m = members(sb, "dc_elasticsearch")?;
+            if m.contains_key("dc_es_worker-2") {
+                return Err("a member was made again on the decommissioned node".into());
+            }
+            // Elasticsearch saw: exclusion (with the voting exclusion, it is a
+            // master), and the exclusion taken out again afterwards.
+            let writes = es_writes(sb, &["logger-1", "worker-1", "worker-2"], "dc_elasticsearch_index");
+            let w: Vec<&str> = writes.iter().map(|(_, _, w)| w.as_str()).collect();
+            let pos = |pred: &dyn Fn(&str) -> bool| w.iter().position(|x| pred(x));
+            let voting = pos(&|x| x.starts_with("POST /_cluster/voting_config_exclusions?node_names=dc_es_worker-2"));
+            let excluded = pos(&|x| x.contains("exclude._name") && x.contains("dc_es_worker-2"));
+            let cleared = pos(&|x| x.contains("exclude._name\":null"));
+            let unvoted = pos(&|x| x.starts_with("DELETE /_cluster/voting_config_exclusions"));
+            match (voting, excluded, cleared, unvoted) {
+                (Some(v), Some(e), Some(c), Some(u)) if v < e && e < c && u < c => {}
+                other => {
+                    return Err(format!(
+                        "expected voting exclusion, allocation exclusion, then both cleared: {other:?}\n{w:#?}"
+                    ))
+                }
+            }
+            // Cancelled: the node gets its Elasticsearch node back, on its
+            // kept volume (same cluster), and the cluster is 3 again.
+            swarmlog_cli(sb, &["es", "decommission", "--cancel", "worker-2"])?;
+            wait_for("worker-2 back in the cluster", Duration::from_secs(120), || async {
+                let st = op.status()?;
+                let e = es(&st);
+                Ok((e["nodes_joined"] == 3 && e["health"] == "green").then_some(()))
+            })
+            .await
+        }
+        .await;
+        result.map_err(|e| {
+            format!(
+                "{e}\n--- /status ---\n{}",
+                op.status().map(|s| s.to_string()).unwrap_or_else(|e| e)
+            )
+        })
+    })
+}
+
+fn another_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    rt.block_on(async {
+        let (op, st) = formed(sb, "fc", &["logger-1", "worker-1", "worker-2"]).await?;
+        let uuid = es(&st)["cluster_uuid"].as_str().unwrap_or_default().to_string();
+        let result = async {
+            // worker-3's volume holds another cluster's data.
+            let sock = sb.script("sock", &["worker-3"])?;
+            let w3 = format!("unix://{}", sock.trim());
+            common::run_docker(&w3, &["volume", "create", "fc_elasticsearch_index"])?;
+            let state = common::repo()
+                .join("target/sandbox")
+                .join(&sb.name)
+                .join("worker-3/data/volumes/fc_elasticsearch_index/_data/standin-es-state");
+            let foreign = "node_uuid=foreignnode0000000000001\ncluster_uuid=foreigncluster000000001\n";
+            std::fs::write(&state, foreign).map_err(|e| format!("{}: {e}", state.display()))?;
+            sb.docker(&["node", "update", "--label-add", "fc=true", "worker-3"])?;
+            let st = wait_for("the foreign node reported", Duration::from_secs(120), || async {
+                let st = op.status()?;
+                let e = es(&st);
+                let named = e["problems"].as_array().is_some_and(|p| {
+                    p.iter()
+                        .any(|p| p.as_str().is_some_and(|p| p.contains("foreigncluster000000001")))
+                });
+                Ok((named && st["phase"] == "Degraded").then_some(st))
+            })
+            .await?;
+            let e = es(&st);
+            if e["cluster_uuid"] != uuid.as_str() || e["nodes_joined"] != 3 {
+                return Err(format!("the cluster changed: {e}"));
+            }
+            let row = e["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["name"] == "fc_es_worker-3").cloned())
+                .unwrap_or_default();
+            if row["joined"] != false || !row["problem"].as_str().unwrap_or_default().contains("another cluster") {
+                return Err(format!("the foreign node's row: {row}"));
+            }
+            // Its data is as it was: nothing wiped, nothing bootstrapped.
+            let kept = std::fs::read_to_string(&state).map_err(|e| e.to_string())?;
+            if !kept.contains("cluster_uuid=foreigncluster000000001") {
+                return Err(format!("the foreign node's state changed: {kept}"));
+            }
+            Ok(())
+        }
+        .await;
+        result.map_err(|e| {
+            format!(
+                "{e}\n--- /status ---\n{}",
+                op.status().map(|s| s.to_string()).unwrap_or_else(|e| e)
+            )
+        })
     })
 }

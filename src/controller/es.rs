@@ -213,10 +213,13 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 ctx.settings.es.urls.clone()
             };
             status.endpoints = bases.clone();
-            ctx.es.set_targets(Targets {
-                bases,
-                unjoined: Vec::new(),
-            });
+            ctx.es.set_targets(reachable(
+                Targets {
+                    bases,
+                    unjoined: Vec::new(),
+                },
+                &hint,
+            ));
             let running = observed
                 .services
                 .iter()
@@ -255,7 +258,7 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 .filter(|m| view.snapshot.as_ref().is_some_and(|s| s.node(&m.name).is_none()))
                 .map(|m| (m.name.clone(), base(&m.name)))
                 .collect();
-            ctx.es.set_targets(Targets { bases, unjoined });
+            ctx.es.set_targets(reachable(Targets { bases, unjoined }, &hint));
             let mut problems = members_status(&mut status, &c, &view, observed);
             problems.extend(red(&view));
             if let Some(why) = preflight_hold {
@@ -364,8 +367,23 @@ fn no_path_hint(desired: &DesiredState, template: &str, urls: &[String]) -> Opti
     })
 }
 
+/// Where to read: nowhere without a network path (a name that only the
+/// overlay's DNS knows would be asked of the host's resolver instead).
+fn reachable(t: Targets, hint: &Option<String>) -> Targets {
+    if hint.is_some() {
+        Targets::default()
+    } else {
+        t
+    }
+}
+
 fn fill_from_view(status: &mut ElasticsearchStatus, view: &View, hint: Option<&str>) {
     status.checked_at = view.at.clone();
+    if let Some(h) = hint {
+        status.state = EsState::NoPath;
+        status.error = Some(h.to_string());
+        return;
+    }
     match (&view.snapshot, &view.error) {
         (Some(s), _) => {
             status.state = EsState::Ok;
@@ -378,15 +396,9 @@ fn fill_from_view(status: &mut ElasticsearchStatus, view: &View, hint: Option<&s
         }
         (None, Some((state, e))) => {
             status.state = *state;
-            status.error = Some(match hint {
-                Some(h) if *state == EsState::Unreachable => format!("{e} ({h})"),
-                _ => e.clone(),
-            });
+            status.error = Some(e.clone());
         }
-        (None, None) => {
-            status.state = EsState::Pending;
-            status.error = hint.map(str::to_string);
-        }
+        (None, None) => status.state = EsState::Pending,
     }
 }
 
@@ -616,5 +628,50 @@ fn apply_decision(desired: &mut DesiredState, d: &roll::Decision) {
             .cloned()
             .unwrap_or_default();
         s.spec = spec.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(values: &str) -> DesiredState {
+        let chart = crate::render::chart::Chart::embedded().expect("chart");
+        chart
+            .render(&crate::render::chart::RenderOptions {
+                values_files: vec![("v.yaml".into(), values.into())],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+            })
+            .expect("renders")
+            .desired
+    }
+
+    /// Without a shared network or an address nothing is read: the
+    /// services' names would go to the host's resolver, not the overlay's.
+    #[test]
+    fn elasticsearch_is_read_only_over_a_path_the_operator_has() {
+        let plain = desired("");
+        let hint = no_path_hint(&plain, "logging_elasticsearch", &[]);
+        assert!(
+            hint.as_deref().is_some_and(|h| h.contains("operatorNetwork")),
+            "{hint:?}"
+        );
+        let t = Targets {
+            bases: vec!["http://logging_elasticsearch:9200".into()],
+            unjoined: Vec::new(),
+        };
+        assert_eq!(reachable(t.clone(), &hint), Targets::default());
+        let shared = desired("elasticsearch:\n  operatorNetwork: swarmlog_es\n");
+        assert_eq!(no_path_hint(&shared, "logging_elasticsearch", &[]), None);
+        assert_eq!(reachable(t.clone(), &None), t);
+        assert_eq!(
+            no_path_hint(&plain, "logging_elasticsearch", &["http://127.0.0.1:9200".into()]),
+            None
+        );
+        let mut st = ElasticsearchStatus::default();
+        fill_from_view(&mut st, &View::default(), hint.as_deref());
+        assert_eq!(st.state, EsState::NoPath);
     }
 }

@@ -232,15 +232,19 @@ pub enum EsState {
     NoMaster,
     /// No address answered.
     Unreachable,
+    /// Not read: no network path is configured (elasticsearch.operatorNetwork
+    /// or --es-url).
+    NoPath,
 }
 
 impl EsState {
-    pub const ALL: [EsState; 5] = [
+    pub const ALL: [EsState; 6] = [
         EsState::None,
         EsState::Pending,
         EsState::Ok,
         EsState::NoMaster,
         EsState::Unreachable,
+        EsState::NoPath,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -250,6 +254,7 @@ impl EsState {
             EsState::Ok => "ok",
             EsState::NoMaster => "no-master",
             EsState::Unreachable => "unreachable",
+            EsState::NoPath => "no-path",
         }
     }
 }
