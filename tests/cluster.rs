@@ -339,7 +339,7 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         })
         .await?;
         eprintln!(
-            "scale-out: label to joined and green in /status in {:.1} s",
+            "BENCH scale-out: label to joined and green in /status in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
         let m = members(sb, "cl_elasticsearch")?;
@@ -367,11 +367,18 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         let mut first_down: Vec<String> = Vec::new();
         let mut last = String::new();
         let mut restarted_operator = false;
+        // Per member: first and last time seen down (seconds into the roll).
+        let mut outage: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         let m = loop {
             if rolled_start.elapsed() > Duration::from_secs(420) {
                 return Err(format!("the roll did not finish in 420 s; last: {last}"));
             }
             let down = members_down(sb, &names)?;
+            let t = rolled_start.elapsed().as_secs_f64();
+            for d in &down {
+                let e = outage.entry(d.clone()).or_insert((t, t));
+                e.1 = t;
+            }
             for d in &down {
                 if !first_down.contains(d) {
                     first_down.push(d.clone());
@@ -421,6 +428,17 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             "rolling change of 4 nodes: {:.1} s; restart order seen: {first_down:?}",
             rolled_start.elapsed().as_secs_f64()
         );
+        // Each node's time out (its task not running, sampled every ~0.5 s),
+        // and the time between one node back and the next one out: the
+        // rejoin, the wait for green, the marks and calls, the poll interval.
+        let mut prev_end: Option<f64> = None;
+        for name in &first_down {
+            if let Some((a, b)) = outage.get(name) {
+                let gap = prev_end.map(|p| format!(", {:.1} s after the previous node was back", a - p)).unwrap_or_default();
+                eprintln!("BENCH roll step {name}: out for {:.1} s{gap}", b - a);
+                prev_end = Some(*b);
+            }
+        }
         if first_down.first().map(String::as_str) != Some("cl_es_worker-3") {
             return Err(format!("the data-only node goes first, masters last: {first_down:?}"));
         }
