@@ -40,6 +40,10 @@ fn main() {
             "a_node_of_another_cluster_is_reported_never_joined_or_wiped",
             another_cluster,
         ),
+        (
+            "an_upgrade_waits_for_a_node_lost_mid_roll_and_ends_on_the_new_version",
+            upgrade_with_a_node_lost,
+        ),
     ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
     run_suite(SANDBOX, &["--workers", "4", "--iptables"], setup, tests);
@@ -434,7 +438,9 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         let mut prev_end: Option<f64> = None;
         for name in &first_down {
             if let Some((a, b)) = outage.get(name) {
-                let gap = prev_end.map(|p| format!(", {:.1} s after the previous node was back", a - p)).unwrap_or_default();
+                let gap = prev_end
+                    .map(|p| format!(", {:.1} s after the previous node was back", a - p))
+                    .unwrap_or_default();
                 eprintln!("BENCH roll step {name}: out for {:.1} s{gap}", b - a);
                 prev_end = Some(*b);
             }
@@ -654,6 +660,99 @@ fn another_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), Str
             let kept = std::fs::read_to_string(&state).map_err(|e| e.to_string())?;
             if !kept.contains("cluster_uuid=foreigncluster000000001") {
                 return Err(format!("the foreign node's state changed: {kept}"));
+            }
+            Ok(())
+        }
+        .await;
+        result.map_err(|e| {
+            format!(
+                "{e}\n--- /status ---\n{}",
+                op.status().map(|s| s.to_string()).unwrap_or_else(|e| e)
+            )
+        })
+    })
+}
+
+fn upgrade_with_a_node_lost(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    rt.block_on(async {
+        let (op, _) = formed(sb, "up", &["logger-1", "worker-1", "worker-2"]).await?;
+        let names: Vec<String> = ["up_es_logger-1", "up_es_worker-1", "up_es_worker-2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let result = async {
+            // The upgrade: the image of 8.16.1 (the simulator reports the
+            // version it is told; the image names it in its tag).
+            let values = values_of("up", "    STANDIN_ES_VERSION: \"8.16.1\"\n")
+                + "  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n";
+            let mut op2 = Deployed::deploy(sb, "swarmlog_values_up2", &values)?;
+            op2.owner = false;
+            // The first node out (logger-1: masters in name order): then
+            // worker-2's whole node stops.
+            let first = wait_for("the first node out", Duration::from_secs(120), || async {
+                let down = members_down(sb, &names)?;
+                Ok(down.first().cloned())
+            })
+            .await?;
+            if first != "up_es_logger-1" {
+                return Err(format!("expected up_es_logger-1 first, got {first}"));
+            }
+            sb.script("node-stop", &["worker-2"])?;
+            let stopped = Instant::now();
+            // 25 s without worker-2: no other node is taken out, and the roll
+            // says what it waits for.
+            let mut waits = String::new();
+            while stopped.elapsed() < Duration::from_secs(25) {
+                let down = members_down(sb, &names)?;
+                if down.iter().any(|d| d == "up_es_worker-1") {
+                    return Err(format!(
+                        "the roll took another node out while worker-2 was lost: {down:?}"
+                    ));
+                }
+                if let Ok(st) = op2.status() {
+                    waits = es(&st)["roll"]["waiting_for"].to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if !(waits.contains("every node") || waits.contains("green")) {
+                return Err(format!(
+                    "with worker-2 lost the roll should wait for it or for green: {waits}"
+                ));
+            }
+            eprintln!("with worker-2 lost, the roll waits for: {waits}");
+            sb.script("node-start", &["worker-2"])?;
+            // Then it resumes and ends with every node on 8.16.1, one at a time.
+            let back = Instant::now();
+            let mut max_down = 0;
+            loop {
+                if back.elapsed() > Duration::from_secs(300) {
+                    return Err(format!(
+                        "the upgrade did not finish: {}",
+                        op2.status().map(|s| es(&s).to_string()).unwrap_or_else(|e| e)
+                    ));
+                }
+                let down = members_down(sb, &names)?;
+                if let Ok(st) = op2.status() {
+                    let e = es(&st);
+                    let all_new = e["nodes"].as_array().is_some_and(|n| {
+                        n.len() == 3 && n.iter().all(|n| n["joined"] == true && n["version"] == "8.16.1")
+                    });
+                    // worker-2 coming back is its node's doing; after it
+                    // joined again, one node out at most.
+                    let w2_joined = e["nodes"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|n| n["name"] == "up_es_worker-2" && n["joined"] == true));
+                    if w2_joined {
+                        max_down = max_down.max(down.len());
+                    }
+                    if all_new && e["roll"].is_null() && e["health"] == "green" && down.is_empty() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            if max_down > 1 {
+                return Err(format!("{max_down} nodes out at once after worker-2 came back"));
             }
             Ok(())
         }

@@ -31,6 +31,9 @@ use crate::render::desired::{rehash, DesiredService, DesiredState, LABEL_MANAGED
 pub const LABEL_ES: &str = "io.swarmlog.elasticsearch";
 /// Template label: how many members are master-eligible.
 pub const LABEL_ES_MASTER_NODES: &str = "io.swarmlog.es.master-nodes";
+/// Template label: the hostnames (comma separated) of the nodes to be
+/// master-eligible, instead of the first `master-nodes`.
+pub const LABEL_ES_MASTER_HOSTS: &str = "io.swarmlog.es.master-hosts";
 /// Member label: the template's service name (`<stack>_elasticsearch`).
 pub const LABEL_ES_MEMBER_OF: &str = "io.swarmlog.es.member-of";
 /// Member label: `true` when master-eligible.
@@ -172,6 +175,15 @@ pub fn cluster(desired: &DesiredState, observed: &Observed) -> Option<Cluster> {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_MASTER_NODES);
+    let master_hosts: Vec<String> = labels
+        .get(LABEL_ES_MASTER_HOSTS)
+        .map(|v| {
+            v.split(',')
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let constraints = constraints_of(&template.spec);
     let node_by_id = |id: &str| observed.nodes.iter().find(|n| n.id.as_deref() == Some(id));
     let mut members = Vec::new();
@@ -214,7 +226,11 @@ pub fn cluster(desired: &DesiredState, observed: &Observed) -> Option<Cluster> {
         if members.iter().any(|m| m.name == name) || observed_has(observed, &name) {
             name = format!("{name}_{}", id.chars().take(6).collect::<String>());
         }
-        let master = masters < master_nodes;
+        let master = if master_hosts.is_empty() {
+            masters < master_nodes
+        } else {
+            master_hosts.contains(&host)
+        };
         masters += usize::from(master);
         members.push(Member {
             name,
@@ -528,6 +544,27 @@ mod tests {
             ),
             "{:?}",
             p.actions
+        );
+    }
+
+    #[test]
+    fn values_may_choose_the_master_eligible_nodes() {
+        let d = desired_with(
+            "elasticsearch:\n  topology: cluster\n  masterHosts: [logger-2, logger-4, logger-5]\n  preflight:\n    maxMapCount: 0\n",
+        );
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3", "logger-4", "logger-5"]);
+        let c = cluster(&d, &o).expect("a cluster");
+        let masters: Vec<&str> = c.masters().iter().map(|m| m.hostname.as_str()).collect();
+        assert_eq!(masters, ["logger-2", "logger-4", "logger-5"]);
+        let x = expand(&d, &o, None);
+        let e = env(member(&x, "logging_es_logger-1"));
+        assert!(
+            e.contains(&"discovery.seed_hosts=logging_es_logger-2,logging_es_logger-4,logging_es_logger-5".to_string()),
+            "{e:?}"
         );
     }
 

@@ -106,6 +106,19 @@ fn image(spec: Option<&ServiceSpec>) -> Option<String> {
     spec?.task_template.as_ref()?.container_spec.as_ref()?.image.clone()
 }
 
+/// The version an image reference names, when its tag is one (`...:8.16.1`,
+/// as Elastic tags its images); a digest after the tag is ignored.
+pub fn image_version(image: &str) -> Option<String> {
+    let image = image.split('@').next()?;
+    let (_, tag) = image.rsplit_once(':')?;
+    let parts: Vec<&str> = tag.split('.').collect();
+    (parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| tag.to_string())
+}
+
 /// The members whose planned update restarts them (any change but labels).
 pub fn restarting_updates(plan: &Plan, c: &Cluster) -> Vec<String> {
     plan.actions
@@ -265,11 +278,27 @@ pub fn decide(
             }
             // Restarted after the write: up for less time than since then.
             let at = roll_label_at(observed, &name).unwrap_or(now);
-            let joined = snap
-                .node(&name)
-                .is_some_and(|n| n.uptime_secs.is_none_or(|up| up <= now.saturating_sub(at)));
-            let why = if !joined {
+            // And on the version its image names, when it names one.
+            let version = image(
+                desired
+                    .services
+                    .iter()
+                    .find(|s| s.spec.name.as_deref() == Some(&name))
+                    .map(|s| &s.spec),
+            )
+            .and_then(|i| image_version(&i));
+            let node = snap.node(&name);
+            let restarted = node.is_some_and(|n| n.uptime_secs.is_none_or(|up| up <= now.saturating_sub(at)));
+            let on_version = node.is_some_and(|n| version.as_ref().is_none_or(|v| &n.version == v));
+            let joined = restarted && on_version;
+            let why = if !restarted {
                 Some(format!("{name} to rejoin the cluster"))
+            } else if !on_version {
+                Some(format!(
+                    "{name} to rejoin on version {} (it reports {})",
+                    version.as_deref().unwrap_or_default(),
+                    node.map(|n| n.version.as_str()).unwrap_or_default()
+                ))
             } else if snap.allocation_enable.as_deref() == Some("primaries") {
                 d.call = Some(EsCall::ReleaseReplicas);
                 Some(format!(
@@ -688,5 +717,65 @@ mod tests {
             .labels
             .as_ref()
             .is_some_and(|l| !l.contains_key(LABEL_ES_ROLL)));
+    }
+
+    #[test]
+    fn versions_come_from_image_tags_that_are_versions() {
+        assert_eq!(
+            image_version("docker.elastic.co/elasticsearch/elasticsearch:8.16.1").as_deref(),
+            Some("8.16.1")
+        );
+        assert_eq!(
+            image_version("registry:5000/es:8.16.1@sha256:abc").as_deref(),
+            Some("8.16.1")
+        );
+        assert_eq!(image_version("es:latest"), None);
+        assert_eq!(image_version("es:8.16"), None);
+        assert_eq!(image_version("registry:5000/es"), None);
+    }
+
+    /// An upgrade: a node back on the old version is not "back".
+    #[test]
+    fn an_upgraded_node_counts_as_back_only_on_the_new_version() {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
+            .collect();
+        let old = values("1");
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..old.clone()
+        });
+        o.nodes = nodes.clone();
+        let formed = expand(&old, &o, Some("u1"));
+        let mut o = observed_from(&formed);
+        o.nodes = nodes;
+        let new = desired_with(
+            "elasticsearch:\n  topology: cluster\n  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n  preflight:\n    maxMapCount: 0\n  env:\n    X: \"1\"\n",
+        );
+        let desired = expand(&new, &o, None);
+        let c = cluster(&new, &o).expect("a cluster");
+        let name = "logging_es_logger-1";
+        for s in o.services.iter_mut() {
+            if let Some(spec) = s.spec.as_mut().filter(|s| s.name.as_deref() == Some(name)) {
+                let l = spec.labels.get_or_insert_with(Default::default);
+                l.insert(LABEL_ES_ROLL.to_string(), RESTART.to_string());
+                l.insert(LABEL_ES_ROLL_AT.to_string(), "990".to_string());
+            }
+        }
+        let three = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
+        let rest = vec!["logging_es_logger-2".to_string(), "logging_es_logger-3".to_string()];
+        let mut s = snapshot(&three, Color::Yellow, Some("primaries"));
+        for n in s.nodes.iter_mut() {
+            n.uptime_secs = Some(if n.name == name { 3 } else { 900 });
+        }
+        let d = decide(&c, &desired, &o, &rest, Ok(&s), 1000);
+        assert_eq!(d.call, None, "restarted, but still on 8.15.3");
+        let why = d.status.and_then(|r| r.waiting_for).unwrap_or_default();
+        assert!(why.contains("on version 8.16.1"), "{why}");
+        for n in s.nodes.iter_mut().filter(|n| n.name == name) {
+            n.version = "8.16.1".into();
+        }
+        let d = decide(&c, &desired, &o, &rest, Ok(&s), 1000);
+        assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
     }
 }
