@@ -137,17 +137,33 @@ pub fn restarting_updates(plan: &Plan, c: &Cluster) -> Vec<String> {
 
 /// `desired`'s spec of `name` with the roll label set to `value` (or taken away).
 fn with_roll(desired: &DesiredState, name: &str, value: Option<&str>) -> Option<ServiceSpec> {
+    with_roll_labels(desired, name, value, None, |_| {})
+}
+
+/// `desired`'s spec of `name` with the roll labels (`value`, and `at` when
+/// given), changed by `edit`, hashed as the desired state hashes it (so the
+/// spec with no roll label is exactly the desired one: no extra write).
+fn with_roll_labels(
+    desired: &DesiredState,
+    name: &str,
+    value: Option<&str>,
+    at: Option<u64>,
+    edit: impl FnOnce(&mut ServiceSpec),
+) -> Option<ServiceSpec> {
     let d = desired.services.iter().find(|s| s.spec.name.as_deref() == Some(name))?;
     let mut spec = d.spec.clone();
     let labels = spec.labels.get_or_insert_with(Default::default);
-    match value {
-        Some(v) => {
-            labels.insert(LABEL_ES_ROLL.to_string(), v.to_string());
-        }
-        None => {
-            labels.remove(LABEL_ES_ROLL);
-        }
+    labels.remove(crate::render::desired::LABEL_SPEC_HASH);
+    labels.remove(crate::render::desired::LABEL_MANAGED);
+    labels.remove(LABEL_ES_ROLL);
+    labels.remove(LABEL_ES_ROLL_AT);
+    if let Some(v) = value {
+        labels.insert(LABEL_ES_ROLL.to_string(), v.to_string());
     }
+    if let Some(at) = at {
+        labels.insert(LABEL_ES_ROLL_AT.to_string(), at.to_string());
+    }
+    edit(&mut spec);
     Some(rehash(&d.key, spec).spec)
 }
 
@@ -155,30 +171,27 @@ fn with_roll(desired: &DesiredState, name: &str, value: Option<&str>) -> Option<
 /// bootstrap setting it may still carry goes with this restart (never set
 /// again, and never a restart of its own).
 fn restart_spec(desired: &DesiredState, name: &str, at: u64) -> Option<ServiceSpec> {
-    let mut spec = with_roll(desired, name, Some(RESTART))?;
-    spec.labels
-        .get_or_insert_with(Default::default)
-        .insert(LABEL_ES_ROLL_AT.to_string(), at.to_string());
-    let formed = spec
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(super::cluster::LABEL_ES_CLUSTER_UUID));
-    if formed {
-        if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
-            if let Some(env) = c.env.as_mut() {
-                let key = format!("{}=", super::cluster::ENV_INITIAL_MASTERS);
-                env.retain(|e| !e.starts_with(&key));
+    with_roll_labels(desired, name, Some(RESTART), Some(at), |spec| {
+        let formed = spec
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(super::cluster::LABEL_ES_CLUSTER_UUID));
+        if formed {
+            if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+                if let Some(env) = c.env.as_mut() {
+                    let key = format!("{}=", super::cluster::ENV_INITIAL_MASTERS);
+                    env.retain(|e| !e.starts_with(&key));
+                }
             }
         }
-    }
-    Some(spec)
+    })
 }
 
 /// The member's spec as it runs now, with the desired labels and the roll
 /// label `value`: a label-only write, which restarts nothing.
-fn labels_only(desired: &DesiredState, observed: &Observed, name: &str, value: &str) -> Option<ServiceSpec> {
+fn labels_only(desired: &DesiredState, observed: &Observed, name: &str, value: Option<&str>) -> Option<ServiceSpec> {
     let mut spec = observed_spec(observed, name)?.clone();
-    let mut labels = with_roll(desired, name, Some(value))?.labels.unwrap_or_default();
+    let mut labels = with_roll(desired, name, value)?.labels.unwrap_or_default();
     // What it runs now is still the old spec: keep the old hash, so the
     // restart that follows reads as the change it is.
     if let Some(h) = spec
@@ -239,7 +252,7 @@ pub fn decide(
     // One member at a time: a second mark (left by an older operator) waits.
     let current = marked.first().cloned();
     for (extra, value) in marked.iter().skip(1) {
-        if let Some(spec) = labels_only(desired, observed, extra, value) {
+        if let Some(spec) = labels_only(desired, observed, extra, Some(value)) {
             d.specs.insert(extra.clone(), spec);
         }
     }
@@ -249,7 +262,7 @@ pub fn decide(
             let why = format!("Elasticsearch's health cannot be read ({why}): rolling changes wait");
             hold_all(&mut d, None, &why);
             if let Some((name, value)) = &current {
-                if let Some(spec) = labels_only(desired, observed, name, value) {
+                if let Some(spec) = labels_only(desired, observed, name, Some(value)) {
                     d.specs.insert(name.clone(), spec);
                 }
             }
@@ -340,7 +353,7 @@ pub fn decide(
                 // undo what the prepare may have set, then drop the mark.
                 if snap.allocation_enable.as_deref() == Some("primaries") {
                     d.call = Some(EsCall::ReleaseReplicas);
-                    if let Some(spec) = labels_only(desired, observed, &name, PREPARE) {
+                    if let Some(spec) = labels_only(desired, observed, &name, Some(PREPARE)) {
                         d.specs.insert(name.clone(), spec);
                     }
                 } else if let Some(spec) = with_roll(desired, &name, None) {
@@ -360,7 +373,7 @@ pub fn decide(
                 }
                 Err(why) => {
                     hold_all(&mut d, None, &format!("rolling change waits for {why}"));
-                    if let Some(spec) = labels_only(desired, observed, &name, PREPARE) {
+                    if let Some(spec) = labels_only(desired, observed, &name, Some(PREPARE)) {
                         d.specs.insert(name.clone(), spec);
                     }
                     d.status = Some(status(Some(&name), PREPARE, Some(why)));
@@ -372,10 +385,37 @@ pub fn decide(
             let Some(first) = order.first().map(|s| s.to_string()) else {
                 return d;
             };
+            // The cluster UUID goes on every node before any restart (label
+            // only): the bootstrap setting must never come back, even
+            // while Elasticsearch cannot be read.
+            let has_uuid = |spec: Option<&ServiceSpec>| {
+                spec.and_then(|s| s.labels.as_ref())
+                    .is_some_and(|l| l.contains_key(super::cluster::LABEL_ES_CLUSTER_UUID))
+            };
+            let unrecorded: Vec<&str> = order
+                .iter()
+                .copied()
+                .filter(|n| !has_uuid(observed_spec(observed, n)))
+                .collect();
+            if !unrecorded.is_empty() {
+                let why = "the cluster UUID to be recorded on every node".to_string();
+                hold_all(&mut d, None, &format!("rolling change waits for {why}"));
+                for n in &unrecorded {
+                    let desired_spec = desired.services.iter().find(|s| s.spec.name.as_deref() == Some(n));
+                    if has_uuid(desired_spec.map(|s| &s.spec)) {
+                        if let Some(spec) = labels_only(desired, observed, n, None) {
+                            d.held.remove(*n);
+                            d.specs.insert(n.to_string(), spec);
+                        }
+                    }
+                }
+                d.status = Some(status(None, "waiting", Some(why)));
+                return d;
+            }
             match gate(c, snap, upgrade, false) {
                 Ok(()) => {
                     hold_all(&mut d, Some(&first), &format!("one node at a time: {first} first"));
-                    if let Some(spec) = labels_only(desired, observed, &first, PREPARE) {
+                    if let Some(spec) = labels_only(desired, observed, &first, Some(PREPARE)) {
                         d.specs.insert(first.clone(), spec);
                     }
                     d.status = Some(status(Some(&first), PREPARE, None));
@@ -777,5 +817,44 @@ mod tests {
         }
         let d = decide(&c, &desired, &o, &rest, Ok(&s), 1000);
         assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
+    }
+
+    /// A cluster whose UUID is not on the services yet (recorded while a
+    /// change was pending): the labels go first, nothing restarts.
+    #[test]
+    fn the_cluster_uuid_is_recorded_before_any_restart() {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
+            .collect();
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..values("1")
+        });
+        o.nodes = nodes.clone();
+        // Bootstrapped, UUID not recorded yet.
+        let bootstrapped = expand(&values("1"), &o, None);
+        let mut o = observed_from(&bootstrapped);
+        o.nodes = nodes;
+        let desired = expand(&values("2"), &o, Some("u1"));
+        let c = cluster(&values("2"), &o).expect("a cluster");
+        let all = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
+        let pending: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let d = decide(
+            &c,
+            &desired,
+            &o,
+            &pending,
+            Ok(&snapshot(&all, Color::Green, None)),
+            1000,
+        );
+        assert!(d.held.is_empty(), "{:?}", d.held);
+        assert_eq!(d.specs.len(), 3);
+        for (name, spec) in &d.specs {
+            let l = spec.labels.clone().unwrap_or_default();
+            assert_eq!(l.get(LABEL_ES_CLUSTER_UUID).map(String::as_str), Some("u1"), "{name}");
+            assert!(!l.contains_key(LABEL_ES_ROLL), "{name}: no roll yet");
+            assert!(env_of(spec).contains(&"X=1".to_string()), "{name}: nothing restarts");
+        }
+        assert_eq!(d.call, None);
     }
 }
