@@ -191,7 +191,13 @@ fn restart_spec(desired: &DesiredState, name: &str, at: u64) -> Option<ServiceSp
 /// label `value`: a label-only write, which restarts nothing.
 fn labels_only(desired: &DesiredState, observed: &Observed, name: &str, value: Option<&str>) -> Option<ServiceSpec> {
     let mut spec = observed_spec(observed, name)?.clone();
-    let mut labels = with_roll(desired, name, value)?.labels.unwrap_or_default();
+    // A mark kept as it is keeps its restart time: a new one would make the
+    // node's own restart look older than the mark, and the roll wait forever.
+    let at =
+        roll_label_at(observed, name).filter(|_| value.is_some() && roll_label(observed, name).as_deref() == value);
+    let mut labels = with_roll_labels(desired, name, value, at, |_| {})?
+        .labels
+        .unwrap_or_default();
     // What it runs now is still the old spec: keep the old hash, so the
     // restart that follows reads as the change it is.
     if let Some(h) = spec
@@ -856,5 +862,38 @@ mod tests {
             assert!(env_of(spec).contains(&"X=1".to_string()), "{name}: nothing restarts");
         }
         assert_eq!(d.call, None);
+    }
+
+    /// Elasticsearch unreadable while a node restarts (no quorum, say): the
+    /// mark stays exactly as it is, its restart time too.
+    #[test]
+    fn a_mark_is_kept_whole_while_elasticsearch_cannot_be_read() {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
+            .collect();
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..values("1")
+        });
+        o.nodes = nodes.clone();
+        let formed = expand(&values("1"), &o, Some("u1"));
+        let mut o = observed_from(&formed);
+        o.nodes = nodes;
+        let desired = expand(&values("2"), &o, None);
+        let c = cluster(&values("2"), &o).expect("a cluster");
+        let name = "logging_es_logger-1";
+        for s in o.services.iter_mut() {
+            if let Some(spec) = s.spec.as_mut().filter(|s| s.name.as_deref() == Some(name)) {
+                let l = spec.labels.get_or_insert_with(Default::default);
+                l.insert(LABEL_ES_ROLL.to_string(), RESTART.to_string());
+                l.insert(LABEL_ES_ROLL_AT.to_string(), "990".to_string());
+            }
+        }
+        let rest = vec!["logging_es_logger-2".to_string(), "logging_es_logger-3".to_string()];
+        let d = decide(&c, &desired, &o, &rest, Err("no master"), 1000);
+        let l = d.specs[name].labels.clone().unwrap_or_default();
+        assert_eq!(l.get(LABEL_ES_ROLL).map(String::as_str), Some(RESTART));
+        assert_eq!(l.get(LABEL_ES_ROLL_AT).map(String::as_str), Some("990"));
+        assert_eq!(d.held.len(), 2);
     }
 }
