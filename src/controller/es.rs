@@ -44,6 +44,8 @@ pub struct View {
     /// Why there is no snapshot.
     pub error: Option<(EsState, String)>,
     pub at: Option<String>,
+    /// When it was read (a read older than a few intervals is not used).
+    pub read_at: Option<std::time::Instant>,
     /// The cluster UUID each unjoined member reports (`Ok(None)`: none yet).
     pub roots: BTreeMap<String, Result<Option<String>, String>>,
 }
@@ -95,6 +97,7 @@ impl Shared {
     }
 
     fn set_targets(&self, t: Targets) {
+        let none = t.bases.is_empty();
         let changed = match self.targets.write() {
             Ok(mut w) if *w != t => {
                 *w = t;
@@ -103,6 +106,12 @@ impl Shared {
             _ => false,
         };
         if changed {
+            // Nothing is read any more: no read from before may stand.
+            if none {
+                if let Ok(mut v) = self.view.write() {
+                    *v = View::default();
+                }
+            }
             self.wake.notify_one();
         }
     }
@@ -147,6 +156,7 @@ pub async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
 async fn read(client: &Client, targets: &Targets) -> View {
     let mut view = View {
         at: Some(now()),
+        read_at: Some(std::time::Instant::now()),
         ..Default::default()
     };
     match client.read_any(&targets.bases).await {
@@ -195,7 +205,22 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
     };
     let template_name = template.spec.name.clone().unwrap_or_default();
     let hint = no_path_hint(&desired, &template_name, &ctx.settings.es.urls);
-    let view = ctx.es.view();
+    let view = match ctx.es.view() {
+        // Not read over a path the operator has, or too long ago: no read.
+        _ if hint.is_some() => View::default(),
+        v if v.read_at.is_some_and(|t| t.elapsed() > stale_after(&ctx.settings.es)) => View {
+            error: Some((
+                EsState::Unreachable,
+                format!(
+                    "the last read of Elasticsearch is {} s old",
+                    v.read_at.map_or(0, |t| t.elapsed().as_secs())
+                ),
+            )),
+            at: v.at,
+            ..Default::default()
+        },
+        v => v,
+    };
     let base = |name: &str| format!("http://{name}:{HTTP_PORT}");
     let mut status = ElasticsearchStatus {
         topology: Some(match topology {
@@ -253,8 +278,11 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 ctx.settings.es.urls.clone()
             };
             status.endpoints = bases.clone();
+            // Asked by name on the overlay; with --es-url only the given
+            // addresses are contacted.
             let unjoined = existing
                 .iter()
+                .filter(|_| ctx.settings.es.urls.is_empty())
                 .filter(|m| view.snapshot.as_ref().is_some_and(|s| s.node(&m.name).is_none()))
                 .map(|m| (m.name.clone(), base(&m.name)))
                 .collect();
@@ -293,6 +321,28 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                     snap.as_ref().map(|s| *s).map_err(String::as_str),
                     now,
                 );
+                // Replicas are held only for a restart apply will write: a
+                // plan refused as a whole (a blocker, a conflict) writes
+                // nothing, and the setting would stay.
+                if decision.call == Some(EsCall::HoldReplicas) {
+                    let mut tentative = expanded.clone();
+                    apply_decision(&mut tentative, &decision);
+                    let refusals = crate::plan::plan(&tentative, observed, opts).refusals();
+                    if !refusals.is_empty() {
+                        let why = format!(
+                            "the plan is refused ({}): no node is taken out",
+                            refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                        );
+                        for name in &pending {
+                            decision.specs.remove(name);
+                            decision.held.insert(name.clone(), why.clone());
+                        }
+                        decision.call = None;
+                        if let Some(r) = decision.status.as_mut() {
+                            r.waiting_for = Some(why);
+                        }
+                    }
+                }
                 if let (Some(call), Ok(s)) = (decision.call, &snap) {
                     let result = es_call(ctx, &s.endpoint, call).await;
                     if result.is_ok() {
@@ -318,8 +368,17 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 ctx.es.rolling.store(decision.status.is_some(), Ordering::Relaxed);
                 apply_decision(&mut expanded, &decision);
                 status.roll = decision.status.clone();
-                if let Ok(s) = &snap {
-                    decommission(ctx, &c, s, &mut expanded, &mut status).await;
+                match &snap {
+                    Ok(s) => decommission(ctx, &c, s, &mut expanded, &mut status).await,
+                    // Leaving, and nothing can be checked: they wait as they are.
+                    Err(why) => {
+                        for name in &leaving {
+                            expanded.held.insert(
+                                name.clone(),
+                                format!("decommissioning waits: Elasticsearch's health cannot be read ({why})"),
+                            );
+                        }
+                    }
                 }
             }
             (expanded, problems)
@@ -340,6 +399,11 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         st.elasticsearch = status;
     });
     Outcome { desired, problems }
+}
+
+/// How old a read may be and still count: a few polls.
+fn stale_after(s: &super::EsSettings) -> std::time::Duration {
+    (s.interval * 3 + s.timeout * 2).max(std::time::Duration::from_secs(30))
 }
 
 /// Why the operator cannot reach Elasticsearch, when it plainly cannot:
@@ -553,8 +617,15 @@ async fn decommission(
     if wanted != excluded {
         if dropped {
             // Their nodes have left or stay: the quorum counts as before.
+            // Elasticsearch clears every exclusion at once: the masters still
+            // leaving get theirs back at once.
             if let Err(e) = client.clear_voting_exclusions(&snap.endpoint).await {
                 tracing::warn!(error = %e, "elasticsearch: clearing voting exclusions failed");
+            }
+            for m in leaving.iter().filter(|m| m.master) {
+                if let Err(e) = client.exclude_from_voting(&snap.endpoint, &m.name).await {
+                    tracing::warn!(node = %m.name, error = %e, "elasticsearch: voting exclusion failed");
+                }
             }
         }
         let value = (!wanted.is_empty()).then(|| wanted.join(","));

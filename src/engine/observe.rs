@@ -523,14 +523,14 @@ impl Engine {
         })
     }
 
-    /// Whether node `id` is the swarm leader now: one small call (a standby
-    /// asks this every second instead of observing the whole swarm).
     /// Every node of the swarm.
     pub async fn list_nodes(&self) -> Result<Vec<bollard::models::Node>, EngineError> {
         self.bounded("list nodes", "", self.docker.list_nodes(None::<ListNodesOptions>))
             .await
     }
 
+    /// Whether node `id` is the swarm leader now: one small call (a standby
+    /// asks this every second instead of observing the whole swarm).
     pub async fn node_is_leader(&self, id: &str) -> Result<bool, EngineError> {
         let node = self.bounded("inspect node", id, self.docker.inspect_node(id)).await?;
         Ok(node.manager_status.and_then(|m| m.leader) == Some(true))

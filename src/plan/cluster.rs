@@ -273,7 +273,7 @@ fn observed_has(observed: &Observed, name: &str) -> bool {
 /// again). Without a cluster topology, `desired` as it is.
 pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -> DesiredState {
     let Some(c) = cluster(desired, observed) else {
-        return desired.clone();
+        return keep_members_of_single(desired, observed);
     };
     let Some(template) = desired
         .services
@@ -288,7 +288,8 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
     out.services.retain(|s| s.spec.name.as_deref() != Some(&c.template));
     // A running single Elasticsearch of this name stays: moving its data
     // into a cluster is a step of its own (see the README).
-    if observed_has(observed, &c.template) {
+    let single_runs = observed_has(observed, &c.template);
+    if single_runs {
         out.held.insert(
             c.template.clone(),
             format!(
@@ -297,14 +298,24 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
             ),
         );
     }
-    for m in &c.members {
+    // Bootstrap: no member exists yet, so they are made together.
+    let bootstrap = !c.members.iter().any(|m| m.exists);
+    // While the single node runs, no member is made (one would share its
+    // node's volume).
+    for m in c.members.iter().filter(|m| m.exists || !single_runs) {
         let observed_spec = observed
             .services
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(m.name.as_str()))
             .and_then(|s| s.spec.as_ref());
-        out.services
-            .push(member_service(template, &m.clone(), &masters, uuid, observed_spec));
+        out.services.push(member_service(
+            template,
+            &m.clone(),
+            &masters,
+            uuid,
+            bootstrap,
+            observed_spec,
+        ));
     }
     out.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     out
@@ -322,6 +333,33 @@ fn env_get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter().find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Topology single: the services of a cluster made before stay as they are,
+/// held (going back from a cluster to one node is not automatic; removing
+/// them all at once would take the cluster down).
+fn keep_members_of_single(desired: &DesiredState, observed: &Observed) -> DesiredState {
+    let mut out = desired.clone();
+    let Some((template, Topology::Single)) = elasticsearch(desired) else {
+        return out;
+    };
+    let tname = template.spec.name.clone().unwrap_or_default();
+    let members = existing_members(observed, &tname);
+    for s in &members {
+        let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        out.held.insert(
+            name,
+            "topology is single, but this node of the cluster runs: going back from a cluster to one node is not automatic (see the README, \"Elasticsearch as a cluster\"); it is kept as it is".to_string(),
+        );
+    }
+    // Nor is the single node made beside them (it would share a member's volume).
+    if !members.is_empty() && !observed_has(observed, &tname) {
+        out.held.insert(
+            tname,
+            "the nodes of a cluster run: the single node is not made beside them (see the README, \"Elasticsearch as a cluster\")".to_string(),
+        );
+    }
+    out
+}
+
 /// One member's service: the template's, named and bound to its node, with
 /// the settings that make it a node of this cluster.
 fn member_service(
@@ -329,6 +367,7 @@ fn member_service(
     m: &Member,
     masters: &[&str],
     uuid: Option<&str>,
+    bootstrap: bool,
     observed: Option<&ServiceSpec>,
 ) -> DesiredService {
     let mut spec = template.spec.clone();
@@ -357,16 +396,19 @@ fn member_service(
         set.insert(ENV_ROLES, DATA_ROLES.to_string());
     }
     let observed_env = observed.map(env_of).unwrap_or_default();
-    match (uuid, env_get(&observed_env, ENV_INITIAL_MASTERS)) {
-        // Never formed: bootstrap with the master-eligible members.
-        (None, _) => {
+    match (observed, env_get(&observed_env, ENV_INITIAL_MASTERS)) {
+        // The very first members, made together: they bootstrap.
+        (None, _) if bootstrap && uuid.is_none() => {
             set.insert(ENV_INITIAL_MASTERS, masters.join(","));
         }
-        // Formed, and this member still has it from the bootstrap: as it is.
+        // A member that has it from the bootstrap keeps it as it is (its
+        // next rolling restart takes it away once the UUID is recorded).
         (Some(_), Some(kept)) => {
             set.insert(ENV_INITIAL_MASTERS, kept.to_string());
         }
-        (Some(_), None) => {}
+        // Anything else joins a cluster: never the setting (a node joining
+        // with it could bootstrap a second cluster).
+        _ => {}
     }
     let ours: BTreeSet<&str> = [
         ENV_NODE_NAME,
@@ -533,10 +575,12 @@ mod tests {
         o.nodes = loggers(&["logger-1"]);
         let x = expand(&cluster_values(3), &o, None);
         assert!(x.held.contains_key("logging_elasticsearch"), "{:?}", x.held);
-        assert!(x
-            .services
-            .iter()
-            .any(|s| s.spec.name.as_deref() == Some("logging_es_logger-1")));
+        assert!(
+            !x.services
+                .iter()
+                .any(|s| s.spec.name.as_deref() == Some("logging_es_logger-1")),
+            "no member beside the single node: it would share its volume"
+        );
         let p = crate::plan::plan(&x, &o, Default::default());
         assert!(
             !p.actions.iter().any(
@@ -566,6 +610,89 @@ mod tests {
             e.contains(&"discovery.seed_hosts=logging_es_logger-2,logging_es_logger-4,logging_es_logger-5".to_string()),
             "{e:?}"
         );
+    }
+
+    /// Back to single: the cluster's services stay, the single node is not
+    /// made beside them.
+    #[test]
+    fn going_back_to_single_removes_and_makes_nothing() {
+        let d = cluster_values(3);
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let formed = expand(&d, &o, Some("u1"));
+        let mut o = observed_from(&formed);
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let single = desired_with("elasticsearch:\n  preflight:\n    maxMapCount: 0\n");
+        let x = expand(&single, &o, None);
+        let p = crate::plan::plan(&x, &o, Default::default());
+        let touched: Vec<String> =
+            p.actions
+                .iter()
+                .filter_map(|a| match a {
+                    crate::plan::Action::RemoveService { name, .. }
+                    | crate::plan::Action::CreateService { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .filter(|n| n.contains("_es_") || n.ends_with("_elasticsearch"))
+                .collect();
+        assert!(touched.is_empty(), "{touched:?}");
+        assert_eq!(x.held.len(), 4, "{:?}", x.held);
+    }
+
+    /// A node that joins before the UUID is recorded (the cluster formed,
+    /// but not read yet) never gets the bootstrap setting.
+    #[test]
+    fn only_the_very_first_members_bootstrap() {
+        let d = cluster_values(3);
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2"]);
+        let first = expand(&d, &o, None);
+        assert!(first
+            .services
+            .iter()
+            .filter(|s| s.spec.name.as_deref().is_some_and(|n| n.contains("_es_")))
+            .all(|s| env(s).iter().any(|e| e.starts_with("cluster.initial_master_nodes="))));
+        let mut o = observed_from(&first);
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let x = expand(&d, &o, None);
+        let e3 = env(member(&x, "logging_es_logger-3"));
+        assert!(
+            !e3.iter().any(|e| e.starts_with("cluster.initial_master_nodes")),
+            "{e3:?}"
+        );
+        let e1 = env(member(&x, "logging_es_logger-1"));
+        assert!(
+            e1.iter().any(|e| e.starts_with("cluster.initial_master_nodes")),
+            "kept as it is: {e1:?}"
+        );
+    }
+
+    /// A node gone from the swarm: its member waits for it, and nothing
+    /// else is blocked.
+    #[test]
+    fn a_member_whose_node_left_the_swarm_blocks_nothing() {
+        let d = cluster_values(3);
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let formed = expand(&d, &o, Some("u1"));
+        let mut o = observed_from(&formed);
+        o.nodes = loggers(&["logger-1", "logger-2"]);
+        let x = expand(&d, &o, None);
+        assert!(x
+            .services
+            .iter()
+            .any(|s| s.spec.name.as_deref() == Some("logging_es_logger-3")));
+        let p = crate::plan::plan(&x, &o, Default::default());
+        assert!(p.refusals().is_empty(), "{:?}", p.refusals());
     }
 
     #[test]

@@ -45,6 +45,15 @@ pub(super) fn pinned(inputs: &Inputs, d: &DesiredService, o: Option<&Service>) -
     let nodes = &inputs.observed.nodes;
     let by_id = |id: &str| nodes.iter().find(|n| n.id.as_deref() == Some(id));
     let recorded = o.and_then(|o| recorded_data_node(inputs.observed, o));
+    // Bound to its node by its own spec (an Elasticsearch cluster's member):
+    // it waits for that node, whatever became of it; nothing to move.
+    if recorded.as_ref().is_some_and(|id| {
+        constraints
+            .iter()
+            .any(|c| c.replace(' ', "") == format!("node.id=={id}"))
+    }) {
+        return Ok(d.spec.clone());
+    }
     let node_id = match recorded {
         // Still allowed (down or drained too: the service waits for it).
         Some(id) if by_id(&id).is_some_and(|n| node_matches(n, &constraints)) => Some(id),

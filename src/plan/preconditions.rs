@@ -46,7 +46,18 @@ pub(super) fn plan(inputs: &Inputs, external: &External, services: &[DesiredServ
         }
         let matching: Vec<&Node> = o.nodes.iter().filter(|n| node_matches(n, &constraints)).collect();
         let name = svc.spec.name.clone().unwrap_or_default();
-        if matching.is_empty() {
+        // A service that exists, bound to one node by its own spec (an
+        // Elasticsearch cluster's member), waits for that node: the rest of
+        // the stack goes on.
+        let bound = constraints.iter().any(|c| c.replace(' ', "").starts_with("node.id=="));
+        let exists = o
+            .services
+            .iter()
+            .any(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str()));
+        if matching.is_empty() && bound && exists {
+            p.warnings
+                .push(format!("{name} waits for its node, which has left the swarm"));
+        } else if matching.is_empty() {
             p.blockers.push(Blocker::NoPlacement {
                 service: name,
                 constraints,

@@ -106,11 +106,16 @@ fn image(spec: Option<&ServiceSpec>) -> Option<String> {
     spec?.task_template.as_ref()?.container_spec.as_ref()?.image.clone()
 }
 
-/// The version an image reference names, when its tag is one (`...:8.16.1`,
-/// as Elastic tags its images); a digest after the tag is ignored.
+/// The version an image reference names: Elastic's Elasticsearch image
+/// (its repository's last part is `elasticsearch`) tagged with a version
+/// (`...:8.16.1`); a digest after the tag is ignored. Other images (built
+/// on top of it, with tags of their own) name none.
 pub fn image_version(image: &str) -> Option<String> {
     let image = image.split('@').next()?;
-    let (_, tag) = image.rsplit_once(':')?;
+    let (repo, tag) = image.rsplit_once(':')?;
+    if repo.rsplit('/').next() != Some("elasticsearch") {
+        return None;
+    }
     let parts: Vec<&str> = tag.split('.').collect();
     (parts.len() == 3
         && parts
@@ -119,14 +124,18 @@ pub fn image_version(image: &str) -> Option<String> {
     .then(|| tag.to_string())
 }
 
-/// The members whose planned update restarts them (any change but labels).
+/// The members whose planned update restarts them: a change to the task
+/// (`TaskTemplate`) or its endpoint. Labels, replicas and update settings
+/// change no running task.
 pub fn restarting_updates(plan: &Plan, c: &Cluster) -> Vec<String> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
             Action::UpdateService { name, changes, .. }
                 if c.members.iter().any(|m| &m.name == name)
-                    && changes.iter().any(|ch| !ch.field.starts_with("Labels")) =>
+                    && changes
+                        .iter()
+                        .any(|ch| ch.field.starts_with("TaskTemplate") || ch.field.starts_with("EndpointSpec")) =>
             {
                 Some(name.clone())
             }
@@ -283,13 +292,17 @@ pub fn decide(
     match current {
         Some((name, value)) if value == RESTART => {
             if order.contains(&name.as_str()) {
-                // Changed again while out: its update goes now, still marked.
+                // Changed again while out: its update goes now, still marked,
+                // with the restart time it has (the same write each time if
+                // the engine keeps something else: the write-loop guard
+                // catches that, and the node's own restart is still later).
                 hold_all(
                     &mut d,
                     Some(&name),
                     &format!("one node at a time: {name} is restarting"),
                 );
-                if let Some(spec) = restart_spec(desired, &name, now) {
+                let at = roll_label_at(observed, &name).unwrap_or(now);
+                if let Some(spec) = restart_spec(desired, &name, at) {
                     d.specs.insert(name.clone(), spec);
                 }
                 d.status = Some(status(Some(&name), RESTART, None));
@@ -444,6 +457,16 @@ pub fn offline(desired: &DesiredState, observed: &Observed, opts: super::PlanOpt
         return desired.clone();
     };
     let mut out = super::cluster::expand(desired, observed, None);
+    // A roll under way is the operator's: its marks stay as they are.
+    for m in c.members.iter().filter(|m| m.exists) {
+        if roll_label(observed, &m.name).is_some() {
+            out.held.insert(
+                m.name.clone(),
+                "a rolling change of the Elasticsearch cluster is under way (the operator's; swarmlog status shows it)"
+                    .to_string(),
+            );
+        }
+    }
     let p = super::plan(&out, observed, opts);
     for name in restarting_updates(&p, &c) {
         out.held.insert(
@@ -772,8 +795,13 @@ mod tests {
             Some("8.16.1")
         );
         assert_eq!(
-            image_version("registry:5000/es:8.16.1@sha256:abc").as_deref(),
+            image_version("registry:5000/elasticsearch:8.16.1@sha256:abc").as_deref(),
             Some("8.16.1")
+        );
+        assert_eq!(
+            image_version("registry:5000/es-custom:1.0.0"),
+            None,
+            "not Elastic's image"
         );
         assert_eq!(image_version("es:latest"), None);
         assert_eq!(image_version("es:8.16"), None);
