@@ -204,7 +204,12 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         };
     };
     let template_name = template.spec.name.clone().unwrap_or_default();
-    let hint = no_path_hint(&desired, &template_name, &ctx.settings.es.urls);
+    let own = if ctx.settings.es.urls.is_empty() {
+        ctx.own_networks().await
+    } else {
+        None
+    };
+    let hint = no_path_hint(&desired, &template_name, &ctx.settings.es.urls, own.as_deref());
     let view = match ctx.es.view() {
         // Not read over a path the operator has, or too long ago: no read.
         _ if hint.is_some() => View::default(),
@@ -406,12 +411,18 @@ fn stale_after(s: &super::EsSettings) -> std::time::Duration {
     (s.interval * 3 + s.timeout * 2).max(std::time::Duration::from_secs(30))
 }
 
-/// Why the operator cannot reach Elasticsearch, when it plainly cannot:
-/// no address given and no network shared with it.
-fn no_path_hint(desired: &DesiredState, template: &str, urls: &[String]) -> Option<String> {
+/// Why the operator cannot reach Elasticsearch: no address given, and no
+/// network that both its own container (`own`; none: not in a container)
+/// and Elasticsearch are on. Names are only ever resolved on such a network.
+fn no_path_hint(desired: &DesiredState, template: &str, urls: &[String], own: Option<&[String]>) -> Option<String> {
     if !urls.is_empty() {
         return None;
     }
+    let Some(own) = own else {
+        return Some(
+            "the operator does not run in a container on a network with Elasticsearch (deploy it with manifests/operator.yml and set elasticsearch.operatorNetwork), and no --es-url is given".to_string(),
+        );
+    };
     let es = desired
         .services
         .iter()
@@ -425,9 +436,12 @@ fn no_path_hint(desired: &DesiredState, template: &str, urls: &[String]) -> Opti
         .flatten()
         .filter_map(|n| n.target.clone())
         .collect();
-    let shared = nets.iter().any(|n| desired.external.networks.contains(n));
+    let shared = nets.iter().any(|n| own.contains(n));
     (!shared).then(|| {
-        "Elasticsearch is on no network the operator joins: set elasticsearch.operatorNetwork (manifests/operator.yml creates swarmlog_es), or --es-url".to_string()
+        format!(
+            "Elasticsearch is on no network the operator's container joins ({}): set elasticsearch.operatorNetwork (manifests/operator.yml creates swarmlog_es), or --es-url",
+            own.join(", ")
+        )
     })
 }
 
@@ -724,7 +738,8 @@ mod tests {
     #[test]
     fn elasticsearch_is_read_only_over_a_path_the_operator_has() {
         let plain = desired("");
-        let hint = no_path_hint(&plain, "logging_elasticsearch", &[]);
+        let own = ["swarmlog_es".to_string(), "ingress".to_string()];
+        let hint = no_path_hint(&plain, "logging_elasticsearch", &[], Some(&own));
         assert!(
             hint.as_deref().is_some_and(|h| h.contains("operatorNetwork")),
             "{hint:?}"
@@ -735,10 +750,14 @@ mod tests {
         };
         assert_eq!(reachable(t.clone(), &hint), Targets::default());
         let shared = desired("elasticsearch:\n  operatorNetwork: swarmlog_es\n");
-        assert_eq!(no_path_hint(&shared, "logging_elasticsearch", &[]), None);
+        assert_eq!(no_path_hint(&shared, "logging_elasticsearch", &[], Some(&own)), None);
+        // A process outside any container: names would go to the host's resolver.
+        assert!(no_path_hint(&shared, "logging_elasticsearch", &[], None).is_some());
+        let other = ["bridge".to_string()];
+        assert!(no_path_hint(&shared, "logging_elasticsearch", &[], Some(&other)).is_some());
         assert_eq!(reachable(t.clone(), &None), t);
         assert_eq!(
-            no_path_hint(&plain, "logging_elasticsearch", &["http://127.0.0.1:9200".into()]),
+            no_path_hint(&plain, "logging_elasticsearch", &["http://127.0.0.1:9200".into()], None),
             None
         );
         let mut st = ElasticsearchStatus::default();

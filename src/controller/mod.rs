@@ -102,6 +102,9 @@ pub struct Context {
     pub(crate) convergence: std::sync::Mutex<crate::plan::converge::Memory>,
     /// Elasticsearch as the poller reads it, and where it reads.
     pub es: es::Shared,
+    /// The networks of the operator's own container (none: not in one),
+    /// asked once: Elasticsearch is read by name only over one of them.
+    own_networks: tokio::sync::OnceCell<Option<Vec<String>>>,
 }
 
 impl Context {
@@ -138,7 +141,16 @@ impl Context {
             covered: std::sync::atomic::AtomicI64::new(0),
             convergence: std::sync::Mutex::new(Default::default()),
             es: Default::default(),
+            own_networks: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The networks of the operator's own container, asked of the engine once.
+    pub async fn own_networks(&self) -> Option<Vec<String>> {
+        self.own_networks
+            .get_or_init(|| self.engine.own_networks())
+            .await
+            .clone()
     }
 
     pub fn stack(&self) -> String {

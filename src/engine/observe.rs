@@ -523,6 +523,26 @@ impl Engine {
         })
     }
 
+    /// The networks (by name) of the container this process runs in, when
+    /// it runs in one on this engine's node (a task's hostname is its
+    /// container's ID). `None` anywhere else, a host process for one.
+    pub async fn own_networks(&self) -> Option<Vec<String>> {
+        let host = std::fs::read_to_string("/etc/hostname").ok()?.trim().to_string();
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let c = self
+            .bounded(
+                "inspect container",
+                &host,
+                self.docker
+                    .inspect_container(&host, None::<bollard::query_parameters::InspectContainerOptions>),
+            )
+            .await
+            .ok()?;
+        Some(c.network_settings?.networks?.into_keys().collect())
+    }
+
     /// Every node of the swarm.
     pub async fn list_nodes(&self) -> Result<Vec<bollard::models::Node>, EngineError> {
         self.bounded("list nodes", "", self.docker.list_nodes(None::<ListNodesOptions>))

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value as Json;
 
-use super::{flat_setting, nodes, CatAllocation, CatNode, Health, Snapshot};
+use super::{flat_setting, nodes, persistent_setting, CatAllocation, CatNode, Health, Snapshot};
 
 /// Largest answer read (cat tables of a large cluster fit).
 const MAX_ANSWER: usize = 16 << 20;
@@ -181,7 +181,7 @@ impl Client {
             health,
             nodes: nodes(&cat, &alloc),
             allocation_enable: flat_setting(&settings, ALLOCATION_ENABLE),
-            exclude_name: flat_setting(&settings, EXCLUDE_NAME),
+            exclude_name: persistent_setting(&settings, EXCLUDE_NAME),
         })
     }
 

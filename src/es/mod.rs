@@ -108,7 +108,9 @@ pub struct Snapshot {
     pub nodes: Vec<Node>,
     /// `cluster.routing.allocation.enable` (persistent, else transient), if set.
     pub allocation_enable: Option<String>,
-    /// `cluster.routing.allocation.exclude._name`, if set.
+    /// `cluster.routing.allocation.exclude._name` as a persistent setting
+    /// (the one swarmlog writes; a transient one of someone else's is not
+    /// copied into it), if set.
     pub exclude_name: Option<String>,
 }
 
@@ -185,6 +187,15 @@ pub fn flat_setting(settings: &serde_json::Value, key: &str) -> Option<String> {
     get("transient").or_else(|| get("persistent"))
 }
 
+/// A flat persistent setting of `GET /_cluster/settings?flat_settings=true`.
+pub fn persistent_setting(settings: &serde_json::Value, key: &str) -> Option<String> {
+    settings.get("persistent")?.get(key).and_then(|v| {
+        v.as_str()
+            .map(str::to_string)
+            .or_else(|| (!v.is_null()).then(|| v.to_string()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +242,13 @@ mod tests {
             Some("none")
         );
         assert_eq!(flat_setting(&s, "cluster.routing.allocation.exclude._name"), None);
+        let s = serde_json::json!({
+            "persistent": {"cluster.routing.allocation.exclude._name": "a"},
+            "transient": {"cluster.routing.allocation.exclude._name": "b"}
+        });
+        assert_eq!(
+            persistent_setting(&s, "cluster.routing.allocation.exclude._name").as_deref(),
+            Some("a")
+        );
     }
 }
