@@ -413,9 +413,12 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
                     "more than one Elasticsearch node was down at once: {max_down:?}"
                 ));
             }
+            // The status first: a roll it no longer shows has left no mark
+            // on the services read after it.
+            let st = op2.status();
             let m = members(sb, "cl_elasticsearch")?;
             let rolled = m.values().all(|(_, env)| env.contains(&"ROLLED=2".to_string()));
-            match op2.status() {
+            match st {
                 Ok(st) => {
                     let e = es(&st);
                     let settled = e["roll"].is_null() && e["health"] == "green" && e["nodes_joined"] == 4;

@@ -359,9 +359,9 @@ pub fn decide(
                     if let Some(spec) = with_roll(desired, &name, None) {
                         d.specs.insert(name.clone(), spec);
                     }
-                    if !order.is_empty() {
-                        d.status = Some(status(Some(&name), "settle", None));
-                    }
+                    // Shown until the mark is gone (the last node's too: a
+                    // roll is over once no node carries a mark).
+                    d.status = Some(status(Some(&name), "settle", None));
                 }
             }
             d
