@@ -5,8 +5,8 @@
 //! as every Elasticsearch node.
 //!
 //! Formation on three logger nodes, the cluster UUID recorded, a fourth
-//! node labelled and joined, then a change rolled one node at a time (the
-//! operator restarted while the first node is out): at most one node down
+//! node labelled and joined, then an image change (to 8.16.1) rolled one
+//! node at a time (the operator restarted while the first node is out): at most one node down
 //! at any moment, the data-only node first, and the simulators' own logs
 //! (kept in their volumes across restarts) show replica allocation held
 //! before and released after each node. Decommission: shards moved away,
@@ -365,7 +365,11 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         // A change to Elasticsearch's spec: new values (the operator restarts
         // with them), rolled one node at a time.
         let rolled_start = Instant::now();
-        let mut op2 = Deployed::deploy(sb, "swarmlog_values_cl2", &values("    ROLLED: \"2\"\n"))?;
+        // An image change (the 8.16.1 stand-in tag, which reports that
+        // version) and a setting: rolled, and each node back on 8.16.1.
+        let rolled_values = values("    ROLLED: \"2\"\n    STANDIN_ES_VERSION: \"8.16.1\"\n")
+            + "  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n";
+        let mut op2 = Deployed::deploy(sb, "swarmlog_values_cl2", &rolled_values)?;
         op2.owner = false;
         let mut max_down: Vec<String> = Vec::new();
         let mut first_down: Vec<String> = Vec::new();
@@ -421,7 +425,10 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
             match st {
                 Ok(st) => {
                     let e = es(&st);
-                    let settled = e["roll"].is_null() && e["health"] == "green" && e["nodes_joined"] == 4;
+                    let on_new = e["nodes"]
+                        .as_array()
+                        .is_some_and(|n| n.len() == 4 && n.iter().all(|n| n["version"] == "8.16.1"));
+                    let settled = e["roll"].is_null() && e["health"] == "green" && e["nodes_joined"] == 4 && on_new;
                     if rolled && settled && down.is_empty() {
                         break m;
                     }
