@@ -58,27 +58,11 @@ fn setup(sb: &Sandbox) -> Result<(), String> {
             bin.display()
         ));
     }
-    sh(&format!(
+    common::sh(&format!(
         "DOCKER_HOST={} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {IMAGE} .",
         sb.host
     ))?;
     Ok(())
-}
-
-fn sh(cmd: &str) -> Result<String, String> {
-    let out = std::process::Command::new("bash")
-        .args(["-c", cmd])
-        .current_dir(common::repo())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 /// A node's fact from scripts/sandbox's record (`NODE_ADDR`, ...).
@@ -113,7 +97,7 @@ impl<'a> Deployed<'a> {
         std::fs::write(&file, values).map_err(|e| e.to_string())?;
         sb.docker(&["config", "create", config, &file.display().to_string()])?;
         let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
-        sh(&format!(
+        common::sh(&format!(
             "DOCKER_HOST={} SWARMLOG_IMAGE={IMAGE} SWARMLOG_VALUES_CONFIG={config} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
             sb.host,
             socks.display()
@@ -142,7 +126,7 @@ impl<'a> Deployed<'a> {
     /// The operator's log (it writes to stderr, which `docker service logs`
     /// passes on as stderr).
     fn logs(&self) -> String {
-        sh(&format!(
+        common::sh(&format!(
             "DOCKER_HOST={} docker service logs --raw --tail 150 swarmlog_operator 2>&1",
             self.sb.host
         ))

@@ -350,27 +350,11 @@ fn static_binary() -> Result<std::path::PathBuf, String> {
     }
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
-    let out = std::process::Command::new("bash")
-        .args(["-c", cmd])
-        .current_dir(common::repo())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
 /// Copies an image from manager-1 to other nodes (each has its own store).
 fn load_image(sb: &Sandbox, image: &str, nodes: &[&str]) -> Result<(), String> {
     for node in nodes {
         let sock = sb.sock(node)?;
-        sh(&format!(
+        common::sh(&format!(
             "DOCKER_HOST={} docker save {image} | docker -H unix://{sock} load -q",
             sb.host
         ))?;
@@ -472,19 +456,19 @@ fn preflight_image(sb: &Sandbox, dir: &std::path::Path, tag: &str, value: u64) -
         "FROM swarmlog:e2e-base\nCOPY max_map_count /max_map_count\nENV SWARMLOG_PREFLIGHT_FILE=/max_map_count\n",
     )
     .map_err(|e| e.to_string())?;
-    sh(&format!(
+    common::sh(&format!(
         "DOCKER_BUILDKIT=0 docker -H unix://{w1} build -q -t {tag} {}",
         ctx.display()
     ))?;
     let tar = dir.join(format!("preflight-{value}-{}.tar", tag.replace([':', '/'], "-")));
-    sh(&format!("docker -H unix://{w1} save -o {} {tag}", tar.display()))?;
+    common::sh(&format!("docker -H unix://{w1} save -o {} {tag}", tar.display()))?;
     Ok(tar)
 }
 
 /// Loads an image tar on nodes.
 fn load_tar(sb: &Sandbox, tar: &std::path::Path, nodes: &[&str]) -> Result<(), String> {
     for node in nodes {
-        sh(&format!(
+        common::sh(&format!(
             "docker -H unix://{} load -q -i {}",
             sb.sock(node)?,
             tar.display()
@@ -498,17 +482,17 @@ fn load_tar(sb: &Sandbox, tar: &std::path::Path, nodes: &[&str]) -> Result<(), S
 fn build_e2e_image(sb: &Sandbox) -> Result<u64, String> {
     static_binary()?;
     let env = format!("DOCKER_HOST={}", sb.host);
-    sh(&format!(
+    common::sh(&format!(
         "{env} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t swarmlog:e2e ."
     ))?;
-    let size: u64 = sh(&format!(
+    let size: u64 = common::sh(&format!(
         "{env} docker image inspect --format '{{{{.Size}}}}' swarmlog:e2e"
     ))?
     .trim()
     .parse()
     .map_err(|e| format!("image size: {e}"))?;
     load_image(sb, "swarmlog:e2e", &["manager-2", "manager-3", "worker-1"])?;
-    sh(&format!(
+    common::sh(&format!(
         "docker -H unix://{} tag swarmlog:e2e swarmlog:e2e-base",
         sb.sock("worker-1")?
     ))?;
@@ -564,7 +548,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     }
     let socks = dir.join("{{.Node.Hostname}}.engine.sock");
     let deploy = |image: &str| {
-        sh(&format!(
+        common::sh(&format!(
             "{env} SWARMLOG_IMAGE={image} SWARMLOG_PREFLIGHT_RECHECK=2s SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
             socks.display()
         ))
@@ -804,7 +788,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
         let before = stack_versions(&on_leader, "ite2e").await?;
         let upgrade_marks: std::collections::BTreeMap<&str, usize> =
             proxies.iter().map(|(m, p)| (*m, p.mark())).collect();
-        sh(&format!("{env} docker tag swarmlog:e2e swarmlog:e2e-next"))?;
+        common::sh(&format!("{env} docker tag swarmlog:e2e swarmlog:e2e-next"))?;
         load_image(sb, "swarmlog:e2e-next", &["manager-2", "manager-3"])?;
         load_tar(sb, &preflight_image(sb, &dir, "swarmlog:e2e-next", LOGGER_1)?, &["logger-1"])?;
         deploy("swarmlog:e2e-next")?;

@@ -642,22 +642,6 @@ fn static_binary() -> Result<PathBuf, String> {
     }
 }
 
-fn sh(cmd: &str) -> Result<String, String> {
-    let out = Command::new("bash")
-        .args(["-c", cmd])
-        .current_dir(common::repo())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
 /// An instant query with promtool, from inside the network namespace `netns`.
 fn query_in(netns: &str, addr: &str, expr: &str) -> Result<Vec<Value>, String> {
     let out = Command::new("nsenter")
@@ -688,7 +672,7 @@ fn readme_scrape_config_finds_the_deployed_operator(sb: &Sandbox, rt: &tokio::ru
     static_binary()?;
     let image = "swarmlog:itprom";
     let env = format!("DOCKER_HOST={}", sb.host);
-    sh(&format!(
+    common::sh(&format!(
         "{env} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {image} ."
     ))?;
     let dir = common::temp_dir("prometheus-sd");
@@ -702,7 +686,7 @@ fn readme_scrape_config_finds_the_deployed_operator(sb: &Sandbox, rt: &tokio::ru
     .map_err(|e| e.to_string())?;
     sb.docker(&["config", "create", "swarmlog_values_v1", &values.display().to_string()])?;
     let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
-    sh(&format!(
+    common::sh(&format!(
         "{env} SWARMLOG_IMAGE={image} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
         socks.display()
     ))?;

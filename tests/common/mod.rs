@@ -862,3 +862,20 @@ pub async fn task_running_on(docker: &Docker, service: &str, node_id: &str) -> R
         .iter()
         .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING)))
 }
+
+/// Runs `cmd` with bash in the repository; its output, or an error with both streams.
+pub fn sh(cmd: &str) -> Result<String, String> {
+    let out = Command::new("bash")
+        .args(["-c", cmd])
+        .current_dir(repo())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
