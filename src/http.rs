@@ -370,6 +370,32 @@ mod tests {
                 why: Some("TaskTemplate.ContainerSpec.Env".into()),
             });
             s.companion.desired = vec![vec!["kibana.example.com".into()]];
+            s.shipping = crate::status::ShippingStatus {
+                enabled: true,
+                service: Some("logging_shipper".into()),
+                nodes: 3,
+                running: 2,
+                missing: vec!["worker-2".into()],
+                problems: vec![
+                    "the shipper (logging_shipper) fails on worker-2: bind source path does not exist".into(),
+                ],
+            };
+            s.elasticsearch.retention = crate::status::RetentionStatus {
+                retention: Some("14d".into()),
+                policy: "swarmlog-logs".into(),
+                policy_state: "in-force".into(),
+                template: "swarmlog-logs".into(),
+                template_state: "in-force".into(),
+                detail: None,
+                data_streams: vec![crate::status::DataStreamStatus {
+                    name: "logs-swarm-default".into(),
+                    indices: 3,
+                    ilm_policy: Some("swarmlog-logs".into()),
+                }],
+                oldest_index: Some(".ds-logs-swarm-default-2025.12.30-000001".into()),
+                oldest_day: Some("2025-12-30".into()),
+            };
+            s.elasticsearch.watermarks = Some(Default::default());
             s.preflight = crate::status::PreflightStatus {
                 state: crate::status::PreflightState::On,
                 image: Some("swarmlog:0.1.0".into()),
@@ -415,7 +441,14 @@ mod tests {
             documented, actual,
             "docs/openapi.yaml Status properties differ from the /status document"
         );
-        for key in ["engine", "reconcile", "companion", "preflight", "elasticsearch"] {
+        for key in [
+            "engine",
+            "reconcile",
+            "companion",
+            "preflight",
+            "elasticsearch",
+            "shipping",
+        ] {
             let name = schema[key]["$ref"]
                 .as_str()
                 .unwrap()

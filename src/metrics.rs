@@ -97,6 +97,11 @@ pub struct Metrics {
     /// Disk use per Elasticsearch node (0..1), nodes of the cluster only.
     pub es_disk_used: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub es_rolling: Gauge,
+    pub es_disk_level: Family<NodeLabel, Gauge>,
+    pub es_read_only: Gauge,
+    pub es_retention_in_force: Gauge,
+    pub shipper_nodes: Gauge,
+    pub shipper_running: Gauge,
 }
 
 impl Default for Metrics {
@@ -133,6 +138,11 @@ impl Metrics {
             es_nodes_joined: Gauge::default(),
             es_disk_used: Family::default(),
             es_rolling: Gauge::default(),
+            es_disk_level: Family::default(),
+            es_read_only: Gauge::default(),
+            es_retention_in_force: Gauge::default(),
+            shipper_nodes: Gauge::default(),
+            shipper_running: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -234,6 +244,31 @@ impl Metrics {
             "1 while a rolling change of the Elasticsearch cluster is under way or waiting",
             m.es_rolling.clone(),
         );
+        registry.register(
+            "elasticsearch_disk_watermark_level",
+            "The disk watermark each Elasticsearch node has reached: 0 below low, 1 low, 2 high (shards move away), 3 flood stage (its indices turn read-only)",
+            m.es_disk_level.clone(),
+        );
+        registry.register(
+            "elasticsearch_read_only_indices",
+            "Indices Elasticsearch made read-only at the flood stage (index.blocks.read_only_allow_delete)",
+            m.es_read_only.clone(),
+        );
+        registry.register(
+            "elasticsearch_retention_in_force",
+            "1 when Elasticsearch holds swarmlog's ILM policy and index template (elasticsearch.retention), else 0",
+            m.es_retention_in_force.clone(),
+        );
+        registry.register(
+            "shipper_nodes",
+            "Nodes of the swarm where the shipper should run (ready and active; 0 with the shipper off)",
+            m.shipper_nodes.clone(),
+        );
+        registry.register(
+            "shipper_nodes_running",
+            "Of those, nodes with a running shipper",
+            m.shipper_running.clone(),
+        );
         m.build_info
             .get_or_create(&BuildLabel {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -311,7 +346,22 @@ impl Metrics {
         self.es_nodes_expected.set(es.nodes_expected as i64);
         self.es_nodes_joined.set(es.nodes_joined as i64);
         self.es_rolling.set(i64::from(es.roll.is_some()));
+        self.es_read_only.set(es.read_only_indices.len() as i64);
+        let in_force = |s: &str| s == "in-force" || s == "written";
+        self.es_retention_in_force.set(i64::from(
+            in_force(&es.retention.policy_state) && in_force(&es.retention.template_state),
+        ));
+        self.shipper_nodes.set(st.shipping.nodes as i64);
+        self.shipper_running.set(st.shipping.running as i64);
         // Only the nodes of this read: one that left has no stale series.
+        self.es_disk_level.clear();
+        for n in &es.nodes {
+            if let Some(l) = n.disk_level {
+                self.es_disk_level
+                    .get_or_create(&NodeLabel { node: n.name.clone() })
+                    .set(i64::from(l.number()));
+            }
+        }
         self.es_disk_used.clear();
         for n in &es.nodes {
             if let Some(p) = n.disk_percent {
@@ -434,9 +484,10 @@ mod tests {
         let fams = families(&text);
         // Label families of counters appear with their first sample (the
         // first reconcile, write, trigger, error), and so does the disk use
-        // per Elasticsearch node (with its first read); everything else is
+        // and the watermark level per Elasticsearch node (with its first
+        // read); everything else is
         // there from the start.
-        assert_eq!(fams.len(), 18, "{fams:?}");
+        assert_eq!(fams.len(), 22, "{fams:?}");
         for (name, help) in &fams {
             assert!(help.len() > 10, "{name} has no real help text: {help:?}");
             let sampled = text

@@ -56,14 +56,24 @@ impl View {
     fn key(&self) -> String {
         match &self.snapshot {
             Some(s) => format!(
-                "{}|{}|{:?}|{}|{:?}|{:?}|{:?}",
+                "{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
                 s.health.status.as_str(),
                 s.settled(),
                 s.cluster_uuid,
                 s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(","),
                 s.allocation_enable,
                 s.exclude_name,
-                self.roots
+                self.roots,
+                // A watermark crossed, an index blocked, the policy or the
+                // template changed (or gone): each is acted on or reported.
+                s.nodes
+                    .iter()
+                    .map(|n| n.disk_level(&s.watermarks).map_or("?", |l| l.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s.read_only,
+                s.retention.policy,
+                s.retention.template,
             ),
             None => format!("{:?}", self.error.as_ref().map(|e| e.0)),
         }
@@ -92,6 +102,25 @@ impl Shared {
                     EsCall::HoldReplicas => Some("primaries".to_string()),
                     EsCall::ReleaseReplicas => None,
                 };
+            }
+        }
+    }
+
+    /// The retention policy (`policy`) or template swarmlog wrote, into the
+    /// last read as Elasticsearch would answer for it.
+    pub(super) fn written(&self, policy: bool, body: serde_json::Value) {
+        use crate::es::retention::{POLICY, TEMPLATE};
+        if let Ok(mut v) = self.view.write() {
+            if let Some(s) = v.snapshot.as_mut() {
+                if policy {
+                    let mut held = serde_json::Map::new();
+                    held.insert(POLICY.to_string(), body);
+                    s.retention.policy = Ok(Some(serde_json::Value::Object(held)));
+                } else {
+                    s.retention.template = Ok(Some(serde_json::json!({
+                        "index_templates": [{"name": TEMPLATE, "index_template": body}]
+                    })));
+                }
             }
         }
     }
@@ -204,6 +233,12 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         };
     };
     let template_name = template.spec.name.clone().unwrap_or_default();
+    let retention_label = template
+        .spec
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(super::retention::LABEL_RETENTION))
+        .cloned();
     let own = if ctx.settings.es.urls.is_empty() {
         ctx.own_networks().await
     } else {
@@ -389,6 +424,12 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
             (expanded, problems)
         }
     };
+    let mut problems = problems;
+    // Cluster members' rows have their host; the single node's name is its
+    // container's, and its host is where the service's task runs.
+    let host_of = |name: &str| service_host(observed, name).or_else(|| service_host(observed, &template_name));
+    problems.extend(super::retention::disk(&mut status, &view, &host_of));
+    problems.extend(super::retention::step(ctx, role, retention_label.as_deref(), &view, &mut status).await);
     status.problems = problems.clone();
     ctx.update_status(|st| {
         for p in &problems {
@@ -498,6 +539,7 @@ fn node_row(name: String, hostname: String, created: bool, n: Option<&crate::es:
         disk_percent: n.and_then(|n| n.disk_percent),
         disk_used_bytes: n.and_then(|n| n.disk_used_bytes),
         disk_total_bytes: n.and_then(|n| n.disk_total_bytes),
+        disk_level: None,
         problem: None,
     }
 }
@@ -545,6 +587,26 @@ fn members_status(status: &mut ElasticsearchStatus, c: &Cluster, view: &View, ob
     status.master_eligible = c.masters().len();
     status.survives = Some(c.survives());
     problems
+}
+
+/// The hostname of the node where a task of the service runs.
+fn service_host(observed: &Observed, service: &str) -> Option<String> {
+    let id = observed
+        .services
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(service))
+        .and_then(|s| s.id.as_deref())?;
+    let node = observed
+        .tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(id))
+        .find(|t| t.status.as_ref().and_then(|s| s.state) == Some(bollard::models::TaskState::RUNNING))
+        .and_then(|t| t.node_id.as_deref())?;
+    observed
+        .nodes
+        .iter()
+        .find(|n| n.id.as_deref() == Some(node))
+        .and_then(|n| n.description.as_ref()?.hostname.clone())
 }
 
 /// A task of the service runs.

@@ -9,6 +9,8 @@ pub mod leader;
 pub mod nodes;
 pub mod preflight;
 pub mod reconcile;
+pub mod retention;
+pub mod shipping;
 pub mod triggers;
 pub mod watch;
 

@@ -279,7 +279,16 @@ async fn steps(
     let desired = es.desired;
     data_nodes_step(&desired, &observed, &mut degraded);
     degraded.extend(low);
-    facts.degraded = !degraded.is_empty() || !es.problems.is_empty();
+    let (shipping, shipping_problems) = super::shipping::status(&desired, &observed);
+    facts.degraded = !degraded.is_empty() || !es.problems.is_empty() || !shipping_problems.is_empty();
+    ctx.update_status(|st| {
+        for p in &shipping_problems {
+            if !st.shipping.problems.contains(p) {
+                st.event(now(), "shipper", p.clone());
+            }
+        }
+        st.shipping = shipping;
+    });
     timer.mark("loggers");
     let plan = plan::plan(&desired, &observed, ctx.settings.plan);
     report_plan(ctx, &desired, &observed, &plan, &loggers, &degraded, &gone);

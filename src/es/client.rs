@@ -11,7 +11,10 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value as Json;
 
-use super::{flat_setting, nodes, persistent_setting, CatAllocation, CatNode, Health, Snapshot};
+use super::{
+    disk, flat_setting, nodes, persistent_setting, read_only_indices, retention, CatAllocation, CatNode, DataStream,
+    Health, RetentionRead, Snapshot,
+};
 
 /// Largest answer read (cat tables of a large cluster fit).
 const MAX_ANSWER: usize = 16 << 20;
@@ -144,7 +147,10 @@ impl Client {
 
     /// One read of the cluster through `base`.
     pub async fn read(&self, base: &str) -> Result<Snapshot, EsError> {
-        let (root, health, cat, alloc, settings) = tokio::join!(
+        let ilm = format!("/_ilm/policy/{}", retention::POLICY);
+        let tpl = format!("/_index_template/{}", retention::TEMPLATE);
+        let streams = format!("/_data_stream/{}", retention::DATA_STREAMS);
+        let (root, health, cat, alloc, settings, policy, template, streams, blocks) = tokio::join!(
             self.call(base, "GET", "/", None),
             self.call(base, "GET", "/_cluster/health", None),
             self.call(
@@ -159,7 +165,21 @@ impl Client {
                 "/_cat/allocation?format=json&bytes=b&h=node,shards,disk.percent,disk.used,disk.total",
                 None
             ),
-            self.call(base, "GET", "/_cluster/settings?flat_settings=true", None),
+            self.call(
+                base,
+                "GET",
+                "/_cluster/settings?include_defaults=true&flat_settings=true",
+                None
+            ),
+            self.get_optional(base, &ilm),
+            self.get_optional(base, &tpl),
+            self.call(base, "GET", &streams, None),
+            self.call(
+                base,
+                "GET",
+                "/_all/_settings/index.blocks.read_only_allow_delete?flat_settings=true&expand_wildcards=all",
+                None
+            ),
         );
         let root = root?;
         let health: Health = Self::typed(base, "/_cluster/health", health?)?;
@@ -182,7 +202,41 @@ impl Client {
             nodes: nodes(&cat, &alloc),
             allocation_enable: flat_setting(&settings, ALLOCATION_ENABLE),
             exclude_name: persistent_setting(&settings, EXCLUDE_NAME),
+            watermarks: disk::watermarks(&settings),
+            // What retention and flood stage read is reported on its own: a
+            // failure there does not make the cluster unreadable.
+            read_only: blocks.map(|b| read_only_indices(&b)).map_err(|e| e.to_string()),
+            retention: RetentionRead {
+                policy: policy.map_err(|e| e.to_string()),
+                template: template.map_err(|e| e.to_string()),
+                streams: streams.map_err(|e| e.to_string()).and_then(|v| {
+                    let list = v.get("data_streams").cloned().unwrap_or(Json::Array(Vec::new()));
+                    serde_json::from_value::<Vec<DataStream>>(list)
+                        .map_err(|e| format!("{base}/_data_stream: unexpected answer: {e}"))
+                }),
+            },
         })
+    }
+
+    /// A GET whose 404 means "there is none".
+    pub async fn get_optional(&self, base: &str, path: &str) -> Result<Option<Json>, EsError> {
+        match self.call(base, "GET", path, None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(EsError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT path` with a JSON body that Elasticsearch must acknowledge.
+    pub async fn put_acknowledged(&self, base: &str, path: &str, body: &Json) -> Result<(), EsError> {
+        let v = self.call(base, "PUT", path, Some(body)).await?;
+        if v.get("acknowledged").and_then(Json::as_bool) != Some(true) {
+            return Err(EsError::Answer {
+                url: format!("{base}{path}"),
+                detail: format!("not acknowledged: {v}"),
+            });
+        }
+        Ok(())
     }
 
     /// The first of `bases` that gives a whole read, or every failure.

@@ -6,6 +6,8 @@
 //! `POST /_flush`.
 
 pub mod client;
+pub mod disk;
+pub mod retention;
 
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +114,78 @@ pub struct Snapshot {
     /// (the one swarmlog writes; a transient one of someone else's is not
     /// copied into it), if set.
     pub exclude_name: Option<String>,
+    /// The disk watermarks in force.
+    pub watermarks: disk::Watermarks,
+    /// Indices with `index.blocks.read_only_allow_delete` (flood stage), or
+    /// why they could not be read.
+    pub read_only: Result<Vec<String>, String>,
+    /// The retention policy, template and data streams as Elasticsearch holds them.
+    pub retention: RetentionRead,
+}
+
+/// What one read found of retention.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetentionRead {
+    /// `GET /_ilm/policy/swarmlog-logs` (`None`: 404).
+    pub policy: Result<Option<serde_json::Value>, String>,
+    /// `GET /_index_template/swarmlog-logs` (`None`: 404).
+    pub template: Result<Option<serde_json::Value>, String>,
+    /// `GET /_data_stream/logs-swarm-*`.
+    pub streams: Result<Vec<DataStream>, String>,
+}
+
+impl Default for RetentionRead {
+    fn default() -> Self {
+        RetentionRead {
+            policy: Err("not read".into()),
+            template: Err("not read".into()),
+            streams: Err("not read".into()),
+        }
+    }
+}
+
+/// One data stream of `GET /_data_stream/...`, the fields used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataStream {
+    pub name: String,
+    /// Backing indices, oldest first.
+    #[serde(default, deserialize_with = "index_names")]
+    pub indices: Vec<String>,
+    #[serde(default)]
+    pub ilm_policy: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+fn index_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Index {
+        index_name: String,
+    }
+    Ok(Vec::<Index>::deserialize(d)?
+        .into_iter()
+        .map(|i| i.index_name)
+        .collect())
+}
+
+/// The indices `GET /_all/_settings/index.blocks.read_only_allow_delete?flat_settings=true`
+/// shows blocked, sorted.
+pub fn read_only_indices(answer: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = answer
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| {
+            let s = v.get("settings");
+            let flat = s.and_then(|s| s.get("index.blocks.read_only_allow_delete"));
+            let nested = s.and_then(|s| s.pointer("/index/blocks/read_only_allow_delete"));
+            flat.or(nested)
+                .is_some_and(|b| b.as_str() == Some("true") || b.as_bool() == Some(true))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.sort();
+    out
 }
 
 impl Snapshot {
@@ -171,6 +245,13 @@ pub fn nodes(cat: &[CatNode], alloc: &[CatAllocation]) -> Vec<Node> {
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+impl Node {
+    /// Which disk watermark it has reached (`None`: its disk is not known).
+    pub fn disk_level(&self, w: &disk::Watermarks) -> Option<disk::Level> {
+        self.disk_percent.map(|p| disk::level(w, p, self.disk_total_bytes))
+    }
 }
 
 /// A flat setting of `GET /_cluster/settings?flat_settings=true`: a

@@ -561,6 +561,9 @@ mod tests {
                 .collect(),
             allocation_enable: allocation.map(str::to_string),
             exclude_name: None,
+            watermarks: Default::default(),
+            read_only: Ok(Vec::new()),
+            retention: Default::default(),
         }
     }
 

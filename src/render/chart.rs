@@ -30,6 +30,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "files/logstash.conf",
         include_str!("../../charts/logging/files/logstash.conf"),
     ),
+    (
+        "files/filebeat.yml",
+        include_str!("../../charts/logging/files/filebeat.yml"),
+    ),
 ];
 
 /// Where a chart's files come from.
@@ -436,10 +440,51 @@ impl Chart {
                 );
             }
         }
+        if let Some(r) = es.get("retention") {
+            let text = match r {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if let Err(e) = crate::es::retention::parse(&text) {
+                problems.push(Problem::new(&file, e).field(&field("retention")));
+            }
+        }
+        self.check_shipper(values, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(Problems(problems))
+        }
+    }
+
+    /// With the shipper on, the pipeline must have a `beats` input: the
+    /// shippers would otherwise send into nothing.
+    fn check_shipper(&self, values: &Json, problems: &mut Vec<Problem>) {
+        let enabled = values.pointer("/shipper/enabled").and_then(Json::as_bool) == Some(true);
+        let Some(pipeline) = values.pointer("/logstash/pipelineFile").and_then(Json::as_str) else {
+            return;
+        };
+        if !enabled {
+            return;
+        }
+        // A missing file is reported where the stack names it.
+        let Ok(data) = self.read_file(pipeline) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&data);
+        let has_beats = text.lines().map(|l| l.split('#').next().unwrap_or_default()).any(|l| {
+            l.trim_start().starts_with("beats") && l.trim_start()["beats".len()..].trim_start().starts_with('{')
+        });
+        if !has_beats {
+            problems.push(
+                Problem::new(
+                    &format!("{} values", self.name),
+                    format!(
+                        "the shipper sends to Logstash's beats input, and the pipeline {pipeline} has none: add `beats {{ port => \"${{SWARMLOG_BEATS_PORT:5044}}\" }}` to its input (as files/logstash.conf of the chart does)"
+                    ),
+                )
+                .field(&["shipper".to_string(), "enabled".to_string()]),
+            );
         }
     }
 

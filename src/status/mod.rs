@@ -214,6 +214,8 @@ pub struct Status {
     pub preflight: PreflightStatus,
     /// Elasticsearch as read from its own API.
     pub elasticsearch: ElasticsearchStatus,
+    /// The shipper on the swarm's nodes.
+    pub shipping: ShippingStatus,
     pub events: VecDeque<Event>,
 }
 
@@ -285,8 +287,65 @@ pub struct ElasticsearchStatus {
     pub nodes: Vec<EsNode>,
     /// A rolling change under way or waiting.
     pub roll: Option<crate::plan::roll::RollStatus>,
+    /// The disk watermarks in force (none: not read).
+    pub watermarks: Option<crate::es::disk::Watermarks>,
+    /// Indices Elasticsearch made read-only at the flood stage
+    /// (`index.blocks.read_only_allow_delete`).
+    pub read_only_indices: Vec<String>,
+    /// How long logs are kept, and whether Elasticsearch holds swarmlog's
+    /// policy and template.
+    pub retention: RetentionStatus,
     /// What makes the phase Degraded, in words (red, a node missing, a
-    /// node of another cluster).
+    /// node of another cluster, a disk above the high watermark).
+    pub problems: Vec<String>,
+}
+
+/// Retention as swarmlog keeps it in Elasticsearch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RetentionStatus {
+    /// `elasticsearch.retention` as given (`30d`; `0`: forever); none: the
+    /// stack does not say (a stack file without the chart's label), and
+    /// nothing is managed.
+    pub retention: Option<String>,
+    /// The ILM policy (`swarmlog-logs`) and its state: `in-force` (Elasticsearch holds
+    /// swarmlog's), `written` (just now), `missing`, `differs`, `not-ours`,
+    /// `unread`, `failed`.
+    pub policy: String,
+    pub policy_state: String,
+    /// The index template (`swarmlog-logs`, for `logs-swarm-*`) and its state.
+    pub template: String,
+    pub template_state: String,
+    /// Why a state is not `in-force`.
+    pub detail: Option<String>,
+    pub data_streams: Vec<DataStreamStatus>,
+    /// The oldest backing index kept, and the day it was made.
+    pub oldest_index: Option<String>,
+    pub oldest_day: Option<String>,
+}
+
+/// One data stream Logstash writes to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DataStreamStatus {
+    pub name: String,
+    /// Backing indices kept.
+    pub indices: usize,
+    /// The ILM policy Elasticsearch applies to it.
+    pub ilm_policy: Option<String>,
+}
+
+/// The shipper (Filebeat on every node), as the swarm runs it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ShippingStatus {
+    /// `shipper.enabled`.
+    pub enabled: bool,
+    pub service: Option<String>,
+    /// Nodes of the swarm that are ready and active (where a global service runs).
+    pub nodes: usize,
+    /// Of those, nodes with a running shipper.
+    pub running: usize,
+    /// Hostnames of the nodes without one.
+    pub missing: Vec<String>,
+    /// What makes the phase Degraded (a node where it fails).
     pub problems: Vec<String>,
 }
 
@@ -307,6 +366,8 @@ pub struct EsNode {
     pub disk_percent: Option<f64>,
     pub disk_used_bytes: Option<u64>,
     pub disk_total_bytes: Option<u64>,
+    /// The disk watermark its disk use has reached.
+    pub disk_level: Option<crate::es::disk::Level>,
     /// Why it is not as it should be (its node left, another cluster's data).
     pub problem: Option<String>,
 }
@@ -426,6 +487,7 @@ impl Status {
             companion: CompanionStatus::default(),
             preflight: Default::default(),
             elasticsearch: Default::default(),
+            shipping: Default::default(),
             events: VecDeque::new(),
         }
     }

@@ -1,0 +1,221 @@
+//! Retention and disk, in the Elasticsearch step of a reconcile: the ILM
+//! policy and the index template of the logs' data streams written when
+//! what Elasticsearch holds differs (leader only; zero writes when it is
+//! the same), and each node's disk use against the watermarks.
+
+use super::es::View;
+use super::Context;
+use crate::clock::now;
+use crate::es::client::Client;
+use crate::es::disk::Level;
+use crate::es::retention::{self, Compare};
+use crate::status::{DataStreamStatus, ElasticsearchStatus, RetentionStatus, Role};
+
+/// The label of the Elasticsearch service (the chart's template) that
+/// carries `elasticsearch.retention`.
+pub const LABEL_RETENTION: &str = "io.swarmlog.es.retention";
+
+/// Each node's watermark level into its row, and the problems: a node at
+/// or above the high watermark (named, with its host and what to do), and
+/// indices Elasticsearch made read-only.
+pub fn disk(status: &mut ElasticsearchStatus, view: &View, host_of: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let Some(snap) = &view.snapshot else {
+        return Vec::new();
+    };
+    let w = &snap.watermarks;
+    status.watermarks = Some(w.clone());
+    let mut problems = Vec::new();
+    for row in status.nodes.iter_mut() {
+        let Some(node) = snap.node(&row.name) else {
+            continue;
+        };
+        let level = node.disk_level(w);
+        row.disk_level = level;
+        let Some(level @ (Level::High | Level::FloodStage)) = level else {
+            continue;
+        };
+        let host = Some(row.hostname.clone())
+            .filter(|h| !h.is_empty())
+            .or_else(|| host_of(&row.name));
+        let on = host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+        let (mark, effect) = match level {
+            Level::FloodStage => (
+                &w.flood_stage.value,
+                "every index with a shard on it is read-only: logging into them stops",
+            ),
+            _ => (
+                &w.high.value,
+                "Elasticsearch moves shards away from it, and at the flood stage its indices turn read-only",
+            ),
+        };
+        problems.push(format!(
+            "Elasticsearch node {}{on} uses {}% of its disk, above the {} watermark ({mark}): {effect}. Free space on its volume, shorten elasticsearch.retention, or add a logger node",
+            row.name,
+            node.disk_percent.map_or("?".into(), |p| format!("{p:.0}")),
+            level.as_str(),
+        ));
+    }
+    match &snap.read_only {
+        Ok(list) => {
+            status.read_only_indices = list.clone();
+            if !list.is_empty() {
+                let shown: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
+                problems.push(format!(
+                    "{} index(es) read-only at the flood stage (index.blocks.read_only_allow_delete): {}{}; Elasticsearch lifts the block once the disk is below the high watermark",
+                    list.len(),
+                    shown.join(", "),
+                    if list.len() > shown.len() { ", ..." } else { "" }
+                ));
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "elasticsearch: index blocks not read"),
+    }
+    problems
+}
+
+/// The retention step: status, and the writes that make Elasticsearch hold
+/// swarmlog's policy and template (leader only).
+pub async fn step(
+    ctx: &Context,
+    role: Role,
+    label: Option<&str>,
+    view: &View,
+    status: &mut ElasticsearchStatus,
+) -> Vec<String> {
+    let mut st = RetentionStatus {
+        retention: label.map(str::to_string),
+        policy: retention::POLICY.to_string(),
+        template: retention::TEMPLATE.to_string(),
+        policy_state: "unread".into(),
+        template_state: "unread".into(),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    let Some(label) = label else {
+        // Not the chart's stack: nothing is kept, nothing is said.
+        status.retention = RetentionStatus::default();
+        return problems;
+    };
+    let period = match retention::parse(label) {
+        Ok(p) => p,
+        Err(e) => {
+            st.policy_state = "failed".into();
+            st.detail = Some(format!("elasticsearch.retention: {e}"));
+            problems.push(format!("elasticsearch.retention: {e}"));
+            status.retention = st;
+            return problems;
+        }
+    };
+    let Some(snap) = &view.snapshot else {
+        status.retention = st;
+        return problems;
+    };
+    if let Ok(streams) = &snap.retention.streams {
+        st.data_streams = streams
+            .iter()
+            .map(|s| DataStreamStatus {
+                name: s.name.clone(),
+                indices: s.indices.len(),
+                ilm_policy: s.ilm_policy.clone(),
+            })
+            .collect();
+        let oldest = streams
+            .iter()
+            .filter_map(|s| s.indices.first())
+            .filter_map(|i| retention::backing_index_day(i).map(|d| (d, i.clone())))
+            .min();
+        if let Some((day, index)) = oldest {
+            st.oldest_day = Some(day);
+            st.oldest_index = Some(index);
+        }
+    }
+    let client = Client::new(ctx.settings.es.timeout);
+    let policy_body = retention::policy(period);
+    let template_body = retention::template();
+    let items = [
+        (
+            "ILM policy",
+            retention::POLICY,
+            &snap.retention.policy,
+            retention::compare_policy(
+                snap.retention.policy.as_ref().ok().and_then(Option::as_ref),
+                &policy_body,
+            ),
+            format!("/_ilm/policy/{}", retention::POLICY),
+            &policy_body,
+        ),
+        (
+            "index template",
+            retention::TEMPLATE,
+            &snap.retention.template,
+            retention::compare_template(
+                snap.retention.template.as_ref().ok().and_then(Option::as_ref),
+                &template_body,
+            ),
+            format!("/_index_template/{}", retention::TEMPLATE),
+            &template_body,
+        ),
+    ];
+    let mut details = Vec::new();
+    for (i, (what, name, read, compare, path, body)) in items.into_iter().enumerate() {
+        let state = match (read, compare) {
+            (Err(e), _) => {
+                details.push(format!("the {what} {name} could not be read: {e}"));
+                "unread"
+            }
+            (Ok(_), Compare::Same) => "in-force",
+            (Ok(_), Compare::NotOurs) => {
+                let p = format!(
+                    "the {what} {name} in Elasticsearch is not swarmlog's (no _meta.managed_by: swarmlog): retention is not applied; rename or delete it (DELETE {path}) and swarmlog writes its own"
+                );
+                details.push(p.clone());
+                problems.push(p);
+                "not-ours"
+            }
+            (Ok(_), c) if !role.writes() => {
+                details.push(format!("the {what} {name}: {c:?} (the leader writes it)"));
+                if matches!(c, Compare::Missing) {
+                    "missing"
+                } else {
+                    "differs"
+                }
+            }
+            (Ok(_), c) => match client.put_acknowledged(&snap.endpoint, &path, body).await {
+                Ok(()) => {
+                    let why = match &c {
+                        Compare::Differs(d) => format!(" ({d})"),
+                        _ => " (it had none)".to_string(),
+                    };
+                    let msg = match period {
+                        Some(p) => format!(
+                            "wrote the {what} {name}{why}: logs deleted {} after rollover",
+                            retention::es_time(p)
+                        ),
+                        None => format!("wrote the {what} {name}{why}: logs kept forever"),
+                    };
+                    tracing::info!("elasticsearch: {msg}");
+                    ctx.update_status(|s| s.event(now(), "elasticsearch", msg.clone()));
+                    // Written: the view holds it until the next read, so the
+                    // next reconcile does not write it again.
+                    ctx.es.written(i == 0, (*body).clone());
+                    "written"
+                }
+                Err(e) => {
+                    let p = format!("writing the {what} {name} failed: {e}");
+                    tracing::warn!("elasticsearch: {p}");
+                    details.push(p.clone());
+                    problems.push(p);
+                    "failed"
+                }
+            },
+        };
+        if i == 0 {
+            st.policy_state = state.into();
+        } else {
+            st.template_state = state.into();
+        }
+    }
+    st.detail = (!details.is_empty()).then(|| details.join("; "));
+    status.retention = st;
+    problems
+}
