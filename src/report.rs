@@ -203,7 +203,10 @@ pub fn status_text(s: &Json) -> String {
                 },
                 n["disk_percent"]
                     .as_f64()
-                    .map(|d| format!(", disk {d:.0}%"))
+                    .map(|d| match n["disk_level"].as_str() {
+                        Some(l) if l != "ok" => format!(", disk {d:.0}% ({l} watermark)"),
+                        _ => format!(", disk {d:.0}%"),
+                    })
                     .unwrap_or_default(),
                 n["problem"].as_str().map(|p| format!(" ({p})")).unwrap_or_default()
             );
@@ -222,6 +225,71 @@ pub fn status_text(s: &Json) -> String {
             );
         }
     }
+    let ret = &es["retention"];
+    if let Some(period) = ret["retention"].as_str() {
+        let kept = if period.trim() == "0" {
+            "kept forever".to_string()
+        } else {
+            format!("deleted {period} after rollover")
+        };
+        let streams: Vec<String> = ret["data_streams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| format!("{} ({} index(es))", str_of(&d["name"]), d["indices"]))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Retention: logs {kept}; policy {} {}, template {} {}{}{}",
+            str_of(&ret["policy"]),
+            str_of(&ret["policy_state"]),
+            str_of(&ret["template"]),
+            str_of(&ret["template_state"]),
+            ret["oldest_index"]
+                .as_str()
+                .map(|i| format!(
+                    "; oldest index kept {i} ({})",
+                    ret["oldest_day"].as_str().unwrap_or("day unknown")
+                ))
+                .unwrap_or_default(),
+            if streams.is_empty() {
+                String::new()
+            } else {
+                format!("; data streams {}", streams.join(", "))
+            }
+        );
+        if let Some(d) = ret["detail"].as_str() {
+            let _ = writeln!(out, "  {d}");
+        }
+    }
+    if let Some(ro) = es["read_only_indices"].as_array().filter(|a| !a.is_empty()) {
+        let _ = writeln!(
+            out,
+            "Read-only indices (flood stage): {}",
+            ro.iter().map(str_of).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let sh = &s["shipping"];
+    if sh["enabled"].as_bool() == Some(true) {
+        let missing: Vec<String> = sh["missing"].as_array().into_iter().flatten().map(str_of).collect();
+        let _ = writeln!(
+            out,
+            "Shipping: {} on {} of {} node(s){}",
+            str_of(&sh["service"]),
+            sh["running"],
+            sh["nodes"],
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!("; none running on {}", missing.join(", "))
+            }
+        );
+        for p in sh["problems"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  {}", str_of(p));
+        }
+    } else if !s["shipping"].is_null() {
+        let _ = writeln!(out, "Shipping: off (shipper.enabled: false)");
+    }
     let r = &s["reconcile"];
     let _ = writeln!(
         out,
@@ -233,4 +301,65 @@ pub fn status_text(s: &Json) -> String {
         r["count"]
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::leader::Role;
+    use crate::status::{DataStreamStatus, EsNode, EsState, RetentionStatus, ShippingStatus, Status};
+
+    /// Shipping and retention at a glance, as `swarmlog status` prints them
+    /// from the operator's /status document.
+    #[test]
+    fn status_text_shows_shipping_retention_and_disk() {
+        let mut s = Status::new("logging", "t".into(), Role::Leader);
+        s.elasticsearch.topology = Some("single".into());
+        s.elasticsearch.state = EsState::Ok;
+        s.elasticsearch.nodes = vec![EsNode {
+            name: "es1".into(),
+            hostname: "logger-1".into(),
+            joined: true,
+            disk_percent: Some(91.0),
+            disk_level: Some(crate::es::disk::Level::High),
+            ..Default::default()
+        }];
+        s.elasticsearch.retention = RetentionStatus {
+            retention: Some("14d".into()),
+            policy: "swarmlog-logs".into(),
+            policy_state: "in-force".into(),
+            template: "swarmlog-logs".into(),
+            template_state: "written".into(),
+            data_streams: vec![DataStreamStatus {
+                name: "logs-swarm-default".into(),
+                indices: 2,
+                ilm_policy: Some("swarmlog-logs".into()),
+            }],
+            oldest_index: Some(".ds-logs-swarm-default-2026.11.10-000001".into()),
+            oldest_day: Some("2026-11-10".into()),
+            ..Default::default()
+        };
+        s.elasticsearch.read_only_indices = vec![".ds-logs-swarm-default-2026.11.10-000001".into()];
+        s.shipping = ShippingStatus {
+            enabled: true,
+            service: Some("logging_shipper".into()),
+            nodes: 4,
+            running: 3,
+            missing: vec!["worker-3".into()],
+            problems: Vec::new(),
+        };
+        let json = serde_json::to_value(&s).expect("status serialises");
+        let text = status_text(&json);
+        for want in [
+            "es1 on logger-1: joined, disk 91% (high watermark)",
+            "Retention: logs deleted 14d after rollover; policy swarmlog-logs in-force, template swarmlog-logs written; oldest index kept .ds-logs-swarm-default-2026.11.10-000001 (2026-11-10); data streams logs-swarm-default (2 index(es))",
+            "Read-only indices (flood stage): .ds-logs-swarm-default-2026.11.10-000001",
+            "Shipping: logging_shipper on 3 of 4 node(s); none running on worker-3",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        s.shipping = ShippingStatus::default();
+        let text = status_text(&serde_json::to_value(&s).expect("status serialises"));
+        assert!(text.contains("Shipping: off"), "{text}");
+    }
 }

@@ -219,3 +219,96 @@ pub async fn step(
     status.retention = st;
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::es::{Color, Health, Node, Snapshot};
+    use crate::status::EsNode;
+
+    fn view(disks: &[(&str, f64)], read_only: Vec<String>) -> View {
+        View {
+            snapshot: Some(Snapshot {
+                endpoint: "http://es:9200".into(),
+                cluster_name: "logging".into(),
+                cluster_uuid: Some("u".into()),
+                health: Health {
+                    status: Color::Green,
+                    number_of_nodes: 1,
+                    number_of_data_nodes: 1,
+                    relocating_shards: 0,
+                    initializing_shards: 0,
+                    unassigned_shards: 0,
+                },
+                nodes: disks
+                    .iter()
+                    .map(|(n, d)| Node {
+                        name: n.to_string(),
+                        master_eligible: true,
+                        elected_master: true,
+                        version: "8.15.3".into(),
+                        uptime_secs: None,
+                        shards: None,
+                        disk_percent: Some(*d),
+                        disk_used_bytes: None,
+                        disk_total_bytes: Some(10 << 30),
+                    })
+                    .collect(),
+                allocation_enable: None,
+                exclude_name: None,
+                watermarks: Default::default(),
+                read_only: Ok(read_only),
+                retention: Default::default(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_disk_above_the_high_watermark_is_a_problem_naming_node_and_host() {
+        let mut status = ElasticsearchStatus {
+            nodes: ["a", "b", "c"]
+                .iter()
+                .map(|n| EsNode {
+                    name: n.to_string(),
+                    hostname: if *n == "a" { String::new() } else { format!("host-{n}") },
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let v = view(&[("a", 91.0), ("b", 86.0), ("c", 96.0)], Vec::new());
+        let problems = disk(&mut status, &v, &|_| Some("logger-1".into()));
+        let levels: Vec<_> = status.nodes.iter().map(|n| n.disk_level).collect();
+        assert_eq!(levels, [Some(Level::High), Some(Level::Low), Some(Level::FloodStage)]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0]
+                .starts_with("Elasticsearch node a on logger-1 uses 91% of its disk, above the high watermark (90%)"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[0].contains("shorten elasticsearch.retention"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[1].contains("c on host-c uses 96%") && problems[1].contains("flood-stage watermark (95%)"));
+        // Below the high watermark: nothing to say.
+        let mut quiet = status.clone();
+        assert!(disk(
+            &mut quiet,
+            &view(&[("a", 50.0), ("b", 89.0), ("c", 10.0)], Vec::new()),
+            &|_| None
+        )
+        .is_empty());
+        let ro = disk(
+            &mut quiet,
+            &view(&[("a", 50.0)], vec![".ds-logs-swarm-default-2026.12.01-000001".into()]),
+            &|_| None,
+        );
+        assert_eq!(ro.len(), 1);
+        assert!(ro[0].contains("1 index(es) read-only at the flood stage"), "{}", ro[0]);
+        assert_eq!(quiet.read_only_indices.len(), 1);
+    }
+}

@@ -84,3 +84,100 @@ pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, V
     st.problems = problems.clone();
     (st, problems)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{Node, NodeDescription, NodeSpec, NodeStatus, Service, ServiceSpec, Task, TaskStatus};
+
+    fn desired(shipper: bool) -> DesiredState {
+        let values = format!("shipper:\n  enabled: {shipper}\n");
+        crate::render::chart::Chart::embedded()
+            .expect("chart")
+            .render(&crate::render::chart::RenderOptions {
+                values_files: vec![("v.yaml".into(), values)],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+            })
+            .expect("renders")
+            .desired
+    }
+
+    fn node(id: &str, ready: bool, availability: NodeSpecAvailabilityEnum) -> Node {
+        Node {
+            id: Some(id.into()),
+            spec: Some(NodeSpec {
+                availability: Some(availability),
+                ..Default::default()
+            }),
+            description: Some(NodeDescription {
+                hostname: Some(format!("host-{id}")),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: Some(if ready { NodeState::READY } else { NodeState::DOWN }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn task(node: &str, state: TaskState, err: Option<&str>, at: &str) -> Task {
+        Task {
+            service_id: Some("svc-shipper".into()),
+            node_id: Some(node.into()),
+            updated_at: Some(at.into()),
+            status: Some(TaskStatus {
+                state: Some(state),
+                err: err.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_ready_active_nodes_and_names_where_it_fails() {
+        let d = desired(true);
+        let observed = Observed {
+            nodes: vec![
+                node("a", true, NodeSpecAvailabilityEnum::ACTIVE),
+                node("b", true, NodeSpecAvailabilityEnum::ACTIVE),
+                node("c", true, NodeSpecAvailabilityEnum::ACTIVE),
+                // Drained and down nodes run no global task: not counted.
+                node("d", true, NodeSpecAvailabilityEnum::DRAIN),
+                node("e", false, NodeSpecAvailabilityEnum::ACTIVE),
+            ],
+            services: vec![Service {
+                id: Some("svc-shipper".into()),
+                spec: Some(ServiceSpec {
+                    name: Some("logging_shipper".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            tasks: vec![
+                task("a", TaskState::RUNNING, None, "1"),
+                // b: starting (just joined): missing, not a problem.
+                task("b", TaskState::PREPARING, None, "1"),
+                // c: failed twice, the latest error is named.
+                task("c", TaskState::REJECTED, Some("old"), "1"),
+                task("c", TaskState::FAILED, Some("bind source path does not exist"), "2"),
+            ],
+            ..Default::default()
+        };
+        let (st, problems) = status(&d, &observed);
+        assert!(st.enabled);
+        assert_eq!(st.service.as_deref(), Some("logging_shipper"));
+        assert_eq!((st.nodes, st.running), (3, 1));
+        assert_eq!(st.missing, ["host-b", "host-c"]);
+        assert_eq!(
+            problems,
+            ["the shipper (logging_shipper) fails on host-c: bind source path does not exist"]
+        );
+        let (off, problems) = status(&desired(false), &observed);
+        assert_eq!(off, ShippingStatus::default());
+        assert!(problems.is_empty());
+    }
+}

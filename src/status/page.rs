@@ -161,6 +161,7 @@ th{{background:#f6f8fa}} .dot{{display:inline-block;width:.7em;height:.7em;borde
     }
 
     es_section(&mut h, &s.elasticsearch);
+    shipping_section(&mut h, &s.shipping);
 
     let c = &s.companion;
     h.push_str("<h2>Let's Encrypt companion</h2>");
@@ -284,11 +285,58 @@ fn es_section(h: &mut String, es: &crate::status::ElasticsearchStatus) {
             },
             esc(n.version.as_deref().unwrap_or("")),
             n.shards.map(|v| v.to_string()).unwrap_or_default(),
-            n.disk_percent.map(|v| format!("{v:.0}%")).unwrap_or_default(),
+            n.disk_percent
+                .map(|v| match n.disk_level {
+                    Some(l) if l != crate::es::disk::Level::Ok => format!("{v:.0}% ({} watermark)", l.as_str()),
+                    _ => format!("{v:.0}%"),
+                })
+                .unwrap_or_default(),
             esc(n.problem.as_deref().unwrap_or(""))
         );
     }
     h.push_str("</table>");
+    let r = &es.retention;
+    if let Some(period) = &r.retention {
+        let _ = write!(
+            h,
+            "<p>retention <b>{}</b>: policy <code>{}</code> {}, template <code>{}</code> {}{}{}</p>",
+            esc(if period.trim() == "0" { "forever" } else { period }),
+            esc(&r.policy),
+            esc(&r.policy_state),
+            esc(&r.template),
+            esc(&r.template_state),
+            r.oldest_index
+                .as_deref()
+                .map(|i| format!("; oldest index kept <code>{}</code>", esc(i)))
+                .unwrap_or_default(),
+            r.detail
+                .as_deref()
+                .map(|d| format!("<br><span class=\"muted\">{}</span>", esc(d)))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// The shipper on the swarm's nodes.
+fn shipping_section(h: &mut String, s: &crate::status::ShippingStatus) {
+    if !s.enabled {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h2>Shipping</h2><p><code>{}</code> runs on {} of {} node(s){}</p>",
+        esc(s.service.as_deref().unwrap_or("")),
+        s.running,
+        s.nodes,
+        if s.missing.is_empty() {
+            String::new()
+        } else {
+            format!("; none on {}", esc(&s.missing.join(", ")))
+        }
+    );
+    for p in &s.problems {
+        let _ = write!(h, "<p class=\"bad\">{}</p>", esc(p));
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +356,42 @@ mod tests {
             !page.contains("http://") && !page.contains("https://"),
             "no external assets"
         );
+    }
+
+    #[test]
+    fn shipping_and_retention_are_shown() {
+        let mut s = Status::new("logging", "t".into(), Role::Leader);
+        assert!(
+            !render(&s).contains("<h2>Shipping</h2>"),
+            "no section with the shipper off"
+        );
+        s.shipping = crate::status::ShippingStatus {
+            enabled: true,
+            service: Some("logging_shipper".into()),
+            nodes: 3,
+            running: 2,
+            missing: vec!["worker-2".into()],
+            problems: vec!["the shipper (logging_shipper) fails on worker-2: <no such file>".into()],
+        };
+        s.elasticsearch.topology = Some("single".into());
+        s.elasticsearch.nodes = vec![crate::status::EsNode {
+            name: "es1".into(),
+            disk_percent: Some(96.0),
+            disk_level: Some(crate::es::disk::Level::FloodStage),
+            ..Default::default()
+        }];
+        s.elasticsearch.retention.retention = Some("0".into());
+        s.elasticsearch.retention.policy = "swarmlog-logs".into();
+        s.elasticsearch.retention.policy_state = "not-ours".into();
+        let page = render(&s);
+        for want in [
+            "<h2>Shipping</h2><p><code>logging_shipper</code> runs on 2 of 3 node(s); none on worker-2</p>",
+            "fails on worker-2: &lt;no such file&gt;",
+            "96% (flood-stage watermark)",
+            "retention <b>forever</b>: policy <code>swarmlog-logs</code> not-ours",
+        ] {
+            assert!(page.contains(want), "{want:?} not in the page");
+        }
     }
 
     #[test]
