@@ -478,7 +478,7 @@ impl Chart {
         if !has_beats {
             problems.push(
                 Problem::new(
-                    &format!("{} values", self.name),
+                    format!("{} values", self.name),
                     format!(
                         "the shipper sends to Logstash's beats input, and the pipeline {pipeline} has none: add `beats {{ port => \"${{SWARMLOG_BEATS_PORT:5044}}\" }}` to its input (as files/logstash.conf of the chart does)"
                     ),
