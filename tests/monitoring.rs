@@ -166,6 +166,11 @@ fn exported() -> BTreeSet<String> {
             node: "logging_es_logger-1".into(),
         })
         .set(0.5);
+    m.es_disk_level
+        .get_or_create(&swarmlog::metrics::NodeLabel {
+            node: "logging_es_logger-1".into(),
+        })
+        .set(1);
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
