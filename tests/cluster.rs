@@ -16,9 +16,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::operator::{es_writes, Deployed};
 use common::{run_suite, wait_for, Sandbox, TestFn};
 use serde_json::Value;
 
@@ -63,99 +63,6 @@ fn setup(sb: &Sandbox) -> Result<(), String> {
         sb.host
     ))?;
     Ok(())
-}
-
-/// A node's fact from scripts/sandbox's record (`NODE_ADDR`, ...).
-fn node_fact(sb: &Sandbox, host: &str, key: &str) -> Result<String, String> {
-    let file = common::repo()
-        .join("target/sandbox")
-        .join(&sb.name)
-        .join("nodes")
-        .join(format!("{host}.env"));
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
-        .ok_or_else(|| format!("{}: no {key}", file.display()))
-}
-
-/// The deployed operator (stack `swarmlog`) with the values `values`. Its
-/// host-mode port is on manager-1's address, which only the sandbox's own
-/// namespaces reach: it is read from inside manager-1's namespace.
-struct Deployed<'a> {
-    sb: &'a Sandbox,
-    addr: String,
-    netns: String,
-    /// Removes the stack when dropped (a redeploy of the same stack does not).
-    owner: bool,
-}
-
-impl<'a> Deployed<'a> {
-    fn deploy(sb: &'a Sandbox, config: &str, values: &str) -> Result<Deployed<'a>, String> {
-        let dir = common::temp_dir("cluster-values");
-        let file = dir.join(format!("{config}.yaml"));
-        std::fs::write(&file, values).map_err(|e| e.to_string())?;
-        sb.docker(&["config", "create", config, &file.display().to_string()])?;
-        let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
-        common::sh(&format!(
-            "DOCKER_HOST={} SWARMLOG_IMAGE={IMAGE} SWARMLOG_VALUES_CONFIG={config} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
-            sb.host,
-            socks.display()
-        ))?;
-        Ok(Deployed {
-            sb,
-            addr: format!("{}:8080", node_fact(sb, "manager-1", "NODE_ADDR")?),
-            netns: sb.netns("manager-1")?,
-            owner: true,
-        })
-    }
-
-    fn status(&self) -> Result<Value, String> {
-        let out = std::process::Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", self.netns))
-            .args(["curl", "-sS", "-f", "-m", "5"])
-            .arg(format!("http://{}/status", self.addr))
-            .output()
-            .map_err(|e| format!("nsenter curl: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("GET /status: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("/status: {e}"))
-    }
-
-    /// The operator's log (it writes to stderr, which `docker service logs`
-    /// passes on as stderr).
-    fn logs(&self) -> String {
-        common::sh(&format!(
-            "DOCKER_HOST={} docker service logs --raw --tail 150 swarmlog_operator 2>&1",
-            self.sb.host
-        ))
-        .unwrap_or_else(|e| e)
-    }
-}
-
-impl Drop for Deployed<'_> {
-    /// Removes the operator and waits until its container is gone: one that
-    /// is still stopping could re-create what the suite's reset removes.
-    fn drop(&mut self) {
-        if !self.owner {
-            return;
-        }
-        let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            match self.sb.docker(&[
-                "ps",
-                "-q",
-                "--filter",
-                "label=com.docker.swarm.service.name=swarmlog_operator",
-            ]) {
-                Ok(out) if out.trim().is_empty() => return,
-                Err(_) => return,
-                Ok(_) => std::thread::sleep(Duration::from_millis(250)),
-            }
-        }
-    }
 }
 
 /// The cluster's members as services: name -> (spec labels, env).
@@ -211,30 +118,6 @@ fn members_down(sb: &Sandbox, names: &[String]) -> Result<Vec<String>, String> {
     Ok(down)
 }
 
-/// The writes every simulator logged in its volume (which outlives
-/// restarts), merged by time: (millis, node, "METHOD path body").
-fn es_writes(sb: &Sandbox, hosts: &[&str], volume: &str) -> Vec<(u64, String, String)> {
-    let mut all = Vec::new();
-    for h in hosts {
-        let path: PathBuf = common::repo()
-            .join("target/sandbox")
-            .join(&sb.name)
-            .join(h)
-            .join("data/volumes")
-            .join(volume)
-            .join("_data/standin-requests.log");
-        for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
-            if let Some((ms, rest)) = line.split_once(' ') {
-                if let Ok(ms) = ms.parse::<u64>() {
-                    all.push((ms, h.to_string(), rest.to_string()));
-                }
-            }
-        }
-    }
-    all.sort();
-    all
-}
-
 fn es(st: &Value) -> &Value {
     &st["elasticsearch"]
 }
@@ -258,7 +141,7 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
     for host in ["logger-1", "worker-1", "worker-2"] {
         sb.docker(&["node", "update", "--label-add", "cl=true", host])?;
     }
-    let op = Deployed::deploy(sb, "swarmlog_values_cl1", &values(""))?;
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_cl1", &values(""))?;
     let result = rt.block_on(async {
         // Formation: three members, one cluster, green, its UUID recorded.
         let formed = wait_for(
@@ -353,7 +236,7 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         // version) and a setting: rolled, and each node back on 8.16.1.
         let rolled_values = values("    ROLLED: \"2\"\n    STANDIN_ES_VERSION: \"8.16.1\"\n")
             + "  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n";
-        let mut op2 = Deployed::deploy(sb, "swarmlog_values_cl2", &rolled_values)?;
+        let mut op2 = Deployed::deploy(sb, IMAGE, "swarmlog_values_cl2", &rolled_values)?;
         op2.owner = false;
         let mut max_down: Vec<String> = Vec::new();
         let mut first_down: Vec<String> = Vec::new();
@@ -507,7 +390,7 @@ async fn formed<'a>(sb: &'a Sandbox, stack: &str, hosts: &[&str]) -> Result<(Dep
     for host in hosts {
         sb.docker(&["node", "update", "--label-add", &format!("{stack}=true"), host])?;
     }
-    let op = Deployed::deploy(sb, &format!("swarmlog_values_{stack}"), &values_of(stack, ""))?;
+    let op = Deployed::deploy(sb, IMAGE, &format!("swarmlog_values_{stack}"), &values_of(stack, ""))?;
     let n = hosts.len();
     let st = wait_for(
         &format!("a green cluster of {n} nodes"),
@@ -679,7 +562,7 @@ fn upgrade_with_a_node_lost(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
             // version it is told; the image names it in its tag).
             let values = values_of("up", "    STANDIN_ES_VERSION: \"8.16.1\"\n")
                 + "  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n";
-            let mut op2 = Deployed::deploy(sb, "swarmlog_values_up2", &values)?;
+            let mut op2 = Deployed::deploy(sb, IMAGE, "swarmlog_values_up2", &values)?;
             op2.owner = false;
             // The first node out (logger-1: masters in name order): then
             // worker-2's whole node stops.

@@ -428,8 +428,17 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
     // Cluster members' rows have their host; the single node's name is its
     // container's, and its host is where the service's task runs.
     let host_of = |name: &str| service_host(observed, name).or_else(|| service_host(observed, &template_name));
-    problems.extend(super::retention::disk(&mut status, &view, &host_of));
-    problems.extend(super::retention::step(ctx, role, retention_label.as_deref(), &view, &mut status).await);
+    problems.extend(super::retention::disk(&mut status, view.snapshot.as_ref(), &host_of));
+    problems.extend(
+        super::retention::step(
+            ctx,
+            role,
+            retention_label.as_deref(),
+            view.snapshot.as_ref(),
+            &mut status,
+        )
+        .await,
+    );
     status.problems = problems.clone();
     ctx.update_status(|st| {
         for p in &problems {

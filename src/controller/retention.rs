@@ -3,12 +3,12 @@
 //! what Elasticsearch holds differs (leader only; zero writes when it is
 //! the same), and each node's disk use against the watermarks.
 
-use super::es::View;
 use super::Context;
 use crate::clock::now;
 use crate::es::client::Client;
 use crate::es::disk::Level;
 use crate::es::retention::{self, Compare};
+use crate::es::Snapshot;
 use crate::status::{DataStreamStatus, ElasticsearchStatus, RetentionStatus, Role};
 
 /// The label of the Elasticsearch service (the chart's template) that
@@ -18,8 +18,12 @@ pub const LABEL_RETENTION: &str = "io.swarmlog.es.retention";
 /// Each node's watermark level into its row, and the problems: a node at
 /// or above the high watermark (named, with its host and what to do), and
 /// indices Elasticsearch made read-only.
-pub fn disk(status: &mut ElasticsearchStatus, view: &View, host_of: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
-    let Some(snap) = &view.snapshot else {
+pub fn disk(
+    status: &mut ElasticsearchStatus,
+    snapshot: Option<&Snapshot>,
+    host_of: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let Some(snap) = snapshot else {
         return Vec::new();
     };
     let w = &snap.watermarks;
@@ -79,7 +83,7 @@ pub async fn step(
     ctx: &Context,
     role: Role,
     label: Option<&str>,
-    view: &View,
+    snapshot: Option<&Snapshot>,
     status: &mut ElasticsearchStatus,
 ) -> Vec<String> {
     let mut st = RetentionStatus {
@@ -106,7 +110,7 @@ pub async fn step(
             return problems;
         }
     };
-    let Some(snap) = &view.snapshot else {
+    let Some(snap) = snapshot else {
         status.retention = st;
         return problems;
     };
@@ -226,41 +230,38 @@ mod tests {
     use crate::es::{Color, Health, Node, Snapshot};
     use crate::status::EsNode;
 
-    fn view(disks: &[(&str, f64)], read_only: Vec<String>) -> View {
-        View {
-            snapshot: Some(Snapshot {
-                endpoint: "http://es:9200".into(),
-                cluster_name: "logging".into(),
-                cluster_uuid: Some("u".into()),
-                health: Health {
-                    status: Color::Green,
-                    number_of_nodes: 1,
-                    number_of_data_nodes: 1,
-                    relocating_shards: 0,
-                    initializing_shards: 0,
-                    unassigned_shards: 0,
-                },
-                nodes: disks
-                    .iter()
-                    .map(|(n, d)| Node {
-                        name: n.to_string(),
-                        master_eligible: true,
-                        elected_master: true,
-                        version: "8.15.3".into(),
-                        uptime_secs: None,
-                        shards: None,
-                        disk_percent: Some(*d),
-                        disk_used_bytes: None,
-                        disk_total_bytes: Some(10 << 30),
-                    })
-                    .collect(),
-                allocation_enable: None,
-                exclude_name: None,
-                watermarks: Default::default(),
-                read_only: Ok(read_only),
-                retention: Default::default(),
-            }),
-            ..Default::default()
+    fn view(disks: &[(&str, f64)], read_only: Vec<String>) -> Snapshot {
+        Snapshot {
+            endpoint: "http://es:9200".into(),
+            cluster_name: "logging".into(),
+            cluster_uuid: Some("u".into()),
+            health: Health {
+                status: Color::Green,
+                number_of_nodes: 1,
+                number_of_data_nodes: 1,
+                relocating_shards: 0,
+                initializing_shards: 0,
+                unassigned_shards: 0,
+            },
+            nodes: disks
+                .iter()
+                .map(|(n, d)| Node {
+                    name: n.to_string(),
+                    master_eligible: true,
+                    elected_master: true,
+                    version: "8.15.3".into(),
+                    uptime_secs: None,
+                    shards: None,
+                    disk_percent: Some(*d),
+                    disk_used_bytes: None,
+                    disk_total_bytes: Some(10 << 30),
+                })
+                .collect(),
+            allocation_enable: None,
+            exclude_name: None,
+            watermarks: Default::default(),
+            read_only: Ok(read_only),
+            retention: Default::default(),
         }
     }
 
@@ -278,7 +279,7 @@ mod tests {
             ..Default::default()
         };
         let v = view(&[("a", 91.0), ("b", 86.0), ("c", 96.0)], Vec::new());
-        let problems = disk(&mut status, &v, &|_| Some("logger-1".into()));
+        let problems = disk(&mut status, Some(&v), &|_| Some("logger-1".into()));
         let levels: Vec<_> = status.nodes.iter().map(|n| n.disk_level).collect();
         assert_eq!(levels, [Some(Level::High), Some(Level::Low), Some(Level::FloodStage)]);
         assert_eq!(problems.len(), 2, "{problems:?}");
@@ -298,13 +299,16 @@ mod tests {
         let mut quiet = status.clone();
         assert!(disk(
             &mut quiet,
-            &view(&[("a", 50.0), ("b", 89.0), ("c", 10.0)], Vec::new()),
+            Some(&view(&[("a", 50.0), ("b", 89.0), ("c", 10.0)], Vec::new())),
             &|_| None
         )
         .is_empty());
         let ro = disk(
             &mut quiet,
-            &view(&[("a", 50.0)], vec![".ds-logs-swarm-default-2026.12.01-000001".into()]),
+            Some(&view(
+                &[("a", 50.0)],
+                vec![".ds-logs-swarm-default-2026.12.01-000001".into()],
+            )),
             &|_| None,
         );
         assert_eq!(ro.len(), 1);

@@ -17,6 +17,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+pub mod operator;
 pub mod proxy;
 
 /// A running sandbox swarm; torn down on drop.

@@ -1,0 +1,128 @@
+//! The operator deployed as users run it (manifests/operator.yml, its
+//! image built from Dockerfile.prebuilt) on a sandbox swarm, read from
+//! inside the sandbox's own namespaces, and what the Elasticsearch
+//! simulators logged in their volumes.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Sandbox;
+
+/// A node's fact from scripts/sandbox's record (`NODE_ADDR`, ...).
+pub fn node_fact(sb: &Sandbox, host: &str, key: &str) -> Result<String, String> {
+    let file = super::repo()
+        .join("target/sandbox")
+        .join(&sb.name)
+        .join("nodes")
+        .join(format!("{host}.env"));
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_string())
+        .ok_or_else(|| format!("{}: no {key}", file.display()))
+}
+
+/// The deployed operator (stack `swarmlog`) with the values `values`. Its
+/// host-mode port is on manager-1's address, which only the sandbox's own
+/// namespaces reach: it is read from inside manager-1's namespace.
+pub struct Deployed<'a> {
+    sb: &'a Sandbox,
+    pub addr: String,
+    pub netns: String,
+    /// Removes the stack when dropped (a redeploy of the same stack does not).
+    pub owner: bool,
+}
+
+impl<'a> Deployed<'a> {
+    pub fn deploy(sb: &'a Sandbox, image: &str, config: &str, values: &str) -> Result<Deployed<'a>, String> {
+        let dir = super::temp_dir("operator-values");
+        let file = dir.join(format!("{config}.yaml"));
+        std::fs::write(&file, values).map_err(|e| e.to_string())?;
+        sb.docker(&["config", "create", config, &file.display().to_string()])?;
+        let socks = super::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
+        super::sh(&format!(
+            "DOCKER_HOST={} SWARMLOG_IMAGE={image} SWARMLOG_VALUES_CONFIG={config} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",
+            sb.host,
+            socks.display()
+        ))?;
+        Ok(Deployed {
+            sb,
+            addr: format!("{}:8080", node_fact(sb, "manager-1", "NODE_ADDR")?),
+            netns: sb.netns("manager-1")?,
+            owner: true,
+        })
+    }
+
+    pub fn status(&self) -> Result<Value, String> {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .args(["curl", "-sS", "-f", "-m", "5"])
+            .arg(format!("http://{}/status", self.addr))
+            .output()
+            .map_err(|e| format!("nsenter curl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("GET /status: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("/status: {e}"))
+    }
+
+    /// The operator's log (it writes to stderr, which `docker service logs`
+    /// passes on as stderr).
+    pub fn logs(&self) -> String {
+        super::sh(&format!(
+            "DOCKER_HOST={} docker service logs --raw --tail 150 swarmlog_operator 2>&1",
+            self.sb.host
+        ))
+        .unwrap_or_else(|e| e)
+    }
+}
+
+impl Drop for Deployed<'_> {
+    /// Removes the operator and waits until its container is gone: one that
+    /// is still stopping could re-create what the suite's reset removes.
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        let _ = self.sb.docker(&["stack", "rm", "swarmlog"]);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            match self.sb.docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=swarmlog_operator",
+            ]) {
+                Ok(out) if out.trim().is_empty() => return,
+                Err(_) => return,
+                Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+}
+
+/// The writes every simulator logged in its volume (which outlives
+/// restarts), merged by time: (millis, node, "METHOD path body").
+pub fn es_writes(sb: &Sandbox, hosts: &[&str], volume: &str) -> Vec<(u64, String, String)> {
+    let mut all = Vec::new();
+    for h in hosts {
+        let path: PathBuf = super::repo()
+            .join("target/sandbox")
+            .join(&sb.name)
+            .join(h)
+            .join("data/volumes")
+            .join(volume)
+            .join("_data/standin-requests.log");
+        for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+            if let Some((ms, rest)) = line.split_once(' ') {
+                if let Ok(ms) = ms.parse::<u64>() {
+                    all.push((ms, h.to_string(), rest.to_string()));
+                }
+            }
+        }
+    }
+    all.sort();
+    all
+}
