@@ -83,9 +83,12 @@ fn shape(path: &str) -> String {
     out
 }
 
+/// A documented setting's path and the check of its value.
+type Documented = (&'static str, fn(&Value) -> bool);
+
 #[test]
 fn every_filebeat_setting_is_a_documented_one_with_a_documented_value() {
-    let documented: &[(&str, fn(&Value) -> bool)] = &[
+    let documented: &[Documented] = &[
         ("filebeat.inputs[].type", |v| v == "filestream"),
         ("filebeat.inputs[].id", |v| v.as_str().is_some_and(|s| !s.is_empty())),
         ("filebeat.inputs[].paths[]", |v| {
