@@ -479,3 +479,388 @@ fn the_operators_client_reads_and_steers_the_cluster() {
         assert_eq!(client.root(&base).await.expect("root").1, None, "no cluster UUID yet");
     });
 }
+
+/// The day `days` ago (UTC), as backing indices are dated: `yyyy.MM.dd`.
+fn day_ago(days: u64) -> String {
+    let t = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    humantime::format_rfc3339(t).to_string()[..10].replace('-', ".")
+}
+
+fn call_ok(node: &Node, method: &str, path: &str, body: &str) -> Value {
+    match call(method, &node.url(path), Some(body)) {
+        Some((200, v)) => v,
+        other => panic!("{method} {path} on {}: {other:?}", node.name),
+    }
+}
+
+/// One node on its own (`discovery.type: single-node`), answering: yellow,
+/// its replicas having nowhere to go.
+fn single(dir: &Path, name: &str) -> Node {
+    let mut n = Node::new(dir, name);
+    n.start(&[], &[], &[("discovery.type", "single-node")]);
+    wait_health(&[&n], "yellow", 1);
+    n
+}
+
+#[test]
+fn the_retention_policy_and_template_read_back_as_the_operator_wrote_them() {
+    use swarmlog::es::client::Client;
+    use swarmlog::es::retention::{self, Compare};
+    let dir = tempdir("retention");
+    let mut nodes = three(&dir);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = Client::new(Duration::from_secs(5));
+    let base = |n: &Node| format!("http://127.0.0.1:{}", n.http);
+    let policy = retention::policy(Some(Duration::from_secs(14 * 86_400)));
+    let template = retention::template();
+    let policy_path = format!("/_ilm/policy/{}", retention::POLICY);
+    let template_path = format!("/_index_template/{}", retention::TEMPLATE);
+    rt.block_on(async {
+        // Nothing yet: both missing (404), as the operator reads them.
+        let s = client.read(&base(&nodes[0])).await.expect("a read");
+        let read = s.retention;
+        assert_eq!(read.policy, Ok(None));
+        assert_eq!(read.template, Ok(None));
+        assert_eq!(
+            read.streams,
+            Ok(Vec::new()),
+            "a pattern matching nothing is an empty list"
+        );
+        assert_eq!(retention::compare_policy(None, &policy), Compare::Missing);
+
+        client
+            .put_acknowledged(&base(&nodes[0]), &policy_path, &policy)
+            .await
+            .expect("policy acknowledged");
+        client
+            .put_acknowledged(&base(&nodes[0]), &template_path, &template)
+            .await
+            .expect("template acknowledged");
+        // Acknowledged means every node holds it: read from another node,
+        // through the operator's own read and compare.
+        for n in &nodes[1..] {
+            let s = client.read(&base(n)).await.expect("a read");
+            let p = s.retention.policy.expect("policy read");
+            let t = s.retention.template.expect("template read");
+            assert_eq!(retention::compare_policy(p.as_ref(), &policy), Compare::Same, "{p:?}");
+            assert_eq!(
+                retention::compare_template(t.as_ref(), &template),
+                Compare::Same,
+                "{t:?}"
+            );
+        }
+    });
+    // Elasticsearch's normalised form: the hot phase gets min_age 0ms, the
+    // delete action delete_searchable_snapshot, the policy a version.
+    let (_, got) = get(&nodes[2], &policy_path).expect("policy");
+    let held = &got[retention::POLICY];
+    assert_eq!(held["version"], 1, "{got}");
+    assert_eq!(held["policy"]["phases"]["hot"]["min_age"], "0ms", "{got}");
+    assert_eq!(held["policy"]["phases"]["delete"]["min_age"], "14d", "{got}");
+    assert_eq!(
+        held["policy"]["phases"]["delete"]["actions"]["delete"]["delete_searchable_snapshot"], true,
+        "{got}"
+    );
+    assert_eq!(
+        held["in_use_by"]["composable_templates"][0],
+        retention::TEMPLATE,
+        "{got}"
+    );
+    let (_, got) = get(&nodes[1], &template_path).expect("template");
+    let t = &got["index_templates"][0]["index_template"];
+    assert_eq!(
+        t["template"]["settings"]["index"]["lifecycle"]["name"],
+        retention::POLICY,
+        "{got}"
+    );
+    assert_eq!(t["data_stream"]["hidden"], false, "{got}");
+
+    // The same policy again is a no-op (no new version); a changed one is
+    // version 2.
+    call_ok(&nodes[0], "PUT", &policy_path, &policy.to_string());
+    assert_eq!(
+        get(&nodes[0], &policy_path).expect("policy").1[retention::POLICY]["version"],
+        1
+    );
+    let seven = retention::policy(Some(Duration::from_secs(7 * 86_400)));
+    call_ok(&nodes[1], "PUT", &policy_path, &seven.to_string());
+    assert_eq!(
+        get(&nodes[2], &policy_path).expect("policy").1[retention::POLICY]["version"],
+        2
+    );
+
+    // Kept in the data path: every node restarted at once still holds both.
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    for n in nodes.iter_mut() {
+        n.start(&ports, &[], &[]);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_health(&refs, "green", 3);
+    rt.block_on(async {
+        let s = client.read(&base(&nodes[2])).await.expect("a read");
+        let p = s.retention.policy.expect("policy read");
+        assert_eq!(retention::compare_policy(p.as_ref(), &seven), Compare::Same, "{p:?}");
+        assert!(matches!(
+            retention::compare_policy(p.as_ref(), &policy),
+            Compare::Differs(_)
+        ));
+        let t = s.retention.template.expect("template read");
+        assert_eq!(retention::compare_template(t.as_ref(), &template), Compare::Same);
+    });
+}
+
+#[test]
+fn metadata_apis_refuse_what_elasticsearch_refuses() {
+    let dir = tempdir("refuse");
+    let n = single(&dir, "es-r");
+    let put = |path: &str, body: &str| call("PUT", &n.url(path), Some(body)).expect("an answer");
+    let error_type = |v: &Value| v["error"]["type"].as_str().unwrap_or_default().to_string();
+
+    let (status, v) = get(&n, "/_ilm/policy/nope").expect("an answer");
+    assert_eq!(
+        (status, error_type(&v)),
+        (404, "resource_not_found_exception".into()),
+        "{v}"
+    );
+    let (status, v) = get(&n, "/_index_template/nope").expect("an answer");
+    assert_eq!(
+        (status, error_type(&v)),
+        (404, "resource_not_found_exception".into()),
+        "{v}"
+    );
+    let (status, v) = get(&n, "/_data_stream/nope").expect("an answer");
+    assert_eq!(
+        (status, error_type(&v)),
+        (404, "index_not_found_exception".into()),
+        "{v}"
+    );
+
+    let (status, v) = put("/_ilm/policy/p", r#"{"policy":{"phases":{"lukewarm":{"actions":{}}}}}"#);
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["reason"].as_str().unwrap_or_default().contains("lukewarm"),
+        "{v}"
+    );
+    let (status, v) = put(
+        "/_ilm/policy/p",
+        r#"{"policy":{"phases":{"hot":{"actions":{"delete":{}}}}}}"#,
+    );
+    assert_eq!(status, 400, "delete is no hot action: {v}");
+    let (status, v) = put("/_ilm/policy/p", "{not json");
+    assert_eq!(
+        (status, error_type(&v)),
+        (400, "x_content_parse_exception".into()),
+        "{v}"
+    );
+
+    let (status, v) = put(
+        "/_index_template/a",
+        r#"{"index_patterns":["logs-*"],"data_stream":{}}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    // Same priority (0), overlapping patterns: refused, naming both.
+    let (status, v) = put("/_index_template/b", r#"{"index_patterns":["logs-app-*"]}"#);
+    assert_eq!(status, 400, "{v}");
+    let reason = v["error"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("[b]") && reason.contains("a => [logs-*]") && reason.contains("same priority [0]"),
+        "{v}"
+    );
+    let (status, v) = put(
+        "/_index_template/b",
+        r#"{"index_patterns":["logs-app-*"],"priority":5}"#,
+    );
+    assert_eq!(status, 200, "another priority is fine: {v}");
+    let (status, v) = put("/_index_template/c", r#"{"index_patterns":["x-*"],"bogus":1}"#);
+    assert_eq!(
+        (status, error_type(&v)),
+        (400, "x_content_parse_exception".into()),
+        "{v}"
+    );
+
+    // A data stream needs a matching template with `data_stream`.
+    let (status, v) = put("/_data_stream/metrics-x", "");
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no matching index template"),
+        "{v}"
+    );
+    let (status, v) = put("/_data_stream/logs-app-x", "");
+    assert_eq!(status, 400, "b (priority 5) wins and has no data_stream: {v}");
+    call_ok(&n, "PUT", "/_data_stream/logs-x", "");
+    let (status, v) = put("/_data_stream/logs-x", "");
+    assert_eq!(
+        (status, error_type(&v)),
+        (400, "resource_already_exists_exception".into()),
+        "{v}"
+    );
+    let (status, v) = call("DELETE", &n.url("/_index_template/a"), None).expect("an answer");
+    assert_eq!(status, 400, "a template in use by a data stream stays: {v}");
+    let (status, v) = put("/_standin/not-an-api", "");
+    assert_eq!(status, 400, "{v}");
+}
+
+#[test]
+fn backing_indices_age_out_under_the_policy_and_the_operator_reads_them() {
+    use swarmlog::es::client::Client;
+    use swarmlog::es::retention;
+    let dir = tempdir("ilm");
+    let n = single(&dir, "es-ilm");
+    let policy = retention::policy(Some(Duration::from_secs(30 * 86_400)));
+    call_ok(&n, "PUT", "/_ilm/policy/swarmlog-logs", &policy.to_string());
+    call_ok(
+        &n,
+        "PUT",
+        "/_index_template/swarmlog-logs",
+        &retention::template().to_string(),
+    );
+    call_ok(&n, "PUT", "/_data_stream/logs-swarm-default", "");
+    let (_, v) = get(&n, "/_data_stream/logs-swarm-*").expect("data streams");
+    let ds = &v["data_streams"][0];
+    assert_eq!(ds["name"], "logs-swarm-default", "{v}");
+    assert_eq!(ds["template"], "swarmlog-logs", "{v}");
+    assert_eq!(ds["ilm_policy"], "swarmlog-logs", "{v}");
+    // Named `.ds-<stream>-<yyyy.MM.dd>-<generation>`, dated today.
+    let write_index = ds["indices"][0]["index_name"].as_str().unwrap_or_default().to_string();
+    let today = [day_ago(0), day_ago(1)].map(|d| format!(".ds-logs-swarm-default-{d}-000001"));
+    assert!(today.contains(&write_index), "{v}");
+    assert_eq!(ds["indices"][0]["ilm_policy"], "swarmlog-logs", "{v}");
+
+    // Two indices rolled over long ago: 60 days (rolled over 50 days ago,
+    // when the next began: past the 30 days, deleted) and 50 days (rolled
+    // over today, kept).
+    let (old, older) = (day_ago(50), day_ago(60));
+    for date in [&old, &older] {
+        call_ok(
+            &n,
+            "POST",
+            "/_standin/data_stream/logs-swarm-default/backing_index",
+            &format!("{{\"date\":\"{date}\"}}"),
+        );
+    }
+    let names = || -> Vec<String> {
+        get(&n, "/_data_stream/logs-swarm-default")
+            .map(|(_, v)| {
+                v["data_streams"][0]["indices"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|i| i["index_name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    };
+    let kept = wait("ILM to delete the index past the delete phase", 20, &[&n], || {
+        let names = names();
+        if names.len() == 2 {
+            Ok(names)
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
+    assert_eq!(kept[0], format!(".ds-logs-swarm-default-{old}-000002"));
+    assert_eq!(kept[1], write_index);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = Client::new(Duration::from_secs(5));
+    let s = rt
+        .block_on(client.read(&format!("http://127.0.0.1:{}", n.http)))
+        .expect("a read");
+    let streams = s.retention.streams.expect("streams");
+    assert_eq!(streams[0].indices, kept);
+    assert_eq!(streams[0].ilm_policy.as_deref(), Some("swarmlog-logs"));
+    assert_eq!(
+        retention::backing_index_day(&kept[0]).as_deref(),
+        Some(old.replace('.', "-").as_str())
+    );
+    // A policy in use by indices is not deleted.
+    let (status, v) = call("DELETE", &n.url("/_ilm/policy/swarmlog-logs"), None).expect("an answer");
+    assert_eq!(status, 400, "{v}");
+}
+
+#[test]
+fn the_flood_stage_blocks_indices_until_the_disk_is_below_the_high_watermark() {
+    use swarmlog::es::client::Client;
+    use swarmlog::es::disk::{self, Level};
+    let dir = tempdir("flood");
+    let n = single(&dir, "es-flood");
+    call_ok(
+        &n,
+        "PUT",
+        "/_index_template/t",
+        r#"{"index_patterns":["logs-swarm-*"],"data_stream":{}}"#,
+    );
+    call_ok(&n, "PUT", "/_data_stream/logs-swarm-default", "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = Client::new(Duration::from_secs(5));
+    let base = format!("http://127.0.0.1:{}", n.http);
+    let read = || rt.block_on(client.read(&base)).expect("a read");
+    let s = read();
+    assert_eq!(
+        s.watermarks,
+        disk::Watermarks::default(),
+        "include_defaults gives Elasticsearch's defaults"
+    );
+    assert_eq!(s.read_only, Ok(Vec::new()));
+    let disk = |p: u32| call_ok(&n, "PUT", "/_standin/disk", &format!("{{\"percent\":{p}}}"));
+    let blocked = |want: bool| {
+        wait(&format!("read-only = {want}"), 15, &[&n], || {
+            let s = rt.block_on(client.read(&base)).map_err(|e| e.to_string())?;
+            let ro = s.read_only.clone().map_err(|e| e.to_string())?;
+            if ro.is_empty() != want {
+                Ok(s)
+            } else {
+                Err(format!("{ro:?}"))
+            }
+        })
+    };
+    disk(96);
+    let s = blocked(true);
+    let streams = s.retention.streams.clone().expect("streams");
+    let index = streams[0].indices[0].clone();
+    assert!(index.starts_with(".ds-logs-swarm-default-"), "{index}");
+    // Every index with a shard on the node: the backing index and the
+    // simulator's own shard table's index.
+    let both = vec![index.clone(), "logs-standin".to_string()];
+    assert_eq!(s.read_only, Ok(both.clone()));
+    assert_eq!(s.nodes[0].disk_level(&s.watermarks), Some(Level::FloodStage));
+    // Between high and flood: still blocked (released below high only).
+    disk(91);
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = read();
+    assert_eq!(s.read_only, Ok(both), "released only below the high watermark");
+    assert_eq!(s.nodes[0].disk_level(&s.watermarks), Some(Level::High));
+    disk(50);
+    let s = blocked(false);
+    assert_eq!(s.nodes[0].disk_level(&s.watermarks), Some(Level::Ok));
+
+    // Watermarks set by the user are what the operator reads (the
+    // headrooms default to -1 then, as in Elasticsearch).
+    call_ok(
+        &n,
+        "PUT",
+        "/_cluster/settings",
+        r#"{"persistent":{"cluster.routing.allocation.disk.watermark.high":"80%"}}"#,
+    );
+    let s = read();
+    assert_eq!(s.watermarks.high.value, "80%");
+    assert_eq!(s.watermarks.low.max_headroom.as_deref(), Some("-1"));
+}

@@ -32,13 +32,40 @@
 //!   unless the node comes back, and takes `STANDIN_ES_RECOVERY` (default
 //!   2 s) to start a copy. Health is red with a primary unassigned, yellow
 //!   with a replica unassigned, else green.
+//! - Cluster metadata (kept in the data path, gossiped like the settings,
+//!   a change acknowledged once every member holds it): `GET|PUT|DELETE
+//!   /_ilm/policy/<name>` (phases and their actions checked as Elasticsearch
+//!   8 checks them; stored normalised: `min_age` `0ms` where not given,
+//!   `delete_searchable_snapshot`, a version and `modified_date`, `in_use_by`;
+//!   a PUT of the same policy is a no-op), `GET|PUT|DELETE
+//!   /_index_template/<name>` (unknown fields refused, overlapping patterns
+//!   at the same priority refused with Elasticsearch's message, settings
+//!   stored nested under `index` with string values), `GET|PUT|DELETE
+//!   /_data_stream/<name|pattern>` (a matching template with `data_stream`
+//!   needed; backing indices `.ds-<name>-<yyyy.MM.dd>-<generation>` with the
+//!   template's policy). 404 `resource_not_found_exception` /
+//!   `index_not_found_exception` as Elasticsearch answers.
+//! - ILM on the master, every tick (Elasticsearch: every 10 min): a write
+//!   index older than the hot phase's `rollover.max_age` rolls over; an
+//!   index rolled over longer ago than the delete phase's `min_age` is
+//!   deleted. Dates are the days in the index names.
+//! - Disk: `GET /_cluster/settings?include_defaults=true` lists the disk
+//!   watermark defaults; the master's flood-stage monitor puts
+//!   `index.blocks.read_only_allow_delete` on every index with a shard on a
+//!   node at or above the flood stage and lifts it once all such nodes are
+//!   below the high watermark (`GET /_all/_settings/index.blocks.read_only_allow_delete`).
 //! - For tests: `GET /_standin/requests` (every request this node served,
 //!   in order, `millis METHOD path-and-query body`; the writes among them
 //!   are also appended to `standin-requests.log` in the data path, which
 //!   outlives a restart), `PUT /_standin/disk`
-//!   `{"percent": 91}` (the disk use `_cat/allocation` reports).
+//!   `{"percent": 91}` (the disk use `_cat/allocation` reports and the
+//!   flood-stage monitor reads), `POST
+//!   /_standin/data_stream/<name>/backing_index` `{"date": "yyyy.MM.dd"}`
+//!   (an index a rollover on that day would have left, so a test has old
+//!   indices without waiting days).
 //!
-//! Not simulated: documents, indices other than the one table, security,
+//! Not simulated: documents (so no data stream is made by a first write,
+//! and no rollover by size), shards of the backing indices, security,
 //! TLS, shard sizes, anything Elasticsearch does on its own beyond the
 //! above. A node leaves the view of the others 3 s after it stops
 //! answering (Elasticsearch's fault detection takes about 30 s).
@@ -51,6 +78,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use self::metadata::Metadata;
 use crate::json::{self, Json};
 
 /// How often a node polls its peers and the master allocates.
@@ -223,7 +251,10 @@ struct Peer {
     master: Option<String>,
     voting: BTreeSet<String>,
     settings: Settings,
+    metadata: Metadata,
     table: Option<(u64, Vec<Copy>)>,
+    /// A master's flood-stage blocks (indices that are read-only).
+    blocks: BTreeSet<String>,
     disk_percent: f64,
     /// Bootstrapping: the cluster UUID it proposes, and the proposal it voted for.
     proposal: Option<String>,
@@ -272,8 +303,13 @@ struct Node {
     peers: BTreeMap<String, Peer>,
     master: Option<String>,
     settings: Settings,
+    /// ILM policies, index templates, data streams (kept in the data path).
+    metadata: Metadata,
     table: Vec<Copy>,
     table_version: u64,
+    /// Indices with the flood-stage block `index.blocks.read_only_allow_delete`
+    /// (the master's, copied by the others).
+    blocks: BTreeSet<String>,
     disk_percent: f64,
     requests: VecDeque<String>,
     /// Why this node is not in a cluster (for `/` and the log).
@@ -351,8 +387,10 @@ impl Node {
             peers: BTreeMap::new(),
             master: None,
             settings: Settings::default(),
+            metadata: Metadata::default(),
             table: Vec::new(),
             table_version: 0,
+            blocks: BTreeSet::new(),
             disk_percent: 20.0,
             requests: VecDeque::new(),
             problem: None,
@@ -378,7 +416,39 @@ impl Node {
             node.uuid = random_id();
             node.persist();
         }
+        if let Ok(text) = std::fs::read_to_string(node.metadata_file()) {
+            for line in text.lines() {
+                let Some((k, v)) = line.split_once('=') else { continue };
+                if let Err(e) = node.metadata.decode_line(k, v) {
+                    eprintln!("standin-es: {}: {e}", node.metadata_file().display());
+                }
+            }
+        }
         node
+    }
+
+    fn metadata_file(&self) -> PathBuf {
+        self.cfg.data_path.join("standin-es-metadata")
+    }
+
+    /// Keeps the cluster metadata in the data path, as Elasticsearch keeps
+    /// its cluster state (written whole, then renamed).
+    fn persist_metadata(&self) {
+        let tmp = self.cfg.data_path.join("standin-es-metadata.tmp");
+        let result = std::fs::create_dir_all(&self.cfg.data_path)
+            .and_then(|_| std::fs::write(&tmp, self.metadata.encode()))
+            .and_then(|_| std::fs::rename(&tmp, self.metadata_file()));
+        if let Err(e) = result {
+            eprintln!("standin-es: cannot write {}: {e}", self.metadata_file().display());
+        }
+    }
+
+    /// A metadata change made on this node: newer than any, kept on disk.
+    fn change_metadata(&mut self, change: impl FnOnce(&mut Metadata)) {
+        let mut next = self.metadata.next(now_millis());
+        change(&mut next);
+        self.metadata = next;
+        self.persist_metadata();
     }
 
     fn me(&self) -> Peer {
@@ -394,7 +464,9 @@ impl Node {
             master: self.master.clone(),
             voting: self.voting.clone(),
             settings: self.settings.clone(),
+            metadata: self.metadata.clone(),
             table: None,
+            blocks: self.blocks.clone(),
             disk_percent: self.disk_percent,
             proposal: self.proposal.clone(),
             voted: self.voted.clone(),
@@ -502,6 +574,11 @@ impl Node {
             if p.settings.version > self.settings.version {
                 self.settings = p.settings.clone();
             }
+        }
+        let newest = members.iter().max_by_key(|p| p.metadata.version);
+        if let Some(p) = newest.filter(|p| p.metadata.version > self.metadata.version) {
+            self.metadata = p.metadata.clone();
+            self.persist_metadata();
         }
         if self.voting != before {
             self.persist();
@@ -611,6 +688,7 @@ impl Node {
                 if let Some((v, t)) = &p.table {
                     self.table = t.clone();
                     self.table_version = *v;
+                    self.blocks = p.blocks.clone();
                 }
             }
             return;
@@ -831,6 +909,182 @@ impl Node {
         };
         (status, primaries_active, active, relocating, initializing, unassigned)
     }
+
+    /// Every index: the shard table's (once there is one) and the backing
+    /// indices of the data streams.
+    fn index_names(&self) -> Vec<String> {
+        let table = (!self.table.is_empty()).then(|| INDEX.to_string());
+        table
+            .into_iter()
+            .chain(self.metadata.backing_indices().map(|(_, i)| i.name.clone()))
+            .collect()
+    }
+
+    /// A disk watermark (`low`, `high`, `flood_stage`) as a percentage of
+    /// the disk used: set, else Elasticsearch's default. `None` for a byte
+    /// value (free space), which the simulator does not read.
+    fn watermark(&self, which: &str) -> Option<f64> {
+        let key = format!("{WATERMARK}{which}");
+        let value = match self.settings.get(&key) {
+            Some(v) => v.to_string(),
+            None => default_settings(&self.settings).remove(&key)?,
+        };
+        watermark_percent(&value)
+    }
+
+    /// The master's flood-stage monitor (Elasticsearch's
+    /// `DiskThresholdMonitor`): an index gets the block
+    /// `index.blocks.read_only_allow_delete` while a node holding one of
+    /// its shards is at or above the flood-stage watermark, and loses it
+    /// once every such node is below the high watermark. The table's index
+    /// is held by the nodes with a copy; a backing index, which has no
+    /// shards in the table, by every data node.
+    fn flood_stage(&mut self) {
+        if self.master.as_deref() != Some(self.cfg.node_name.as_str()) {
+            return;
+        }
+        let indices = self.index_names();
+        self.blocks.retain(|b| indices.contains(b));
+        if self.settings.get(THRESHOLD_ENABLED) == Some("false") {
+            return;
+        }
+        let disk: BTreeMap<String, f64> = self
+            .members()
+            .iter()
+            .filter(|p| p.data)
+            .map(|p| (p.name.clone(), p.disk_percent))
+            .collect();
+        let (flood, high) = (self.watermark("flood_stage"), self.watermark("high"));
+        for index in indices {
+            let holders: Vec<&String> = if index == INDEX {
+                self.table
+                    .iter()
+                    .flat_map(|c| c.node.iter().chain(c.target.iter()))
+                    .collect()
+            } else {
+                disk.keys().collect()
+            };
+            let fullest = holders
+                .iter()
+                .filter_map(|h| disk.get(*h))
+                .fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+            if flood.is_some_and(|f| fullest >= f) {
+                self.blocks.insert(index);
+            } else if high.is_none_or(|h| fullest < h) {
+                self.blocks.remove(&index);
+            }
+        }
+    }
+    /// The master's ILM, for the data streams' backing indices (Elasticsearch
+    /// runs it every `indices.lifecycle.poll_interval`, 10 min by default;
+    /// the simulator every tick). An index's dates are the day in its name
+    /// (the simulator keeps no creation time):
+    /// - rollover: a write index older than its policy's hot
+    ///   `rollover.max_age` is rolled over (a new write index, dated today,
+    ///   of the next generation);
+    /// - delete: an index that is no longer the write index is deleted once
+    ///   the time since its rollover (the day of the next index) reaches the
+    ///   delete phase's `min_age`.
+    fn ilm(&mut self) {
+        if self.master.as_deref() != Some(self.cfg.node_name.as_str()) {
+            return;
+        }
+        let now = now_millis();
+        let today = metadata::index_date(now);
+        let mut next = self.metadata.clone();
+        let mut changed = false;
+        for (name, ds) in next.data_streams.iter_mut() {
+            let age_of = |index: &str| {
+                metadata::backing_date(index)
+                    .and_then(|d| metadata::day_start(&d))
+                    .map(|start| now.saturating_sub(start))
+            };
+            let policy_of = |i: &metadata::BackingIndex| {
+                i.lifecycle
+                    .as_ref()
+                    .and_then(|p| self.metadata.policies.get(p))
+                    .map(|p| p.body.clone())
+            };
+            if let Some(write) = ds.indices.last().cloned() {
+                let max_age = policy_of(&write)
+                    .and_then(|p| metadata::phase_value(&p, "hot", &["actions", "rollover", "max_age"]));
+                if max_age.zip(age_of(&write.name)).is_some_and(|(max, age)| age >= max)
+                    && metadata::backing_date(&write.name).as_deref() != Some(today.as_str())
+                {
+                    ds.generation += 1;
+                    ds.indices.push(metadata::BackingIndex {
+                        name: format!(".ds-{name}-{today}-{:06}", ds.generation),
+                        uuid: random_id(),
+                        lifecycle: write.lifecycle.clone(),
+                    });
+                    changed = true;
+                }
+            }
+            let rolled: Vec<Option<u128>> = ds.indices.iter().skip(1).map(|i| age_of(&i.name)).collect();
+            let before = ds.indices.len();
+            let mut keep = Vec::new();
+            for (i, index) in ds.indices.iter().enumerate() {
+                let since_rollover = rolled.get(i).copied().flatten();
+                let min_age = policy_of(index).and_then(|p| metadata::phase_value(&p, "delete", &["min_age"]));
+                let gone = since_rollover.zip(min_age).is_some_and(|(age, min)| age >= min);
+                if !gone {
+                    keep.push(index.clone());
+                }
+            }
+            changed |= keep.len() != before;
+            ds.indices = keep;
+        }
+        if changed {
+            let streams = next.data_streams;
+            self.change_metadata(|m| m.data_streams = streams);
+        }
+    }
+}
+
+const WATERMARK: &str = "cluster.routing.allocation.disk.watermark.";
+const THRESHOLD_ENABLED: &str = "cluster.routing.allocation.disk.threshold_enabled";
+
+/// Elasticsearch 8's defaults of the disk-threshold and allocation
+/// settings the simulator reads, less those that are set (as
+/// `include_defaults` lists them). The max headrooms default to `-1` once
+/// a watermark is set, as in Elasticsearch.
+fn default_settings(settings: &Settings) -> BTreeMap<String, String> {
+    let set = |w: &str| settings.get(&format!("{WATERMARK}{w}")).is_some();
+    let watermark_set = set("low") || set("high") || set("flood_stage");
+    let headroom = |v: &'static str| if watermark_set { "-1" } else { v };
+    let frozen_headroom = if set("flood_stage.frozen") { "-1" } else { "20gb" };
+    let defaults = [
+        (THRESHOLD_ENABLED.to_string(), "true"),
+        (format!("{WATERMARK}low"), "85%"),
+        (format!("{WATERMARK}low.max_headroom"), headroom("200gb")),
+        (format!("{WATERMARK}high"), "90%"),
+        (format!("{WATERMARK}high.max_headroom"), headroom("150gb")),
+        (format!("{WATERMARK}flood_stage"), "95%"),
+        (format!("{WATERMARK}flood_stage.max_headroom"), headroom("100gb")),
+        (format!("{WATERMARK}flood_stage.frozen"), "95%"),
+        (format!("{WATERMARK}flood_stage.frozen.max_headroom"), frozen_headroom),
+        ("cluster.routing.allocation.enable".to_string(), "all"),
+        ("cluster.routing.rebalance.enable".to_string(), "all"),
+    ];
+    defaults
+        .iter()
+        .filter(|(k, _)| !settings.persistent.contains_key(k) && !settings.transient.contains_key(k))
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect()
+}
+
+/// A watermark as a percentage of the disk used: `95%` or the ratio
+/// `0.95`; `None` for a byte value such as `10gb` (free space).
+fn watermark_percent(value: &str) -> Option<f64> {
+    let value = value.trim();
+    match value.strip_suffix('%') {
+        Some(p) => p.trim().parse().ok(),
+        None => value
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .map(|r| r * 100.0),
+    }
 }
 
 // ----- The peer protocol (transport port): one line per field. -----
@@ -866,8 +1120,12 @@ fn encode_state(node: &Node) -> String {
     for e in &node.settings.exclusions {
         out.push_str(&format!("exclusion={e}\n"));
     }
+    out.push_str(&node.metadata.encode());
     if node.master.as_deref() == Some(node.cfg.node_name.as_str()) {
         out.push_str(&format!("table_version={}\n", node.table_version));
+        for b in &node.blocks {
+            out.push_str(&format!("block={b}\n"));
+        }
         for m in node.view() {
             out.push_str(&format!(
                 "member={}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
@@ -903,7 +1161,9 @@ fn decode_state(text: &str) -> Option<Peer> {
         master: None,
         voting: BTreeSet::new(),
         settings: Settings::default(),
+        metadata: Metadata::default(),
         table: None,
+        blocks: BTreeSet::new(),
         disk_percent: 0.0,
         proposal: None,
         voted: None,
@@ -962,6 +1222,14 @@ fn decode_state(text: &str) -> Option<Peer> {
                 }
             }
             "table_version" => table_version = v.parse().ok(),
+            "block" => {
+                p.blocks.insert(v.to_string());
+            }
+            k if Metadata::is_key(k) => {
+                if let Err(e) = p.metadata.decode_line(k, v) {
+                    eprintln!("standin-es: from {}: {e}", p.name);
+                }
+            }
             "copy" => {
                 let f: Vec<&str> = v.split('\t').collect();
                 if f.len() == 7 {
@@ -1043,6 +1311,8 @@ fn poll_peers(node: &Arc<Mutex<Node>>) {
         }
         n.form();
         n.allocate();
+        n.flood_stage();
+        n.ilm();
     }
 }
 
@@ -1201,15 +1471,26 @@ fn settings_json(map: &BTreeMap<String, String>, flat: bool) -> String {
     fn nest(entries: &[(Vec<&str>, &str)]) -> String {
         let mut groups: BTreeMap<&str, Vec<(Vec<&str>, &str)>> = BTreeMap::new();
         let mut leaves: Vec<String> = Vec::new();
+        let mut values: BTreeSet<&str> = BTreeSet::new();
         for (path, v) in entries {
             if path.len() == 1 {
                 leaves.push(format!("{}:{}", json::quote(path[0]), json::quote(v)));
+                values.insert(path[0]);
             } else {
                 groups.entry(path[0]).or_default().push((path[1..].to_vec(), v));
             }
         }
         for (k, sub) in groups {
-            leaves.push(format!("{}:{}", json::quote(k), nest(&sub)));
+            if values.contains(k) {
+                // A value and a prefix at once (`low`, `low.max_headroom`):
+                // the longer keys stay dotted beside it, as Elasticsearch writes them.
+                for (path, v) in sub {
+                    let key = format!("{k}.{}", path.join("."));
+                    leaves.push(format!("{}:{}", json::quote(&key), json::quote(v)));
+                }
+            } else {
+                leaves.push(format!("{}:{}", json::quote(k), nest(&sub)));
+            }
         }
         format!("{{{}}}", leaves.join(","))
     }
@@ -1266,6 +1547,7 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
         }
     }
     let no_master = || es_error("master_not_discovered_exception", "master not discovered yet", 503);
+    let metadata_before = n.metadata.version;
     let (status, ctype, body): (u16, &str, String) = match (req.method.as_str(), req.path.as_str()) {
         ("GET" | "HEAD", "") => (
             200,
@@ -1374,15 +1656,37 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
         }
         ("GET", "/_cluster/settings") => {
             let flat = req.query.get("flat_settings").map(String::as_str) == Some("true");
+            let defaults = if req.query.get("include_defaults").map(String::as_str) == Some("true") {
+                format!(",\"defaults\":{}", settings_json(&default_settings(&n.settings), flat))
+            } else {
+                String::new()
+            };
             (
                 200,
                 "application/json",
                 format!(
-                    "{{\"persistent\":{},\"transient\":{}}}",
+                    "{{\"persistent\":{},\"transient\":{}{defaults}}}",
                     settings_json(&n.settings.persistent, flat),
                     settings_json(&n.settings.transient, flat)
                 ),
             )
+        }
+        ("GET", "/_all/_settings/index.blocks.read_only_allow_delete" | "/_settings/index.blocks.read_only_allow_delete")
+            if n.master.is_none() =>
+        {
+            (503, "application/json", no_master())
+        }
+        ("GET", "/_all/_settings/index.blocks.read_only_allow_delete" | "/_settings/index.blocks.read_only_allow_delete") => {
+            let (status, body) = read_only_settings(&n, &req);
+            (status, "application/json", body)
+        }
+        (_, p) if metadata_route(p).is_some() => {
+            let (status, body) = metadata_api(&mut n, &req);
+            (status, "application/json", body)
+        }
+        ("POST", p) if p.starts_with("/_standin/data_stream/") && p.ends_with("/backing_index") => {
+            let (status, body) = add_backing_index(&mut n, &req);
+            (status, "application/json", body)
         }
         ("PUT", "/_cluster/settings") if n.master.is_none() => (503, "application/json", no_master()),
         ("PUT", "/_cluster/settings") => match json::parse(&req.body) {
@@ -1478,16 +1782,13 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
             }
             None => (400, "text/plain", "expected {\"percent\": <number>}".to_string()),
         },
-        (m, p) => (
-            400,
-            "application/json",
-            format!(
-                "{{\"error\":{},\"status\":400}}",
-                json::quote(&format!("no handler found for uri [{p}] and method [{m}]"))
-            ),
-        ),
+        (m, p) => {
+            let (status, body) = no_handler(m, p);
+            (status, "application/json", body)
+        }
     };
     let settings_version = n.settings.version;
+    let metadata_version = n.metadata.version;
     drop(n);
     // A cluster settings change is acknowledged once every member has it
     // (Elasticsearch: once the cluster state is published), within 3 s.
@@ -1495,12 +1796,17 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
         (req.method.as_str(), req.path.as_str()),
         ("PUT", "/_cluster/settings") | ("POST" | "DELETE", "/_cluster/voting_config_exclusions")
     );
-    if changes_settings && status == 200 {
+    // So is a metadata change (policies, templates, data streams).
+    if (changes_settings && status == 200) || metadata_version != metadata_before {
         let until = Instant::now() + Duration::from_secs(3);
         while Instant::now() < until {
             let everywhere = node
                 .lock()
-                .map(|n| n.members().iter().all(|p| p.settings.version >= settings_version))
+                .map(|n| {
+                    n.members()
+                        .iter()
+                        .all(|p| p.settings.version >= settings_version && p.metadata.version >= metadata_version)
+                })
                 .unwrap_or(true);
             if everywhere {
                 break;
@@ -1610,4 +1916,1142 @@ pub fn start() -> Vec<u16> {
         }
     });
     ports
+}
+
+// ----- The metadata APIs (ILM policies, index templates, data streams) -----
+
+/// A metadata API a path names: (`_ilm/policy` | `_index_template` |
+/// `_data_stream`, the name or pattern after it, if any).
+fn metadata_route(path: &str) -> Option<(&'static str, Option<&str>)> {
+    for api in ["/_ilm/policy", "/_index_template", "/_data_stream"] {
+        if path == api {
+            return Some((api, None));
+        }
+        if let Some(name) = path.strip_prefix(api).and_then(|r| r.strip_prefix('/')) {
+            if !name.is_empty() && !name.contains('/') {
+                return Some((api, Some(name)));
+            }
+        }
+    }
+    None
+}
+
+fn rejected(r: &metadata::Rejected) -> (u16, String) {
+    (400, es_error(r.kind(), r.reason(), 400))
+}
+
+fn not_found(reason: &str) -> (u16, String) {
+    (404, es_error("resource_not_found_exception", reason, 404))
+}
+
+const ACKNOWLEDGED: &str = "{\"acknowledged\":true}";
+
+/// Names (comma-separated, `*` globs, `_all`) against what exists: the
+/// matches, or the first concrete name that does not exist.
+fn select<'a, V>(wanted: Option<&str>, have: &'a BTreeMap<String, V>) -> Result<Vec<(&'a String, &'a V)>, String> {
+    let Some(wanted) = wanted.filter(|w| *w != "_all" && *w != "*") else {
+        return Ok(have.iter().collect());
+    };
+    let mut out = Vec::new();
+    for w in wanted.split(',') {
+        if w.contains('*') {
+            out.extend(have.iter().filter(|(k, _)| metadata::glob(w, k)));
+        } else {
+            match have.get_key_value(w) {
+                Some(kv) => out.push(kv),
+                None => return Err(w.to_string()),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(out)
+}
+
+/// `GET|PUT|DELETE /_ilm/policy[/<name>]`, `GET|PUT|DELETE
+/// /_index_template[/<name>]`, `GET|PUT|DELETE /_data_stream[/<name>]`,
+/// answered as Elasticsearch 8 answers them. A change is made on this node
+/// and gossiped (the newest metadata wins), and is acknowledged once every
+/// member holds it (see `handle`).
+fn metadata_api(n: &mut Node, req: &Request) -> (u16, String) {
+    let Some((api, name)) = metadata_route(&req.path) else {
+        return no_handler(&req.method, &req.path);
+    };
+    if n.master.is_none() {
+        return (
+            503,
+            es_error("master_not_discovered_exception", "master not discovered yet", 503),
+        );
+    }
+    let method = req.method.as_str();
+    match (api, method, name) {
+        ("/_ilm/policy", "GET", _) => match select(name, &n.metadata.policies) {
+            Err(missing) => not_found(&format!("Lifecycle policy not found: [{missing}]")),
+            Ok(found) => {
+                let entries: Vec<String> = found
+                    .iter()
+                    .map(|(k, p)| format!("{}:{}", json::quote(k), policy_json(&n.metadata, k, p)))
+                    .collect();
+                (200, format!("{{{}}}", entries.join(",")))
+            }
+        },
+        ("/_ilm/policy", "PUT", Some(name)) => match metadata::normalise_policy(&req.body) {
+            Err(r) => rejected(&r),
+            Ok(body) => {
+                let same = n.metadata.policies.get(name).is_some_and(|p| p.body == body);
+                if !same {
+                    // Elasticsearch makes a PUT of the same policy a no-op.
+                    let now = now_millis();
+                    n.change_metadata(|m| {
+                        let version = m.policies.get(name).map_or(1, |p| p.version + 1);
+                        m.policies.insert(
+                            name.to_string(),
+                            metadata::Policy {
+                                version,
+                                modified: now,
+                                body,
+                            },
+                        );
+                    });
+                }
+                (200, ACKNOWLEDGED.to_string())
+            }
+        },
+        ("/_ilm/policy", "DELETE", Some(name)) => {
+            if !n.metadata.policies.contains_key(name) {
+                return not_found(&format!("Lifecycle policy not found: [{name}]"));
+            }
+            let users: Vec<String> = n
+                .metadata
+                .backing_indices()
+                .filter(|(_, i)| i.lifecycle.as_deref() == Some(name))
+                .map(|(_, i)| i.name.clone())
+                .collect();
+            if !users.is_empty() {
+                return rejected(&metadata::Rejected::Argument(format!(
+                    "Cannot delete policy [{name}]. It is in use by one or more indices: [{}]",
+                    users.join(", ")
+                )));
+            }
+            n.change_metadata(|m| {
+                m.policies.remove(name);
+            });
+            (200, ACKNOWLEDGED.to_string())
+        }
+        ("/_index_template", "GET", _) => match select(name, &n.metadata.templates) {
+            Err(missing) => not_found(&format!("index template matching [{missing}] not found")),
+            Ok(found) => {
+                let list: Vec<String> = found
+                    .iter()
+                    .map(|(k, t)| format!("{{\"name\":{},\"index_template\":{t}}}", json::quote(k)))
+                    .collect();
+                (200, format!("{{\"index_templates\":[{}]}}", list.join(",")))
+            }
+        },
+        ("/_index_template", "PUT", Some(name)) => {
+            match metadata::normalise_template(name, &req.body, &n.metadata.templates) {
+                Err(r) => rejected(&r),
+                Ok(t) => {
+                    if n.metadata.templates.get(name) != Some(&t) {
+                        n.change_metadata(|m| {
+                            m.templates.insert(name.to_string(), t);
+                        });
+                    }
+                    (200, ACKNOWLEDGED.to_string())
+                }
+            }
+        }
+        ("/_index_template", "DELETE", Some(name)) => {
+            if !n.metadata.templates.contains_key(name) {
+                return not_found(&format!("index_template [{name}] missing"));
+            }
+            let users: Vec<&String> = n
+                .metadata
+                .data_streams
+                .keys()
+                .filter(|ds| n.metadata.template_for(ds).is_some_and(|(t, _)| t == name))
+                .collect();
+            if !users.is_empty() {
+                return rejected(&metadata::Rejected::Argument(format!(
+                    "unable to remove composable templates [{name}] as they are in use by a data streams [{}]",
+                    users.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            n.change_metadata(|m| {
+                m.templates.remove(name);
+            });
+            (200, ACKNOWLEDGED.to_string())
+        }
+        ("/_data_stream", "GET", _) => match select(name, &n.metadata.data_streams) {
+            Err(missing) => (
+                404,
+                es_error("index_not_found_exception", &format!("no such index [{missing}]"), 404),
+            ),
+            Ok(found) => {
+                let list: Vec<String> = found
+                    .iter()
+                    .map(|(k, ds)| data_stream_json(&n.metadata, k, ds))
+                    .collect();
+                (200, format!("{{\"data_streams\":[{}]}}", list.join(",")))
+            }
+        },
+        ("/_data_stream", "PUT", Some(name)) => match create_data_stream(n, name, now_millis()) {
+            Ok(()) => (200, ACKNOWLEDGED.to_string()),
+            Err(e) => e,
+        },
+        ("/_data_stream", "DELETE", Some(name)) => match select(Some(name), &n.metadata.data_streams) {
+            Err(missing) => (
+                404,
+                es_error("index_not_found_exception", &format!("no such index [{missing}]"), 404),
+            ),
+            Ok(found) => {
+                let names: Vec<String> = found.iter().map(|(k, _)| (*k).clone()).collect();
+                n.change_metadata(|m| {
+                    for k in &names {
+                        m.data_streams.remove(k);
+                    }
+                });
+                (200, ACKNOWLEDGED.to_string())
+            }
+        },
+        _ => (
+            405,
+            es_error(
+                "method_not_allowed",
+                &format!("Incorrect HTTP method for uri [{}] and method [{method}]", req.path),
+                405,
+            ),
+        ),
+    }
+}
+
+/// One policy of `GET _ilm/policy`: version, modified date, the policy and
+/// what uses it.
+fn policy_json(m: &metadata::Metadata, name: &str, p: &metadata::Policy) -> String {
+    let indices: Vec<String> = m
+        .backing_indices()
+        .filter(|(_, i)| i.lifecycle.as_deref() == Some(name))
+        .map(|(_, i)| json::quote(&i.name))
+        .collect();
+    let templates: Vec<String> = m
+        .templates
+        .iter()
+        .filter(|(_, t)| metadata::lifecycle(t).as_deref() == Some(name))
+        .map(|(k, _)| json::quote(k))
+        .collect();
+    let streams: Vec<String> = m
+        .data_streams
+        .keys()
+        .filter(|ds| {
+            m.template_for(ds)
+                .is_some_and(|(_, t)| metadata::lifecycle(t).as_deref() == Some(name))
+        })
+        .map(|k| json::quote(k))
+        .collect();
+    format!(
+        "{{\"version\":{},\"modified_date\":{},\"policy\":{},\"in_use_by\":{{\"indices\":[{}],\"data_streams\":[{}],\"composable_templates\":[{}]}}}}",
+        p.version,
+        json::quote(&metadata::iso8601(p.modified)),
+        p.body,
+        indices.join(","),
+        streams.join(","),
+        templates.join(",")
+    )
+}
+
+/// One data stream of `GET _data_stream`.
+fn data_stream_json(m: &metadata::Metadata, name: &str, ds: &metadata::DataStream) -> String {
+    let template = m.template_for(name);
+    let policy = template.and_then(|(_, t)| metadata::lifecycle(t));
+    let managed = |p: &Option<String>| {
+        if p.is_some() {
+            "Index Lifecycle Management"
+        } else {
+            "Unmanaged"
+        }
+    };
+    let indices: Vec<String> = ds
+        .indices
+        .iter()
+        .map(|i| {
+            let mut fields = vec![
+                format!("\"index_name\":{}", json::quote(&i.name)),
+                format!("\"index_uuid\":{}", json::quote(&i.uuid)),
+                "\"prefer_ilm\":true".to_string(),
+            ];
+            if let Some(p) = &i.lifecycle {
+                fields.push(format!("\"ilm_policy\":{}", json::quote(p)));
+            }
+            fields.push(format!("\"managed_by\":{}", json::quote(managed(&i.lifecycle))));
+            format!("{{{}}}", fields.join(","))
+        })
+        .collect();
+    let mut fields = vec![
+        format!("\"name\":{}", json::quote(name)),
+        "\"timestamp_field\":{\"name\":\"@timestamp\"}".to_string(),
+        format!("\"indices\":[{}]", indices.join(",")),
+        format!("\"generation\":{}", ds.generation),
+        "\"status\":\"GREEN\"".to_string(),
+    ];
+    if let Some((t, _)) = template {
+        fields.push(format!("\"template\":{}", json::quote(t)));
+    }
+    if let Some(p) = &policy {
+        fields.push(format!("\"ilm_policy\":{}", json::quote(p)));
+    }
+    fields.push(format!(
+        "\"next_generation_managed_by\":{}",
+        json::quote(managed(&policy))
+    ));
+    fields.push("\"prefer_ilm\":true,\"hidden\":false,\"system\":false,\"allow_custom_routing\":false,\"replicated\":false,\"rollover_on_write\":false".to_string());
+    format!("{{{}}}", fields.join(","))
+}
+
+/// `PUT _data_stream/<name>` (and the first write to a data stream's name):
+/// a template with `data_stream` must match; the first backing index is
+/// `.ds-<name>-<yyyy.MM.dd>-000001` and takes the template's policy.
+fn create_data_stream(n: &mut Node, name: &str, now: u128) -> Result<(), (u16, String)> {
+    metadata::check_data_stream_name(name).map_err(|r| rejected(&r))?;
+    if n.metadata.data_streams.contains_key(name) {
+        return Err((
+            400,
+            es_error(
+                "resource_already_exists_exception",
+                &format!("data_stream [{name}] already exists"),
+                400,
+            ),
+        ));
+    }
+    let Some((_, template)) = n.metadata.template_for(name) else {
+        return Err(rejected(&metadata::Rejected::Argument(format!(
+            "no matching index template found for data stream [{name}]"
+        ))));
+    };
+    if template.get("data_stream").is_none() {
+        return Err(rejected(&metadata::Rejected::Argument(format!(
+            "matching index template [{}] for data stream [{name}] has no data stream template",
+            n.metadata
+                .template_for(name)
+                .map(|(k, _)| k.as_str())
+                .unwrap_or_default()
+        ))));
+    }
+    let lifecycle = metadata::lifecycle(template);
+    let index = metadata::BackingIndex {
+        name: format!(".ds-{name}-{}-000001", metadata::index_date(now)),
+        uuid: random_id(),
+        lifecycle,
+    };
+    n.change_metadata(|m| {
+        m.data_streams.insert(
+            name.to_string(),
+            metadata::DataStream {
+                generation: 1,
+                indices: vec![index],
+            },
+        );
+    });
+    Ok(())
+}
+
+/// `POST /_standin/data_stream/<name>/backing_index {"date": "yyyy.MM.dd"}`
+/// (test control): a backing index as a rollover on that day would have
+/// left it, placed by date among the others (the write index stays last
+/// unless the new one is newer). So a test gets an old index without
+/// waiting for days.
+fn add_backing_index(n: &mut Node, req: &Request) -> (u16, String) {
+    let name = req
+        .path
+        .trim_start_matches("/_standin/data_stream/")
+        .trim_end_matches("/backing_index")
+        .to_string();
+    let Some(ds) = n.metadata.data_streams.get(&name) else {
+        return (
+            404,
+            es_error("index_not_found_exception", &format!("no such index [{name}]"), 404),
+        );
+    };
+    let date = match json::parse(&req.body) {
+        Ok(doc) => match doc.get("date").and_then(Json::as_str) {
+            Some(d) if metadata::is_index_date(d) => d.to_string(),
+            _ => {
+                return (
+                    400,
+                    es_error("illegal_argument_exception", "expected {\"date\": \"yyyy.MM.dd\"}", 400),
+                )
+            }
+        },
+        Err(e) => return (400, es_error("x_content_parse_exception", &e, 400)),
+    };
+    let generation = ds.generation + 1;
+    let lifecycle = ds.indices.last().and_then(|i| i.lifecycle.clone());
+    let index = metadata::BackingIndex {
+        name: format!(".ds-{name}-{date}-{generation:06}"),
+        uuid: random_id(),
+        lifecycle,
+    };
+    let created = index.name.clone();
+    n.change_metadata(|m| {
+        if let Some(ds) = m.data_streams.get_mut(&name) {
+            ds.generation = generation;
+            let at = ds
+                .indices
+                .iter()
+                .position(|i| metadata::backing_date(&i.name).is_some_and(|d| d.as_str() > date.as_str()))
+                .unwrap_or(ds.indices.len());
+            ds.indices.insert(at, index);
+        }
+    });
+    (
+        200,
+        format!("{{\"acknowledged\":true,\"index\":{}}}", json::quote(&created)),
+    )
+}
+
+/// `GET /_all/_settings/index.blocks.read_only_allow_delete`: every index,
+/// with the block where the flood stage set it (`{}` settings elsewhere),
+/// `flat_settings` as asked.
+fn read_only_settings(n: &Node, req: &Request) -> (u16, String) {
+    let flat = req.query.get("flat_settings").map(String::as_str) == Some("true");
+    let entries: Vec<String> = n
+        .index_names()
+        .iter()
+        .map(|i| {
+            let settings = if !n.blocks.contains(i) {
+                "{}".to_string()
+            } else if flat {
+                "{\"index.blocks.read_only_allow_delete\":\"true\"}".to_string()
+            } else {
+                "{\"index\":{\"blocks\":{\"read_only_allow_delete\":\"true\"}}}".to_string()
+            };
+            format!("{}:{{\"settings\":{settings}}}", json::quote(i))
+        })
+        .collect();
+    (200, format!("{{{}}}", entries.join(",")))
+}
+
+/// Elasticsearch's answer to a path or method it has no handler for.
+fn no_handler(method: &str, path: &str) -> (u16, String) {
+    (
+        400,
+        format!(
+            "{{\"error\":{},\"status\":400}}",
+            json::quote(&format!("no handler found for uri [{path}] and method [{method}]"))
+        ),
+    )
+}
+
+// ----- Cluster metadata: ILM policies, index templates, data streams -----
+
+/// The cluster metadata beyond the settings, pure (no I/O): ILM policies,
+/// composable index templates and data streams as Elasticsearch stores and
+/// returns them, their validation, and their encoding (one line per
+/// record, for the peer protocol and the data path alike).
+mod metadata {
+    use std::collections::BTreeMap;
+
+    use crate::json::{self, Json};
+
+    /// The ILM phases and the actions each allows (Elasticsearch 8's
+    /// `TimeseriesLifecycleType`).
+    const PHASES: [(&str, &[&str]); 5] = [
+        (
+            "hot",
+            &[
+                "set_priority",
+                "unfollow",
+                "rollover",
+                "readonly",
+                "downsample",
+                "shrink",
+                "forcemerge",
+                "searchable_snapshot",
+            ],
+        ),
+        (
+            "warm",
+            &[
+                "set_priority",
+                "unfollow",
+                "readonly",
+                "allocate",
+                "migrate",
+                "downsample",
+                "shrink",
+                "forcemerge",
+            ],
+        ),
+        (
+            "cold",
+            &[
+                "set_priority",
+                "unfollow",
+                "readonly",
+                "searchable_snapshot",
+                "allocate",
+                "migrate",
+                "downsample",
+                "freeze",
+            ],
+        ),
+        ("frozen", &["unfollow", "searchable_snapshot"]),
+        ("delete", &["wait_for_snapshot", "delete"]),
+    ];
+
+    /// The fields `PUT _index_template` reads.
+    const TEMPLATE_FIELDS: [&str; 10] = [
+        "index_patterns",
+        "template",
+        "composed_of",
+        "priority",
+        "version",
+        "_meta",
+        "data_stream",
+        "allow_auto_create",
+        "ignore_missing_component_templates",
+        "deprecated",
+    ];
+
+    /// Why a request body was refused (status 400), as Elasticsearch says it.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Rejected {
+        /// Not the JSON the API reads: `x_content_parse_exception`.
+        Parse(String),
+        /// Well-formed, refused content: `illegal_argument_exception`.
+        Argument(String),
+    }
+
+    impl Rejected {
+        pub fn kind(&self) -> &'static str {
+            match self {
+                Rejected::Parse(_) => "x_content_parse_exception",
+                Rejected::Argument(_) => "illegal_argument_exception",
+            }
+        }
+
+        pub fn reason(&self) -> &str {
+            match self {
+                Rejected::Parse(r) | Rejected::Argument(r) => r,
+            }
+        }
+    }
+
+    fn parse_error(reason: String) -> Rejected {
+        Rejected::Parse(reason)
+    }
+
+    fn argument(reason: String) -> Rejected {
+        Rejected::Argument(reason)
+    }
+
+    /// An ILM policy as stored.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Policy {
+        /// 1 at the first PUT, one more at each PUT.
+        pub version: u64,
+        /// Milliseconds since the epoch.
+        pub modified: u128,
+        /// The normalised `policy` object.
+        pub body: Json,
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct BackingIndex {
+        pub name: String,
+        pub uuid: String,
+        /// The policy its template named when it was created (Elasticsearch
+        /// copies `index.lifecycle.name` into the index's own settings).
+        pub lifecycle: Option<String>,
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct DataStream {
+        pub generation: u64,
+        /// Oldest first; the last is the write index.
+        pub indices: Vec<BackingIndex>,
+    }
+
+    /// ILM policies, index templates and data streams, versioned like the
+    /// settings (by the time of the change: the newest wins across nodes).
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Metadata {
+        pub version: u64,
+        pub policies: BTreeMap<String, Policy>,
+        /// The normalised `index_template` objects.
+        pub templates: BTreeMap<String, Json>,
+        pub data_streams: BTreeMap<String, DataStream>,
+    }
+
+    fn number(n: u128) -> Json {
+        Json::Number(n as f64)
+    }
+
+    impl Metadata {
+        /// A copy to change: its version is later than this one's.
+        pub fn next(&self, now: u128) -> Metadata {
+            Metadata {
+                version: (self.version + 1).max(now as u64),
+                ..self.clone()
+            }
+        }
+
+        /// One `key=record` line per record, the record as compact JSON.
+        pub fn encode(&self) -> String {
+            let mut out = format!("metadata_version={}\n", self.version);
+            for (name, p) in &self.policies {
+                let record = Json::object([
+                    ("name", Json::str(name)),
+                    ("version", number(p.version.into())),
+                    ("modified", number(p.modified)),
+                    ("policy", p.body.clone()),
+                ]);
+                out.push_str(&format!("ilm_policy={record}\n"));
+            }
+            for (name, t) in &self.templates {
+                let record = Json::object([("name", Json::str(name)), ("index_template", t.clone())]);
+                out.push_str(&format!("index_template={record}\n"));
+            }
+            for (name, ds) in &self.data_streams {
+                let indices = ds
+                    .indices
+                    .iter()
+                    .map(|i| {
+                        let lifecycle = i.lifecycle.as_deref().map(Json::str).unwrap_or(Json::Null);
+                        Json::object([
+                            ("index_name", Json::str(&i.name)),
+                            ("index_uuid", Json::str(&i.uuid)),
+                            ("lifecycle", lifecycle),
+                        ])
+                    })
+                    .collect();
+                let record = Json::object([
+                    ("name", Json::str(name)),
+                    ("generation", number(ds.generation.into())),
+                    ("indices", Json::Array(indices)),
+                ]);
+                out.push_str(&format!("data_stream={record}\n"));
+            }
+            out
+        }
+
+        /// Whether `key` is one of the lines `encode` writes.
+        pub fn is_key(key: &str) -> bool {
+            matches!(
+                key,
+                "metadata_version" | "ilm_policy" | "index_template" | "data_stream"
+            )
+        }
+
+        /// Reads one line `encode` wrote.
+        pub fn decode_line(&mut self, key: &str, value: &str) -> Result<(), String> {
+            if key == "metadata_version" {
+                self.version = value.parse().map_err(|e| format!("metadata_version {value:?}: {e}"))?;
+                return Ok(());
+            }
+            let record = json::parse(value).map_err(|e| format!("{key}: {e}"))?;
+            let text = |field: &str| record.get(field).and_then(Json::as_str).map(str::to_string);
+            let name = text("name").ok_or_else(|| format!("{key}: no name in {value}"))?;
+            let whole = |field: &str| record.get(field).and_then(Json::as_u64);
+            match key {
+                "ilm_policy" => {
+                    let policy = Policy {
+                        version: whole("version").ok_or_else(|| format!("{key} {name}: no version"))?,
+                        modified: whole("modified").unwrap_or(0).into(),
+                        body: record
+                            .get("policy")
+                            .cloned()
+                            .ok_or_else(|| format!("{key} {name}: no policy"))?,
+                    };
+                    self.policies.insert(name, policy);
+                }
+                "index_template" => {
+                    let t = record.get("index_template").cloned();
+                    self.templates
+                        .insert(name.clone(), t.ok_or_else(|| format!("{key} {name}: no template"))?);
+                }
+                "data_stream" => {
+                    let mut indices = Vec::new();
+                    for i in record.get("indices").and_then(Json::as_array).unwrap_or(&[]) {
+                        let field = |f: &str| i.get(f).and_then(Json::as_str).map(str::to_string);
+                        indices.push(BackingIndex {
+                            name: field("index_name")
+                                .ok_or_else(|| format!("{key} {name}: an index without a name"))?,
+                            uuid: field("index_uuid").unwrap_or_default(),
+                            lifecycle: field("lifecycle"),
+                        });
+                    }
+                    let generation = whole("generation").unwrap_or(indices.len() as u64);
+                    self.data_streams.insert(name, DataStream { generation, indices });
+                }
+                _ => return Err(format!("not a metadata line: {key}")),
+            }
+            Ok(())
+        }
+
+        /// The template a new index (or data stream) named `name` takes:
+        /// the highest priority among those with a matching pattern.
+        pub fn template_for(&self, name: &str) -> Option<(&String, &Json)> {
+            self.templates
+                .iter()
+                .filter(|(_, t)| patterns(t).iter().any(|p| glob(p, name)))
+                .max_by_key(|(n, t)| (priority(t), std::cmp::Reverse((*n).clone())))
+        }
+
+        /// Every backing index, with its data stream.
+        pub fn backing_indices(&self) -> impl Iterator<Item = (&String, &BackingIndex)> {
+            self.data_streams
+                .iter()
+                .flat_map(|(name, ds)| ds.indices.iter().map(move |i| (name, i)))
+        }
+    }
+
+    /// A template's `index_patterns`.
+    pub fn patterns(template: &Json) -> Vec<String> {
+        template
+            .get("index_patterns")
+            .and_then(Json::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// A template's priority (0 when not given, as Elasticsearch compares them).
+    pub fn priority(template: &Json) -> u64 {
+        template.get("priority").and_then(Json::as_u64).unwrap_or(0)
+    }
+
+    /// The ILM policy a template's settings name (`index.lifecycle.name`).
+    pub fn lifecycle(template: &Json) -> Option<String> {
+        let mut flat = BTreeMap::new();
+        flatten("", template.get("template")?.get("settings")?, &mut flat);
+        flat.get("index.lifecycle.name")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+    }
+
+    /// `a.b.c: v` for every leaf of a settings tree (given nested, dotted or both).
+    pub fn flatten(prefix: &str, v: &Json, out: &mut BTreeMap<String, Json>) {
+        match v {
+            Json::Object(m) => {
+                for (k, sub) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, sub, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.clone());
+            }
+        }
+    }
+
+    /// Flat settings as Elasticsearch nests them: `a.b: x` becomes
+    /// `{"a":{"b":x}}`; where a key is both a value and a prefix (`low` and
+    /// `low.max_headroom`) the longer one stays dotted beside the value.
+    pub fn nest(flat: &BTreeMap<String, Json>) -> Json {
+        fn put(map: &mut BTreeMap<String, Json>, prefix: &str, key: &str, v: Json) {
+            match key.split_once('.') {
+                None => {
+                    let full = format!("{prefix}{key}");
+                    if let Some(Json::Object(inner)) = map.remove(&full) {
+                        for (k, x) in inner {
+                            map.insert(format!("{full}.{k}"), x);
+                        }
+                    }
+                    map.insert(full, v);
+                }
+                Some((head, rest)) => {
+                    let full = format!("{prefix}{head}");
+                    let is_value = map.get(&full).is_some_and(|x| !matches!(x, Json::Object(_)));
+                    if is_value {
+                        put(map, &format!("{full}."), rest, v);
+                    } else if let Json::Object(inner) = map.entry(full).or_insert_with(|| Json::Object(BTreeMap::new()))
+                    {
+                        put(inner, "", rest, v);
+                    }
+                }
+            }
+        }
+        let mut root = BTreeMap::new();
+        for (k, v) in flat {
+            put(&mut root, "", k, v.clone());
+        }
+        Json::Object(root)
+    }
+
+    /// A `*` glob (Elasticsearch's simple match).
+    pub fn glob(pattern: &str, text: &str) -> bool {
+        let parts: Vec<&str> = pattern.split('*').collect();
+        let (first, last) = (parts[0], parts[parts.len() - 1]);
+        if parts.len() == 1 {
+            return pattern == text;
+        }
+        let Some(mut rest) = text.strip_prefix(first) else {
+            return false;
+        };
+        for mid in &parts[1..parts.len() - 1] {
+            match rest.find(mid) {
+                Some(i) => rest = &rest[i + mid.len()..],
+                None => return false,
+            }
+        }
+        rest.ends_with(last)
+    }
+
+    /// Whether two index patterns may match one name. Simpler than
+    /// Elasticsearch's automaton intersection: one matches the other
+    /// literally, or both have a `*` and the text before the first `*` of
+    /// one starts the other's (`logs-*` and `logs-app-*`).
+    pub fn overlap(a: &str, b: &str) -> bool {
+        let head = |p: &str| p.split('*').next().unwrap_or("").to_string();
+        glob(a, b)
+            || glob(b, a)
+            || (a.contains('*') && b.contains('*') && (head(a).starts_with(&head(b)) || head(b).starts_with(&head(a))))
+    }
+
+    fn body_object(body: &str) -> Result<BTreeMap<String, Json>, Rejected> {
+        match json::parse(body) {
+            Ok(Json::Object(m)) => Ok(m),
+            Ok(_) => Err(parse_error("request body must be a JSON object".to_string())),
+            Err(e) => Err(parse_error(format!("failed to parse the request body: {e}"))),
+        }
+    }
+
+    /// `PUT _ilm/policy/<name>`'s body, checked, as Elasticsearch returns
+    /// it: each phase with `min_age` (`0ms` when not given) and `actions`,
+    /// a `delete` action with `delete_searchable_snapshot` (true when not
+    /// given); everything else (`_meta` among it) as given.
+    pub fn normalise_policy(body: &str) -> Result<Json, Rejected> {
+        let doc = body_object(body)?;
+        let policy = match doc.get("policy") {
+            None => return Err(argument("Required [policy]".to_string())),
+            Some(Json::Object(p)) => p,
+            Some(_) => {
+                return Err(parse_error(
+                    "[put_lifecycle_request] policy must be an object".to_string(),
+                ))
+            }
+        };
+        let phases = match policy.get("phases") {
+            None => return Err(argument("Required [phases]".to_string())),
+            Some(Json::Object(p)) => p,
+            Some(_) => return Err(parse_error("[lifecycle_policy] phases must be an object".to_string())),
+        };
+        let mut out_phases = BTreeMap::new();
+        for (phase, def) in phases {
+            let allowed = PHASES
+                .iter()
+                .find(|(p, _)| p == phase)
+                .map(|(_, a)| *a)
+                .ok_or_else(|| argument(format!("Timeseries lifecycle does not support phase [{phase}]")))?;
+            let Json::Object(def) = def else {
+                return Err(parse_error(format!("[phases] phase [{phase}] must be an object")));
+            };
+            let actions = match def.get("actions") {
+                None => BTreeMap::new(),
+                Some(Json::Object(a)) => a.clone(),
+                Some(_) => return Err(parse_error(format!("[phase] actions of [{phase}] must be an object"))),
+            };
+            let mut out_actions = BTreeMap::new();
+            for (action, conf) in actions {
+                if !allowed.contains(&action.as_str()) {
+                    return Err(argument(format!(
+                        "invalid action [{action}] defined in phase [{phase}]"
+                    )));
+                }
+                let Json::Object(mut conf) = conf else {
+                    return Err(parse_error(format!("[{action}] must be an object")));
+                };
+                if action == "delete" {
+                    conf.entry("delete_searchable_snapshot".to_string())
+                        .or_insert(Json::Bool(true));
+                }
+                out_actions.insert(action, Json::Object(conf));
+            }
+            let mut def = def.clone();
+            def.insert("actions".to_string(), Json::Object(out_actions));
+            def.entry("min_age".to_string()).or_insert_with(|| Json::str("0ms"));
+            out_phases.insert(phase.clone(), Json::Object(def));
+        }
+        let mut out = policy.clone();
+        out.insert("phases".to_string(), Json::Object(out_phases));
+        Ok(Json::Object(out))
+    }
+
+    /// Settings as a template stores them: nested, every key under
+    /// `index.` (Elasticsearch adds the prefix), values as strings.
+    fn normalise_settings(v: &Json) -> Result<Json, Rejected> {
+        if !matches!(v, Json::Object(_)) {
+            return Err(parse_error("[template] settings must be an object".to_string()));
+        }
+        let mut flat = BTreeMap::new();
+        flatten("", v, &mut flat);
+        let mut out = BTreeMap::new();
+        for (k, v) in flat {
+            let key = if k.starts_with("index.") {
+                k
+            } else {
+                format!("index.{k}")
+            };
+            let value = match &v {
+                Json::Null => continue,
+                Json::Array(a) => Json::Array(a.iter().filter_map(|x| x.setting_value().map(Json::Str)).collect()),
+                other => match other.setting_value() {
+                    Some(s) => Json::Str(s),
+                    None => continue,
+                },
+            };
+            out.insert(key, value);
+        }
+        Ok(nest(&out))
+    }
+
+    fn strings(v: &Json, what: &str) -> Result<Vec<String>, Rejected> {
+        match v {
+            Json::Str(s) => Ok(vec![s.clone()]),
+            Json::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| parse_error(format!("[index_template] {what} must be strings"))),
+            _ => Err(parse_error(format!(
+                "[index_template] {what} must be an array of strings"
+            ))),
+        }
+    }
+
+    /// `PUT _index_template/<name>`'s body, checked against the other
+    /// templates, as Elasticsearch returns it: `index_patterns` an array,
+    /// `composed_of` `[]` when not given, `data_stream` with `hidden` and
+    /// `allow_custom_routing` (false when not given), settings nested under
+    /// `index` with string values; `priority`, `version`, `_meta` and the
+    /// mappings and aliases as given (`priority` absent when not given).
+    pub fn normalise_template(name: &str, body: &str, others: &BTreeMap<String, Json>) -> Result<Json, Rejected> {
+        let doc = body_object(body)?;
+        if let Some(k) = doc.keys().find(|k| !TEMPLATE_FIELDS.contains(&k.as_str())) {
+            return Err(parse_error(format!("[index_template] unknown field [{k}]")));
+        }
+        let wanted = match doc.get("index_patterns") {
+            None => return Err(argument("Required [index_patterns]".to_string())),
+            Some(v) => strings(v, "index_patterns")?,
+        };
+        if wanted.is_empty() {
+            return Err(argument(format!("index template [{name}] has no index patterns")));
+        }
+        let mut out = BTreeMap::new();
+        out.insert(
+            "index_patterns".to_string(),
+            Json::Array(wanted.iter().map(|p| Json::str(p)).collect()),
+        );
+        let composed = match doc.get("composed_of") {
+            None => Vec::new(),
+            Some(v) => strings(v, "composed_of")?,
+        };
+        if !composed.is_empty() {
+            // No component templates exist in the simulator.
+            return Err(argument(format!(
+                "index template [{name}] specifies component templates [{}] that do not exist",
+                composed.join(", ")
+            )));
+        }
+        out.insert("composed_of".to_string(), Json::Array(Vec::new()));
+        for field in ["priority", "version"] {
+            if let Some(v) = doc.get(field) {
+                if v.as_u64().is_none() {
+                    return Err(parse_error(format!(
+                        "[index_template] {field} must be a whole number >= 0"
+                    )));
+                }
+                out.insert(field.to_string(), v.clone());
+            }
+        }
+        if let Some(v) = doc.get("_meta") {
+            if !matches!(v, Json::Object(_)) {
+                return Err(parse_error("[index_template] _meta must be an object".to_string()));
+            }
+            out.insert("_meta".to_string(), v.clone());
+        }
+        for field in ["allow_auto_create", "ignore_missing_component_templates", "deprecated"] {
+            if let Some(v) = doc.get(field) {
+                out.insert(field.to_string(), v.clone());
+            }
+        }
+        if let Some(v) = doc.get("data_stream") {
+            let Json::Object(ds) = v else {
+                return Err(parse_error(
+                    "[index_template] data_stream must be an object".to_string(),
+                ));
+            };
+            let mut ds = ds.clone();
+            for flag in ["hidden", "allow_custom_routing"] {
+                ds.entry(flag.to_string()).or_insert(Json::Bool(false));
+            }
+            out.insert("data_stream".to_string(), Json::Object(ds));
+        }
+        if let Some(v) = doc.get("template") {
+            let Json::Object(t) = v else {
+                return Err(parse_error("[index_template] template must be an object".to_string()));
+            };
+            let mut template = BTreeMap::new();
+            for (k, v) in t {
+                let v = match k.as_str() {
+                    "settings" => normalise_settings(v)?,
+                    "mappings" | "aliases" | "lifecycle" => v.clone(),
+                    _ => return Err(parse_error(format!("[template] unknown field [{k}]"))),
+                };
+                template.insert(k.clone(), v);
+            }
+            out.insert("template".to_string(), Json::Object(template));
+        }
+        let out = Json::Object(out);
+        let mine = priority(&out);
+        let clashes: Vec<(&String, Vec<String>)> = others
+            .iter()
+            .filter(|(other, t)| *other != name && priority(t) == mine)
+            .map(|(other, t)| (other, patterns(t)))
+            .filter(|(_, theirs)| theirs.iter().any(|b| wanted.iter().any(|a| overlap(a, b))))
+            .collect();
+        if !clashes.is_empty() {
+            let names: Vec<&str> = clashes.iter().map(|(n, _)| n.as_str()).collect();
+            let theirs: Vec<String> = clashes
+                .iter()
+                .map(|(n, p)| format!("{n} => [{}]", p.join(", ")))
+                .collect();
+            return Err(argument(format!(
+                "index template [{name}] has index patterns [{}] matching patterns from existing templates [{}] with patterns ({}) that have the same priority [{mine}], multiple index templates may not match during index creation, please use a different priority",
+                wanted.join(", "),
+                names.join(","),
+                theirs.join(",")
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Elasticsearch's rules for a data stream's name (those that matter here).
+    pub fn check_data_stream_name(name: &str) -> Result<(), Rejected> {
+        if name.to_lowercase() != name {
+            return Err(argument(format!("data_stream [{name}] must be lowercase")));
+        }
+        if name.starts_with(".ds-") {
+            return Err(argument(format!("data_stream [{name}] must not start with '.ds-'")));
+        }
+        let bad = ['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'];
+        if name.contains(bad) || name.starts_with(['-', '_', '+']) || name == "." || name == ".." {
+            return Err(argument(format!("data_stream [{name}] must not contain the following characters [{}], must not start with '-', '_' or '+' and must not be '.' or '..'", bad.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", "))));
+        }
+        Ok(())
+    }
+
+    /// The day in a backing index's name (`.ds-<stream>-<yyyy.MM.dd>-<generation>`).
+    pub fn backing_date(index: &str) -> Option<String> {
+        let rest = index.strip_prefix(".ds-")?;
+        let (head, generation) = rest.rsplit_once('-')?;
+        if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let date = head.get(head.len().checked_sub(10)?..)?;
+        is_index_date(date).then(|| date.to_string())
+    }
+
+    /// Milliseconds since the epoch at the start (UTC) of a `yyyy.MM.dd` day.
+    pub fn day_start(date: &str) -> Option<u128> {
+        if !is_index_date(date) {
+            return None;
+        }
+        let y: i64 = date[0..4].parse().ok()?;
+        let m: i64 = date[5..7].parse().ok()?;
+        let d: i64 = date[8..10].parse().ok()?;
+        // Howard Hinnant's days-from-civil.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        (days >= 0).then(|| days as u128 * 86_400_000)
+    }
+
+    /// An Elasticsearch time value (`30d`, `12h`, `0ms`) in milliseconds.
+    pub fn time_value(v: &str) -> Option<u128> {
+        let v = v.trim();
+        let units: [(&str, f64); 7] = [
+            ("nanos", 1e-6),
+            ("micros", 1e-3),
+            ("ms", 1.0),
+            ("s", 1e3),
+            ("m", 60e3),
+            ("h", 3_600e3),
+            ("d", 86_400e3),
+        ];
+        for (unit, factor) in units {
+            if let Some(n) = v.strip_suffix(unit) {
+                if let Ok(n) = n.trim().parse::<f64>() {
+                    if n >= 0.0 && n.is_finite() {
+                        return Some((n * factor) as u128);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// A policy's `phases.<phase>` value at a path of its actions (`["rollover", "max_age"]`) or `min_age`.
+    pub fn phase_value(policy: &Json, phase: &str, path: &[&str]) -> Option<u128> {
+        let mut v = policy.get("phases")?.get(phase)?;
+        for p in path {
+            v = v.get(p)?;
+        }
+        time_value(v.as_str()?)
+    }
+
+    /// Year, month, day (UTC) and the millisecond of that day.
+    fn civil(ms: u128) -> (i64, u32, u32, u64) {
+        let days = (ms / 86_400_000) as i64;
+        let of_day = (ms % 86_400_000) as u64;
+        // Howard Hinnant's days-to-civil.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        (y, m, d, of_day)
+    }
+
+    /// `2026-12-01T10:00:00.000Z`.
+    pub fn iso8601(ms: u128) -> String {
+        let (y, m, d, t) = civil(ms);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t / 3_600_000,
+            t / 60_000 % 60,
+            t / 1000 % 60,
+            t % 1000
+        )
+    }
+
+    /// `2026.12.01`, as backing indices are named.
+    pub fn index_date(ms: u128) -> String {
+        let (y, m, d, _) = civil(ms);
+        format!("{y:04}.{m:02}.{d:02}")
+    }
+
+    /// Whether `s` reads `yyyy.MM.dd`.
+    pub fn is_index_date(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.len() == 10
+            && b[4] == b'.'
+            && b[7] == b'.'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    }
 }

@@ -1,10 +1,14 @@
 //! The little JSON the stand-in needs, std only: a parser for request
-//! bodies (`PUT _cluster/settings`, the simulator's controls) and a string
-//! escaper for the answers it writes by hand.
+//! bodies (`PUT _cluster/settings`, the simulator's controls), a compact
+//! writer for the bodies it stores and returns (ILM policies, index
+//! templates), and a string escaper for the answers it writes by hand.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-/// A parsed JSON value (objects keep their keys sorted).
+/// A parsed JSON value. Objects keep their keys SORTED (not in the order
+/// they were parsed), so `to_json` writes every object's keys sorted; a
+/// repeated key keeps its last value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
     Null,
@@ -23,6 +27,81 @@ impl Json {
         }
     }
 
+    /// An object from `(key, value)` pairs.
+    pub fn object<'a>(pairs: impl IntoIterator<Item = (&'a str, Json)>) -> Json {
+        Json::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    pub fn str(s: &str) -> Json {
+        Json::Str(s.to_string())
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Json]> {
+        match self {
+            Json::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// A whole, non-negative number.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Json::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= u64::MAX as f64 => Some(*n as u64),
+            _ => None,
+        }
+    }
+
+    /// The compact JSON text (no whitespace, object keys sorted). Whole
+    /// numbers below 2^53 are written without a fraction (`1`, not `1.0`);
+    /// a number JSON cannot hold (infinite, from `1e999`) is written `null`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Number(n) if !n.is_finite() => out.push_str("null"),
+            Json::Number(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+                out.push_str(&(*n as i64).to_string())
+            }
+            Json::Number(n) => out.push_str(&n.to_string()),
+            Json::Str(s) => out.push_str(&quote(s)),
+            Json::Array(a) => {
+                out.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+            Json::Object(m) => {
+                out.push('{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&quote(k));
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// A scalar as the string Elasticsearch stores for a setting; `None` for null.
     pub fn setting_value(&self) -> Option<String> {
         match self {
@@ -34,6 +113,12 @@ impl Json {
             Json::Array(a) => Some(a.iter().filter_map(Json::setting_value).collect::<Vec<_>>().join(",")),
             Json::Object(_) => None,
         }
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
     }
 }
 

@@ -23,7 +23,12 @@
 //!   handlers every `docker stop` / service removal would wait for the whole
 //!   grace period (10 s) and then SIGKILL;
 //! - accepts and ignores every command-line argument (services may pass
-//!   some, e.g. `elasticsearch -E ...`);
+//!   some, e.g. `elasticsearch -E ...`), except as a client:
+//!   `standin http METHOD URL [BODY]` sends one request (plain HTTP, JSON
+//!   body), prints the status line and the answer, and exits 0 on a 2xx
+//!   answer, else 1. Tests run it with `docker run --network <overlay>` to
+//!   reach services by name where only the overlay routes (there is no
+//!   curl in a FROM-scratch image);
 //! - run as the Elasticsearch image (its environment has `ES_JAVA_OPTS`,
 //!   `discovery.*` or `cluster.initial_master_nodes`, or `STANDIN_ROLE=
 //!   elasticsearch`), it simulates Elasticsearch on its HTTP and transport
@@ -134,8 +139,66 @@ fn serve(listener: TcpListener, port: u16) {
     }
 }
 
+/// `standin http METHOD URL [BODY]`: one request, the answer on stdout.
+fn client(args: &[String]) -> i32 {
+    let (Some(method), Some(url)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: standin http METHOD http://HOST:PORT/PATH [BODY]");
+        return 2;
+    };
+    let body = args.get(2).cloned().unwrap_or_default();
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("standin: only http:// URLs: {url}");
+        return 2;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut stream = match TcpStream::connect(&addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("standin: connect {addr}: {e}");
+            return 1;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Err(e) = stream.write_all(request.as_bytes()) {
+        eprintln!("standin: send to {addr}: {e}");
+        return 1;
+    }
+    let mut answer = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut answer) {
+        eprintln!("standin: read from {addr}: {e}");
+        return 1;
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next().unwrap_or_default().to_string();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    println!("{status_line}");
+    println!("{body}");
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    i32::from(!(200..300).contains(&code))
+}
+
 fn main() {
     install_signal_handlers();
+    let all: Vec<String> = env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("http") {
+        std::process::exit(client(&all[1..]));
+    }
 
     // Arguments are accepted and ignored on purpose.
     let args: Vec<String> = env::args().skip(1).collect();
