@@ -220,7 +220,7 @@ fn the_shipper_is_global_root_read_only_and_keeps_its_registry() {
     assert!(spec["Mode"]["Global"].is_object(), "global: {}", spec["Mode"]);
     // Every node, not only loggers.
     assert!(spec["TaskTemplate"]["Placement"]["Constraints"].is_null());
-    assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["User"], "root");
+    assert_eq!(spec["TaskTemplate"]["ContainerSpec"]["User"], "0");
     let mounts = spec["TaskTemplate"]["ContainerSpec"]["Mounts"]
         .as_array()
         .expect("mounts");
