@@ -97,6 +97,8 @@ pub struct Context {
     watched: RwLock<Vec<String>>,
     /// Every service event matters (the companion and opt-ins can be anywhere).
     all_services: std::sync::atomic::AtomicBool,
+    /// The files the last good render read, watched for edits.
+    rendered_from: triggers::RenderedFrom,
     /// The engine's time (ns) up to which a finished observe has seen every
     /// change an event could announce (0: none yet).
     covered: std::sync::atomic::AtomicI64,
@@ -140,6 +142,7 @@ impl Context {
             stack: RwLock::new(stack),
             watched: RwLock::new(Vec::new()),
             all_services: std::sync::atomic::AtomicBool::new(true),
+            rendered_from: Default::default(),
             covered: std::sync::atomic::AtomicI64::new(0),
             convergence: std::sync::Mutex::new(Default::default()),
             es: Default::default(),
@@ -212,11 +215,33 @@ impl Context {
             return Err(empty);
         }
         let d = crate::render::render(&self.settings.render, &crate::render::process_env)
-            .map(|r| r.desired)
+            .map(|r| {
+                self.note_rendered_from(&r);
+                r.desired
+            })
             .map_err(|p| p.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         match in_force.map(|f| crate::render::continuity(f, &d)) {
             Some(problems) if !problems.is_empty() => Err(problems),
             _ => Ok(d),
+        }
+    }
+
+    /// The files this render read, as they are now. One that no longer
+    /// holds what the render read (edited in between) is recorded as never
+    /// seen, so the watcher triggers a render of the new content.
+    fn note_rendered_from(&self, r: &crate::render::chart::Rendered) {
+        let files = r
+            .file_paths
+            .iter()
+            .map(|(written, path)| {
+                let stat = triggers::stat(path);
+                let read = r.files.iter().find(|(w, _)| w == written).map(|(_, d)| d);
+                let same = read.is_some_and(|d| std::fs::read(path).is_ok_and(|now| &now == d));
+                (path.clone(), if same { stat } else { triggers::UNSEEN })
+            })
+            .collect();
+        if let Ok(mut w) = self.rendered_from.write() {
+            *w = files;
         }
     }
 
@@ -279,6 +304,7 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
     tokio::spawn(triggers::resync_ticker(s.resync, ctx.trigger.clone(), shutdown.clone()));
     tokio::spawn(triggers::watch_files(
         ctx.watched_files(),
+        ctx.rendered_from.clone(),
         s.watch_interval,
         ctx.trigger.clone(),
         shutdown.clone(),

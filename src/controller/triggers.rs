@@ -9,6 +9,7 @@
 //! after `debounce` without a new trigger, or `max_delay` after it opened,
 //! which keeps a storm to about one reconcile per `max_delay`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -254,19 +255,41 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
     out
 }
 
-/// Polls the values and chart files every `interval`; sends
-/// [`Trigger::FileChange`] when any changed (polling works on every
-/// filesystem, including swarm configs and bind mounts).
+/// A file as it was when last looked at: modified time and length (`None`:
+/// not there).
+pub type Stat = Option<(SystemTime, u64)>;
+
+/// A state no file has: what a file counts as when the render's read of it
+/// is not known to be its content now.
+pub const UNSEEN: Stat = Some((SystemTime::UNIX_EPOCH, u64::MAX));
+
+pub fn stat(path: &std::path::Path) -> Stat {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+}
+
+/// The files the desired state in force was rendered from (a config's
+/// `file:` outside the chart directory, such as `shipper.configFile:
+/// /etc/swarmlog/files/filebeat.yml`), as they were when the render read
+/// them. Set after each good render, read by [`watch_files`].
+pub type RenderedFrom = std::sync::Arc<std::sync::RwLock<Vec<(PathBuf, Stat)>>>;
+
+/// Polls the values and chart files, and the files the last good render read
+/// ([`RenderedFrom`]), every `interval`; sends [`Trigger::FileChange`] when
+/// any changed (polling works on every filesystem, including swarm configs
+/// and bind mounts). A rendered-from file counts as changed when it differs
+/// from what the render read, once per new state (a render that fails on it
+/// does not make it trigger again and again).
 pub async fn watch_files(
     paths: Vec<PathBuf>,
+    rendered_from: RenderedFrom,
     interval: Duration,
     tx: mpsc::Sender<Trigger>,
     shutdown: CancellationToken,
 ) {
-    if paths.is_empty() {
-        return;
-    }
     let mut last = fingerprint(&paths);
+    let mut reported: BTreeMap<PathBuf, Stat> = BTreeMap::new();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -274,11 +297,18 @@ pub async fn watch_files(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 let now = fingerprint(&paths);
-                if now != last {
-                    last = now;
-                    if tx.send(Trigger::FileChange).await.is_err() {
-                        return;
+                let mut changed = now != last;
+                last = now;
+                let from = rendered_from.read().map(|f| f.clone()).unwrap_or_default();
+                for (path, read) in from {
+                    let current = stat(&path);
+                    if current != read && reported.get(&path) != Some(&current) {
+                        reported.insert(path, current);
+                        changed = true;
                     }
+                }
+                if changed && tx.send(Trigger::FileChange).await.is_err() {
+                    return;
                 }
             }
         }
@@ -505,12 +535,48 @@ mod tests {
         let stop = CancellationToken::new();
         tokio::spawn(watch_files(
             vec![file.clone()],
+            RenderedFrom::default(),
             Duration::from_millis(20),
             tx,
             stop.clone(),
         ));
         tokio::time::sleep(Duration::from_millis(60)).await;
         std::fs::write(&file, "a: 22\n").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(got, Some(Trigger::FileChange));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_edit_of_a_file_the_render_read_triggers_once() {
+        let dir = std::env::temp_dir().join(format!("swarmlog-watch-from-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (read, unknown) = (dir.join("filebeat.yml"), dir.join("pipeline.conf"));
+        std::fs::write(&read, "a: 1\n").unwrap();
+        std::fs::write(&unknown, "input {}\n").unwrap();
+        let from = RenderedFrom::default();
+        from.write().unwrap().push((read.clone(), stat(&read)));
+        let (tx, mut rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        tokio::spawn(watch_files(
+            Vec::new(),
+            from.clone(),
+            Duration::from_millis(20),
+            tx,
+            stop.clone(),
+        ));
+        // Unchanged: nothing.
+        let quiet = tokio::time::timeout(Duration::from_millis(150), rx.recv()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
+        std::fs::write(&read, "a: 22\n").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(got, Some(Trigger::FileChange));
+        // Not again for the same state (a render that fails on it, say).
+        let quiet = tokio::time::timeout(Duration::from_millis(150), rx.recv()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
+        // A file the render read but whose content it could not confirm:
+        // it triggers a render.
+        from.write().unwrap().push((unknown.clone(), UNSEEN));
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
         assert_eq!(got, Some(Trigger::FileChange));
         stop.cancel();

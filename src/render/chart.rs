@@ -71,6 +71,10 @@ pub struct Rendered {
     /// Files the compose text references (config and secret files), by the
     /// path written in it, for ejecting to a directory.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Where those files are on disk, by the path written (none for the
+    /// built-in chart's own): a running operator watches them, so an edit
+    /// rolls what uses them.
+    pub file_paths: Vec<(String, PathBuf)>,
     pub warnings: Vec<String>,
 }
 
@@ -211,6 +215,21 @@ impl Chart {
         })
     }
 
+    /// Where a file the stack file references is on disk: absolute as it is,
+    /// else relative to the chart (or the stack file's directory); `None`
+    /// for the built-in chart's own files.
+    pub fn file_path(&self, path: &str) -> Option<PathBuf> {
+        let rel = path.strip_prefix("./").unwrap_or(path);
+        if Path::new(path).is_absolute() {
+            return Some(PathBuf::from(path));
+        }
+        match &self.source {
+            Source::Embedded => None,
+            Source::Dir(dir) => Some(dir.join(rel)),
+            Source::StackFile(file) => Some(file.parent().unwrap_or(Path::new(".")).join(rel)),
+        }
+    }
+
     /// Reads a file the stack file references, relative to the chart (or the
     /// stack file's directory); absolute paths are read as they are.
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
@@ -330,8 +349,10 @@ impl Chart {
         desired.letsencrypt = self.companion(&values)?;
         self.check_elasticsearch(&values)?;
         let mut files = Vec::new();
+        let mut file_paths = Vec::new();
         for def in loaded.compose.configs.values().chain(loaded.compose.secrets.values()) {
             if let (Some(f), false) = (&def.file, def.external) {
+                file_paths.extend(self.file_path(f).map(|p| (f.clone(), p)));
                 if let Ok(data) = self.read_file(f) {
                     files.push((f.clone(), data));
                 }
@@ -343,6 +364,7 @@ impl Chart {
             compose_text,
             desired,
             files,
+            file_paths,
             warnings: loaded.warnings,
         })
     }
