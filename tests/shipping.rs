@@ -1,0 +1,482 @@
+//! Shipping and retention on a sandbox swarm of its own (manager-1,
+//! logger-1, worker-1; worker-2 joins in a trial): the operator's image
+//! deployed with manifests/operator.yml, the stand-in as Filebeat and as
+//! Elasticsearch (its simulator).
+//!
+//! - The shipper runs on every node, a node that joins gets one with no
+//!   action, and a change of its config (the values pointing at a file of
+//!   the user's, then an edit of that file) rolls it onto the new config on
+//!   every node.
+//! - The ILM policy and the index template reach Elasticsearch exactly
+//!   once across ten resyncs and an operator restart (the simulator's own
+//!   write log, kept in its volume, is the witness); a new retention writes
+//!   the policy once more and the template not again; a disk at 91% makes
+//!   the phase Degraded naming the node; the oldest index and the indices
+//!   blocked at the flood stage are shown; a disk back at 50% converges.
+//!
+//! Real Filebeat and Logstash cannot run here (no registry serves their
+//! images): tests/shipper_config.rs checks their configuration against
+//! Elastic's documented settings.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::operator::{es_writes, Deployed};
+use common::{run_suite, wait_for, Sandbox, TestFn};
+use serde_json::Value;
+
+const SANDBOX: &str = "itship";
+const IMAGE: &str = "swarmlog:itship";
+const PROXY_NET: &str = "main";
+
+fn main() {
+    let tests: Vec<(&'static str, TestFn)> = vec![
+        (
+            "retention_is_written_once_across_resyncs_and_a_restart_and_the_disk_is_watched",
+            retention_and_disk,
+        ),
+        (
+            "the_shipper_runs_on_every_node_a_joining_one_included_and_rolls_on_a_config_change",
+            shipper_everywhere,
+        ),
+    ];
+    // Host-mode published ports (the operator's) need dockerd's iptables.
+    run_suite(SANDBOX, &["--workers", "2", "--iptables"], setup, tests);
+}
+
+fn setup(sb: &Sandbox) -> Result<(), String> {
+    sb.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
+    let bin = common::repo().join("target/x86_64-unknown-linux-gnu/release/swarmlog");
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: build it first (scripts/test does): RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --target x86_64-unknown-linux-gnu",
+            bin.display()
+        ));
+    }
+    common::sh(&format!(
+        "DOCKER_HOST={} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {IMAGE} .",
+        sb.host
+    ))?;
+    Ok(())
+}
+
+/// Values of stack `stack` (placed by the node label `<stack>=true`), the
+/// shipper on, its host paths those of the sandbox's nodes (each node's
+/// data root and socket, by the node's hostname: swarm expands the
+/// template per node).
+fn values(sb: &Sandbox, stack: &str, retention: &str, extra: &str) -> String {
+    let root = common::repo().join("target/sandbox").join(&sb.name);
+    format!(
+        "stack: {stack}\n\
+         nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
+         letsencrypt:\n  enabled: false\n\
+         elasticsearch:\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  retention: {retention}\n  \
+         preflight:\n    maxMapCount: 0\n\
+         shipper:\n  enabled: true\n  \
+         containersPath: \"{}/{{{{.Node.Hostname}}}}/data/containers\"\n  \
+         dockerSocket: \"{}/{{{{.Node.Hostname}}}}.sock\"\n{extra}",
+        root.display(),
+        root.display()
+    )
+}
+
+/// Swaps the operator's values config for `config` (and any further
+/// `docker service update` arguments): one update, one restart.
+fn swap_values(sb: &Sandbox, old: &str, config: &str, text: &str, more: &[&str]) -> Result<(), String> {
+    let dir = common::temp_dir("operator-values");
+    let file = dir.join(format!("{config}.yaml"));
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
+    sb.docker(&["config", "create", config, &file.display().to_string()])?;
+    let add = format!("source={config},target=/etc/swarmlog/values.yaml,mode=0444");
+    let mut args = vec!["service", "update", "--detach", "--config-rm", old, "--config-add", &add];
+    args.extend_from_slice(more);
+    args.push("swarmlog_operator");
+    sb.docker(&args).map(|_| ())
+}
+
+/// One request from a container on the operator's overlay network (the
+/// stand-in's client mode): Elasticsearch is reached by name there only.
+fn es_call(sb: &Sandbox, method: &str, url: &str, body: &str) -> Result<String, String> {
+    sb.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "swarmlog_es",
+        "swarmlog/standin:latest",
+        "http",
+        method,
+        url,
+        body,
+    ])
+}
+
+fn explain(e: String, op: &Deployed) -> String {
+    let st = op
+        .status()
+        .map(|st| {
+            format!(
+                "phase {}\nshipping {}\nelasticsearch {}\nevents {}",
+                st["phase"], st["shipping"], st["elasticsearch"], st["events"]
+            )
+        })
+        .unwrap_or_else(|e| e);
+    format!(
+        "{e}\n--- the operator's /status ---\n{st}\n--- operator log (tail) ---\n{}",
+        op.logs()
+    )
+}
+
+fn count(writes: &[(u64, String, String)], prefix: &str) -> usize {
+    writes.iter().filter(|(_, _, w)| w.starts_with(prefix)).count()
+}
+
+fn retention_and_disk(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    const STACK: &str = "ret";
+    sb.docker(&["node", "update", "--label-add", "ret=true", "logger-1"])?;
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_ret1", &values(sb, STACK, "30d", ""))?;
+    // The sandbox has no IP virtual server: a service's virtual IP does not
+    // route, its tasks' addresses do (`tasks.<service>`). A resync every
+    // second, so ten of them take seconds.
+    sb.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "SWARMLOG_ES_URL=http://tasks.ret_elasticsearch:9200",
+        "--env-add",
+        "SWARMLOG_RESYNC=1s",
+        "swarmlog_operator",
+    ])?;
+    let writes = || es_writes(sb, &["logger-1"], "ret_elasticsearch_index");
+    let policy_puts = |w: &[(u64, String, String)]| count(w, "PUT /_ilm/policy/swarmlog-logs");
+    let template_puts = |w: &[(u64, String, String)]| count(w, "PUT /_index_template/swarmlog-logs");
+    let result = rt.block_on(async {
+        let in_force = |want_retention: &'static str| {
+            let op = &op;
+            async move {
+                let st = op.status()?;
+                let r = &st["elasticsearch"]["retention"];
+                let ok = r["policy_state"] == "in-force"
+                    && r["template_state"] == "in-force"
+                    && r["retention"] == want_retention
+                    && st["phase"] == "Converged";
+                if ok {
+                    Ok(Some(st))
+                } else {
+                    Err(format!("phase {}, retention {r}", st["phase"]))
+                }
+            }
+        };
+        let t0 = Instant::now();
+        let st = wait_for("the policy and template in force, Converged", Duration::from_secs(180), || {
+            in_force("30d")
+        })
+        .await?;
+        eprintln!(
+            "BENCH retention: deploy to policy and template in force in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        let w = writes();
+        if (policy_puts(&w), template_puts(&w)) != (1, 1) {
+            return Err(format!("expected one PUT each of the policy and the template: {w:#?}"));
+        }
+        // Ten resyncs: nothing written.
+        let from = st["reconcile"]["count"].as_u64().unwrap_or(0);
+        let first_start = st["started_at"].clone();
+        wait_for("ten more reconciles", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+            Ok((n >= from + 10).then_some(()))
+        })
+        .await?;
+        // An operator restart: it reads, finds them in force, writes nothing.
+        sb.docker(&["service", "update", "--detach", "--force", "swarmlog_operator"])?;
+        let restarted = wait_for("the restarted operator, ten reconciles in", Duration::from_secs(120), || async {
+            let st = op.status()?;
+            let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+            let r = &st["elasticsearch"]["retention"];
+            let new = st["started_at"] != first_start;
+            let ok = new && n >= 10 && r["policy_state"] == "in-force" && r["template_state"] == "in-force";
+            if ok {
+                Ok(Some(st))
+            } else {
+                Err(format!("new instance {new}, reconciles {n}, retention {r}"))
+            }
+        })
+        .await?;
+        let w = writes();
+        if (policy_puts(&w), template_puts(&w)) != (1, 1) {
+            return Err(format!(
+                "ten resyncs and a restart wrote again (reconciles after the restart: {}): {w:#?}",
+                restarted["reconcile"]["count"]
+            ));
+        }
+
+        // A new retention: the policy written once more, the template not.
+        swap_values(
+            sb,
+            "swarmlog_values_ret1",
+            "swarmlog_values_ret2",
+            &values(sb, STACK, "7d", ""),
+            &[],
+        )?;
+        wait_for("the 7d policy in force", Duration::from_secs(120), || in_force("7d")).await?;
+        let w = writes();
+        if (policy_puts(&w), template_puts(&w)) != (2, 1) {
+            return Err(format!(
+                "a new retention should write the policy once more and the template not: {w:#?}"
+            ));
+        }
+        let last_policy = w
+            .iter()
+            .rev()
+            .find(|(_, _, x)| x.starts_with("PUT /_ilm/policy/swarmlog-logs"))
+            .map(|(_, _, x)| x.clone())
+            .unwrap_or_default();
+        if !last_policy.contains("\"min_age\":\"7d\"") {
+            return Err(format!("the second policy does not delete after 7d: {last_policy}"));
+        }
+
+        // The disk at 91%: above the high watermark, Degraded, the node named.
+        let es = "http://tasks.ret_elasticsearch:9200";
+        es_call(sb, "PUT", &format!("{es}/_standin/disk"), r#"{"percent":91}"#)?;
+        wait_for("Degraded, naming logger-1's disk", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            let named = st["elasticsearch"]["problems"].as_array().is_some_and(|p| {
+                p.iter().any(|p| {
+                    p.as_str()
+                        .is_some_and(|p| p.contains("on logger-1 uses 91% of its disk") && p.contains("high watermark"))
+                })
+            });
+            let level = st["elasticsearch"]["nodes"][0]["disk_level"].clone();
+            if st["phase"] == "Degraded" && named && level == "high" {
+                Ok(Some(()))
+            } else {
+                Err(format!("phase {}, elasticsearch {}", st["phase"], st["elasticsearch"]))
+            }
+        })
+        .await?;
+
+        // A data stream (as Logstash's first write makes one): its backing
+        // index is the oldest kept.
+        es_call(sb, "PUT", &format!("{es}/_data_stream/logs-swarm-default"), "")?;
+        wait_for("the oldest index shown", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            let r = &st["elasticsearch"]["retention"];
+            let oldest = r["oldest_index"].as_str().unwrap_or_default();
+            let stream = &r["data_streams"][0];
+            let ok = oldest.starts_with(".ds-logs-swarm-default-")
+                && stream["name"] == "logs-swarm-default"
+                && stream["ilm_policy"] == "swarmlog-logs";
+            Ok(ok.then_some(())).and_then(|o| o.map(Some).ok_or_else(|| format!("retention {r}")))
+        })
+        .await?;
+
+        // The flood stage: the index turned read-only is reported.
+        es_call(sb, "PUT", &format!("{es}/_standin/disk"), r#"{"percent":96}"#)?;
+        wait_for("the read-only index reported", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            let e = &st["elasticsearch"];
+            let ro = e["read_only_indices"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|i| i.as_str().is_some_and(|i| i.starts_with(".ds-logs-swarm-default-"))));
+            let said = e["problems"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p.as_str().is_some_and(|p| p.contains("read-only"))));
+            if ro && said && st["phase"] == "Degraded" {
+                Ok(Some(()))
+            } else {
+                Err(format!("phase {}, elasticsearch {e}", st["phase"]))
+            }
+        })
+        .await?;
+
+        // Room again: the block lifted, Converged, and still no write more.
+        es_call(sb, "PUT", &format!("{es}/_standin/disk"), r#"{"percent":50}"#)?;
+        wait_for("Converged with the disk at 50%", Duration::from_secs(60), || async {
+            let st = op.status()?;
+            let e = &st["elasticsearch"];
+            let clear = e["read_only_indices"].as_array().is_none_or(|a| a.is_empty());
+            if clear && st["phase"] == "Converged" {
+                Ok(Some(()))
+            } else {
+                Err(format!("phase {}, elasticsearch {e}", st["phase"]))
+            }
+        })
+        .await?;
+        let w = writes();
+        if (policy_puts(&w), template_puts(&w)) != (2, 1) {
+            return Err(format!("written again after the disk steps: {w:#?}"));
+        }
+        Ok::<(), String>(())
+    });
+    result.map_err(|e| explain(e, &op))
+}
+
+/// The shipper's service config, and each running task: (node ID, state,
+/// the config it runs with).
+type Tasks = (String, Vec<(String, String, String)>);
+
+fn shipper_tasks(sb: &Sandbox, service: &str) -> Result<Tasks, String> {
+    let config_of = |spec: &Value| {
+        spec["ContainerSpec"]["Configs"][0]["ConfigName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let text = sb.docker(&["service", "inspect", service])?;
+    let svc: Value = serde_json::from_str(&text).map_err(|e| format!("service inspect: {e}"))?;
+    let wanted = config_of(&svc[0]["Spec"]["TaskTemplate"]);
+    let ids = sb.docker(&["service", "ps", "-q", "--filter", "desired-state=running", service])?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Ok((wanted, Vec::new()));
+    }
+    let mut args = vec!["inspect", "--type", "task"];
+    args.extend(ids);
+    let text = sb.docker(&args)?;
+    let tasks: Value = serde_json::from_str(&text).map_err(|e| format!("task inspect: {e}"))?;
+    let rows = tasks
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    (
+                        t["NodeID"].as_str().unwrap_or_default().to_string(),
+                        t["Status"]["State"].as_str().unwrap_or_default().to_string(),
+                        config_of(&t["Spec"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((wanted, rows))
+}
+
+/// Every one of `nodes` nodes runs a shipper task with the service's config,
+/// and that config is not `old`: the config's name.
+fn rolled(sb: &Sandbox, service: &str, nodes: usize, old: &str) -> Result<Option<String>, String> {
+    let (wanted, rows) = shipper_tasks(sb, service)?;
+    let mut on: Vec<&String> = rows
+        .iter()
+        .filter(|(_, state, config)| state == "running" && *config == wanted)
+        .map(|(node, _, _)| node)
+        .collect();
+    on.sort();
+    on.dedup();
+    if wanted != old && !wanted.is_empty() && on.len() == nodes && rows.len() == nodes {
+        Ok(Some(wanted))
+    } else {
+        Err(format!("service config {wanted:?} (was {old:?}); tasks {rows:?}"))
+    }
+}
+
+fn config_text(sb: &Sandbox, name: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let text = sb.docker(&["config", "inspect", name])?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("config inspect: {e}"))?;
+    let data = v[0]["Spec"]["Data"].as_str().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("config {name}: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| format!("config {name}: {e}"))
+}
+
+fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    const STACK: &str = "shp";
+    const SERVICE: &str = "shp_shipper";
+    sb.docker(&["node", "update", "--label-add", "shp=true", "logger-1"])?;
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_shp1", &values(sb, STACK, "30d", ""))?;
+    let result = rt.block_on(async {
+        let shipping = |nodes: usize| {
+            let op = &op;
+            async move {
+                let st = op.status()?;
+                let s = &st["shipping"];
+                let ok = s["enabled"] == true
+                    && s["service"] == SERVICE
+                    && s["nodes"] == nodes
+                    && s["running"] == nodes
+                    && s["missing"].as_array().is_some_and(|m| m.is_empty());
+                Ok(ok.then_some(())).and_then(|o| o.map(Some).ok_or_else(|| format!("shipping {s}")))
+            }
+        };
+        let t0 = Instant::now();
+        wait_for("a shipper running on each of 3 nodes", Duration::from_secs(180), || shipping(3)).await?;
+        eprintln!(
+            "BENCH shipper: deploy to a shipper on 3 nodes in /status in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        let first = wait_for("every node's shipper on the chart's config", Duration::from_secs(60), || async {
+            rolled(sb, SERVICE, 3, "")
+        })
+        .await?;
+        if !config_text(sb, &first)?.contains("type: filestream") {
+            return Err(format!("{first} is not the chart's filebeat.yml"));
+        }
+
+        // A node joins: its shipper comes with no action.
+        let t0 = Instant::now();
+        sb.script("add-worker", &["worker-2"])?;
+        wait_for("a shipper on the joined node too", Duration::from_secs(180), || shipping(4)).await?;
+        eprintln!(
+            "BENCH shipper: add-worker returned to a shipper on the new node in /status in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+
+        // The user's own config file (bind-mounted into the operator), named
+        // by the values: every node's shipper rolls onto it.
+        let dir = common::temp_dir("shipper-files");
+        let file = dir.join("filebeat.yml");
+        let chart = std::fs::read_to_string(common::repo().join("charts/logging/files/filebeat.yml"))
+            .map_err(|e| format!("the chart's filebeat.yml: {e}"))?;
+        let mine = chart.replace("logging.level: info", "logging.level: warning");
+        if mine == chart {
+            return Err("the chart's filebeat.yml has no `logging.level: info` to change".into());
+        }
+        std::fs::write(&file, &mine).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mount = format!("type=bind,source={},target=/etc/swarmlog/files,readonly", dir.display());
+        swap_values(
+            sb,
+            "swarmlog_values_shp1",
+            "swarmlog_values_shp2",
+            &values(sb, STACK, "30d", "  configFile: /etc/swarmlog/files/filebeat.yml\n"),
+            &["--mount-add", &mount],
+        )?;
+        let t0 = Instant::now();
+        let second = wait_for("every node's shipper on the user's config", Duration::from_secs(180), || async {
+            rolled(sb, SERVICE, 4, &first)
+        })
+        .await?;
+        eprintln!(
+            "BENCH shipper: values swapped to 4 shippers rolled in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        if config_text(sb, &second)? != mine {
+            return Err(format!("{second} does not hold the user's file"));
+        }
+
+        // An edit of that file (written whole, then renamed, as editors do):
+        // the operator notices it and rolls the shipper again.
+        let edited = mine.replace("logging.level: warning", "logging.level: error");
+        let tmp = dir.join(".filebeat.yml.tmp");
+        std::fs::write(&tmp, &edited).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let t0 = Instant::now();
+        let third = wait_for("every node's shipper on the edited file", Duration::from_secs(120), || async {
+            rolled(sb, SERVICE, 4, &second)
+        })
+        .await?;
+        eprintln!(
+            "BENCH shipper: file edited to 4 shippers rolled in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        if config_text(sb, &third)? != edited {
+            return Err(format!("{third} does not hold the edited file"));
+        }
+        wait_for("4 shippers running in /status", Duration::from_secs(60), || shipping(4)).await?;
+        Ok::<(), String>(())
+    });
+    result.map_err(|e| explain(e, &op))
+}
