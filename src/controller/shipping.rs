@@ -12,9 +12,10 @@ pub const LABEL_SHIPPER: &str = "io.swarmlog.shipper";
 
 /// The shipper's status, and the problems that make the phase Degraded: a
 /// node without a running shipper whose shipper tasks failed or were
-/// rejected there (a node that just joined and is starting one is only
-/// listed as missing; the `SwarmlogShipperMissing` alert fires when that
-/// lasts).
+/// rejected there, where a task waits with an error (no resources), or
+/// where swarm schedules none at all (its placement excludes the node). A
+/// node that just joined and is starting one is only listed as missing (the
+/// `SwarmlogShipperMissing` alert fires when that lasts).
 pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, Vec<String>) {
     let Some(service) = desired
         .services
@@ -77,6 +78,20 @@ pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, V
                 .and_then(|s| s.err.clone().or_else(|| s.message.clone()))
                 .unwrap_or_else(|| "no reason given".into());
             problems.push(format!("the shipper ({service}) fails on {host}: {err}"));
+        } else if let Some(err) = on_node
+            .iter()
+            .filter(|t| matches!(state(t), Some(TaskState::PENDING | TaskState::ASSIGNED)))
+            .find_map(|t| t.status.as_ref().and_then(|s| s.err.clone()).filter(|e| !e.is_empty()))
+        {
+            problems.push(format!("the shipper ({service}) cannot start on {host}: {err}"));
+        } else if id.is_some()
+            && !on_node
+                .iter()
+                .any(|t| matches!(t.desired_state, Some(TaskState::RUNNING | TaskState::READY)))
+        {
+            problems.push(format!(
+                "the shipper ({service}) has no task on {host}: swarm places none there (do its placement constraints exclude the node?)"
+            ));
         }
         st.missing.push(host);
     }
@@ -127,6 +142,7 @@ mod tests {
         Task {
             service_id: Some("svc-shipper".into()),
             node_id: Some(node.into()),
+            desired_state: Some(TaskState::RUNNING),
             updated_at: Some(at.into()),
             status: Some(TaskStatus {
                 state: Some(state),
@@ -145,6 +161,8 @@ mod tests {
                 node("a", true, NodeSpecAvailabilityEnum::ACTIVE),
                 node("b", true, NodeSpecAvailabilityEnum::ACTIVE),
                 node("c", true, NodeSpecAvailabilityEnum::ACTIVE),
+                node("f", true, NodeSpecAvailabilityEnum::ACTIVE),
+                node("g", true, NodeSpecAvailabilityEnum::ACTIVE),
                 // Drained and down nodes run no global task: not counted.
                 node("d", true, NodeSpecAvailabilityEnum::DRAIN),
                 node("e", false, NodeSpecAvailabilityEnum::ACTIVE),
@@ -164,17 +182,33 @@ mod tests {
                 // c: failed twice, the latest error is named.
                 task("c", TaskState::REJECTED, Some("old"), "1"),
                 task("c", TaskState::FAILED, Some("bind source path does not exist"), "2"),
+                // f: waiting for resources.
+                task(
+                    "f",
+                    TaskState::PENDING,
+                    Some("no suitable node (insufficient resources on 1 node)"),
+                    "1",
+                ),
+                // g: only an old task, shut down: swarm places none there.
+                Task {
+                    desired_state: Some(TaskState::SHUTDOWN),
+                    ..task("g", TaskState::SHUTDOWN, None, "1")
+                },
             ],
             ..Default::default()
         };
         let (st, problems) = status(&d, &observed);
         assert!(st.enabled);
         assert_eq!(st.service.as_deref(), Some("logging_shipper"));
-        assert_eq!((st.nodes, st.running), (3, 1));
-        assert_eq!(st.missing, ["host-b", "host-c"]);
+        assert_eq!((st.nodes, st.running), (5, 1));
+        assert_eq!(st.missing, ["host-b", "host-c", "host-f", "host-g"]);
         assert_eq!(
             problems,
-            ["the shipper (logging_shipper) fails on host-c: bind source path does not exist"]
+            [
+                "the shipper (logging_shipper) fails on host-c: bind source path does not exist",
+                "the shipper (logging_shipper) cannot start on host-f: no suitable node (insufficient resources on 1 node)",
+                "the shipper (logging_shipper) has no task on host-g: swarm places none there (do its placement constraints exclude the node?)",
+            ]
         );
         let (off, problems) = status(&desired(false), &observed);
         assert_eq!(off, ShippingStatus::default());

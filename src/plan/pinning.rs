@@ -6,6 +6,8 @@
 //! restarts it elsewhere on an empty volume: a down or drained data node
 //! makes it wait, reported. Moving it is an explicit act: `--allow-move`,
 //! or constraints (values) the data node no longer meets, with `--allow-move`.
+//! A global service (the shipper) is never pinned: each node keeps its own
+//! volume for its own task.
 
 use bollard::models::{Node, Service, ServiceSpec, TaskSpecPlacement};
 
@@ -38,7 +40,7 @@ pub fn recorded_data_node(inputs_observed: &crate::engine::Observed, o: &Service
 /// or the reason it may not be written (its data node no longer allowed).
 pub(super) fn pinned(inputs: &Inputs, d: &DesiredService, o: Option<&Service>) -> Result<ServiceSpec, Blocker> {
     let volumes = d.named_volumes();
-    if volumes.is_empty() {
+    if volumes.is_empty() || d.is_global() {
         return Ok(d.spec.clone());
     }
     let constraints = constraints_of(&d.spec);
@@ -113,7 +115,11 @@ pub fn waiting_on_data_nodes(
     observed: &crate::engine::Observed,
 ) -> Vec<Waiting> {
     let mut out = Vec::new();
-    for d in desired.services.iter().filter(|d| !d.named_volumes().is_empty()) {
+    for d in desired
+        .services
+        .iter()
+        .filter(|d| !d.named_volumes().is_empty() && !d.is_global())
+    {
         let Some(o) = observed
             .services
             .iter()

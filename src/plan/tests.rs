@@ -642,3 +642,34 @@ fn elasticsearch_is_pinned_to_its_data_node() {
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
     assert_eq!(pinned_to(es_spec(&p).expect("moved")).0, Some("n2".into()));
 }
+
+#[test]
+fn the_global_shipper_is_never_pinned_to_one_node() {
+    let d = desired_with("shipper:\n  enabled: true\n");
+    let mut empty = observed_from(&d);
+    empty.services.clear();
+    empty.nodes = vec![
+        active(node("n1", "manager-1", &[])),
+        active(node("n2", "logger-1", &[("logger", "true")])),
+    ];
+    let p = plan(&d, &empty, PlanOptions::default());
+    let shipper = p
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateService { name, spec } if name == "logging_shipper" => Some(spec),
+            _ => None,
+        })
+        .expect("the shipper is created");
+    // It mounts a named volume (its registry), yet runs on every node.
+    let d_shipper = d
+        .services
+        .iter()
+        .find(|s| s.spec.name.as_deref() == Some("logging_shipper"))
+        .expect("desired shipper");
+    assert!(d_shipper.is_global() && !d_shipper.named_volumes().is_empty());
+    assert_eq!(pinned_to(shipper), (None, vec![]));
+    assert!(super::pinning::waiting_on_data_nodes(&d, &empty).is_empty());
+    // Elasticsearch, beside it, still is.
+    assert_eq!(pinned_to(es_spec(&p).expect("created")).0, Some("n2".into()));
+}

@@ -154,6 +154,12 @@ pub struct DesiredService {
 }
 
 impl DesiredService {
+    /// Global mode: one task on every node it may run on, each with that
+    /// node's own copy of its volumes (never pinned to one node).
+    pub fn is_global(&self) -> bool {
+        self.spec.mode.as_ref().is_some_and(|m| m.global.is_some())
+    }
+
     /// The named volumes it mounts (its data, when it has any).
     pub fn named_volumes(&self) -> Vec<String> {
         self.spec
