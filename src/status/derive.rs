@@ -7,6 +7,7 @@ use bollard::models::TaskState;
 use super::{ObjectState, ObjectStatus, Phase};
 use crate::apply::{Verb, Written};
 use crate::engine::Observed;
+use crate::plan::placement::{available, constraints_of, node_matches};
 use crate::plan::{Action, ObjectKind, ObjectRef, Plan, Reason};
 use crate::render::desired::DesiredState;
 
@@ -66,8 +67,10 @@ pub fn running_tasks(observed: &Observed, service_id: &str) -> u64 {
         .count() as u64
 }
 
-/// Whether every desired service has as many running tasks as it asks for
-/// (one at least, for global services).
+/// Whether every desired service has as many running tasks as it asks for:
+/// its replicas, or for a global service one on every ready, active node
+/// its constraints allow (one at least), so a node that joins is looked at
+/// again until its task runs.
 pub fn tasks_running(observed: &Observed, desired: &DesiredState) -> bool {
     desired.services.iter().all(|d| {
         let Some(svc) = observed
@@ -77,14 +80,22 @@ pub fn tasks_running(observed: &Observed, desired: &DesiredState) -> bool {
         else {
             return false;
         };
-        let wanted = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.mode.as_ref())
-            .and_then(|m| m.replicated.as_ref())
-            .map(|r| r.replicas.unwrap_or(1) as u64);
+        let mode = svc.spec.as_ref().and_then(|s| s.mode.as_ref());
+        let wanted = match mode.and_then(|m| m.replicated.as_ref()) {
+            Some(r) => r.replicas.unwrap_or(1) as u64,
+            None if mode.is_some_and(|m| m.global.is_some()) => {
+                let constraints = svc.spec.as_ref().map(constraints_of).unwrap_or_default();
+                let nodes = observed
+                    .nodes
+                    .iter()
+                    .filter(|n| available(n) && node_matches(n, &constraints))
+                    .count() as u64;
+                nodes.max(1)
+            }
+            None => 1,
+        };
         let running = running_tasks(observed, svc.id.as_deref().unwrap_or_default());
-        running >= wanted.unwrap_or(1)
+        running >= wanted
     })
 }
 
@@ -249,5 +260,78 @@ mod tests {
             }),
             Phase::EngineUnavailable
         );
+    }
+
+    #[test]
+    fn a_global_service_runs_when_every_allowed_node_runs_its_task() {
+        use bollard::models::{
+            Node, NodeSpec, NodeSpecAvailabilityEnum, NodeState, NodeStatus, Service, ServiceSpec, ServiceSpecMode,
+            Task, TaskStatus,
+        };
+        let d = crate::render::chart::Chart::embedded()
+            .expect("chart")
+            .render(&crate::render::chart::RenderOptions {
+                values_files: vec![("v.yaml".into(), "shipper:\n  enabled: true\n".into())],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+            })
+            .expect("renders")
+            .desired;
+        let node = |id: &str, availability| Node {
+            id: Some(id.into()),
+            spec: Some(NodeSpec {
+                availability: Some(availability),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: Some(NodeState::READY),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let running = |svc: &str, node: &str| Task {
+            service_id: Some(svc.into()),
+            node_id: Some(node.into()),
+            status: Some(TaskStatus {
+                state: Some(TaskState::RUNNING),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut observed = Observed {
+            nodes: vec![
+                node("a", NodeSpecAvailabilityEnum::ACTIVE),
+                node("b", NodeSpecAvailabilityEnum::ACTIVE),
+                // Drained: no global task is wanted there.
+                node("c", NodeSpecAvailabilityEnum::DRAIN),
+            ],
+            ..Default::default()
+        };
+        for s in &d.services {
+            let name = s.spec.name.clone().unwrap_or_default();
+            let mode = if s.is_global() {
+                Some(ServiceSpecMode {
+                    global: Some(Default::default()),
+                    ..Default::default()
+                })
+            } else {
+                s.spec.mode.clone()
+            };
+            observed.services.push(Service {
+                id: Some(name.clone()),
+                spec: Some(ServiceSpec {
+                    name: Some(name.clone()),
+                    mode,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            observed.tasks.push(running(&name, "a"));
+        }
+        // The shipper runs on a only: node b (just joined) still waits for it.
+        assert!(!tasks_running(&observed, &d));
+        observed.tasks.push(running("logging_shipper", "b"));
+        assert!(tasks_running(&observed, &d));
     }
 }
