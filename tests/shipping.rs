@@ -89,7 +89,15 @@ fn swap_values(sb: &Sandbox, old: &str, config: &str, text: &str, more: &[&str])
     std::fs::write(&file, text).map_err(|e| e.to_string())?;
     sb.docker(&["config", "create", config, &file.display().to_string()])?;
     let add = format!("source={config},target=/etc/swarmlog/values.yaml,mode=0444");
-    let mut args = vec!["service", "update", "--detach", "--config-rm", old, "--config-add", &add];
+    let mut args = vec![
+        "service",
+        "update",
+        "--detach",
+        "--config-rm",
+        old,
+        "--config-add",
+        &add,
+    ];
     args.extend_from_slice(more);
     args.push("swarmlog_operator");
     sb.docker(&args).map(|_| ())
@@ -169,9 +177,11 @@ fn retention_and_disk(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             }
         };
         let t0 = Instant::now();
-        let st = wait_for("the policy and template in force, Converged", Duration::from_secs(180), || {
-            in_force("30d")
-        })
+        let st = wait_for(
+            "the policy and template in force, Converged",
+            Duration::from_secs(180),
+            || in_force("30d"),
+        )
         .await?;
         eprintln!(
             "BENCH retention: deploy to policy and template in force in {:.1} s",
@@ -192,18 +202,22 @@ fn retention_and_disk(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         .await?;
         // An operator restart: it reads, finds them in force, writes nothing.
         sb.docker(&["service", "update", "--detach", "--force", "swarmlog_operator"])?;
-        let restarted = wait_for("the restarted operator, ten reconciles in", Duration::from_secs(120), || async {
-            let st = op.status()?;
-            let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
-            let r = &st["elasticsearch"]["retention"];
-            let new = st["started_at"] != first_start;
-            let ok = new && n >= 10 && r["policy_state"] == "in-force" && r["template_state"] == "in-force";
-            if ok {
-                Ok(Some(st))
-            } else {
-                Err(format!("new instance {new}, reconciles {n}, retention {r}"))
-            }
-        })
+        let restarted = wait_for(
+            "the restarted operator, ten reconciles in",
+            Duration::from_secs(120),
+            || async {
+                let st = op.status()?;
+                let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+                let r = &st["elasticsearch"]["retention"];
+                let new = st["started_at"] != first_start;
+                let ok = new && n >= 10 && r["policy_state"] == "in-force" && r["template_state"] == "in-force";
+                if ok {
+                    Ok(Some(st))
+                } else {
+                    Err(format!("new instance {new}, reconciles {n}, retention {r}"))
+                }
+            },
+        )
         .await?;
         let w = writes();
         if (policy_puts(&w), template_puts(&w)) != (1, 1) {
@@ -278,9 +292,10 @@ fn retention_and_disk(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         wait_for("the read-only index reported", Duration::from_secs(60), || async {
             let st = op.status()?;
             let e = &st["elasticsearch"];
-            let ro = e["read_only_indices"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|i| i.as_str().is_some_and(|i| i.starts_with(".ds-logs-swarm-default-"))));
+            let ro = e["read_only_indices"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i.as_str().is_some_and(|i| i.starts_with(".ds-logs-swarm-default-")))
+            });
             let said = e["problems"]
                 .as_array()
                 .is_some_and(|p| p.iter().any(|p| p.as_str().is_some_and(|p| p.contains("read-only"))));
@@ -387,6 +402,34 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
     const STACK: &str = "shp";
     const SERVICE: &str = "shp_shipper";
     sb.docker(&["node", "update", "--label-add", "shp=true", "logger-1"])?;
+    // The stack with the shipper, ejected, is what `docker stack deploy`
+    // accepts as it is.
+    let dir = common::temp_dir("shipper-eject");
+    let values_file = dir.join("values.yaml");
+    std::fs::write(&values_file, values(sb, STACK, "30d", "")).map_err(|e| e.to_string())?;
+    let out_dir = dir.join("out");
+    let out = common::swarmlog_with_host(
+        None,
+        &[
+            "render",
+            "--values",
+            &values_file.display().to_string(),
+            "--output-dir",
+            &out_dir.display().to_string(),
+        ],
+    );
+    if !out.status.success() {
+        return Err(format!("render --output-dir: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let config = sb.docker(&[
+        "stack",
+        "config",
+        "-c",
+        &out_dir.join("docker-stack.yml").display().to_string(),
+    ])?;
+    if !config.contains("shipper:") || !config.contains("filebeat") {
+        return Err(format!("docker stack config lost the shipper:\n{config}"));
+    }
     let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_shp1", &values(sb, STACK, "30d", ""))?;
     let result = rt.block_on(async {
         let shipping = |nodes: usize| {
@@ -403,14 +446,19 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             }
         };
         let t0 = Instant::now();
-        wait_for("a shipper running on each of 3 nodes", Duration::from_secs(180), || shipping(3)).await?;
+        wait_for("a shipper running on each of 3 nodes", Duration::from_secs(180), || {
+            shipping(3)
+        })
+        .await?;
         eprintln!(
             "BENCH shipper: deploy to a shipper on 3 nodes in /status in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
-        let first = wait_for("every node's shipper on the chart's config", Duration::from_secs(60), || async {
-            rolled(sb, SERVICE, 3, "")
-        })
+        let first = wait_for(
+            "every node's shipper on the chart's config",
+            Duration::from_secs(60),
+            || async { rolled(sb, SERVICE, 3, "") },
+        )
         .await?;
         if !config_text(sb, &first)?.contains("type: filestream") {
             return Err(format!("{first} is not the chart's filebeat.yml"));
@@ -419,7 +467,10 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         // A node joins: its shipper comes with no action.
         let t0 = Instant::now();
         sb.script("add-worker", &["worker-2"])?;
-        wait_for("a shipper on the joined node too", Duration::from_secs(180), || shipping(4)).await?;
+        wait_for("a shipper on the joined node too", Duration::from_secs(180), || {
+            shipping(4)
+        })
+        .await?;
         eprintln!(
             "BENCH shipper: add-worker returned to a shipper on the new node in /status in {:.1} s",
             t0.elapsed().as_secs_f64()
@@ -445,9 +496,11 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             &["--mount-add", &mount],
         )?;
         let t0 = Instant::now();
-        let second = wait_for("every node's shipper on the user's config", Duration::from_secs(180), || async {
-            rolled(sb, SERVICE, 4, &first)
-        })
+        let second = wait_for(
+            "every node's shipper on the user's config",
+            Duration::from_secs(180),
+            || async { rolled(sb, SERVICE, 4, &first) },
+        )
         .await?;
         eprintln!(
             "BENCH shipper: values swapped to 4 shippers rolled in {:.1} s",
@@ -464,9 +517,11 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         std::fs::write(&tmp, &edited).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &file).map_err(|e| format!("{}: {e}", file.display()))?;
         let t0 = Instant::now();
-        let third = wait_for("every node's shipper on the edited file", Duration::from_secs(120), || async {
-            rolled(sb, SERVICE, 4, &second)
-        })
+        let third = wait_for(
+            "every node's shipper on the edited file",
+            Duration::from_secs(120),
+            || async { rolled(sb, SERVICE, 4, &second) },
+        )
         .await?;
         eprintln!(
             "BENCH shipper: file edited to 4 shippers rolled in {:.1} s",
