@@ -37,11 +37,11 @@ pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, V
         .iter()
         .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(service.as_str()))
         .and_then(|s| s.id.clone());
-    let tasks: Vec<_> = observed
-        .tasks
-        .iter()
-        .filter(|t| id.is_some() && t.service_id == id)
-        .collect();
+    // By node, once: a swarm of 1,000 nodes has as many shipper tasks.
+    let mut by_node: std::collections::HashMap<&str, Vec<&bollard::models::Task>> = Default::default();
+    for t in observed.tasks.iter().filter(|t| id.is_some() && t.service_id == id) {
+        by_node.entry(t.node_id.as_deref().unwrap_or_default()).or_default().push(t);
+    }
     let mut st = ShippingStatus {
         enabled: true,
         service: Some(service.clone()),
@@ -55,8 +55,10 @@ pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, V
             continue;
         }
         st.nodes += 1;
-        let on_node: Vec<_> = tasks.iter().filter(|t| t.node_id == n.id).collect();
-        let state = |t: &&&bollard::models::Task| t.status.as_ref().and_then(|s| s.state);
+        let on_node: &[&bollard::models::Task] = by_node
+            .get(n.id.as_deref().unwrap_or_default())
+            .map_or(&[], Vec::as_slice);
+        let state = |t: &&bollard::models::Task| t.status.as_ref().and_then(|s| s.state);
         if on_node.iter().any(|t| state(t) == Some(TaskState::RUNNING)) {
             st.running += 1;
             continue;
