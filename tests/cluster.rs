@@ -200,6 +200,23 @@ fn forms_grows_and_rolls(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(
         })
         .await?;
 
+        // Logstash and Kibana reach Elasticsearch as `elasticsearch` on the
+        // stack's network: every member carries that alias, so the name
+        // answers for the cluster (asked from a container on that network).
+        let health = sb.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "cl_log_net",
+            "swarmlog/standin:latest",
+            "http",
+            "GET",
+            "http://elasticsearch:9200/_cluster/health",
+        ])?;
+        if !health.contains("\"number_of_nodes\":3") {
+            return Err(format!("http://elasticsearch:9200 on cl_log_net: {health}"));
+        }
+
         // Scale out: one label, and the node joins as a data node.
         let t0 = Instant::now();
         sb.docker(&["node", "update", "--label-add", "cl=true", "worker-3"])?;

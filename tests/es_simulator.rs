@@ -116,14 +116,29 @@ impl Drop for Node {
 /// One HTTP/1.1 request to loopback, std only: (status, body as JSON, or
 /// as a JSON string when it is not JSON).
 fn call(method: &str, url: &str, body: Option<&str>) -> Option<(u16, Value)> {
+    call_with(method, url, body, None).map(|(status, _, v)| (status, v))
+}
+
+/// A request with Basic credentials (`user`, `password`): (status, the
+/// head's lines, body).
+fn call_with(method: &str, url: &str, body: Option<&str>, auth: Option<(&str, &str)>) -> Option<(u16, String, Value)> {
+    use base64::Engine as _;
     let rest = url.strip_prefix("http://")?;
     let (addr, path) = rest.split_at(rest.find('/')?);
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     let body = body.unwrap_or("");
+    let auth = auth
+        .map(|(u, p)| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        })
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -133,6 +148,7 @@ fn call(method: &str, url: &str, body: Option<&str>) -> Option<(u16, Value)> {
     let status = head.split(' ').nth(1)?.parse().ok()?;
     Some((
         status,
+        head.to_string(),
         serde_json::from_str(text).unwrap_or(Value::String(text.to_string())),
     ))
 }
@@ -863,4 +879,170 @@ fn the_flood_stage_blocks_indices_until_the_disk_is_below_the_high_watermark() {
     let s = read();
     assert_eq!(s.watermarks.high.value, "80%");
     assert_eq!(s.watermarks.low.max_headroom.as_deref(), Some("-1"));
+}
+
+#[test]
+fn with_security_on_every_request_authenticates_and_the_native_realm_is_kept() {
+    const BOOTSTRAP: &str = "bootstrap-secret";
+    let dir = tempdir("security");
+    let mut nodes = [
+        Node::new(&dir, "es-a"),
+        Node::new(&dir, "es-b"),
+        Node::new(&dir, "es-c"),
+    ];
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    let secure = [("xpack.security.enabled", "true"), ("ELASTIC_PASSWORD", BOOTSTRAP)];
+    for n in nodes.iter_mut() {
+        n.start(&ports, &["es-a", "es-b", "es-c"], &secure);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let elastic = Some(("elastic", BOOTSTRAP));
+    let as_user = |n: &Node, auth: Option<(&str, &str)>, method: &str, path: &str, body: &str| {
+        call_with(method, &n.url(path), Some(body), auth).expect("an answer")
+    };
+    wait("a green cluster, as elastic", 30, &refs, || {
+        let (status, _, h) = call_with("GET", &nodes[0].url("/_cluster/health"), None, elastic)
+            .ok_or_else(|| "no answer yet".to_string())?;
+        if status == 200 && h["status"] == "green" && h["number_of_nodes"] == 3 {
+            Ok(())
+        } else {
+            Err(format!("{status} {h}"))
+        }
+    });
+
+    // No credentials, wrong ones, a reserved user without a password: 401
+    // with the challenge, as Elasticsearch answers.
+    let (status, head, v) = as_user(&nodes[1], None, "GET", "/", "");
+    assert_eq!(status, 401, "{v}");
+    assert!(head.contains("WWW-Authenticate: Basic realm=\"security\""), "{head}");
+    assert_eq!(v["error"]["type"], "security_exception", "{v}");
+    assert!(v["error"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("missing authentication credentials"));
+    let (status, _, v) = as_user(&nodes[1], Some(("elastic", "wrong-one")), "GET", "/", "");
+    assert_eq!(status, 401, "{v}");
+    assert!(v["error"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("unable to authenticate user [elastic]"));
+    let (status, _, _) = as_user(&nodes[1], Some(("kibana_system", "anything")), "GET", "/", "");
+    assert_eq!(status, 401, "kibana_system has no password yet");
+
+    // kibana_system's password set on one node authenticates on another.
+    let (status, _, v) = as_user(
+        &nodes[0],
+        elastic,
+        "POST",
+        "/_security/user/kibana_system/_password",
+        r#"{"password":"kibana-secret"}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = as_user(
+        &nodes[2],
+        Some(("kibana_system", "kibana-secret")),
+        "GET",
+        "/_security/_authenticate",
+        "",
+    );
+    assert_eq!((status, v["username"].as_str()), (200, Some("kibana_system")), "{v}");
+    let (status, _, v) = as_user(
+        &nodes[0],
+        elastic,
+        "POST",
+        "/_security/user/kibana_system/_password",
+        r#"{"password":"short"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+
+    // A least-privilege role and user (Logstash's): it may read the
+    // cluster's health and keep templates, not change settings or users.
+    let role = r#"{"cluster":["monitor","manage_ilm","manage_index_templates"],"indices":[{"names":["logs-swarm-*"],"privileges":["create_doc","auto_configure"]}]}"#;
+    let (status, _, v) = as_user(&nodes[0], elastic, "PUT", "/_security/role/swarm_writer", role);
+    assert_eq!((status, &v["role"]["created"]), (200, &Value::Bool(true)), "{v}");
+    let (status, _, v) = as_user(
+        &nodes[0],
+        elastic,
+        "PUT",
+        "/_security/user/swarm_logstash",
+        r#"{"password":"logstash-secret","roles":["swarm_writer"]}"#,
+    );
+    assert_eq!((status, &v["created"]), (200, &Value::Bool(true)), "{v}");
+    let logstash = Some(("swarm_logstash", "logstash-secret"));
+    assert_eq!(as_user(&nodes[1], logstash, "GET", "/_cluster/health", "").0, 200);
+    assert_eq!(
+        as_user(
+            &nodes[1],
+            logstash,
+            "PUT",
+            "/_index_template/t",
+            r#"{"index_patterns":["logs-swarm-*"],"data_stream":{}}"#
+        )
+        .0,
+        200
+    );
+    let (status, _, v) = as_user(&nodes[1], logstash, "PUT", "/_cluster/settings", r#"{"persistent":{}}"#);
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("unauthorized for user [swarm_logstash]"));
+    assert_eq!(
+        as_user(
+            &nodes[1],
+            logstash,
+            "PUT",
+            "/_security/user/x",
+            r#"{"password":"xxxxxxx"}"#
+        )
+        .0,
+        403
+    );
+    let (status, _, v) = as_user(&nodes[2], elastic, "GET", "/_security/user/kibana_system", "");
+    assert_eq!(v["kibana_system"]["metadata"]["_reserved"], true, "{status} {v}");
+    assert!(
+        v.to_string().find("kibana-secret").is_none(),
+        "a password is never returned: {v}"
+    );
+
+    // elastic's own password set: the bootstrap password no longer works.
+    let (status, _, _) = as_user(
+        &nodes[0],
+        elastic,
+        "POST",
+        "/_security/user/elastic/_password",
+        r#"{"password":"elastic-secret"}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(as_user(&nodes[2], elastic, "GET", "/", "").0, 401);
+    let elastic = Some(("elastic", "elastic-secret"));
+    assert_eq!(as_user(&nodes[2], elastic, "GET", "/", "").0, 200);
+
+    // Kept in the data path: all restarted, the realm is as it was.
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    for n in nodes.iter_mut() {
+        n.start(&ports, &[], &secure);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait("the cluster back, as elastic", 30, &refs, || {
+        let (status, _, h) = call_with("GET", &nodes[1].url("/_cluster/health"), None, elastic)
+            .ok_or_else(|| "no answer yet".to_string())?;
+        if status == 200 && h["number_of_nodes"] == 3 {
+            Ok(())
+        } else {
+            Err(format!("{status} {h}"))
+        }
+    });
+    assert_eq!(
+        as_user(&nodes[0], Some(("kibana_system", "kibana-secret")), "GET", "/", "").0,
+        200
+    );
+    assert_eq!(as_user(&nodes[0], logstash, "GET", "/_cluster/health", "").0, 200);
+    // The simulator's own controls stay open (tests steer it).
+    assert_eq!(
+        call("GET", &nodes[0].url("/_standin/requests"), None).map(|r| r.0),
+        Some(200)
+    );
 }

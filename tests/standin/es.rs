@@ -64,9 +64,12 @@
 //!   (an index a rollover on that day would have left, so a test has old
 //!   indices without waiting days).
 //!
+//! - Security with `xpack.security.enabled: true`: basic authentication,
+//!   the reserved users, `_security` users, roles and passwords, privileges
+//!   (tests/standin/security.rs); users and roles are cluster metadata.
+//!
 //! Not simulated: documents (so no data stream is made by a first write,
-//! and no rollover by size), shards of the backing indices, security,
-//! TLS, shard sizes, anything Elasticsearch does on its own beyond the
+//! and no rollover by size), shards of the backing indices, TLS, shard sizes, anything Elasticsearch does on its own beyond the
 //! above. A node leaves the view of the others 3 s after it stops
 //! answering (Elasticsearch's fault detection takes about 30 s).
 
@@ -117,6 +120,11 @@ pub struct Config {
     pub primaries: usize,
     pub node_left_delay: Duration,
     pub recovery: Duration,
+    /// `xpack.security.enabled: true` (see tests/standin/security.rs).
+    pub security: bool,
+    /// `ELASTIC_PASSWORD` (or the file `ELASTIC_PASSWORD_FILE`): the
+    /// `elastic` user's password until one is set through the API.
+    pub bootstrap_password: Option<String>,
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -160,6 +168,12 @@ impl Config {
             primaries: get("STANDIN_ES_PRIMARIES").and_then(|p| p.parse().ok()).unwrap_or(4),
             node_left_delay: secs(get("STANDIN_ES_NODE_LEFT_DELAY"), Duration::from_secs(60)),
             recovery: secs(get("STANDIN_ES_RECOVERY"), Duration::from_secs(2)),
+            security: get("xpack.security.enabled").as_deref() == Some("true"),
+            bootstrap_password: get("ELASTIC_PASSWORD").or_else(|| {
+                get("ELASTIC_PASSWORD_FILE")
+                    .and_then(|f| std::fs::read_to_string(f).ok())
+                    .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+            }),
         }
     }
 }
@@ -1324,6 +1338,8 @@ struct Request {
     query: BTreeMap<String, String>,
     raw_target: String,
     body: String,
+    /// The `Authorization` header.
+    authorization: Option<String>,
 }
 
 fn read_request(stream: &mut TcpStream) -> Option<Request> {
@@ -1348,8 +1364,13 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut first = lines.next()?.split(' ');
     let method = first.next()?.to_string();
     let target = first.next()?.to_string();
-    let length = lines
-        .filter_map(|l| l.split_once(':'))
+    let headers: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(':')).collect();
+    let authorization = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.trim().to_string());
+    let length = headers
+        .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse::<usize>().ok())
         .unwrap_or(0)
@@ -1377,13 +1398,21 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
         query,
         raw_target: target.clone(),
         body,
+        authorization,
     })
 }
 
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) {
+    respond_with(stream, status, content_type, "", body)
+}
+
+/// An answer with extra header lines (`extra` ends each with `\r\n`).
+fn respond_with(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",
@@ -1391,7 +1420,7 @@ fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) 
     };
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.flush();
@@ -1544,6 +1573,58 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
         n.requests.push_back(line);
         if n.requests.len() > REQUEST_LOG {
             n.requests.pop_front();
+        }
+    }
+    // Security: every request but the simulator's own authenticates and
+    // must be allowed; the `_security` API changes the native realm.
+    if n.cfg.security && !req.path.starts_with("/_standin") {
+        let who = n
+            .metadata
+            .security
+            .authenticate(
+                req.authorization.as_deref(),
+                n.cfg.bootstrap_password.as_deref(),
+                &req.path,
+            )
+            .and_then(|p| n.metadata.security.authorize(&p, &req.method, &req.path).map(|_| p));
+        let who = match who {
+            Ok(p) => p,
+            Err((status, body)) => {
+                drop(n);
+                let extra = if status == 401 {
+                    format!("WWW-Authenticate: {}\r\n", crate::security::WWW_AUTHENTICATE)
+                } else {
+                    String::new()
+                };
+                respond_with(&mut stream, status, "application/json", &extra, &body);
+                return;
+            }
+        };
+        if req.path.starts_with("/_security/") {
+            let metadata_before = n.metadata.version;
+            let (status, body) = if n.master.is_none() {
+                (
+                    503,
+                    es_error("master_not_discovered_exception", "master not discovered yet", 503),
+                )
+            } else {
+                match crate::security::api(&n.metadata.security, &who, &req.method, &req.path, &req.body) {
+                    Ok((next, status, body)) => {
+                        if let Some(next) = next {
+                            n.change_metadata(|m| m.security = next);
+                        }
+                        (status, body)
+                    }
+                    Err(refusal) => refusal,
+                }
+            };
+            let metadata_version = n.metadata.version;
+            drop(n);
+            if metadata_version != metadata_before {
+                wait_published(node, 0, metadata_version);
+            }
+            respond(&mut stream, status, "application/json", &body);
+            return;
         }
     }
     let no_master = || es_error("master_not_discovered_exception", "master not discovered yet", 503);
@@ -1798,24 +1879,30 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
     );
     // So is a metadata change (policies, templates, data streams).
     if (changes_settings && status == 200) || metadata_version != metadata_before {
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            let everywhere = node
-                .lock()
-                .map(|n| {
-                    n.members()
-                        .iter()
-                        .all(|p| p.settings.version >= settings_version && p.metadata.version >= metadata_version)
-                })
-                .unwrap_or(true);
-            if everywhere {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_published(node, settings_version, metadata_version);
     }
     let body = if req.method == "HEAD" { String::new() } else { body };
     respond(&mut stream, status, ctype, &body);
+}
+
+/// Waits (3 s at most) until every member holds these settings and
+/// metadata versions: a change is acknowledged once published.
+fn wait_published(node: &Arc<Mutex<Node>>, settings_version: u64, metadata_version: u64) {
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let everywhere = node
+            .lock()
+            .map(|n| {
+                n.members()
+                    .iter()
+                    .all(|p| p.settings.version >= settings_version && p.metadata.version >= metadata_version)
+            })
+            .unwrap_or(true);
+        if everywhere {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn handle_transport(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
@@ -2480,6 +2567,8 @@ mod metadata {
         /// The normalised `index_template` objects.
         pub templates: BTreeMap<String, Json>,
         pub data_streams: BTreeMap<String, DataStream>,
+        /// The native realm's users and roles.
+        pub security: crate::security::Security,
     }
 
     fn number(n: u128) -> Json {
@@ -2531,6 +2620,7 @@ mod metadata {
                 ]);
                 out.push_str(&format!("data_stream={record}\n"));
             }
+            out.push_str(&self.security.encode());
             out
         }
 
@@ -2539,7 +2629,7 @@ mod metadata {
             matches!(
                 key,
                 "metadata_version" | "ilm_policy" | "index_template" | "data_stream"
-            )
+            ) || crate::security::Security::is_key(key)
         }
 
         /// Reads one line `encode` wrote.
@@ -2547,6 +2637,9 @@ mod metadata {
             if key == "metadata_version" {
                 self.version = value.parse().map_err(|e| format!("metadata_version {value:?}: {e}"))?;
                 return Ok(());
+            }
+            if crate::security::Security::is_key(key) {
+                return self.security.decode_line(key, value);
             }
             let record = json::parse(value).map_err(|e| format!("{key}: {e}"))?;
             let text = |field: &str| record.get(field).and_then(Json::as_str).map(str::to_string);

@@ -36,6 +36,7 @@
 
 mod es;
 mod json;
+mod security;
 
 use std::env;
 use std::io::{Read, Write};
