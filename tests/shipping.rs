@@ -3,8 +3,10 @@
 //! deployed with manifests/operator.yml, the stand-in as Filebeat and as
 //! Elasticsearch (its simulator).
 //!
-//! - The shipper runs on every node, a node that joins gets one with no
-//!   action, and a change of its config (the values pointing at a file of
+//! - The shipper runs on every node; a node that joins without the
+//!   engine's socket where the values say is named with the shipper's
+//!   error there, and gets its shipper once the socket is there, with no
+//!   action; a change of its config (the values pointing at a file of
 //!   the user's, then an edit of that file) rolls it onto the new config on
 //!   every node.
 //! - The ILM policy and the index template reach Elasticsearch exactly
@@ -67,6 +69,12 @@ fn setup(sb: &Sandbox) -> Result<(), String> {
 /// template per node).
 fn values(sb: &Sandbox, stack: &str, retention: &str, extra: &str) -> String {
     let root = common::repo().join("target/sandbox").join(&sb.name);
+    values_with_sockets(sb, stack, retention, &root, extra)
+}
+
+/// The same, the engine sockets looked for in `sockets` (`<host>.sock`).
+fn values_with_sockets(sb: &Sandbox, stack: &str, retention: &str, sockets: &std::path::Path, extra: &str) -> String {
+    let root = common::repo().join("target/sandbox").join(&sb.name);
     format!(
         "stack: {stack}\n\
          nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
@@ -77,7 +85,7 @@ fn values(sb: &Sandbox, stack: &str, retention: &str, extra: &str) -> String {
          containersPath: \"{}/{{{{.Node.Hostname}}}}/data/containers\"\n  \
          dockerSocket: \"{}/{{{{.Node.Hostname}}}}.sock\"\n{extra}",
         root.display(),
-        root.display()
+        sockets.display()
     )
 }
 
@@ -430,7 +438,19 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
     if !config.contains("shipper:") || !config.contains("filebeat") {
         return Err(format!("docker stack config lost the shipper:\n{config}"));
     }
-    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_shp1", &values(sb, STACK, "30d", ""))?;
+    // The engines' sockets as links in a directory of their own, so a node
+    // can be left without one (a bind source that does not exist there).
+    let root = common::repo().join("target/sandbox").join(&sb.name);
+    let sockets = common::temp_dir("shipper-sockets");
+    let link = |host: &str| {
+        std::os::unix::fs::symlink(root.join(format!("{host}.sock")), sockets.join(format!("{host}.sock")))
+            .map_err(|e| format!("link {host}.sock: {e}"))
+    };
+    for host in ["manager-1", "logger-1", "worker-1"] {
+        link(host)?;
+    }
+    let shp = |extra: &str| values_with_sockets(sb, STACK, "30d", &sockets, extra);
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_shp1", &shp(""))?;
     let result = rt.block_on(async {
         let shipping = |nodes: usize| {
             let op = &op;
@@ -464,15 +484,41 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             return Err(format!("{first} is not the chart's filebeat.yml"));
         }
 
-        // A node joins: its shipper comes with no action.
-        let t0 = Instant::now();
+        // A node joins without the engine socket where the values say: its
+        // shipper fails there, and the status says where and why.
         sb.script("add-worker", &["worker-2"])?;
+        wait_for(
+            "the shipper's failure on worker-2 named",
+            Duration::from_secs(180),
+            || async {
+                let st = op.status()?;
+                let s = &st["shipping"];
+                let named = s["problems"].as_array().is_some_and(|p| {
+                    p.iter().any(|p| {
+                        p.as_str()
+                            .is_some_and(|p| p.contains("on worker-2") && p.contains("does not exist"))
+                    })
+                });
+                let missing = s["missing"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|h| h == "worker-2"));
+                if named && missing && st["phase"] == "Degraded" {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("phase {}, shipping {s}", st["phase"]))
+                }
+            },
+        )
+        .await?;
+        // Its socket there: the shipper comes with no action on swarmlog's side.
+        let t0 = Instant::now();
+        link("worker-2")?;
         wait_for("a shipper on the joined node too", Duration::from_secs(180), || {
             shipping(4)
         })
         .await?;
         eprintln!(
-            "BENCH shipper: add-worker returned to a shipper on the new node in /status in {:.1} s",
+            "BENCH shipper: bind source fixed to a shipper on the new node in /status in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
 
@@ -492,7 +538,7 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             sb,
             "swarmlog_values_shp1",
             "swarmlog_values_shp2",
-            &values(sb, STACK, "30d", "  configFile: /etc/swarmlog/files/filebeat.yml\n"),
+            &shp("  configFile: /etc/swarmlog/files/filebeat.yml\n"),
             &["--mount-add", &mount],
         )?;
         let t0 = Instant::now();

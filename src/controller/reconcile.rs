@@ -279,7 +279,7 @@ async fn steps(
     let desired = es.desired;
     data_nodes_step(&desired, &observed, &mut degraded);
     degraded.extend(low);
-    let (shipping, shipping_problems) = super::shipping::status(&desired, &observed);
+    let (shipping, shipping_problems) = shipping_step(ctx, &desired, &observed).await;
     facts.degraded = !degraded.is_empty() || !es.problems.is_empty() || !shipping_problems.is_empty();
     ctx.update_status(|st| {
         for p in &shipping_problems {
@@ -523,6 +523,28 @@ async fn apply_step(
         *m = memory;
     }
     result
+}
+
+/// shipping: where the shipper runs. The observe lists running tasks only;
+/// where a node has none, the shipper's tasks are read whole (swarm shuts a
+/// failed task down and starts another), so the status can say why: one
+/// read, only while some node lacks a shipper.
+async fn shipping_step(
+    ctx: &Context,
+    desired: &DesiredState,
+    observed: &Observed,
+) -> (crate::status::ShippingStatus, Vec<String>) {
+    let first = super::shipping::status(desired, observed);
+    let Some(service) = first.0.service.clone().filter(|_| !first.0.missing.is_empty()) else {
+        return first;
+    };
+    match ctx.engine.service_tasks(&service, false).await {
+        Ok(all) => super::shipping::status_with(desired, observed, Some(&all)),
+        Err(e) => {
+            tracing::debug!("reading the tasks of {service}: {e}");
+            first
+        }
+    }
 }
 
 /// companion: the Let's Encrypt companion's domains. Returns when to look

@@ -17,7 +17,12 @@ pub const LABEL_SHIPPER: &str = "io.swarmlog.shipper";
 /// node that just joined and is starting one is only listed as missing (the
 /// `SwarmlogShipperMissing` alert fires when that lasts).
 pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, Vec<String>) {
-    let Some(service) = desired
+    status_with(desired, observed, None)
+}
+
+/// The shipper's service name (the desired state's service with [`LABEL_SHIPPER`]).
+pub fn service(desired: &DesiredState) -> Option<String> {
+    desired
         .services
         .iter()
         .find(|s| {
@@ -29,7 +34,17 @@ pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, V
                 == Some("true")
         })
         .and_then(|s| s.spec.name.clone())
-    else {
+}
+
+/// [`status`] from the shipper's tasks in `tasks` (all its tasks, also
+/// those swarm shut down after a failure, which the observe's list of
+/// running ones does not hold) instead of the observed ones.
+pub fn status_with(
+    desired: &DesiredState,
+    observed: &Observed,
+    tasks: Option<&[bollard::models::Task]>,
+) -> (ShippingStatus, Vec<String>) {
+    let Some(service) = service(desired) else {
         return (ShippingStatus::default(), Vec::new());
     };
     let id = observed
@@ -39,8 +54,15 @@ pub fn status(desired: &DesiredState, observed: &Observed) -> (ShippingStatus, V
         .and_then(|s| s.id.clone());
     // By node, once: a swarm of 1,000 nodes has as many shipper tasks.
     let mut by_node: std::collections::HashMap<&str, Vec<&bollard::models::Task>> = Default::default();
-    for t in observed.tasks.iter().filter(|t| id.is_some() && t.service_id == id) {
-        by_node.entry(t.node_id.as_deref().unwrap_or_default()).or_default().push(t);
+    for t in tasks
+        .unwrap_or(&observed.tasks)
+        .iter()
+        .filter(|t| id.is_some() && t.service_id == id)
+    {
+        by_node
+            .entry(t.node_id.as_deref().unwrap_or_default())
+            .or_default()
+            .push(t);
     }
     let mut st = ShippingStatus {
         enabled: true,
