@@ -881,6 +881,18 @@ fn the_flood_stage_blocks_indices_until_the_disk_is_below_the_high_watermark() {
     assert_eq!(s.watermarks.low.max_headroom.as_deref(), Some("-1"));
 }
 
+/// Every node answers its health with the 3 nodes, green, to `auth`.
+fn all_up(nodes: &[Node], auth: Option<(&str, &str)>) -> Result<(), String> {
+    for n in nodes {
+        let (status, _, h) = call_with("GET", &n.url("/_cluster/health"), None, auth)
+            .ok_or_else(|| format!("{}: no answer yet", n.name))?;
+        if status != 200 || h["number_of_nodes"] != 3 || h["status"] != "green" {
+            return Err(format!("{}: {status} {h}", n.name));
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn with_security_on_every_request_authenticates_and_the_native_realm_is_kept() {
     const BOOTSTRAP: &str = "bootstrap-secret";
@@ -900,14 +912,8 @@ fn with_security_on_every_request_authenticates_and_the_native_realm_is_kept() {
     let as_user = |n: &Node, auth: Option<(&str, &str)>, method: &str, path: &str, body: &str| {
         call_with(method, &n.url(path), Some(body), auth).expect("an answer")
     };
-    wait("a green cluster, as elastic", 30, &refs, || {
-        let (status, _, h) = call_with("GET", &nodes[0].url("/_cluster/health"), None, elastic)
-            .ok_or_else(|| "no answer yet".to_string())?;
-        if status == 200 && h["status"] == "green" && h["number_of_nodes"] == 3 {
-            Ok(())
-        } else {
-            Err(format!("{status} {h}"))
-        }
+    wait("a green cluster on every node, as elastic", 30, &refs, || {
+        all_up(&nodes, elastic)
     });
 
     // No credentials, wrong ones, a reserved user without a password: 401
@@ -1026,14 +1032,8 @@ fn with_security_on_every_request_authenticates_and_the_native_realm_is_kept() {
         n.start(&ports, &[], &secure);
     }
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait("the cluster back, as elastic", 30, &refs, || {
-        let (status, _, h) = call_with("GET", &nodes[1].url("/_cluster/health"), None, elastic)
-            .ok_or_else(|| "no answer yet".to_string())?;
-        if status == 200 && h["number_of_nodes"] == 3 {
-            Ok(())
-        } else {
-            Err(format!("{status} {h}"))
-        }
+    wait("the cluster back on every node, as elastic", 30, &refs, || {
+        all_up(&nodes, elastic)
     });
     assert_eq!(
         as_user(&nodes[0], Some(("kibana_system", "kibana-secret")), "GET", "/", "").0,
