@@ -49,18 +49,7 @@ fn main() {
 
 fn setup(sb: &Sandbox) -> Result<(), String> {
     sb.docker(&["network", "create", "--driver", "overlay", "--attachable", PROXY_NET])?;
-    let bin = common::repo().join("target/x86_64-unknown-linux-gnu/release/swarmlog");
-    if !bin.exists() {
-        return Err(format!(
-            "{} is missing: build it first (scripts/test does): RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --target x86_64-unknown-linux-gnu",
-            bin.display()
-        ));
-    }
-    common::sh(&format!(
-        "DOCKER_HOST={} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {IMAGE} .",
-        sb.host
-    ))?;
-    Ok(())
+    common::operator::build_image(sb, IMAGE)
 }
 
 /// Values of stack `stack` (placed by the node label `<stack>=true`), the

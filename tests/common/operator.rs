@@ -24,6 +24,23 @@ pub fn node_fact(sb: &Sandbox, host: &str, key: &str) -> Result<String, String> 
         .ok_or_else(|| format!("{}: no {key}", file.display()))
 }
 
+/// Builds the operator's image `image` on the sandbox's manager from the
+/// static release binary (Dockerfile.prebuilt), which must be built first.
+pub fn build_image(sb: &Sandbox, image: &str) -> Result<(), String> {
+    let bin = super::repo().join("target/x86_64-unknown-linux-gnu/release/swarmlog");
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: build it first (scripts/test does): RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --target x86_64-unknown-linux-gnu",
+            bin.display()
+        ));
+    }
+    super::sh(&format!(
+        "DOCKER_HOST={} DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.prebuilt -t {image} .",
+        sb.host
+    ))?;
+    Ok(())
+}
+
 /// The deployed operator (stack `swarmlog`) with the values `values`. Its
 /// host-mode port is on manager-1's address, which only the sandbox's own
 /// namespaces reach: it is read from inside manager-1's namespace.
