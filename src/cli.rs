@@ -334,6 +334,12 @@ pub struct ChartArgs {
     /// Stack name (default: the values' `stack`, else `logging`).
     #[arg(long, env = "SWARMLOG_STACK")]
     pub stack: Option<String>,
+    /// The root key the Elasticsearch credentials are derived from (with
+    /// `elasticsearch.security`). `render` and `validate` without it show
+    /// placeholders; `plan`, `apply` and `run` read
+    /// /run/secrets/swarmlog_root_key when it is not given.
+    #[arg(long, env = "SWARMLOG_ROOT_KEY_FILE", value_name = "FILE")]
+    pub root_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -363,7 +369,16 @@ impl ChartArgs {
             values: self.values.clone(),
             set: crate::render::parse_set(&self.set)?,
             stack: self.stack.clone(),
+            root_key: self.root_key_file.clone(),
         })
+    }
+
+    /// [`Self::inputs`] with the root key always read (its default place
+    /// when none is given): what plan, apply and run write needs it.
+    pub fn keyed_inputs(&self) -> Result<crate::render::Inputs, crate::diag::Problems> {
+        let mut inputs = self.inputs()?;
+        inputs.root_key.get_or_insert_with(|| crate::security::DEFAULT_ROOT_KEY_FILE.into());
+        Ok(inputs)
     }
 }
 
@@ -387,7 +402,7 @@ impl RunArgs {
             .map(|r| crate::controller::nodes::parse_rule(r))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(crate::controller::Settings {
-            render: self.chart.inputs().map_err(|p| p.to_string())?,
+            render: self.chart.keyed_inputs().map_err(|p| p.to_string())?,
             resync: self.resync,
             debounce: self.debounce,
             debounce_max: self.debounce_max,

@@ -15,8 +15,11 @@ use swarmlog::engine::{self, Engine};
 use swarmlog::render::Rendered;
 
 /// Loads the chart and renders it; every problem is returned, one per line.
-fn load_and_render(args: &ChartArgs) -> Result<Rendered, Problems> {
-    let rendered = swarmlog::render::render(&args.inputs()?, &swarmlog::render::process_env)?;
+/// `keyed`: the credentials are derived from the root key (plan, apply),
+/// not shown as placeholders (render, validate without `--root-key-file`).
+fn load_and_render(args: &ChartArgs, keyed: bool) -> Result<Rendered, Problems> {
+    let inputs = if keyed { args.keyed_inputs()? } else { args.inputs()? };
+    let rendered = swarmlog::render::render(&inputs, &swarmlog::render::process_env)?;
     for w in &rendered.warnings {
         tracing::warn!("{w}");
     }
@@ -36,7 +39,7 @@ fn report(problems: &Problems) -> ExitCode {
 }
 
 pub(crate) fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    let rendered = match load_and_render(&args.chart) {
+    let rendered = match load_and_render(&args.chart, false) {
         Ok(r) => r,
         Err(p) => return Ok(report(&p)),
     };
@@ -52,10 +55,17 @@ pub(crate) fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     }
     match args.output {
         RenderFormat::Yaml => print!("{}", rendered.compose_text),
-        RenderFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rendered.desired).context("serialising the desired state")?
-        ),
+        RenderFormat::Json => {
+            // A secret's data never leaves the process (as in `plan`).
+            let mut shown = rendered.desired.clone();
+            for s in &mut shown.secrets {
+                s.spec.data = None;
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shown).context("serialising the desired state")?
+            )
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,7 +92,7 @@ fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
 }
 
 pub(crate) fn validate(args: &ChartArgs) -> anyhow::Result<ExitCode> {
-    match load_and_render(args) {
+    match load_and_render(args, false) {
         Ok(r) => {
             println!(
                 "ok: stack {} renders to {} services, {} networks, {} configs",
@@ -108,7 +118,7 @@ async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
 
 /// Renders (offline, so bad input never reaches the engine), then connects.
 async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(Rendered, Engine), ExitCode> {
-    let rendered = load_and_render(chart).map_err(|p| report(&p))?;
+    let rendered = load_and_render(chart, true).map_err(|p| report(&p))?;
     let engine = connect(engine).await?;
     Ok((rendered, engine))
 }

@@ -18,4 +18,5 @@ pub mod plan;
 pub mod preflight;
 pub mod render;
 pub mod report;
+pub mod security;
 pub mod status;

@@ -15,6 +15,7 @@ fn render() -> swarmlog::render::chart::Rendered {
             set: Vec::new(),
             stack: None,
             env: &no_env,
+            credential: &|_, _| Ok(b"test-password".to_vec()),
         })
         .expect("the embedded chart renders")
 }
@@ -50,6 +51,7 @@ fn hashes_are_stable_across_runs_and_key_orders() {
                 set: Vec::new(),
                 stack: None,
                 env: &no_env,
+                credential: &|_, _| Ok(b"test-password".to_vec()),
             })
             .expect("renders")
     };

@@ -799,6 +799,7 @@ mod tests {
                 set: Vec::new(),
                 stack: None,
                 env: &|_| None,
+                credential: &|_, _| Ok(b"test-password".to_vec()),
             })
             .expect("renders")
             .desired

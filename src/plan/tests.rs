@@ -19,6 +19,7 @@ pub(super) fn desired_with(values: &str) -> DesiredState {
             set: Vec::new(),
             stack: None,
             env: &no_env,
+            credential: &|_, _| Ok(b"test-password".to_vec()),
         })
         .expect("renders")
         .desired
@@ -539,6 +540,7 @@ fn preflight_zero_turns_the_check_off() {
             set: Vec::new(),
             stack: None,
             env: &no_env,
+            credential: &|_, _| Ok(b"test-password".to_vec()),
         })
         .expect("renders");
     assert!(rendered.desired.preflight().is_empty(), "0 turns the check off");

@@ -34,6 +34,11 @@ const EMBEDDED: &[(&str, &str)] = &[
         "files/filebeat.yml",
         include_str!("../../charts/logging/files/filebeat.yml"),
     ),
+    (
+        "files/logstash-secure.conf",
+        include_str!("../../charts/logging/files/logstash-secure.conf"),
+    ),
+    ("files/kibana.yml", include_str!("../../charts/logging/files/kibana.yml")),
 ];
 
 /// Where a chart's files come from.
@@ -99,6 +104,9 @@ pub struct RenderOptions<'a> {
     pub stack: Option<String>,
     /// Environment for compose interpolation.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The content of a credential secret: (stack, Elasticsearch user) to
+    /// its password (see [`crate::security`]).
+    pub credential: &'a dyn Fn(&str, &str) -> Result<Vec<u8>, String>,
 }
 
 fn read_limited(path: &Path) -> Result<String, String> {
@@ -345,7 +353,11 @@ impl Chart {
             }
         };
         let loaded = load::load(&compose_name, &compose_text, opts.env)?;
-        let mut desired = desired::convert(&stack, &loaded, &|p| self.read_file(p))?;
+        let read = |p: &str| match p.strip_prefix(crate::security::CREDENTIAL_PATH) {
+            Some(user) => (opts.credential)(&stack, user),
+            None => self.read_file(p),
+        };
+        let mut desired = desired::convert(&stack, &loaded, &read)?;
         desired.letsencrypt = self.companion(&values)?;
         self.check_elasticsearch(&values)?;
         let mut files = Vec::new();
@@ -450,6 +462,16 @@ impl Chart {
                     Problem::new(&file, format!("unknown topology {t:?}: single or cluster")).field(&field("topology")),
                 );
             }
+        }
+        let secure = es.get("security").and_then(Json::as_bool) == Some(true);
+        if secure && es.get("topology").and_then(Json::as_str) == Some("cluster") {
+            problems.push(
+                Problem::new(
+                    &file,
+                    "security with topology cluster needs TLS between the nodes (Elasticsearch refuses to form a secured cluster without it), which swarmlog does not make yet: use topology single, or security false",
+                )
+                .field(&field("security")),
+            );
         }
         if let Some(m) = es.get("masterNodes") {
             if m.as_u64().is_none_or(|m| m < 1) {
@@ -585,6 +607,7 @@ mod tests {
             set: Vec::new(),
             stack: None,
             env: &no_env,
+            credential: &|_, _| Ok(b"test-password".to_vec()),
         }
     }
 

@@ -27,6 +27,10 @@ pub struct Inputs {
     pub set: Vec<(String, String)>,
     /// `--stack`, overriding the values' `stack`.
     pub stack: Option<String>,
+    /// The root key the credentials are derived from (`None`: an offline
+    /// render, whose credential secrets are empty placeholders; plan, apply
+    /// and run always give one).
+    pub root_key: Option<PathBuf>,
 }
 
 /// Parses `--set KEY=VALUE` arguments.
@@ -65,13 +69,27 @@ pub fn render(inputs: &Inputs, env: &dyn Fn(&str) -> Option<String>) -> Result<R
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
+    // The key is read only when the chart asks for a credential, so a
+    // render with security off never needs it.
+    let key = std::cell::OnceCell::<Result<crate::security::RootKey, String>>::new();
+    let credential = |stack: &str, user: &str| -> Result<Vec<u8>, String> {
+        match &inputs.root_key {
+            None => Ok(Vec::new()),
+            Some(path) => {
+                let k = key.get_or_init(|| crate::security::RootKey::read(path)).clone()?;
+                Ok(k.password(stack, user, crate::security::GENERATION).into_bytes())
+            }
+        }
+    };
     chart.render(&RenderOptions {
         values_files,
         set: inputs.set.clone(),
         stack: inputs.stack.clone(),
         env,
+        credential: &credential,
     })
 }
+
 
 /// The process environment, for [`render`]'s interpolation (edges only).
 pub fn process_env(name: &str) -> Option<String> {
@@ -136,6 +154,7 @@ pub(crate) fn test_desired(values: &str) -> desired::DesiredState {
             set: Vec::new(),
             stack: None,
             env: &|_| None,
+            credential: &|_, _| Ok(b"test-password".to_vec()),
         })
         .expect("renders")
         .desired

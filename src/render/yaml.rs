@@ -402,6 +402,7 @@ mod fuzz {
                 set: Vec::new(),
                 stack: None,
                 env: &|_| None,
+                credential: &|_, _| Ok(b"test-password".to_vec()),
             });
             let _ = crate::render::compose::load::load("fuzz.yml", &text, &|_| None);
         }

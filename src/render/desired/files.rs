@@ -34,7 +34,29 @@ pub(super) fn file_objects(
             external.push(def.name.clone().unwrap_or_else(|| key.clone()));
             continue;
         }
-        let Some(file) = &def.file else {
+        let credential = def.labels.get(crate::security::LABEL_CREDENTIAL);
+        if credential.is_some() && section != "secrets" {
+            ctx.problem(
+                &[section, key, "labels", crate::security::LABEL_CREDENTIAL],
+                "a credential is a secret: a config's data can be read back by anyone with the engine's API",
+            );
+            continue;
+        }
+        let file = match (&def.file, credential) {
+            (None, Some(user)) => Some(format!("{}{user}", crate::security::CREDENTIAL_PATH)),
+            (Some(_), Some(_)) => {
+                ctx.problem(
+                    &[section, key, "file"],
+                    format!(
+                        "{section}.{key} is a credential swarmlog derives ({}): it takes no `file:`",
+                        crate::security::LABEL_CREDENTIAL
+                    ),
+                );
+                continue;
+            }
+            (f, None) => f.clone(),
+        };
+        let Some(file) = &file else {
             ctx.problem(
                 &[section, key],
                 format!("{section}.{key} needs `file:` (or `external: true`)"),
