@@ -58,6 +58,10 @@ pub enum Command {
     /// Elasticsearch cluster operations (topology cluster).
     #[command(subcommand)]
     Es(EsCommand),
+    /// The root key and the Elasticsearch passwords derived from it
+    /// (elasticsearch.security).
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
     /// Print a shell completion script: `swarmlog completions bash > /etc/bash_completion.d/swarmlog`.
     Completions(CompletionsArgs),
     /// Print the man page swarmlog.1 (roff), or write one page per subcommand with --dir.
@@ -74,6 +78,37 @@ pub enum EsCommand {
     /// the label io.swarmlog.es.decommission, which also keeps a new
     /// Elasticsearch node from being made there; `--cancel` takes it away.
     Decommission(DecommissionArgs),
+}
+
+/// `swarmlog credentials ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum CredentialsCommand {
+    /// Make the root key once, before the operator is deployed: the swarm
+    /// secret swarmlog_root_key (32 random bytes) that manifests/operator.yml
+    /// mounts into the operator. An existing one is kept (exit 0).
+    Init(CredentialsInitArgs),
+    /// Print a user's password (default: elastic), derived from the root key
+    /// as the operator derives it. Run it where the key is mounted:
+    /// `docker exec <operator container> /swarmlog credentials show`.
+    Show(CredentialsShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CredentialsInitArgs {
+    /// The secret's name (manifests/operator.yml: SWARMLOG_ROOT_KEY_SECRET).
+    #[arg(long, default_value = crate::security::ROOT_KEY_SECRET)]
+    pub name: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CredentialsShowArgs {
+    /// The Elasticsearch user: elastic, kibana_system or swarmlog_logstash.
+    #[arg(default_value = crate::security::ELASTIC)]
+    pub user: String,
+    #[command(flatten)]
+    pub chart: ChartArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -459,6 +459,80 @@ pub(crate) fn preflight(args: &PreflightArgs) -> ExitCode {
 }
 
 /// `swarmlog es ...`
+pub(crate) async fn credentials(cmd: &swarmlog::cli::CredentialsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        swarmlog::cli::CredentialsCommand::Init(args) => credentials_init(args).await,
+        swarmlog::cli::CredentialsCommand::Show(args) => Ok(credentials_show(args)),
+    }
+}
+
+/// Makes the root key's secret; one that exists is kept.
+async fn credentials_init(args: &swarmlog::cli::CredentialsInitArgs) -> anyhow::Result<ExitCode> {
+    let engine = match connect(&args.engine).await {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let key = swarmlog::security::new_root_key().map_err(anyhow::Error::msg)?;
+    let spec = bollard::models::SecretSpec {
+        name: Some(args.name.clone()),
+        labels: Some(std::collections::HashMap::from([(
+            swarmlog::security::LABEL_ROOT_KEY.to_string(),
+            "true".to_string(),
+        )])),
+        data: Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)),
+        ..Default::default()
+    };
+    match engine.create_secret(&args.name, spec).await {
+        Ok(_) => {
+            println!(
+                "made the root key: the swarm secret {} (mounted into the operator by manifests/operator.yml)",
+                args.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(engine::EngineError::Conflict { .. }) => {
+            println!("the swarm secret {} exists: kept (a new key would change every password)", args.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(e.exit_code()))
+        }
+    }
+}
+
+/// Prints a user's password, from the same render the operator makes.
+fn credentials_show(args: &swarmlog::cli::CredentialsShowArgs) -> ExitCode {
+    let rendered = match load_and_render(&args.chart, true) {
+        Ok(r) => r,
+        Err(p) => return report(&p),
+    };
+    let found = rendered.desired.secrets.iter().find(|s| {
+        s.spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(swarmlog::security::LABEL_CREDENTIAL))
+            == Some(&args.user)
+    });
+    let password = found
+        .and_then(|s| s.spec.data.as_deref())
+        .and_then(|d| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, d).ok())
+        .and_then(|d| String::from_utf8(d).ok());
+    match password {
+        Some(p) => {
+            println!("{p}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "error: stack {} has no password for {:?}: elasticsearch.security is off, or swarmlog keeps no such user (elastic, kibana_system, swarmlog_logstash)",
+                rendered.stack, args.user
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub(crate) async fn es(cmd: &swarmlog::cli::EsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         swarmlog::cli::EsCommand::Decommission(args) => decommission(args).await,

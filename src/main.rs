@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use commands::{apply, es, healthcheck, manpage, plan, preflight, print_bytes, render, run, status, validate};
+use commands::{apply, credentials, es, healthcheck, manpage, plan, preflight, print_bytes, render, run, status, validate};
 use swarmlog::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Healthcheck(args) => with_runtime(|| healthcheck(args)),
         Command::Preflight(args) => Ok(preflight(args)),
         Command::Es(cmd) => with_runtime(|| es(cmd)),
+        Command::Credentials(cmd) => with_runtime(|| credentials(cmd)),
         Command::Completions(args) => print_bytes(&swarmlog::cli::completions(args.shell)),
         Command::Manpage(args) => manpage(args),
     };

@@ -15,6 +15,7 @@ use super::Context;
 use crate::clock::now;
 use crate::engine::Observed;
 use crate::es::client::{Client, ALLOCATION_ENABLE};
+use crate::es::security::{Passwords, SecurityRead, ELASTIC};
 use crate::es::{Color, Snapshot};
 use crate::plan::cluster::{self, Cluster, Topology};
 use crate::plan::roll::{self, EsCall};
@@ -48,6 +49,8 @@ pub struct View {
     pub read_at: Option<std::time::Instant>,
     /// The cluster UUID each unjoined member reports (`Ok(None)`: none yet).
     pub roots: BTreeMap<String, Result<Option<String>, String>>,
+    /// The users swarmlog keeps, with security on.
+    pub security: Option<SecurityRead>,
 }
 
 impl View {
@@ -74,7 +77,7 @@ impl View {
                 s.read_only,
                 s.retention.policy,
                 s.retention.template,
-            ),
+            ) + &format!("|{:?}", self.security),
             None => format!("{:?}", self.error.as_ref().map(|e| e.0)),
         }
     }
@@ -84,6 +87,9 @@ impl View {
 #[derive(Default)]
 pub struct Shared {
     targets: RwLock<Targets>,
+    /// The passwords of the users swarmlog keeps (security on), from the
+    /// desired state's credential secrets.
+    auth: RwLock<Option<Passwords>>,
     view: RwLock<View>,
     rolling: AtomicBool,
     wake: tokio::sync::Notify,
@@ -148,17 +154,56 @@ impl Shared {
     fn targets(&self) -> Targets {
         self.targets.read().map(|t| t.clone()).unwrap_or_default()
     }
+
+    /// The passwords the desired state gives (`None`: security off).
+    fn set_auth(&self, p: Option<Passwords>) {
+        let changed = match self.auth.write() {
+            Ok(mut w) if *w != p => {
+                *w = p;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(super) fn auth(&self) -> Option<Passwords> {
+        self.auth.read().ok().and_then(|a| a.clone())
+    }
+
+    /// A client calling as `elastic` when security is on.
+    pub(super) fn client(&self, timeout: std::time::Duration) -> Client {
+        let c = Client::new(timeout);
+        match self.auth() {
+            Some(p) => c.as_user(ELASTIC, &p.elastic),
+            None => c,
+        }
+    }
+
+    /// A user swarmlog wrote, into the last read as it now stands.
+    pub(super) fn security_written(&self, f: impl FnOnce(&mut SecurityRead)) {
+        if let Ok(mut v) = self.view.write() {
+            if let Some(r) = v.security.as_mut() {
+                f(r);
+            }
+        }
+    }
 }
 
 /// The poller: reads the cluster every interval (every second during a
 /// roll), until shutdown.
 pub async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let client = Client::new(ctx.settings.es.timeout);
     let mut last_key: Option<String> = None;
     loop {
         let targets = ctx.es.targets();
         if !targets.bases.is_empty() {
-            let view = read(&client, &targets).await;
+            let client = ctx.es.client(ctx.settings.es.timeout);
+            let mut view = read(&client, &targets).await;
+            if let (Some(p), Some(s)) = (ctx.es.auth(), view.snapshot.as_ref()) {
+                view.security = Some(crate::es::security::read(&client, &s.endpoint, &p).await);
+            }
             let key = view.key();
             if let Ok(mut w) = ctx.es.view.write() {
                 *w = view;
@@ -224,6 +269,7 @@ pub struct Outcome {
 
 /// The Elasticsearch step of a reconcile.
 pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &Observed, opts: PlanOptions) -> Outcome {
+    ctx.es.set_auth(super::security::passwords(&desired));
     let Some((template, topology)) = cluster::elasticsearch(&desired) else {
         ctx.es.set_targets(Targets::default());
         ctx.update_status(|st| st.elasticsearch = ElasticsearchStatus::default());
@@ -439,6 +485,16 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         )
         .await,
     );
+    problems.extend(
+        super::security::step(
+            ctx,
+            role,
+            view.snapshot.as_ref().map(|s| s.endpoint.as_str()),
+            view.security.as_ref(),
+            &mut status.security,
+        )
+        .await,
+    );
     status.problems = problems.clone();
     ctx.update_status(|st| {
         for p in &problems {
@@ -632,7 +688,7 @@ fn running(observed: &Observed, service: &str) -> bool {
 }
 
 async fn es_call(ctx: &Context, base: &str, call: EsCall) -> Result<(), crate::es::client::EsError> {
-    let client = Client::new(ctx.settings.es.timeout);
+    let client = ctx.es.client(ctx.settings.es.timeout);
     match call {
         EsCall::HoldReplicas => {
             client
@@ -667,7 +723,7 @@ async fn decommission(
     desired: &mut DesiredState,
     status: &mut ElasticsearchStatus,
 ) {
-    let client = Client::new(ctx.settings.es.timeout);
+    let client = ctx.es.client(ctx.settings.es.timeout);
     let prefix = format!(
         "{}_es_",
         c.template.strip_suffix("_elasticsearch").unwrap_or(&c.template)

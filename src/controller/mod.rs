@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod preflight;
 pub mod reconcile;
 pub mod retention;
+pub mod security;
 pub mod shipping;
 pub mod triggers;
 pub mod watch;

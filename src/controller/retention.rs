@@ -5,7 +5,6 @@
 
 use super::Context;
 use crate::clock::now;
-use crate::es::client::Client;
 use crate::es::disk::Level;
 use crate::es::retention::{self, Compare};
 use crate::es::Snapshot;
@@ -133,7 +132,7 @@ pub async fn step(
             st.oldest_index = Some(index);
         }
     }
-    let client = Client::new(ctx.settings.es.timeout);
+    let client = ctx.es.client(ctx.settings.es.timeout);
     let policy_body = retention::policy(period);
     let template_body = retention::template();
     let items = [

@@ -41,6 +41,18 @@ pub enum EsError {
 pub struct Client {
     http: HyperClient<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    /// `Authorization` header value (Basic), when security is on.
+    auth: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credentials are never printed.
+        f.debug_struct("Client")
+            .field("timeout", &self.timeout)
+            .field("auth", &self.auth.as_ref().map(|_| "(hidden)"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -51,6 +63,17 @@ impl Client {
         Client {
             http: HyperClient::builder(TokioExecutor::new()).build(connector),
             timeout,
+            auth: None,
+        }
+    }
+
+    /// The same client, calling as `user` (HTTP Basic).
+    pub fn as_user(&self, user: &str, password: &str) -> Client {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Client {
+            auth: Some(format!("Basic {token}")),
+            ..self.clone()
         }
     }
 
@@ -62,6 +85,9 @@ impl Client {
             detail,
         };
         let mut req = hyper::Request::builder().method(method).uri(&url);
+        if let Some(a) = &self.auth {
+            req = req.header(hyper::header::AUTHORIZATION, a);
+        }
         let bytes = match body {
             Some(b) => {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");

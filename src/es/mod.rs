@@ -8,6 +8,7 @@
 pub mod client;
 pub mod disk;
 pub mod retention;
+pub mod security;
 
 use serde::{Deserialize, Serialize};
 

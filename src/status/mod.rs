@@ -295,9 +295,33 @@ pub struct ElasticsearchStatus {
     /// How long logs are kept, and whether Elasticsearch holds swarmlog's
     /// policy and template.
     pub retention: RetentionStatus,
+    /// Security on or off, and the users swarmlog keeps.
+    pub security: SecurityStatus,
     /// What makes the phase Degraded, in words (red, a node missing, a
     /// node of another cluster, a disk above the high watermark).
     pub problems: Vec<String>,
+}
+
+/// Elasticsearch's security as swarmlog keeps it. Never a password: the
+/// users' names and states only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SecurityStatus {
+    /// `elasticsearch.security` of the desired state.
+    pub enabled: bool,
+    /// Each user swarmlog keeps: `in-force` (it authenticates with
+    /// swarmlog's password and has its role), `written` (just now),
+    /// `missing`, `differs`, `not-ours` (a user or role of that name
+    /// without `metadata.managed_by: swarmlog`: left alone), `unread`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UserStatus {
+    pub name: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Retention as swarmlog keeps it in Elasticsearch.

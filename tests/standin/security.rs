@@ -59,6 +59,8 @@ pub struct User {
     pub roles: Vec<String>,
     pub full_name: Option<String>,
     pub enabled: bool,
+    /// The user's `metadata` object as given (`None`: `{}`).
+    pub metadata: Option<Json>,
 }
 
 /// Users and roles of the native realm (the cluster's `.security` index).
@@ -145,6 +147,7 @@ impl Security {
             roles: vec![role.to_string()],
             full_name: None,
             enabled: true,
+            metadata: None,
         })
     }
 
@@ -260,6 +263,7 @@ impl Security {
                 ("roles", Json::Array(u.roles.iter().map(|r| Json::str(r)).collect())),
                 ("full_name", u.full_name.as_deref().map(Json::str).unwrap_or(Json::Null)),
                 ("enabled", Json::Bool(u.enabled)),
+                ("metadata", u.metadata.clone().unwrap_or(Json::Null)),
             ]);
             out.push_str(&format!("security_user={record}\n"));
         }
@@ -295,6 +299,7 @@ impl Security {
                         roles,
                         full_name: text("full_name"),
                         enabled,
+                        metadata: record.get("metadata").filter(|m| match **m { Json::Object(_) => true, _ => false }).cloned(),
                     },
                 );
             }
@@ -344,7 +349,11 @@ fn check_password(v: Option<&Json>) -> Result<String, Refusal> {
 
 fn user_json(name: &str, u: &User) -> String {
     let reserved = RESERVED.iter().any(|(n, _)| *n == name);
-    let metadata = if reserved { "{\"_reserved\":true}" } else { "{}" };
+    let metadata = match (&u.metadata, reserved) {
+        (_, true) => "{\"_reserved\":true}".to_string(),
+        (Some(m), false) => m.to_string(),
+        (None, false) => "{}".to_string(),
+    };
     format!(
         "{{\"username\":{},\"roles\":[{}],\"full_name\":{},\"email\":null,\"metadata\":{metadata},\"enabled\":{}}}",
         json::quote(name),
@@ -438,6 +447,7 @@ pub fn api(
                 roles,
                 full_name: d.get("full_name").and_then(Json::as_str).map(str::to_string),
                 enabled: !matches!(d.get("enabled"), Some(Json::Bool(false))),
+                metadata: d.get("metadata").filter(|m| match **m { Json::Object(_) => true, _ => false }).cloned(),
             };
             let mut next = state.clone();
             let created = next.users.insert(name.to_string(), user).is_none();
