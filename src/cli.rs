@@ -412,7 +412,9 @@ impl ChartArgs {
     /// when none is given): what plan, apply and run write needs it.
     pub fn keyed_inputs(&self) -> Result<crate::render::Inputs, crate::diag::Problems> {
         let mut inputs = self.inputs()?;
-        inputs.root_key.get_or_insert_with(|| crate::security::DEFAULT_ROOT_KEY_FILE.into());
+        inputs
+            .root_key
+            .get_or_insert_with(|| crate::security::DEFAULT_ROOT_KEY_FILE.into());
         Ok(inputs)
     }
 }

@@ -491,7 +491,10 @@ async fn credentials_init(args: &swarmlog::cli::CredentialsInitArgs) -> anyhow::
             Ok(ExitCode::SUCCESS)
         }
         Err(engine::EngineError::Conflict { .. }) => {
-            println!("the swarm secret {} exists: kept (a new key would change every password)", args.name);
+            println!(
+                "the swarm secret {} exists: kept (a new key would change every password)",
+                args.name
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use commands::{apply, credentials, es, healthcheck, manpage, plan, preflight, print_bytes, render, run, status, validate};
+use commands::{
+    apply, credentials, es, healthcheck, manpage, plan, preflight, print_bytes, render, run, status, validate,
+};
 use swarmlog::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {

@@ -54,8 +54,14 @@ impl RootKey {
     /// A key from a secret's bytes: surrounding whitespace (a trailing
     /// newline of `echo`) is not part of it; fewer than 32 bytes is refused.
     pub fn from_bytes(bytes: &[u8]) -> Result<RootKey, String> {
-        let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+        let start = bytes
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(bytes.len());
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(start, |e| e + 1);
         let key = &bytes[start..end.max(start)];
         if key.len() < MIN_ROOT_KEY {
             return Err(format!(
@@ -136,7 +142,10 @@ mod tests {
 
     #[test]
     fn the_key_ignores_surrounding_whitespace_and_refuses_short_keys() {
-        assert_eq!(key(), RootKey::from_bytes(b"  0123456789abcdef0123456789abcdef").expect("key"));
+        assert_eq!(
+            key(),
+            RootKey::from_bytes(b"  0123456789abcdef0123456789abcdef").expect("key")
+        );
         let e = RootKey::from_bytes(b"short\n").expect_err("short");
         assert!(e.contains("5 bytes"), "{e}");
         assert!(RootKey::from_bytes(b"   \n").is_err());

@@ -537,6 +537,7 @@ fn operator_image_on_every_manager(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
     // Logstash on every logger node: a node that joins gets one.
     std::fs::write(&values, "stack: ite2e\nlogstash:\n  mode: global\n").map_err(|e| e.to_string())?;
     sb.docker(&["config", "create", "swarmlog_values_v1", &values.display().to_string()])?;
+    common::operator::make_root_key(sb)?;
     let mut proxies = std::collections::BTreeMap::new();
     for m in MANAGERS {
         let p = EngineProxy::start(

@@ -685,6 +685,7 @@ fn readme_scrape_config_finds_the_deployed_operator(sb: &Sandbox, rt: &tokio::ru
     )
     .map_err(|e| e.to_string())?;
     sb.docker(&["config", "create", "swarmlog_values_v1", &values.display().to_string()])?;
+    common::operator::make_root_key(sb)?;
     let socks = common::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
     common::sh(&format!(
         "{env} SWARMLOG_IMAGE={image} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",

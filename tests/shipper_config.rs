@@ -160,6 +160,7 @@ fn render(values: &str) -> swarmlog::render::chart::Rendered {
             set: Vec::new(),
             stack: None,
             env: &|_| None,
+            credential: &|_, _| Ok(b"test-password".to_vec()),
         })
         .expect("renders")
 }

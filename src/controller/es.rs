@@ -58,26 +58,28 @@ impl View {
     /// the like do not).
     fn key(&self) -> String {
         match &self.snapshot {
-            Some(s) => format!(
-                "{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
-                s.health.status.as_str(),
-                s.settled(),
-                s.cluster_uuid,
-                s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(","),
-                s.allocation_enable,
-                s.exclude_name,
-                self.roots,
-                // A watermark crossed, an index blocked, the policy or the
-                // template changed (or gone): each is acted on or reported.
-                s.nodes
-                    .iter()
-                    .map(|n| n.disk_level(&s.watermarks).map_or("?", |l| l.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                s.read_only,
-                s.retention.policy,
-                s.retention.template,
-            ) + &format!("|{:?}", self.security),
+            Some(s) => {
+                format!(
+                    "{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
+                    s.health.status.as_str(),
+                    s.settled(),
+                    s.cluster_uuid,
+                    s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(","),
+                    s.allocation_enable,
+                    s.exclude_name,
+                    self.roots,
+                    // A watermark crossed, an index blocked, the policy or the
+                    // template changed (or gone): each is acted on or reported.
+                    s.nodes
+                        .iter()
+                        .map(|n| n.disk_level(&s.watermarks).map_or("?", |l| l.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    s.read_only,
+                    s.retention.policy,
+                    s.retention.template,
+                ) + &format!("|{:?}", self.security)
+            }
             None => format!("{:?}", self.error.as_ref().map(|e| e.0)),
         }
     }

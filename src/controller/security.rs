@@ -80,7 +80,11 @@ pub async fn step(
                     ctx.es.security_written(|r| r.kibana_system = Ok(true));
                     user_row(KIBANA_SYSTEM, "written", None)
                 }
-                Err(e) => failed(KIBANA_SYSTEM, &format!("setting its password failed: {e}"), &mut problems),
+                Err(e) => failed(
+                    KIBANA_SYSTEM,
+                    &format!("setting its password failed: {e}"),
+                    &mut problems,
+                ),
             }
         }
     };
@@ -211,4 +215,100 @@ fn failed(name: &str, msg: &str, problems: &mut Vec<String>) -> UserStatus {
     tracing::warn!("elasticsearch: {msg}");
     problems.push(msg.clone());
     user_row(name, "failed", Some(msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(d: &DesiredState, key: &str) -> Vec<String> {
+        let s = d.services.iter().find(|s| s.key == key).expect("service");
+        let c = s
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .expect("container");
+        c.secrets
+            .iter()
+            .flatten()
+            .filter_map(|r| r.secret_name.clone())
+            .collect()
+    }
+
+    fn secret_name(d: &DesiredState, key: &str) -> String {
+        d.secrets
+            .iter()
+            .find(|s| s.key == key)
+            .and_then(|s| s.spec.name.clone())
+            .expect("secret")
+    }
+
+    #[test]
+    fn with_security_each_service_gets_its_own_secret_and_no_password_is_in_a_spec() {
+        // test_desired derives every password as "test-password".
+        let d = crate::render::test_desired("elasticsearch:\n  security: true\n");
+        for s in &d.services {
+            let text = serde_json::to_string(&s.spec).expect("json");
+            assert!(!text.contains("test-password"), "{} holds a password: {text}", s.key);
+        }
+        for c in &d.configs {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(c.spec.data.as_deref().unwrap_or_default())
+                .expect("base64");
+            assert!(!String::from_utf8_lossy(&data).contains("test-password"), "{}", c.key);
+        }
+        assert_eq!(refs(&d, "elasticsearch"), vec![secret_name(&d, "elastic_password")]);
+        assert_eq!(refs(&d, "kibana"), vec![secret_name(&d, "kibana_password")]);
+        assert_eq!(refs(&d, "logstash"), vec![secret_name(&d, "logstash_password")]);
+        let es = d.services.iter().find(|s| s.key == "elasticsearch").expect("es");
+        let env = es
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default();
+        assert!(env.contains(&"xpack.security.enabled=true".to_string()), "{env:?}");
+        assert!(
+            env.contains(&"ELASTIC_PASSWORD_FILE=/run/secrets/elastic_password".to_string()),
+            "{env:?}"
+        );
+        // The engine fills the password in on the node, from the secret.
+        for (key, needle) in [
+            ("kibana_config", r#"{{ secret "kibana_password" }}"#),
+            ("logstash_pipeline", r#"{{ secret "logstash_password" }}"#),
+        ] {
+            let c = d.configs.iter().find(|c| c.key == key).expect("config");
+            assert_eq!(
+                c.spec.templating.as_ref().map(|t| t.name.as_str()),
+                Some("golang"),
+                "{key}"
+            );
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(c.spec.data.as_deref().unwrap_or_default())
+                .expect("base64");
+            assert!(String::from_utf8_lossy(&data).contains(needle), "{key}");
+        }
+        let p = passwords(&d).expect("the passwords are in the secrets");
+        assert_eq!(p.elastic, "test-password");
+        assert_eq!(p.logstash, "test-password");
+    }
+
+    #[test]
+    fn with_security_off_nothing_is_made_and_there_are_no_passwords() {
+        let d = crate::render::test_desired("elasticsearch:\n  security: false\n");
+        assert!(d.secrets.is_empty());
+        assert!(d.configs.iter().all(|c| c.spec.templating.is_none()));
+        assert_eq!(passwords(&d), None);
+        let es = d.services.iter().find(|s| s.key == "elasticsearch").expect("es");
+        let env = es
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default();
+        assert!(env.contains(&"xpack.security.enabled=false".to_string()), "{env:?}");
+    }
 }

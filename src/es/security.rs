@@ -209,7 +209,8 @@ mod tests {
         assert_eq!(compare_user(Some(&answer), true), Compare::Same);
         assert!(matches!(compare_user(Some(&answer), false), Compare::Differs(d) if d.contains("password")));
         assert_eq!(compare_user(None, false), Compare::Missing);
-        let more = json!({ LOGSTASH_USER: {"roles": [LOGSTASH_ROLE, "superuser"], "metadata": {"managed_by": "swarmlog"}}});
+        let more =
+            json!({ LOGSTASH_USER: {"roles": [LOGSTASH_ROLE, "superuser"], "metadata": {"managed_by": "swarmlog"}}});
         assert!(matches!(compare_user(Some(&more), true), Compare::Differs(d) if d.contains("superuser")));
         let foreign = json!({ LOGSTASH_USER: {"roles": [LOGSTASH_ROLE], "metadata": {}}});
         assert_eq!(compare_user(Some(&foreign), true), Compare::NotOurs);

@@ -38,7 +38,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "files/logstash-secure.conf",
         include_str!("../../charts/logging/files/logstash-secure.conf"),
     ),
-    ("files/kibana.yml", include_str!("../../charts/logging/files/kibana.yml")),
+    (
+        "files/kibana.yml",
+        include_str!("../../charts/logging/files/kibana.yml"),
+    ),
 ];
 
 /// Where a chart's files come from.
@@ -106,8 +109,11 @@ pub struct RenderOptions<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The content of a credential secret: (stack, Elasticsearch user) to
     /// its password (see [`crate::security`]).
-    pub credential: &'a dyn Fn(&str, &str) -> Result<Vec<u8>, String>,
+    pub credential: CredentialReader<'a>,
 }
+
+/// (stack, Elasticsearch user) to the password in that user's secret.
+pub type CredentialReader<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<u8>, String>;
 
 fn read_limited(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

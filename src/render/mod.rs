@@ -90,7 +90,6 @@ pub fn render(inputs: &Inputs, env: &dyn Fn(&str) -> Option<String>) -> Result<R
     })
 }
 
-
 /// The process environment, for [`render`]'s interpolation (edges only).
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

@@ -52,12 +52,25 @@ pub struct Deployed<'a> {
     pub owner: bool,
 }
 
+/// The operator's root key (`swarmlog credentials init`, as the README
+/// says), before manifests/operator.yml is deployed: it mounts the key. An
+/// existing one is kept.
+pub fn make_root_key(sb: &Sandbox) -> Result<(), String> {
+    super::sh(&format!(
+        "{} credentials init --docker-host {}",
+        env!("CARGO_BIN_EXE_swarmlog"),
+        sb.host
+    ))
+    .map(|_| ())
+}
+
 impl<'a> Deployed<'a> {
     pub fn deploy(sb: &'a Sandbox, image: &str, config: &str, values: &str) -> Result<Deployed<'a>, String> {
         let dir = super::temp_dir("operator-values");
         let file = dir.join(format!("{config}.yaml"));
         std::fs::write(&file, values).map_err(|e| e.to_string())?;
         sb.docker(&["config", "create", config, &file.display().to_string()])?;
+        make_root_key(sb)?;
         let socks = super::repo().join(format!("target/sandbox/{}/{{{{.Node.Hostname}}}}.sock", sb.name));
         super::sh(&format!(
             "DOCKER_HOST={} SWARMLOG_IMAGE={image} SWARMLOG_VALUES_CONFIG={config} SWARMLOG_DOCKER_SOCK='{}' docker stack deploy --resolve-image never -d -c manifests/operator.yml swarmlog",

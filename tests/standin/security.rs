@@ -299,7 +299,10 @@ impl Security {
                         roles,
                         full_name: text("full_name"),
                         enabled,
-                        metadata: record.get("metadata").filter(|m| match **m { Json::Object(_) => true, _ => false }).cloned(),
+                        metadata: record
+                            .get("metadata")
+                            .filter(|m| matches!(**m, Json::Object(_)))
+                            .cloned(),
                     },
                 );
             }
@@ -447,7 +450,7 @@ pub fn api(
                 roles,
                 full_name: d.get("full_name").and_then(Json::as_str).map(str::to_string),
                 enabled: !matches!(d.get("enabled"), Some(Json::Bool(false))),
-                metadata: d.get("metadata").filter(|m| match **m { Json::Object(_) => true, _ => false }).cloned(),
+                metadata: d.get("metadata").filter(|m| matches!(**m, Json::Object(_))).cloned(),
             };
             let mut next = state.clone();
             let created = next.users.insert(name.to_string(), user).is_none();
