@@ -16,6 +16,14 @@
 //!   the phase Degraded naming the node; the oldest index and the indices
 //!   blocked at the flood stage are shown; a disk back at 50% converges.
 //!
+//! - With elasticsearch.security: the credential secrets exist, no password
+//!   is in any service's spec, /status, the operator's log, `plan` or
+//!   `render -o json`; Elasticsearch refuses an unauthenticated request;
+//!   Kibana and Logstash (the stand-in reading their kibana.yml and
+//!   pipeline, filled in by the engine from the secrets) authenticate;
+//!   Kibana's pages redirect to its login; an operator restart makes no
+//!   secret and writes nothing to Elasticsearch.
+//!
 //! Real Filebeat and Logstash cannot run here (no registry serves their
 //! images): tests/shipper_config.rs checks their configuration against
 //! Elastic's documented settings.
@@ -41,6 +49,10 @@ fn main() {
         (
             "the_shipper_runs_on_every_node_a_joining_one_included_and_rolls_on_a_config_change",
             shipper_everywhere,
+        ),
+        (
+            "security_on_every_credential_in_a_secret_kibana_and_logstash_log_in_a_restart_writes_nothing",
+            security,
         ),
     ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
@@ -567,6 +579,197 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         }
         wait_for("4 shippers running in /status", Duration::from_secs(60), || shipping(4)).await?;
         Ok::<(), String>(())
+    });
+    result.map_err(|e| explain(e, &op))
+}
+
+/// A request from a container on `network` (the stand-in's client): the
+/// status line and body, whatever the status.
+fn call_on(sb: &Sandbox, network: &str, method: &str, url: &str) -> String {
+    match sb.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "swarmlog/standin:latest",
+        "http",
+        method,
+        url,
+    ]) {
+        Ok(out) | Err(out) => out,
+    }
+}
+
+fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    sb.docker(&["node", "update", "--label-add", "sec=true", "logger-1"])?;
+    let values = "stack: sec\n\
+         nodeSelector:\n  label: sec\n  value: \"true\"\n\
+         letsencrypt:\n  enabled: false\n\
+         elasticsearch:\n  security: true\n  endpointMode: dnsrr\n  operatorNetwork: swarmlog_es\n  \
+         stopGracePeriod: 5s\n  preflight:\n    maxMapCount: 0\n";
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_sec1", values)?;
+    sb.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "SWARMLOG_RESYNC=1s",
+        "swarmlog_operator",
+    ])?;
+    let secrets = || -> Result<Vec<String>, String> {
+        let out = sb.docker(&["secret", "ls", "--format", "{{.ID}} {{.Name}}"])?;
+        let mut l: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains(" sec_"))
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        Ok(l)
+    };
+    let security_writes = || {
+        let w = es_writes(sb, &["logger-1"], "sec_elasticsearch_index");
+        (
+            count(&w, "POST /_security/user/kibana_system/_password"),
+            count(&w, "PUT /_security/role/swarmlog_logstash_writer"),
+            count(&w, "PUT /_security/user/swarmlog_logstash"),
+        )
+    };
+    let result = rt.block_on(async {
+        let t0 = Instant::now();
+        let in_force = || async {
+            let st = op.status()?;
+            let sec = &st["elasticsearch"]["security"];
+            let users_ok = sec["users"]
+                .as_array()
+                .is_some_and(|u| u.len() == 2 && u.iter().all(|u| u["state"] == "in-force"));
+            if sec["enabled"] == true && users_ok && st["phase"] == "Converged" {
+                Ok(Some(st))
+            } else {
+                Err(format!("phase {}, security {sec}", st["phase"]))
+            }
+        };
+        let st = wait_for("security in force, Converged", Duration::from_secs(180), in_force).await?;
+        eprintln!(
+            "BENCH security: deploy to every user in force in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        let made = secrets()?;
+        for key in ["elastic_password", "kibana_password", "logstash_password"] {
+            if !made.iter().any(|l| l.contains(&format!(" sec_{key}_"))) {
+                return Err(format!("no secret sec_{key}_<hash>: {made:?}"));
+            }
+        }
+        if security_writes() != (1, 1, 1) {
+            return Err(format!(
+                "expected one write each (kibana_system's password, the role, the user): {:?}",
+                security_writes()
+            ));
+        }
+
+        // The passwords, as the README says to get them: from the operator's
+        // own container, where the root key is mounted.
+        let container = sb.docker(&[
+            "ps",
+            "-q",
+            "-f",
+            "label=com.docker.swarm.service.name=swarmlog_operator",
+        ])?;
+        let container = container.lines().next().unwrap_or_default().trim().to_string();
+        let mut passwords = Vec::new();
+        for user in ["elastic", "kibana_system", "swarmlog_logstash"] {
+            let p = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", user])?;
+            let p = p.trim().to_string();
+            if p.len() != 43 {
+                return Err(format!("credentials show {user}: {p:?}"));
+            }
+            passwords.push((user, p));
+        }
+        // Nowhere to be read: service specs, /status, the log, plan, render.
+        let ids = sb.docker(&["service", "ls", "-q"])?;
+        let mut args = vec!["service", "inspect"];
+        args.extend(ids.lines());
+        let specs = sb.docker(&args)?;
+        let plan = match sb.docker(&["exec", &container, "/swarmlog", "plan"]) {
+            Ok(o) | Err(o) => o,
+        };
+        let render = sb.docker(&["exec", &container, "/swarmlog", "render", "-o", "json"])?;
+        if !render.contains("sec_kibana_password_") {
+            return Err(format!(
+                "render -o json in the operator's container names no credential secret: {render}"
+            ));
+        }
+        let places = [
+            ("service specs", specs),
+            ("/status", st.to_string()),
+            ("the operator's log", op.logs()),
+            ("plan", plan),
+            ("render -o json", render),
+        ];
+        for (user, p) in &passwords {
+            for (place, text) in &places {
+                if text.contains(p.as_str()) {
+                    return Err(format!("{user}'s password is in {place}"));
+                }
+            }
+        }
+
+        // Elasticsearch refuses a request without credentials.
+        let anon = call_on(
+            sb,
+            "swarmlog_es",
+            "GET",
+            "http://sec_elasticsearch:9200/_cluster/health",
+        );
+        if !anon.contains("401") || !anon.contains("security_exception") {
+            return Err(format!("an unauthenticated request was not refused: {anon}"));
+        }
+        // Kibana and Logstash log in with what the engine filled in.
+        let kibana = call_on(sb, "sec_log_net", "GET", "http://tasks.kibana:5601/api/status");
+        if !kibana.contains("200") || !kibana.contains("\"available\"") || !kibana.contains("\"kibana_system\"") {
+            return Err(format!("Kibana did not authenticate: {kibana}"));
+        }
+        let login = call_on(sb, "sec_log_net", "GET", "http://tasks.kibana:5601/app/discover");
+        if !login.contains("302") {
+            return Err(format!("Kibana's page is not behind its login: {login}"));
+        }
+        let logstash = call_on(sb, "sec_log_net", "GET", "http://tasks.logstash:9600/");
+        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash\"") {
+            return Err(format!("Logstash did not authenticate: {logstash}"));
+        }
+
+        // An operator restart: no secret made, nothing written.
+        let before = secrets()?;
+        let first_start = st["started_at"].clone();
+        sb.docker(&["service", "update", "--detach", "--force", "swarmlog_operator"])?;
+        wait_for(
+            "the restarted operator, ten reconciles in, security in force",
+            Duration::from_secs(120),
+            || async {
+                let st = op.status()?;
+                let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+                let new = st["started_at"] != first_start;
+                let users = &st["elasticsearch"]["security"]["users"];
+                let ok = new
+                    && n >= 10
+                    && users
+                        .as_array()
+                        .is_some_and(|u| u.len() == 2 && u.iter().all(|u| u["state"] == "in-force"));
+                if ok {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("new instance {new}, reconciles {n}, users {users}"))
+                }
+            },
+        )
+        .await?;
+        let after = secrets()?;
+        if after != before {
+            return Err(format!("the restart changed the secrets: {before:?} -> {after:?}"));
+        }
+        if security_writes() != (1, 1, 1) {
+            return Err(format!("the restart wrote to Elasticsearch: {:?}", security_writes()));
+        }
+        Ok(())
     });
     result.map_err(|e| explain(e, &op))
 }

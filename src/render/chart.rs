@@ -469,6 +469,14 @@ impl Chart {
                 );
             }
         }
+        if let Some(m) = es.get("endpointMode").and_then(Json::as_str) {
+            if m != "vip" && m != "dnsrr" {
+                problems.push(
+                    Problem::new(&file, format!("unknown endpointMode {m:?}: vip or dnsrr"))
+                        .field(&field("endpointMode")),
+                );
+            }
+        }
         let secure = es.get("security").and_then(Json::as_bool) == Some(true);
         if secure && es.get("topology").and_then(Json::as_str) == Some("cluster") {
             problems.push(

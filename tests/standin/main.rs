@@ -29,11 +29,15 @@
 //!   answer, else 1. Tests run it with `docker run --network <overlay>` to
 //!   reach services by name where only the overlay routes (there is no
 //!   curl in a FROM-scratch image);
+//! - as Kibana (port 5601) and Logstash (port 9600), when their images'
+//!   files are there (kibana.yml, the pipeline), it asks Elasticsearch who
+//!   it is with the credentials they hold and says so (see `clients.rs`);
 //! - run as the Elasticsearch image (its environment has `ES_JAVA_OPTS`,
 //!   `discovery.*` or `cluster.initial_master_nodes`, or `STANDIN_ROLE=
 //!   elasticsearch`), it simulates Elasticsearch on its HTTP and transport
 //!   ports (see `es.rs`); the other ports answer as above.
 
+mod clients;
 mod es;
 mod json;
 mod security;
@@ -117,9 +121,26 @@ fn answer(mut stream: TcpStream, port: u16) {
             }
         }
     }
-    let body = format!("{{\"standin\":true,\"port\":{port},\"status\":\"green\"}}\n");
+    let path = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_default();
+    let (status, headers, body) = match clients::answer(port, &path) {
+        Some(a) => a,
+        None => (
+            200,
+            String::new(),
+            format!("{{\"standin\":true,\"port\":{port},\"status\":\"green\"}}\n"),
+        ),
+    };
+    let reason = match status {
+        200 => "OK",
+        302 => "Found",
+        _ => "Service Unavailable",
+    };
     let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
         body.len(),
         body
     );
