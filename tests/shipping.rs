@@ -23,6 +23,9 @@
 //!   pipeline, filled in by the engine from the secrets) authenticate;
 //!   Kibana's pages redirect to its login; an operator restart makes no
 //!   secret and writes nothing to Elasticsearch.
+//! - Switching security on for a running single node (the values' one
+//!   explicit step): Elasticsearch restarts once and keeps its data (the
+//!   same cluster UUID), Kibana and Logstash are updated and log in.
 //!
 //! Real Filebeat and Logstash cannot run here (no registry serves their
 //! images): tests/shipper_config.rs checks their configuration against
@@ -53,6 +56,10 @@ fn main() {
         (
             "security_on_every_credential_in_a_secret_kibana_and_logstash_log_in_a_restart_writes_nothing",
             security,
+        ),
+        (
+            "security_switched_on_for_a_running_single_node_restarts_it_once_and_keeps_its_data",
+            security_migration,
         ),
     ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
@@ -602,12 +609,7 @@ fn call_on(sb: &Sandbox, network: &str, method: &str, url: &str) -> String {
 
 fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     sb.docker(&["node", "update", "--label-add", "sec=true", "logger-1"])?;
-    let values = "stack: sec\n\
-         nodeSelector:\n  label: sec\n  value: \"true\"\n\
-         letsencrypt:\n  enabled: false\n\
-         elasticsearch:\n  security: true\n  endpointMode: dnsrr\n  operatorNetwork: swarmlog_es\n  \
-         stopGracePeriod: 5s\n  preflight:\n    maxMapCount: 0\n";
-    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_sec1", values)?;
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_sec1", &secure_values("sec", true))?;
     sb.docker(&[
         "service",
         "update",
@@ -768,6 +770,130 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         }
         if security_writes() != (1, 1, 1) {
             return Err(format!("the restart wrote to Elasticsearch: {:?}", security_writes()));
+        }
+        Ok(())
+    });
+    result.map_err(|e| explain(e, &op))
+}
+
+/// Values of a secured (or not) single node of stack `stack`.
+fn secure_values(stack: &str, security: bool) -> String {
+    format!(
+        "stack: {stack}\n\
+         nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
+         letsencrypt:\n  enabled: false\n\
+         elasticsearch:\n  security: {security}\n  endpointMode: dnsrr\n  operatorNetwork: swarmlog_es\n  \
+         stopGracePeriod: 5s\n  preflight:\n    maxMapCount: 0\n"
+    )
+}
+
+/// The desired states of a service's tasks, newest first.
+fn task_states(sb: &Sandbox, service: &str) -> Result<Vec<String>, String> {
+    let out = sb.docker(&["service", "ps", service, "--format", "{{.DesiredState}}"])?;
+    Ok(out
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    sb.docker(&["node", "update", "--label-add", "mig=true", "logger-1"])?;
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_mig1", &secure_values("mig", false))?;
+    let result = rt.block_on(async {
+        let st = wait_for("security off, green, Converged", Duration::from_secs(180), || async {
+            let st = op.status()?;
+            let es = &st["elasticsearch"];
+            if st["phase"] == "Converged" && es["health"] == "green" && es["cluster_uuid"].is_string() {
+                Ok(Some(st))
+            } else {
+                Err(format!("phase {}, elasticsearch {es}", st["phase"]))
+            }
+        })
+        .await?;
+        if st["elasticsearch"]["security"]["enabled"] != false
+            || !sb.docker(&["secret", "ls", "-q", "-f", "name=mig_"])?.trim().is_empty()
+        {
+            return Err(format!(
+                "security off made something: {}",
+                st["elasticsearch"]["security"]
+            ));
+        }
+        let uuid = st["elasticsearch"]["cluster_uuid"].clone();
+        let before = task_states(sb, "mig_elasticsearch")?;
+        if before.len() != 1 {
+            return Err(format!("Elasticsearch's tasks before the switch: {before:?}"));
+        }
+
+        // The one explicit step: the values say security: true.
+        let t0 = Instant::now();
+        swap_values(
+            sb,
+            "swarmlog_values_mig1",
+            "swarmlog_values_mig2",
+            &secure_values("mig", true),
+            &[],
+        )?;
+        let st = wait_for(
+            "security on, users in force, Converged",
+            Duration::from_secs(240),
+            || async {
+                let st = op.status()?;
+                let sec = &st["elasticsearch"]["security"];
+                let users_ok = sec["users"]
+                    .as_array()
+                    .is_some_and(|u| u.len() == 2 && u.iter().all(|u| u["state"] == "in-force"));
+                if sec["enabled"] == true
+                    && users_ok
+                    && st["phase"] == "Converged"
+                    && st["elasticsearch"]["health"] == "green"
+                {
+                    Ok(Some(st))
+                } else {
+                    Err(format!(
+                        "phase {}, security {sec}, health {}",
+                        st["phase"], st["elasticsearch"]["health"]
+                    ))
+                }
+            },
+        )
+        .await?;
+        eprintln!(
+            "BENCH security: switched on to every user in force in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        if st["elasticsearch"]["cluster_uuid"] != uuid {
+            return Err(format!(
+                "Elasticsearch lost its data: cluster UUID {uuid} became {}",
+                st["elasticsearch"]["cluster_uuid"]
+            ));
+        }
+        let after = task_states(sb, "mig_elasticsearch")?;
+        if after.iter().filter(|s| s.as_str() == "Running").count() != 1 || after.len() != 2 {
+            return Err(format!("Elasticsearch should have restarted once: its tasks {after:?}"));
+        }
+        for svc in ["mig_kibana", "mig_logstash"] {
+            let t = task_states(sb, svc)?;
+            if t.len() < 2 {
+                return Err(format!("{svc} was not updated: its tasks {t:?}"));
+            }
+        }
+        let kibana = call_on(sb, "mig_log_net", "GET", "http://tasks.kibana:5601/api/status");
+        if !kibana.contains("\"available\"") || !kibana.contains("\"kibana_system\"") {
+            return Err(format!("Kibana did not authenticate: {kibana}"));
+        }
+        let logstash = call_on(sb, "mig_log_net", "GET", "http://tasks.logstash:9600/");
+        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash\"") {
+            return Err(format!("Logstash did not authenticate: {logstash}"));
+        }
+        let anon = call_on(
+            sb,
+            "swarmlog_es",
+            "GET",
+            "http://mig_elasticsearch:9200/_cluster/health",
+        );
+        if !anon.contains("401") {
+            return Err(format!("an unauthenticated request was not refused: {anon}"));
         }
         Ok(())
     });
