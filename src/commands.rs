@@ -44,7 +44,7 @@ pub(crate) fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         Err(p) => return Ok(report(&p)),
     };
     if let Some(dir) = &args.output_dir {
-        write_eject(dir, &rendered)?;
+        write_eject(dir, &rendered, args.chart.root_key_file.is_some())?;
         eprintln!(
             "wrote {}; deploy it with: docker stack deploy -c {} {}",
             dir.join("docker-stack.yml").display(),
@@ -70,10 +70,28 @@ pub(crate) fn render(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
+fn write_eject(dir: &Path, rendered: &Rendered, keyed: bool) -> anyhow::Result<()> {
+    let (text, credentials) = eject_credentials(rendered, keyed)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stack_file = dir.join("docker-stack.yml");
-    std::fs::write(&stack_file, &rendered.compose_text).with_context(|| format!("writing {}", stack_file.display()))?;
+    std::fs::write(&stack_file, &text).with_context(|| format!("writing {}", stack_file.display()))?;
+    for (rel, data) in credentials {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let target = dir.join(&rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        // A password: readable by its owner only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&target)
+            .and_then(|mut f| f.write_all(&data))
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
     for (path, data) in &rendered.files {
         if Path::new(path).is_absolute() {
             continue;
@@ -89,6 +107,71 @@ fn write_eject(dir: &Path, rendered: &Rendered) -> anyhow::Result<()> {
         std::fs::write(&target, data).with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(())
+}
+
+/// The stack file to eject, with each credential secret read from a file
+/// of the directory (`secrets/<key>`, written 0600 with the password
+/// swarmlog derives): `docker stack deploy` makes the secrets the operator
+/// would. Refused without the root key (there is no password to write).
+fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<(String, Vec<(String, Vec<u8>)>)> {
+    use swarmlog::render::yaml;
+    let credentials: Vec<&swarmlog::render::desired::DesiredSecret> = rendered
+        .desired
+        .secrets
+        .iter()
+        .filter(|s| {
+            s.spec
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(swarmlog::security::LABEL_CREDENTIAL))
+        })
+        .collect();
+    if credentials.is_empty() {
+        return Ok((rendered.compose_text.clone(), Vec::new()));
+    }
+    if !keyed {
+        anyhow::bail!(
+            "the stack holds credentials swarmlog derives from its root key ({}): give --root-key-file to write them into the directory (mode 0600), or set elasticsearch.security=false",
+            credentials.iter().map(|s| s.key.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let tree = yaml::parse(&rendered.compose_name, &rendered.compose_text)
+        .map_err(|e| anyhow::anyhow!("reading the rendered stack file back: {e}"))?;
+    let defs = tree.get("secrets");
+    let mut lines: Vec<String> = rendered.compose_text.lines().map(str::to_string).collect();
+    let mut inserts = Vec::new();
+    let mut files = Vec::new();
+    for s in credentials {
+        let first = match defs.and_then(|d| d.get(&s.key)).map(|n| &n.value) {
+            Some(yaml::Value::Map(entries)) => entries.first().map(|(k, _)| k.pos),
+            _ => None,
+        };
+        let Some(pos) = first else {
+            anyhow::bail!(
+                "secrets.{} of {} is not a block mapping: cannot add its `file:` for the eject",
+                s.key,
+                rendered.compose_name
+            );
+        };
+        let data = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            s.spec.data.as_deref().unwrap_or_default(),
+        )
+        .context("decoding a credential")?;
+        let rel = format!("secrets/{}", s.key);
+        let indent = " ".repeat(pos.column.saturating_sub(1) as usize);
+        inserts.push((pos.line as usize, format!("{indent}file: {rel}")));
+        files.push((rel, data));
+    }
+    // From the bottom up, so earlier line numbers stay right.
+    inserts.sort();
+    for (line, text) in inserts.into_iter().rev() {
+        let at = line.saturating_sub(1).min(lines.len());
+        lines.insert(at, text);
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    Ok((text, files))
 }
 
 pub(crate) fn validate(args: &ChartArgs) -> anyhow::Result<ExitCode> {

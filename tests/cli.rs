@@ -241,6 +241,40 @@ fn plain_stack_file_is_interpolated_like_stack_deploy() {
 }
 
 #[test]
+fn an_eject_with_credentials_needs_the_root_key_and_render_never_prints_one() {
+    let dir = common::temp_dir("eject-nokey");
+    let bare = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
+            .args(args)
+            .env_remove("SWARMLOG_ROOT_KEY_FILE")
+            .current_dir(common::repo())
+            .output()
+            .unwrap()
+    };
+    let out = bare(&["render", "--output-dir", &dir.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--root-key-file"), "{}", stderr(&out));
+    assert!(!dir.join("docker-stack.yml").exists());
+    // With the key: the passwords go to no output.
+    let key = common::test_root_key();
+    let key = key.display().to_string();
+    let shown = bare(&["credentials", "show", "kibana_system", "--root-key-file", &key]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let password = String::from_utf8_lossy(&shown.stdout).trim().to_string();
+    assert_eq!(password.len(), 43);
+    for args in [
+        vec!["render", "--root-key-file", &key],
+        vec!["render", "-o", "json", "--root-key-file", &key],
+        vec!["validate", "--root-key-file", &key],
+    ] {
+        let out = bare(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(!all.contains(&password), "{args:?} printed a password");
+    }
+}
+
+#[test]
 fn values_do_not_apply_to_a_plain_stack_file() {
     let out = run(&["render", "--chart", "tests/fixtures/good/stack.yml", "--set", "a=b"]);
     assert_eq!(out.status.code(), Some(1));
@@ -254,8 +288,17 @@ fn output_dir_ejects_a_deployable_directory() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stack = std::fs::read_to_string(dir.join("docker-stack.yml")).unwrap();
     assert!(stack.contains("logstash_pipeline"));
-    let conf = std::fs::read_to_string(dir.join("files/logstash.conf")).unwrap();
+    // Security is on by default: the secured pipeline, and each credential
+    // in a file of the directory that only its owner reads.
+    let conf = std::fs::read_to_string(dir.join("files/logstash-secure.conf")).unwrap();
     assert!(conf.contains("port => 9000"));
+    assert!(stack.contains("file: secrets/kibana_password"), "{stack}");
+    for key in ["elastic_password", "kibana_password", "logstash_password"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(dir.join("secrets").join(key)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{key}");
+        assert_eq!(meta.len(), 43, "{key}");
+    }
     // The ejected directory is itself a valid plain stack file for swarmlog.
     let again = run(&[
         "validate",

@@ -121,7 +121,7 @@ fn values_of(stack: &str, extra_env: &str) -> String {
         "stack: {stack}\n\
          nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
          letsencrypt:\n  enabled: false\n\
-         elasticsearch:\n  topology: cluster\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  \
+         elasticsearch:\n  topology: cluster\n  security: false\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  \
          preflight:\n    maxMapCount: 0\n  env:\n    STANDIN_ES_RECOVERY: \"0.5\"\n{extra_env}"
     )
 }

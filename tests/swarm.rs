@@ -381,6 +381,15 @@ fn normalise_service(spec: &mut Json, net_names: &HashMap<String, String>) {
             }
         }
     }
+    // Credential secrets: swarmlog names them by content hash, as configs.
+    if let Some(secrets) = spec["TaskTemplate"]["ContainerSpec"]["Secrets"].as_array_mut() {
+        for c in secrets {
+            c["SecretID"] = Json::String("<id>".into());
+            if let Some(name) = c["SecretName"].as_str() {
+                c["SecretName"] = Json::String(strip_hash(name));
+            }
+        }
+    }
     if let Some(nets) = spec["TaskTemplate"]["Networks"].as_array_mut() {
         for n in nets {
             if let Some(id) = n["Target"].as_str() {

@@ -451,7 +451,7 @@ mod tests {
 
     fn cluster_values(masters: usize) -> DesiredState {
         desired_with(&format!(
-            "elasticsearch:\n  topology: cluster\n  masterNodes: {masters}\n  preflight:\n    maxMapCount: 0\n"
+            "elasticsearch:\n  topology: cluster\n  security: false\n  masterNodes: {masters}\n  preflight:\n    maxMapCount: 0\n"
         ))
     }
 
@@ -594,7 +594,7 @@ mod tests {
     #[test]
     fn values_may_choose_the_master_eligible_nodes() {
         let d = desired_with(
-            "elasticsearch:\n  topology: cluster\n  masterHosts: [logger-2, logger-4, logger-5]\n  preflight:\n    maxMapCount: 0\n",
+            "elasticsearch:\n  topology: cluster\n  security: false\n  masterHosts: [logger-2, logger-4, logger-5]\n  preflight:\n    maxMapCount: 0\n",
         );
         let mut o = observed_from(&DesiredState {
             services: Vec::new(),

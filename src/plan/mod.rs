@@ -117,6 +117,9 @@ pub enum Blocker {
     },
     /// The plan removes every service the stack owns.
     RemovesAll { stack: String, count: usize },
+    /// A running Elasticsearch has security off and only the chart's
+    /// default says on: a default never switches it on.
+    SecurityByDefault { service: String },
 }
 
 impl Blocker {
@@ -124,9 +127,9 @@ impl Blocker {
     pub fn object(&self) -> Option<ObjectRef> {
         match self {
             Blocker::MissingExternal(o) => Some(o.clone()),
-            Blocker::NoPlacement { service, .. } | Blocker::WouldMove { service, .. } => {
-                Some(ObjectRef::new(ObjectKind::Service, service.clone()))
-            }
+            Blocker::NoPlacement { service, .. }
+            | Blocker::WouldMove { service, .. }
+            | Blocker::SecurityByDefault { service } => Some(ObjectRef::new(ObjectKind::Service, service.clone())),
             Blocker::RemovesAll { .. } => None,
         }
     }
@@ -160,6 +163,10 @@ impl fmt::Display for Blocker {
             Blocker::RemovesAll { stack, count } => write!(
                 f,
                 "this plan removes every service of stack {stack} ({count}); refusing (an empty or truncated values file?). Pass --allow-remove-all if that is what you want"
+            ),
+            Blocker::SecurityByDefault { service } => write!(
+                f,
+                "{service} runs with security off, and only the chart's default turns it on: switching it on restarts Elasticsearch, so the values must say so. Set elasticsearch.security: true (swarmlog makes the secrets, restarts Elasticsearch once and updates Kibana and Logstash; README, \"Security\"), or false to keep it off"
             ),
         }
     }

@@ -39,6 +39,7 @@ pub(super) fn plan(inputs: &Inputs, external: &External, services: &[DesiredServ
                 .push(Blocker::MissingExternal(ObjectRef::new(kind, name.clone())));
         }
     }
+    security_by_default(inputs, services, p);
     for svc in services {
         let constraints = constraints_of(&svc.spec);
         if constraints.is_empty() {
@@ -64,6 +65,42 @@ pub(super) fn plan(inputs: &Inputs, external: &External, services: &[DesiredServ
             });
         } else if !matching.iter().any(|n| node_ready(n)) {
             p.warnings.push(format!("every node that may run {name} is down"));
+        }
+    }
+}
+
+/// Label on Elasticsearch: `on`, `off`, or either with `-default` when the
+/// values do not say and the chart's default decides.
+pub const LABEL_ES_SECURITY: &str = "io.swarmlog.es.security";
+
+/// A default never switches a running Elasticsearch's security on: an owned
+/// Elasticsearch that runs with `xpack.security.enabled=false` and is
+/// wanted `on-default` blocks the plan.
+fn security_by_default(inputs: &Inputs, services: &[DesiredService], p: &mut Plan) {
+    for svc in services {
+        let wanted = svc.spec.labels.as_ref().and_then(|l| l.get(LABEL_ES_SECURITY));
+        if wanted.map(String::as_str) != Some("on-default") {
+            continue;
+        }
+        let name = svc.spec.name.clone().unwrap_or_default();
+        let running_off = inputs.observed.services.iter().any(|s| {
+            let Some(spec) = s.spec.as_ref() else { return false };
+            let owned = spec
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::render::desired::LABEL_STACK))
+                .is_some_and(|st| st == inputs.stack);
+            let env = spec
+                .task_template
+                .as_ref()
+                .and_then(|t| t.container_spec.as_ref())
+                .and_then(|c| c.env.as_ref());
+            spec.name.as_deref() == Some(name.as_str())
+                && owned
+                && env.is_some_and(|e| e.iter().any(|v| v == "xpack.security.enabled=false"))
+        });
+        if running_off {
+            p.blockers.push(Blocker::SecurityByDefault { service: name });
         }
     }
 }

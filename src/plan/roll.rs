@@ -528,7 +528,7 @@ mod tests {
 
     fn values(env: &str) -> DesiredState {
         desired_with(&format!(
-            "elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n  env:\n    X: \"{env}\"\n"
+            "elasticsearch:\n  topology: cluster\n  security: false\n  preflight:\n    maxMapCount: 0\n  env:\n    X: \"{env}\"\n"
         ))
     }
 
@@ -827,7 +827,7 @@ mod tests {
         let mut o = observed_from(&formed);
         o.nodes = nodes;
         let new = desired_with(
-            "elasticsearch:\n  topology: cluster\n  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n  preflight:\n    maxMapCount: 0\n  env:\n    X: \"1\"\n",
+            "elasticsearch:\n  topology: cluster\n  security: false\n  image: docker.elastic.co/elasticsearch/elasticsearch:8.16.1\n  preflight:\n    maxMapCount: 0\n  env:\n    X: \"1\"\n",
         );
         let desired = expand(&new, &o, None);
         let c = cluster(&new, &o).expect("a cluster");

@@ -78,6 +78,19 @@ pub(super) fn observed_from(d: &DesiredState) -> Observed {
             ..Default::default()
         })
         .collect();
+    // The engine never returns a secret's data.
+    let secrets = d
+        .secrets
+        .iter()
+        .map(|c| bollard::models::Secret {
+            id: Some(format!("id-{}", c.spec.name.clone().unwrap_or_default())),
+            spec: Some(bollard::models::SecretSpec {
+                data: None,
+                ..c.spec.clone()
+            }),
+            ..Default::default()
+        })
+        .collect();
     let services = d
         .services
         .iter()
@@ -93,6 +106,9 @@ pub(super) fn observed_from(d: &DesiredState) -> Observed {
             c.isolation = Some(bollard::models::TaskSpecContainerSpecIsolationEnum::DEFAULT);
             for cfg in c.configs.iter_mut().flatten() {
                 cfg.config_id = Some(format!("id-{}", cfg.config_name.clone().unwrap_or_default()));
+            }
+            for sec in c.secrets.iter_mut().flatten() {
+                sec.secret_id = Some(format!("id-{}", sec.secret_name.clone().unwrap_or_default()));
             }
             let e = spec.endpoint_spec.get_or_insert_with(Default::default);
             e.mode = Some(bollard::models::EndpointSpecModeEnum::VIP);
@@ -115,7 +131,7 @@ pub(super) fn observed_from(d: &DesiredState) -> Observed {
         services_scanned: true,
         networks,
         configs,
-        secrets: Vec::new(),
+        secrets,
         tasks: Vec::new(),
         covers_events_until: None,
     }
@@ -135,6 +151,7 @@ fn empty_swarm_creates_everything_in_order() {
     let mut o = observed_from(&d);
     o.services.clear();
     o.configs.clear();
+    o.secrets.clear();
     o.networks.retain(|n| n.name.as_deref() == Some("main"));
     let p = plan(&d, &o, PlanOptions::default());
     let got: Vec<String> = p
@@ -142,16 +159,35 @@ fn empty_swarm_creates_everything_in_order() {
         .iter()
         .map(|a| format!("{} {} {}", a.verb(), a.kind(), a.name()))
         .collect();
-    assert_eq!(
-        got,
+    let name = |n: Option<String>| n.unwrap_or_default();
+    let mut want = vec!["create network logging_log_net".to_string()];
+    let mut files: Vec<String> = d
+        .configs
+        .iter()
+        .map(|c| format!("create config {}", name(c.spec.name.clone())))
+        .chain(
+            d.secrets
+                .iter()
+                .map(|c| format!("create secret {}", name(c.spec.name.clone()))),
+        )
+        .collect();
+    // Configs and secrets are one phase, in name order.
+    files.sort_by_key(|f| f.rsplit(' ').next().map(str::to_string));
+    want.extend(files);
+    want.extend(
         [
-            "create network logging_log_net",
-            &format!("create config {}", d.configs[0].spec.name.clone().unwrap()),
             "create service logging_elasticsearch",
             "create service logging_kibana",
             "create service logging_logstash",
         ]
+        .map(String::from),
     );
+    assert_eq!(
+        d.secrets.len(),
+        3,
+        "security is on by default: three credential secrets"
+    );
+    assert_eq!(got, want);
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
 }
 
@@ -160,7 +196,8 @@ fn converged_swarm_plans_nothing() {
     let d = desired();
     let p = plan(&d, &observed_from(&d), PlanOptions::default());
     assert!(p.is_empty(), "{:#?}", p.actions);
-    assert_eq!(p.in_sync.len(), 5);
+    // A network, two configs, three secrets, three services.
+    assert_eq!(p.in_sync.len(), 9, "{:?}", p.in_sync);
 }
 
 #[test]
@@ -674,4 +711,35 @@ fn the_global_shipper_is_never_pinned_to_one_node() {
     assert!(super::pinning::waiting_on_data_nodes(&d, &empty).is_empty());
     // Elasticsearch, beside it, still is.
     assert_eq!(pinned_to(es_spec(&p).expect("created")).0, Some("n2".into()));
+}
+
+#[test]
+fn a_default_never_switches_a_running_elasticsearchs_security_on() {
+    let off = observed_from(&desired_with("elasticsearch:\n  security: false\n"));
+    // The chart's default (on) against an Elasticsearch that runs with it off.
+    let p = plan(&desired(), &off, PlanOptions::default());
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| matches!(b, Blocker::SecurityByDefault { service } if service == "logging_elasticsearch")),
+        "{:?}",
+        p.blockers
+    );
+    assert!(p.refusals().iter().any(|r| r.contains("elasticsearch.security: true")));
+    // Said in the values: the switch is planned (Elasticsearch updated once).
+    let p = plan(
+        &desired_with("elasticsearch:\n  security: true\n"),
+        &off,
+        PlanOptions::default(),
+    );
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    assert!(p
+        .actions
+        .iter()
+        .any(|a| a.verb() == "update" && a.name() == "logging_elasticsearch"));
+    // A new install: nothing runs, the default applies.
+    let mut empty = off.clone();
+    empty.services.clear();
+    let p = plan(&desired(), &empty, PlanOptions::default());
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
 }

@@ -274,8 +274,15 @@ impl Chart {
 
     /// Merged values: defaults, then each values file, then `--set`.
     pub fn values(&self, opts: &RenderOptions) -> Result<Json, Problems> {
+        self.values_and_given(opts).map(|(merged, _)| merged)
+    }
+
+    /// The values, and what the values files and `--set` give (without the
+    /// chart's defaults).
+    fn values_and_given(&self, opts: &RenderOptions) -> Result<(Json, Json), Problems> {
         let mut problems = Vec::new();
         let mut merged = self.defaults.clone();
+        let mut given = Json::Object(Default::default());
         if matches!(self.source, Source::StackFile(_)) && (!opts.values_files.is_empty() || !opts.set.is_empty()) {
             return Err(Problem::new(
                 self.templates.first().map(|t| t.0.as_str()).unwrap_or("stack file"),
@@ -300,6 +307,7 @@ impl Chart {
                     values::check(name, &node, &self.defaults, &mut problems);
                     if problems.len() == before {
                         values::merge(&mut merged, &node.to_json());
+                        values::merge(&mut given, &node.to_json());
                     }
                 }
                 Err(e) => problems.push(Problem::new(name, e.to_string())),
@@ -325,13 +333,14 @@ impl Chart {
                     }
                     if problems.len() == before {
                         values::merge(&mut merged, &over);
+                        values::merge(&mut given, &over);
                     }
                 }
                 Err(e) => problems.push(Problem::new("--set", e.to_string())),
             }
         }
         if problems.is_empty() {
-            Ok(merged)
+            Ok((merged, given))
         } else {
             Err(Problems(problems))
         }
@@ -339,7 +348,8 @@ impl Chart {
 
     /// Renders the chart with its values into compose text and the desired state.
     pub fn render(&self, opts: &RenderOptions) -> Result<Rendered, Problems> {
-        let values = self.values(opts)?;
+        let (values, given) = self.values_and_given(opts)?;
+        let security_given = given.pointer("/elasticsearch/security").is_some();
         let stack = opts
             .stack
             .clone()
@@ -354,7 +364,7 @@ impl Chart {
                 // `$$` (also what an ejected file needs for `docker stack deploy`).
                 (
                     format!("{name} (rendered)"),
-                    self.render_template(&stack, &literal_dollars(&values))?,
+                    self.render_template(&stack, &literal_dollars(&values), security_given)?,
                 )
             }
         };
@@ -554,7 +564,9 @@ impl Chart {
         }
     }
 
-    fn render_template(&self, stack: &str, values: &Json) -> Result<String, Problems> {
+    /// `security_given`: the values (not the chart's default) set
+    /// `elasticsearch.security`.
+    fn render_template(&self, stack: &str, values: &Json, security_given: bool) -> Result<String, Problems> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
@@ -570,6 +582,7 @@ impl Chart {
             "values": values,
             "stack": stack,
             "chart": {"name": self.name, "version": self.version},
+            "security_given": security_given,
         });
         template.render(ctx).map_err(|e| self.template_problem(&e))
     }

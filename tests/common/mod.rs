@@ -521,10 +521,25 @@ pub fn run_docker(host: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
+/// The root key the tests' operators derive credentials from (the chart's
+/// default has Elasticsearch's security on): a file of the test build's
+/// own, made once. Never a real secret.
+pub fn test_root_key() -> PathBuf {
+    let path = repo().join("target/test-root-key");
+    if !path.exists() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Written whole, then renamed: a concurrent test never reads half.
+        let _ = std::fs::write(&tmp, "swarmlog-tests-root-key-not-a-secret-0123456789\n")
+            .and_then(|_| std::fs::rename(&tmp, &path));
+    }
+    path
+}
+
 /// Runs the swarmlog binary built for these tests.
 pub fn swarmlog_with_host(host: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmlog"));
     cmd.args(args).current_dir(repo());
+    cmd.env("SWARMLOG_ROOT_KEY_FILE", test_root_key());
     cmd.env_remove("DOCKER_HOST");
     if let Some(h) = host {
         cmd.env("DOCKER_HOST", h);
@@ -657,6 +672,7 @@ impl Operator {
         }
         let child = cmd
             .env("DOCKER_HOST", host)
+            .env("SWARMLOG_ROOT_KEY_FILE", test_root_key())
             .env("SWARMLOG_LOG", "info")
             .current_dir(repo())
             .stdout(Stdio::null())

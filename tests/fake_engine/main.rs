@@ -323,12 +323,26 @@ mod selftest {
         Ok(())
     }
 
+    /// A root key for the operators run against the fake (the chart's
+    /// default has Elasticsearch's security on). Never a real secret.
+    fn test_root_key() -> Result<std::path::PathBuf, String> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fake-engine-root-key");
+        if !path.exists() {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, "fake-engine-root-key-not-a-secret-0123456789\n")
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        Ok(path)
+    }
+
     /// Runs the built swarmlog with `args` against the fake; exit code, stdout, stderr.
     fn swarmlog(addr: SocketAddr, args: &[&str]) -> Result<(i32, String, String), String> {
         let bin = env!("CARGO_BIN_EXE_swarmlog");
         let mut child = Command::new(bin)
             .args(args)
             .env("DOCKER_HOST", format!("tcp://{addr}"))
+            .env("SWARMLOG_ROOT_KEY_FILE", test_root_key()?)
             .env_remove("SWARMLOG_DOCKER_HOST")
             .env_remove("SWARMLOG_STACK")
             .env_remove("SWARMLOG_VALUES")
@@ -531,6 +545,7 @@ mod selftest {
                     &api.to_string(),
                 ])
                 .env("DOCKER_HOST", format!("tcp://{}", f.addr))
+                .env("SWARMLOG_ROOT_KEY_FILE", test_root_key()?)
                 .env_remove("SWARMLOG_DOCKER_HOST")
                 .env_remove("SWARMLOG_VALUES")
                 .stdout(Stdio::null())

@@ -783,6 +783,7 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
         std::process::Command::new(env!("CARGO_BIN_EXE_swarmlog"))
             .args(["apply", "--stack", stack])
             .env("DOCKER_HOST", p.host())
+            .env("SWARMLOG_ROOT_KEY_FILE", common::test_root_key())
             .current_dir(common::repo())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -42,19 +42,11 @@ pub(super) fn file_objects(
             );
             continue;
         }
+        // A credential without `file:` is derived; with one (an ejected
+        // stack file), the file holds it.
         let file = match (&def.file, credential) {
             (None, Some(user)) => Some(format!("{}{user}", crate::security::CREDENTIAL_PATH)),
-            (Some(_), Some(_)) => {
-                ctx.problem(
-                    &[section, key, "file"],
-                    format!(
-                        "{section}.{key} is a credential swarmlog derives ({}): it takes no `file:`",
-                        crate::security::LABEL_CREDENTIAL
-                    ),
-                );
-                continue;
-            }
-            (f, None) => f.clone(),
+            (f, _) => f.clone(),
         };
         let Some(file) = &file else {
             ctx.problem(
