@@ -113,7 +113,10 @@ fn write_eject(dir: &Path, rendered: &Rendered, keyed: bool) -> anyhow::Result<(
 /// of the directory (`secrets/<key>`, written 0600 with the password
 /// swarmlog derives): `docker stack deploy` makes the secrets the operator
 /// would. Refused without the root key (there is no password to write).
-fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<(String, Vec<(String, Vec<u8>)>)> {
+/// The stack file's text, and the files (path in the directory, content) it reads.
+type Ejected = (String, Vec<(String, Vec<u8>)>);
+
+fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<Ejected> {
     use swarmlog::render::yaml;
     let credentials: Vec<&swarmlog::render::desired::DesiredSecret> = rendered
         .desired
