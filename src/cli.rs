@@ -87,10 +87,16 @@ pub enum CredentialsCommand {
     /// secret swarmlog_root_key (32 random bytes) that manifests/operator.yml
     /// mounts into the operator. An existing one is kept (exit 0).
     Init(CredentialsInitArgs),
-    /// Print a user's password (default: elastic), derived from the root key
-    /// as the operator derives it. Run it where the key is mounted:
-    /// `docker exec <operator container> /swarmlog credentials show`.
+    /// Print a credential's password (default: elastic, the first login),
+    /// derived from the root key as the operator derives it. Run it where
+    /// the key is mounted: `docker exec <operator container> /swarmlog
+    /// credentials show`.
     Show(CredentialsShowArgs),
+    /// Rotate a credential (elastic, kibana or logstash): marks its secret
+    /// with the next generation; the operator makes the new user (or sets
+    /// elastic's new password), moves Kibana or Logstash onto it (no request
+    /// refused on the way), then removes the old user and secret.
+    Rotate(CredentialsRotateArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,11 +110,26 @@ pub struct CredentialsInitArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CredentialsShowArgs {
-    /// The Elasticsearch user: elastic, kibana_system or swarmlog_logstash.
+    /// The credential: elastic, kibana or logstash (or its user's name).
     #[arg(default_value = crate::security::ELASTIC)]
     pub user: String,
+    /// Print the user's name before the password.
+    #[arg(long)]
+    pub user_too: bool,
     #[command(flatten)]
     pub chart: ChartArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CredentialsRotateArgs {
+    /// The credential: elastic, kibana or logstash.
+    pub credential: String,
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -405,6 +426,7 @@ impl ChartArgs {
             set: crate::render::parse_set(&self.set)?,
             stack: self.stack.clone(),
             root_key: self.root_key_file.clone(),
+            generations: Default::default(),
         })
     }
 

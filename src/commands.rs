@@ -206,6 +206,18 @@ async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
 async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(Rendered, Engine), ExitCode> {
     let rendered = load_and_render(chart, true).map_err(|p| report(&p))?;
     let engine = connect(engine).await?;
+    if rendered.desired.credentials.is_none() {
+        return Ok((rendered, engine));
+    }
+    // The credentials' generations are in the swarm (a rotation): render
+    // again at those, as the operator does.
+    let secrets = engine.list_secrets().await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(e.exit_code())
+    })?;
+    let mut inputs = chart.keyed_inputs().map_err(|p| report(&p))?;
+    inputs.generations = swarmlog::security::generations_by_stack(&secrets);
+    let rendered = swarmlog::render::render(&inputs, &swarmlog::render::process_env).map_err(|p| report(&p))?;
     Ok((rendered, engine))
 }
 
@@ -548,7 +560,8 @@ pub(crate) fn preflight(args: &PreflightArgs) -> ExitCode {
 pub(crate) async fn credentials(cmd: &swarmlog::cli::CredentialsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         swarmlog::cli::CredentialsCommand::Init(args) => credentials_init(args).await,
-        swarmlog::cli::CredentialsCommand::Show(args) => Ok(credentials_show(args)),
+        swarmlog::cli::CredentialsCommand::Show(args) => credentials_show(args).await,
+        swarmlog::cli::CredentialsCommand::Rotate(args) => credentials_rotate(args).await,
     }
 }
 
@@ -590,34 +603,115 @@ async fn credentials_init(args: &swarmlog::cli::CredentialsInitArgs) -> anyhow::
     }
 }
 
-/// Prints a user's password, from the same render the operator makes.
-fn credentials_show(args: &swarmlog::cli::CredentialsShowArgs) -> ExitCode {
-    let rendered = match load_and_render(&args.chart, true) {
+/// Prints a credential's user and password, derived as the operator derives
+/// them, at the generations the swarm's secrets record.
+async fn credentials_show(args: &swarmlog::cli::CredentialsShowArgs) -> anyhow::Result<ExitCode> {
+    let (rendered, _engine) = match render_and_connect(&args.chart, &args.engine).await {
         Ok(r) => r,
-        Err(p) => return report(&p),
+        Err(code) => return Ok(code),
     };
-    let found = rendered.desired.secrets.iter().find(|s| {
-        s.spec
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(swarmlog::security::LABEL_CREDENTIAL))
-            == Some(&args.user)
-    });
-    let password = found
-        .and_then(|s| s.spec.data.as_deref())
-        .and_then(|d| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, d).ok())
-        .and_then(|d| String::from_utf8(d).ok());
-    match password {
-        Some(p) => {
-            println!("{p}");
-            ExitCode::SUCCESS
+    let Some(creds) = rendered.desired.credentials.as_ref() else {
+        eprintln!(
+            "error: stack {} has no credentials: elasticsearch.security is off (or the root key was not read)",
+            rendered.stack
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let logical = logical_name(&args.user);
+    let (user, password) = match logical {
+        Some(swarmlog::security::ELASTIC) => ("elastic".to_string(), creds.elastic().to_string()),
+        Some(l) => match creds.user(l) {
+            Some(u) => (u.name.clone(), u.password.clone()),
+            None => return Ok(unknown_credential(&args.user)),
+        },
+        None => return Ok(unknown_credential(&args.user)),
+    };
+    if args.user_too {
+        println!("{user} {password}");
+    } else {
+        println!("{password}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `elastic`, `kibana`, `logstash`, or one of their Elasticsearch users.
+fn logical_name(given: &str) -> Option<&'static str> {
+    use swarmlog::security::{parse_username, ELASTIC, KIBANA, LOGSTASH};
+    match given {
+        ELASTIC => Some(ELASTIC),
+        KIBANA | "kibana_system" => Some(KIBANA),
+        LOGSTASH => Some(LOGSTASH),
+        other => parse_username(other).map(|(l, _)| l),
+    }
+}
+
+fn unknown_credential(given: &str) -> ExitCode {
+    eprintln!("error: no credential {given:?}: elastic, kibana or logstash");
+    ExitCode::FAILURE
+}
+
+/// Asks the operator for a credential's next generation: the label
+/// `io.swarmlog.rotate` on its current secret. The operator makes the new
+/// user (or sets elastic's password), moves Kibana or Logstash onto it, and
+/// removes the old one once nothing runs with it.
+async fn credentials_rotate(args: &swarmlog::cli::CredentialsRotateArgs) -> anyhow::Result<ExitCode> {
+    use swarmlog::security::{LABEL_CREDENTIAL, LABEL_GENERATION, LABEL_ROTATE};
+    let Some(logical) = logical_name(&args.credential) else {
+        return Ok(unknown_credential(&args.credential));
+    };
+    let rendered = match load_and_render(&args.chart, false) {
+        Ok(r) => r,
+        Err(p) => return Ok(report(&p)),
+    };
+    let engine = match connect(&args.engine).await {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    let secrets = match engine.list_secrets().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
         }
-        None => {
-            eprintln!(
-                "error: stack {} has no password for {:?}: elasticsearch.security is off, or swarmlog keeps no such user (elastic, kibana_system, swarmlog_logstash)",
-                rendered.stack, args.user
+    };
+    let stack = rendered.stack.as_str();
+    let current = swarmlog::security::generations(stack, &secrets)
+        .get(logical)
+        .copied()
+        .unwrap_or(1);
+    // The secret to mark: the credential's, of the generation in its label
+    // (elastic's stays at 1: its bootstrap password).
+    let label = |s: &bollard::models::Secret, k: &str| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.labels.as_ref())
+            .and_then(|l| l.get(k).cloned())
+    };
+    let mut mine: Vec<&bollard::models::Secret> = secrets
+        .iter()
+        .filter(|s| label(s, swarmlog::render::desired::LABEL_STACK).as_deref() == Some(stack))
+        .filter(|s| label(s, LABEL_CREDENTIAL).as_deref() == Some(logical))
+        .collect();
+    mine.sort_by_key(|s| label(s, LABEL_GENERATION).and_then(|g| g.parse::<u32>().ok()));
+    let Some(secret) = mine.last() else {
+        eprintln!(
+            "error: stack {stack} has no secret of the credential {logical} yet (is elasticsearch.security on, and has the operator made it?)"
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let next = current + 1;
+    let mut labels = secret.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default();
+    labels.insert(LABEL_ROTATE.to_string(), next.to_string());
+    match engine.label_secret(secret, labels).await {
+        Ok(()) => {
+            println!(
+                "asked for generation {next} of {logical} (stack {stack}); the operator rotates it: `swarmlog status` shows its users"
             );
-            ExitCode::FAILURE
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(e.exit_code()))
         }
     }
 }

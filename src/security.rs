@@ -11,6 +11,7 @@
 //! The passwords reach the services as swarm secrets named by the hash of
 //! their content (`<stack>_<key>_<hash8>`), like configs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -31,14 +32,152 @@ pub const LABEL_ROOT_KEY: &str = "io.swarmlog.root-key";
 /// The fewest bytes a root key may have (after trimming whitespace).
 const MIN_ROOT_KEY: usize = 32;
 
-/// The superuser: the operator's own calls, and `credentials show`.
+/// Label a rotation request puts on a credential's secret: the generation
+/// asked for (`swarmlog credentials rotate`).
+pub const LABEL_ROTATE: &str = "io.swarmlog.rotate";
+
+/// The credentials a chart may ask for (the value of `io.swarmlog.credential`).
+pub const CREDENTIALS: [&str; 3] = [ELASTIC, KIBANA, LOGSTASH];
+/// The superuser: the operator's own calls, and the first login.
 pub const ELASTIC: &str = "elastic";
-/// Kibana's built-in user (its password is set through the API).
-pub const KIBANA_SYSTEM: &str = "kibana_system";
-/// Logstash's user, made by swarmlog with the role below only.
-pub const LOGSTASH_USER: &str = "swarmlog_logstash";
+/// Kibana's user: `swarmlog_kibana_<generation>`, with the built-in role
+/// `kibana_system` (as ECK makes one per Kibana), one per generation so a
+/// rotation never refuses the Kibana still running.
+pub const KIBANA: &str = "kibana";
+/// Logstash's user: `swarmlog_logstash_<generation>`, with the role below only.
+pub const LOGSTASH: &str = "logstash";
+/// Kibana's users' role (built into Elasticsearch).
+pub const KIBANA_ROLE: &str = "kibana_system";
 /// Logstash's role: write to the logs data streams, nothing else.
 pub const LOGSTASH_ROLE: &str = "swarmlog_logstash_writer";
+
+/// The Elasticsearch user of credential `logical` at `generation`.
+pub fn username(logical: &str, generation: u32) -> Option<String> {
+    match logical {
+        ELASTIC => Some(ELASTIC.to_string()),
+        KIBANA => Some(format!("swarmlog_kibana_{generation}")),
+        LOGSTASH => Some(format!("swarmlog_logstash_{generation}")),
+        _ => None,
+    }
+}
+
+/// The credential and generation of a user swarmlog makes (`swarmlog_kibana_3`).
+pub fn parse_username(name: &str) -> Option<(&'static str, u32)> {
+    for logical in [KIBANA, LOGSTASH] {
+        if let Some(g) = name.strip_prefix(&format!("swarmlog_{logical}_")) {
+            return g.parse().ok().filter(|g| *g > 0).map(|g| (logical, g));
+        }
+    }
+    None
+}
+
+/// One user as the operator keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub generation: u32,
+}
+
+/// What the operator needs of the credentials: derived from the root key
+/// on each render, never stored. `Debug` shows names only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `elastic`'s password by generation, from 1 (Elasticsearch's
+    /// bootstrap password, in its secret) to the one asked for (last).
+    pub elastic: Vec<String>,
+    pub kibana: User,
+    pub logstash: User,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials(elastic generation {}, {}, {})",
+            self.elastic.len(),
+            self.kibana.name,
+            self.logstash.name
+        )
+    }
+}
+
+impl Credentials {
+    /// Every password of `stack` at the generations given (1 when not given).
+    pub fn derive(key: &RootKey, stack: &str, generations: &BTreeMap<String, u32>) -> Credentials {
+        let gen = |l: &str| generations.get(l).copied().unwrap_or(1).max(1);
+        let user = |l: &str| {
+            let g = gen(l);
+            User {
+                name: username(l, g).unwrap_or_default(),
+                password: key.password(stack, l, g),
+                generation: g,
+            }
+        };
+        Credentials {
+            elastic: (1..=gen(ELASTIC)).map(|g| key.password(stack, ELASTIC, g)).collect(),
+            kibana: user(KIBANA),
+            logstash: user(LOGSTASH),
+        }
+    }
+
+    /// `elastic`'s password asked for (the last generation).
+    pub fn elastic(&self) -> &str {
+        self.elastic.last().map(String::as_str).unwrap_or_default()
+    }
+
+    /// The user of a credential.
+    pub fn user(&self, logical: &str) -> Option<&User> {
+        match logical {
+            KIBANA => Some(&self.kibana),
+            LOGSTASH => Some(&self.logstash),
+            _ => None,
+        }
+    }
+}
+
+/// [`generations`] of every stack that has credential secrets.
+pub fn generations_by_stack(secrets: &[bollard::models::Secret]) -> BTreeMap<String, BTreeMap<String, u32>> {
+    let stacks: std::collections::BTreeSet<String> = secrets
+        .iter()
+        .filter_map(|s| s.spec.as_ref()?.labels.as_ref())
+        .filter(|l| l.contains_key(LABEL_CREDENTIAL))
+        .filter_map(|l| l.get(crate::render::desired::LABEL_STACK).cloned())
+        .collect();
+    stacks
+        .into_iter()
+        .map(|st| {
+            let g = generations(&st, secrets);
+            (st, g)
+        })
+        .collect()
+}
+
+/// The generation of each credential of `stack` its owned secrets record:
+/// the highest of their `io.swarmlog.generation` and of a rotation asked for
+/// (`io.swarmlog.rotate`). A credential without a secret is at 1.
+pub fn generations<'a>(
+    stack: &str,
+    secrets: impl IntoIterator<Item = &'a bollard::models::Secret>,
+) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for s in secrets {
+        let Some(labels) = s.spec.as_ref().and_then(|s| s.labels.as_ref()) else {
+            continue;
+        };
+        if labels.get(crate::render::desired::LABEL_STACK).map(String::as_str) != Some(stack) {
+            continue;
+        }
+        let Some(logical) = labels.get(LABEL_CREDENTIAL) else {
+            continue;
+        };
+        let n = |k: &str| labels.get(k).and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(1);
+        let g = n(LABEL_GENERATION).max(n(LABEL_ROTATE));
+        let e = out.entry(logical.clone()).or_insert(1);
+        *e = (*e).max(g);
+    }
+    out
+}
 
 /// The root key. Its bytes are never printed (`Debug` hides them).
 #[derive(Clone, PartialEq, Eq)]
@@ -109,10 +248,6 @@ pub fn new_root_key() -> Result<String, String> {
 /// content (`swarmlog-credential:<user>`): never a file name a chart uses.
 pub const CREDENTIAL_PATH: &str = "swarmlog-credential:";
 
-/// The generation of every credential. Rotation (a later generation) is not
-/// built yet; the derivation already carries it.
-pub const GENERATION: u32 = 1;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +282,7 @@ mod tests {
             RootKey::from_bytes(b"  0123456789abcdef0123456789abcdef").expect("key")
         );
         let e = RootKey::from_bytes(b"short\n").expect_err("short");
+        assert!(!e.is_empty());
         assert!(e.contains("5 bytes"), "{e}");
         assert!(RootKey::from_bytes(b"   \n").is_err());
         assert_eq!(format!("{:?}", key()), "RootKey(32 bytes)");
@@ -158,5 +294,47 @@ mod tests {
         let b = new_root_key().expect("urandom");
         assert_ne!(a, b);
         RootKey::from_bytes(a.as_bytes()).expect("a new key is accepted");
+    }
+
+    #[test]
+    fn generations_come_from_the_stacks_own_secrets_and_a_rotation_asked_for() {
+        let secret = |stack: &str, logical: &str, gen: &str, rotate: Option<&str>| {
+            let mut labels = std::collections::HashMap::from([
+                (crate::render::desired::LABEL_STACK.to_string(), stack.to_string()),
+                (LABEL_CREDENTIAL.to_string(), logical.to_string()),
+                (LABEL_GENERATION.to_string(), gen.to_string()),
+            ]);
+            if let Some(r) = rotate {
+                labels.insert(LABEL_ROTATE.to_string(), r.to_string());
+            }
+            bollard::models::Secret {
+                spec: Some(bollard::models::SecretSpec {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        };
+        let all = [
+            secret("logging", KIBANA, "1", Some("2")),
+            secret("logging", KIBANA, "2", None),
+            secret("logging", LOGSTASH, "1", None),
+            secret("logging", ELASTIC, "1", Some("3")),
+            secret("other", LOGSTASH, "7", None),
+        ];
+        let g = generations("logging", &all);
+        assert_eq!(g.get(KIBANA), Some(&2));
+        assert_eq!(g.get(LOGSTASH), Some(&1));
+        assert_eq!(g.get(ELASTIC), Some(&3));
+        let c = Credentials::derive(&key(), "logging", &g);
+        assert_eq!(c.kibana.name, "swarmlog_kibana_2");
+        assert_eq!(c.logstash.name, "swarmlog_logstash_1");
+        assert_eq!(c.elastic.len(), 3);
+        assert_eq!(c.elastic[0], key().password("logging", ELASTIC, 1));
+        assert_eq!(c.elastic(), key().password("logging", ELASTIC, 3));
+        assert!(!format!("{c:?}").contains(&c.kibana.password));
+        assert_eq!(parse_username("swarmlog_kibana_2"), Some((KIBANA, 2)));
+        assert_eq!(parse_username("swarmlog_logstash_0"), None);
+        assert_eq!(parse_username("kibana_system"), None);
     }
 }

@@ -161,6 +161,7 @@ fn render(values: &str) -> swarmlog::render::chart::Rendered {
             stack: None,
             env: &|_| None,
             credential: &|_, _| Ok(b"test-password".to_vec()),
+            generations: &|_| Default::default(),
         })
         .expect("renders")
 }

@@ -631,9 +631,9 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let security_writes = || {
         let w = es_writes(sb, &["logger-1"], "sec_elasticsearch_index");
         (
-            count(&w, "POST /_security/user/kibana_system/_password"),
+            count(&w, "PUT /_security/user/swarmlog_kibana_1 "),
             count(&w, "PUT /_security/role/swarmlog_logstash_writer"),
-            count(&w, "PUT /_security/user/swarmlog_logstash"),
+            count(&w, "PUT /_security/user/swarmlog_logstash_1 "),
         )
     };
     let result = rt.block_on(async {
@@ -641,9 +641,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         let in_force = || async {
             let st = op.status()?;
             let sec = &st["elasticsearch"]["security"];
-            let users_ok = sec["users"]
-                .as_array()
-                .is_some_and(|u| u.len() == 2 && u.iter().all(|u| u["state"] == "in-force"));
+            let users_ok = all_in_force(sec);
             if sec["enabled"] == true && users_ok && st["phase"] == "Converged" {
                 Ok(Some(st))
             } else {
@@ -663,7 +661,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         }
         if security_writes() != (1, 1, 1) {
             return Err(format!(
-                "expected one write each (kibana_system's password, the role, the user): {:?}",
+                "expected one write each (Kibana's user, the role, Logstash's user): {:?}",
                 security_writes()
             ));
         }
@@ -678,7 +676,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         ])?;
         let container = container.lines().next().unwrap_or_default().trim().to_string();
         let mut passwords = Vec::new();
-        for user in ["elastic", "kibana_system", "swarmlog_logstash"] {
+        for user in ["elastic", "kibana", "logstash"] {
             let p = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", user])?;
             let p = p.trim().to_string();
             if p.len() != 43 {
@@ -727,7 +725,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         }
         // Kibana and Logstash log in with what the engine filled in.
         let kibana = call_on(sb, "sec_log_net", "GET", "http://tasks.kibana:5601/api/status");
-        if !kibana.contains("200") || !kibana.contains("\"available\"") || !kibana.contains("\"kibana_system\"") {
+        if !kibana.contains("200") || !kibana.contains("\"available\"") || !kibana.contains("\"swarmlog_kibana_1\"") {
             return Err(format!("Kibana did not authenticate: {kibana}"));
         }
         let login = call_on(sb, "sec_log_net", "GET", "http://tasks.kibana:5601/app/discover");
@@ -735,7 +733,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
             return Err(format!("Kibana's page is not behind its login: {login}"));
         }
         let logstash = call_on(sb, "sec_log_net", "GET", "http://tasks.logstash:9600/");
-        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash\"") {
+        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash_1\"") {
             return Err(format!("Logstash did not authenticate: {logstash}"));
         }
 
@@ -751,11 +749,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
                 let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
                 let new = st["started_at"] != first_start;
                 let users = &st["elasticsearch"]["security"]["users"];
-                let ok = new
-                    && n >= 10
-                    && users
-                        .as_array()
-                        .is_some_and(|u| u.len() == 2 && u.iter().all(|u| u["state"] == "in-force"));
+                let ok = new && n >= 10 && all_in_force(&st["elasticsearch"]["security"]);
                 if ok {
                     Ok(Some(()))
                 } else {
@@ -771,7 +765,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         if security_writes() != (1, 1, 1) {
             return Err(format!("the restart wrote to Elasticsearch: {:?}", security_writes()));
         }
-        Ok(())
+        rotation(sb, &op, &container).await
     });
     result.map_err(|e| explain(e, &op))
 }
@@ -840,9 +834,7 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             || async {
                 let st = op.status()?;
                 let sec = &st["elasticsearch"]["security"];
-                let users_ok = sec["users"]
-                    .as_array()
-                    .is_some_and(|u| u.len() == 2 && u.iter().all(|u| u["state"] == "in-force"));
+                let users_ok = all_in_force(sec);
                 if sec["enabled"] == true
                     && users_ok
                     && st["phase"] == "Converged"
@@ -879,11 +871,11 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             }
         }
         let kibana = call_on(sb, "mig_log_net", "GET", "http://tasks.kibana:5601/api/status");
-        if !kibana.contains("\"available\"") || !kibana.contains("\"kibana_system\"") {
+        if !kibana.contains("\"available\"") || !kibana.contains("\"swarmlog_kibana_1\"") {
             return Err(format!("Kibana did not authenticate: {kibana}"));
         }
         let logstash = call_on(sb, "mig_log_net", "GET", "http://tasks.logstash:9600/");
-        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash\"") {
+        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash_1\"") {
             return Err(format!("Logstash did not authenticate: {logstash}"));
         }
         let anon = call_on(
@@ -898,4 +890,150 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         Ok(())
     });
     result.map_err(|e| explain(e, &op))
+}
+
+/// Security's rows (elastic, the role, Kibana's and Logstash's users), each
+/// in force, and no user of an earlier generation left.
+fn all_in_force(sec: &Value) -> bool {
+    sec["enabled"] == true
+        && sec["users"]
+            .as_array()
+            .is_some_and(|u| u.len() == 4 && u.iter().all(|u| u["state"] == "in-force"))
+}
+
+/// `swarmlog credentials rotate` of Kibana's and Logstash's credentials,
+/// then of elastic's, on the secured stack `sec`. Kibana and Logstash are
+/// asked all along whether Elasticsearch takes their credentials: not one
+/// refusal. The earlier users and secrets go once nothing runs with them;
+/// Elasticsearch is not restarted.
+async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<(), String> {
+    let rotate = |what: &str| {
+        let out = common::swarmlog_with_host(Some(&sb.host), &["credentials", "rotate", what, "--stack", "sec"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "credentials rotate {what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let es_tasks = task_states(sb, "sec_elasticsearch")?;
+    let t0 = Instant::now();
+    rotate("kibana")?;
+    rotate("logstash")?;
+    let (mut asked, mut unreachable) = (0, Vec::new());
+    let done = |st: &Value| {
+        let sec = &st["elasticsearch"]["security"];
+        let names: Vec<&str> = sec["users"]
+            .as_array()
+            .map(|u| u.iter().filter_map(|u| u["name"].as_str()).collect())
+            .unwrap_or_default();
+        all_in_force(sec)
+            && names.contains(&"swarmlog_kibana_2")
+            && names.contains(&"swarmlog_logstash_2")
+            && st["phase"] == "Converged"
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        for (what, url, ok) in [
+            ("Kibana", "http://tasks.kibana:5601/api/status", "\"available\""),
+            ("Logstash", "http://tasks.logstash:9600/", "\"green\""),
+        ] {
+            let answer = call_on(sb, "sec_log_net", "GET", url);
+            asked += 1;
+            if answer.contains("standin: connect") {
+                // The task asked for had just stopped (start-first: the new
+                // one runs): no request reached Elasticsearch.
+                unreachable.push(format!("{what}: {}", answer.lines().next().unwrap_or_default()));
+            } else if !answer.contains(ok) {
+                return Err(format!("{what} was refused during the rotation: {answer}"));
+            }
+        }
+        let st = op.status()?;
+        let kibana_moved = task_states(sb, "sec_kibana")?
+            .iter()
+            .filter(|s| *s == "Running")
+            .count()
+            == 1;
+        if done(&st) && kibana_moved {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the rotation did not finish in 240 s: security {}",
+                st["elasticsearch"]["security"]
+            ));
+        }
+    }
+    eprintln!(
+        "BENCH security: kibana and logstash rotated in {:.1} s; asked {asked} times, none refused ({} not reached between tasks)",
+        t0.elapsed().as_secs_f64(),
+        unreachable.len()
+    );
+    // Once nothing runs with them: the earlier users and secrets are gone.
+    wait_for(
+        "the earlier users removed, their secrets too",
+        Duration::from_secs(60),
+        || async {
+            let w = es_writes(sb, &["logger-1"], "sec_elasticsearch_index");
+            let removed = count(&w, "DELETE /_security/user/swarmlog_kibana_1 ") == 1
+                && count(&w, "DELETE /_security/user/swarmlog_logstash_1 ") == 1;
+            let names = sb.docker(&["secret", "ls", "--format", "{{.Name}} {{.Labels}}"])?;
+            let old = names
+                .lines()
+                .filter(|l| l.starts_with("sec_kibana_password_") || l.starts_with("sec_logstash_password_"))
+                .filter(|l| l.contains("io.swarmlog.generation=1"))
+                .count();
+            if removed && old == 0 {
+                Ok(Some(()))
+            } else {
+                Err(format!("removed users {removed}, earlier secrets left {old}"))
+            }
+        },
+    )
+    .await?;
+    for (what, url, user) in [
+        ("Kibana", "http://tasks.kibana:5601/api/status", "swarmlog_kibana_2"),
+        ("Logstash", "http://tasks.logstash:9600/", "swarmlog_logstash_2"),
+    ] {
+        let answer = call_on(sb, "sec_log_net", "GET", url);
+        if !answer.contains(&format!("\"{user}\"")) {
+            return Err(format!("{what} does not log in as {user}: {answer}"));
+        }
+    }
+
+    // elastic: a new password through the API; Elasticsearch runs on.
+    let old_elastic = sb.docker(&["exec", container, "/swarmlog", "credentials", "show", "elastic"])?;
+    rotate("elastic")?;
+    wait_for("elastic at generation 2", Duration::from_secs(120), || async {
+        let st = op.status()?;
+        let sec = &st["elasticsearch"]["security"];
+        let e = sec["users"]
+            .as_array()
+            .and_then(|u| u.iter().find(|u| u["name"] == "elastic"))
+            .cloned()
+            .unwrap_or_default();
+        if all_in_force(sec) && e["detail"] == "generation 2" && st["phase"] == "Converged" {
+            Ok(Some(()))
+        } else {
+            Err(format!("elastic {e}"))
+        }
+    })
+    .await?;
+    let new_elastic = sb.docker(&["exec", container, "/swarmlog", "credentials", "show", "elastic"])?;
+    if new_elastic.trim() == old_elastic.trim() || new_elastic.trim().len() != 43 {
+        return Err("credentials show elastic did not change with the rotation".into());
+    }
+    let w = es_writes(sb, &["logger-1"], "sec_elasticsearch_index");
+    if count(&w, "POST /_security/user/elastic/_password") != 1 {
+        return Err(format!("elastic's password should be set once: {w:#?}"));
+    }
+    let es_after = task_states(sb, "sec_elasticsearch")?;
+    if es_after != es_tasks {
+        return Err(format!(
+            "Elasticsearch restarted for a rotation: {es_tasks:?} -> {es_after:?}"
+        ));
+    }
+    Ok(())
 }

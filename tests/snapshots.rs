@@ -16,6 +16,7 @@ fn render() -> swarmlog::render::chart::Rendered {
             stack: None,
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
+            generations: &|_| Default::default(),
         })
         .expect("the embedded chart renders")
 }
@@ -52,6 +53,7 @@ fn hashes_are_stable_across_runs_and_key_orders() {
                 stack: None,
                 env: &no_env,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
+                generations: &|_| Default::default(),
             })
             .expect("renders")
     };

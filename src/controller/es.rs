@@ -15,7 +15,7 @@ use super::Context;
 use crate::clock::now;
 use crate::engine::Observed;
 use crate::es::client::{Client, ALLOCATION_ENABLE};
-use crate::es::security::{Passwords, SecurityRead, ELASTIC};
+use crate::es::security::{Credentials, SecurityRead, ELASTIC};
 use crate::es::{Color, Snapshot};
 use crate::plan::cluster::{self, Cluster, Topology};
 use crate::plan::roll::{self, EsCall};
@@ -90,8 +90,11 @@ impl View {
 pub struct Shared {
     targets: RwLock<Targets>,
     /// The passwords of the users swarmlog keeps (security on), from the
-    /// desired state's credential secrets.
-    auth: RwLock<Option<Passwords>>,
+    /// desired state.
+    auth: RwLock<Option<Credentials>>,
+    /// The generation of `elastic`'s password that last logged in (0: none
+    /// yet; the newest is tried first).
+    elastic_generation: std::sync::atomic::AtomicU32,
     view: RwLock<View>,
     rolling: AtomicBool,
     wake: tokio::sync::Notify,
@@ -158,10 +161,10 @@ impl Shared {
     }
 
     /// The passwords the desired state gives (`None`: security off).
-    fn set_auth(&self, p: Option<Passwords>) {
+    fn set_auth(&self, c: Option<Credentials>) {
         let changed = match self.auth.write() {
-            Ok(mut w) if *w != p => {
-                *w = p;
+            Ok(mut w) if *w != c => {
+                *w = c;
                 true
             }
             _ => false,
@@ -171,15 +174,32 @@ impl Shared {
         }
     }
 
-    pub(super) fn auth(&self) -> Option<Passwords> {
+    pub(super) fn auth(&self) -> Option<Credentials> {
         self.auth.read().ok().and_then(|a| a.clone())
     }
 
-    /// A client calling as `elastic` when security is on.
+    /// The generation of `elastic`'s password in force (0: not known).
+    pub(super) fn elastic_generation(&self) -> u32 {
+        self.elastic_generation.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_elastic_generation(&self, g: u32) {
+        self.elastic_generation.store(g, Ordering::Relaxed);
+    }
+
+    /// A client calling as `elastic` (with the password in force, else the
+    /// newest) when security is on.
     pub(super) fn client(&self, timeout: std::time::Duration) -> Client {
         let c = Client::new(timeout);
         match self.auth() {
-            Some(p) => c.as_user(ELASTIC, &p.elastic),
+            Some(creds) => {
+                let g = self.elastic_generation() as usize;
+                let password = match g {
+                    0 => creds.elastic(),
+                    g => creds.elastic.get(g - 1).map_or(creds.elastic(), String::as_str),
+                };
+                c.as_user(ELASTIC, password)
+            }
             None => c,
         }
     }
@@ -201,10 +221,29 @@ pub async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
     loop {
         let targets = ctx.es.targets();
         if !targets.bases.is_empty() {
-            let client = ctx.es.client(ctx.settings.es.timeout);
+            let mut client = ctx.es.client(ctx.settings.es.timeout);
             let mut view = read(&client, &targets).await;
-            if let (Some(p), Some(s)) = (ctx.es.auth(), view.snapshot.as_ref()) {
-                view.security = Some(crate::es::security::read(&client, &s.endpoint, &p).await);
+            if let Some(creds) = ctx.es.auth() {
+                // elastic refused: which of its passwords is in force (a
+                // rotation under way, or a restart before it was recorded).
+                let refused = view.error.as_ref().is_some_and(|e| e.1.contains("HTTP 401"));
+                if refused || ctx.es.elastic_generation() == 0 {
+                    if let Some(base) = targets.bases.first() {
+                        let bare = Client::new(ctx.settings.es.timeout);
+                        if let Ok(Some(g)) = crate::es::security::elastic_generation(&bare, base, &creds).await {
+                            let known = ctx.es.elastic_generation();
+                            ctx.es.set_elastic_generation(g);
+                            if refused && known != g {
+                                client = ctx.es.client(ctx.settings.es.timeout);
+                                view = read(&client, &targets).await;
+                            }
+                        }
+                    }
+                }
+                if let Some(s) = view.snapshot.as_ref() {
+                    let g = Some(ctx.es.elastic_generation()).filter(|g| *g > 0);
+                    view.security = Some(crate::es::security::read(&client, &s.endpoint, &creds, g).await);
+                }
             }
             let key = view.key();
             if let Ok(mut w) = ctx.es.view.write() {
@@ -271,7 +310,7 @@ pub struct Outcome {
 
 /// The Elasticsearch step of a reconcile.
 pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &Observed, opts: PlanOptions) -> Outcome {
-    ctx.es.set_auth(super::security::passwords(&desired));
+    ctx.es.set_auth(desired.credentials.clone());
     let Some((template, topology)) = cluster::elasticsearch(&desired) else {
         ctx.es.set_targets(Targets::default());
         ctx.update_status(|st| st.elasticsearch = ElasticsearchStatus::default());
@@ -487,12 +526,18 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         )
         .await,
     );
+    let mut desired = desired;
     problems.extend(
         super::security::step(
             ctx,
             role,
-            view.snapshot.as_ref().map(|s| s.endpoint.as_str()),
-            view.security.as_ref(),
+            super::security::Seen {
+                endpoint: view.snapshot.as_ref().map(|s| s.endpoint.as_str()),
+                read: view.security.as_ref(),
+                no_path: hint.as_deref(),
+                observed,
+            },
+            &mut desired,
             &mut status.security,
         )
         .await,
@@ -858,6 +903,7 @@ mod tests {
                 stack: None,
                 env: &|_| None,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
+                generations: &|_| Default::default(),
             })
             .expect("renders")
             .desired

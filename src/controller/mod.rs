@@ -211,11 +211,23 @@ impl Context {
     /// against the desired state in force, another stack name or a service
     /// with a volume gone ([`crate::render::continuity`]).
     fn render(&self, in_force: Option<&DesiredState>) -> Result<DesiredState, Vec<String>> {
+        self.render_with(in_force, &[])
+    }
+
+    /// [`Self::render`], the credentials at the generations the swarm's
+    /// secrets record.
+    fn render_with(
+        &self,
+        in_force: Option<&DesiredState>,
+        secrets: &[bollard::models::Secret],
+    ) -> Result<DesiredState, Vec<String>> {
         let empty = crate::render::empty_values_files(&self.settings.render);
         if !empty.is_empty() {
             return Err(empty);
         }
-        let d = crate::render::render(&self.settings.render, &crate::render::process_env)
+        let mut inputs = self.settings.render.clone();
+        inputs.generations = crate::security::generations_by_stack(secrets);
+        let d = crate::render::render(&inputs, &crate::render::process_env)
             .map(|r| {
                 self.note_rendered_from(&r);
                 r.desired

@@ -544,6 +544,32 @@ impl Engine {
     }
 
     /// Every node of the swarm.
+    /// Every secret (the credentials' generations are in their labels; the
+    /// engine never returns a secret's data).
+    pub async fn list_secrets(&self) -> Result<Vec<Secret>, EngineError> {
+        self.scoped_secrets(None).await
+    }
+
+    /// Labels a secret (only a secret's labels may change; `version` as read).
+    pub async fn label_secret(
+        &self,
+        secret: &Secret,
+        labels: std::collections::HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let id = secret.id.clone().unwrap_or_default();
+        let name = secret.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+        let mut spec = secret.spec.clone().unwrap_or_default();
+        spec.labels = Some(labels);
+        let version = secret.version.as_ref().and_then(|v| v.index).unwrap_or_default() as i64;
+        self.bounded(
+            "update secret",
+            &name,
+            self.docker
+                .update_secret(&id, spec, bollard::query_parameters::UpdateSecretOptions { version }),
+        )
+        .await
+    }
+
     pub async fn list_nodes(&self) -> Result<Vec<bollard::models::Node>, EngineError> {
         self.bounded("list nodes", "", self.docker.list_nodes(None::<ListNodesOptions>))
             .await

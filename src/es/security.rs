@@ -1,17 +1,20 @@
 //! Elasticsearch's users as swarmlog keeps them (with
 //! `elasticsearch.security`): what is read, what it is compared with, and
-//! the bodies written. The passwords come from the credential secrets of the
-//! desired state (see [`crate::security`]).
+//! the bodies written. The passwords are derived (see [`crate::security`]).
 //!
-//! - `kibana_system` (built in): its password is set through
-//!   `POST /_security/user/kibana_system/_password` when it does not
-//!   authenticate with swarmlog's.
-//! - the role `swarmlog_logstash_writer`: `monitor` (Logstash's output reads
-//!   `GET /` and the license) and `create_doc`, `auto_configure` on
-//!   `logs-swarm-*` (the data stream it writes), nothing else.
-//! - the user `swarmlog_logstash` with that role only.
+//! - `elastic`: Elasticsearch's bootstrap password is the first
+//!   generation's; a rotation sets the next through
+//!   `POST /_security/user/elastic/_password`.
+//! - `swarmlog_kibana_<generation>` with the built-in role `kibana_system`,
+//!   and `swarmlog_logstash_<generation>` with the role
+//!   `swarmlog_logstash_writer`: `monitor` (Logstash's output reads `GET /`
+//!   and the license) and `create_doc`, `auto_configure` on `logs-swarm-*`
+//!   (the data stream it writes), nothing else. One user per generation: a
+//!   rotation makes the next user before Kibana or Logstash moves to it, and
+//!   removes the earlier one once nothing runs with it, so no request is
+//!   refused on the way.
 //!
-//! A role or user of that name without `metadata.managed_by: swarmlog` is
+//! A role or user of those names without `metadata.managed_by: swarmlog` is
 //! someone else's and is never overwritten (as for the retention policy).
 
 use std::collections::BTreeSet;
@@ -20,33 +23,28 @@ use serde_json::{json, Value as Json};
 
 use super::client::{Client, EsError};
 use super::retention::{Compare, MANAGED_BY};
-pub use crate::security::{ELASTIC, KIBANA_SYSTEM, LOGSTASH_ROLE, LOGSTASH_USER};
+pub use crate::security::{Credentials, User, ELASTIC, KIBANA, KIBANA_ROLE, LOGSTASH, LOGSTASH_ROLE};
 
-/// The passwords of the users swarmlog keeps, from the desired state.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Passwords {
-    pub elastic: String,
-    pub kibana_system: String,
-    pub logstash: String,
-}
-
-impl std::fmt::Debug for Passwords {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Passwords(hidden)")
-    }
+/// One user swarmlog keeps, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRead {
+    /// `GET /_security/user/<name>` (`None`: there is none).
+    pub user: Result<Option<Json>, String>,
+    /// Whether it logs in with swarmlog's password.
+    pub authenticates: Result<bool, String>,
 }
 
 /// One read of the users (each part on its own: one failure hides nothing else).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecurityRead {
-    /// Whether `kibana_system` authenticates with swarmlog's password.
-    pub kibana_system: Result<bool, String>,
-    /// Whether `swarmlog_logstash` authenticates with swarmlog's password.
-    pub logstash: Result<bool, String>,
-    /// `GET /_security/role/<role>` (`None`: there is none).
+    /// The generation of `elastic`'s password that logged in.
+    pub elastic: Option<u32>,
+    pub kibana: UserRead,
+    pub logstash: UserRead,
+    /// `GET /_security/role/<LOGSTASH_ROLE>` (`None`: there is none).
     pub role: Result<Option<Json>, String>,
-    /// `GET /_security/user/<user>` (`None`: there is none).
-    pub user: Result<Option<Json>, String>,
+    /// swarmlog's users of other generations still in Elasticsearch.
+    pub others: Result<Vec<String>, String>,
 }
 
 /// The role Logstash's user has.
@@ -61,13 +59,23 @@ pub fn logstash_role() -> Json {
     })
 }
 
-/// The body that makes (or remakes) Logstash's user.
-pub fn logstash_user(password: &str) -> Json {
+/// The role each credential's user has.
+pub fn role_of(logical: &str) -> &'static str {
+    if logical == KIBANA {
+        KIBANA_ROLE
+    } else {
+        LOGSTASH_ROLE
+    }
+}
+
+/// The body that makes (or remakes) a credential's user.
+pub fn user_body(logical: &str, u: &User) -> Json {
+    let who = if logical == KIBANA { "Kibana" } else { "Logstash" };
     json!({
-        "password": password,
-        "roles": [LOGSTASH_ROLE],
-        "full_name": "Logstash of the logging stack (kept by swarmlog)",
-        "metadata": {"managed_by": MANAGED_BY},
+        "password": u.password,
+        "roles": [role_of(logical)],
+        "full_name": format!("{who} of the logging stack, generation {} (kept by swarmlog)", u.generation),
+        "metadata": {"managed_by": MANAGED_BY, "generation": u.generation},
     })
 }
 
@@ -84,21 +92,59 @@ pub async fn authenticates(client: &Client, base: &str, user: &str, password: &s
     }
 }
 
-/// Reads the users through `base`; `client` calls as `elastic`.
-pub async fn read(client: &Client, base: &str, p: &Passwords) -> SecurityRead {
-    let role_path = format!("/_security/role/{LOGSTASH_ROLE}");
-    let user_path = format!("/_security/user/{LOGSTASH_USER}");
-    let (kibana_system, logstash, role, user) = tokio::join!(
-        authenticates(client, base, KIBANA_SYSTEM, &p.kibana_system),
-        authenticates(client, base, LOGSTASH_USER, &p.logstash),
-        client.get_optional(base, &role_path),
-        client.get_optional(base, &user_path),
+/// The generation of `elastic`'s password that logs in, newest first.
+pub async fn elastic_generation(client: &Client, base: &str, c: &Credentials) -> Result<Option<u32>, String> {
+    for (i, p) in c.elastic.iter().enumerate().rev() {
+        if authenticates(client, base, ELASTIC, p).await? {
+            return Ok(Some(i as u32 + 1));
+        }
+    }
+    Ok(None)
+}
+
+async fn read_user(client: &Client, base: &str, u: &User) -> UserRead {
+    let path = format!("/_security/user/{}", u.name);
+    let (user, auth) = tokio::join!(
+        client.get_optional(base, &path),
+        authenticates(client, base, &u.name, &u.password)
     );
+    UserRead {
+        user: user.map_err(|e| e.to_string()),
+        authenticates: auth,
+    }
+}
+
+/// Reads the users through `base`; `client` calls as `elastic`, whose
+/// generation in force is `elastic`.
+pub async fn read(client: &Client, base: &str, c: &Credentials, elastic: Option<u32>) -> SecurityRead {
+    let role_path = format!("/_security/role/{LOGSTASH_ROLE}");
+    let (kibana, logstash, role, all) = tokio::join!(
+        read_user(client, base, &c.kibana),
+        read_user(client, base, &c.logstash),
+        client.get_optional(base, &role_path),
+        client.call(base, "GET", "/_security/user", None),
+    );
+    let current = [c.kibana.name.as_str(), c.logstash.name.as_str()];
+    let others = all.map_err(|e| e.to_string()).map(|v| {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(name, u)| {
+                        crate::security::parse_username(name).is_some()
+                            && !current.contains(&name.as_str())
+                            && managed(u)
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     SecurityRead {
-        kibana_system,
+        elastic,
+        kibana,
         logstash,
         role: role.map_err(|e| e.to_string()),
-        user: user.map_err(|e| e.to_string()),
+        others,
     }
 }
 
@@ -144,18 +190,19 @@ pub fn compare_role(answer: Option<&Json>) -> Compare {
     Compare::Same
 }
 
-/// `GET /_security/user/<user>`'s answer, and whether it authenticates with
-/// swarmlog's password, against [`logstash_user`].
-pub fn compare_user(answer: Option<&Json>, authenticates: bool) -> Compare {
-    let Some(held) = answer.and_then(|a| a.get(LOGSTASH_USER)) else {
+/// `GET /_security/user/<name>`'s answer, and whether it authenticates with
+/// swarmlog's password, against [`user_body`].
+pub fn compare_user(logical: &str, name: &str, answer: Option<&Json>, authenticates: bool) -> Compare {
+    let Some(held) = answer.and_then(|a| a.get(name)) else {
         return Compare::Missing;
     };
     if !managed(held) {
         return Compare::NotOurs;
     }
     let roles = strings(held.get("roles"));
-    if roles != BTreeSet::from([LOGSTASH_ROLE.to_string()]) {
-        return Compare::Differs(format!("roles: {roles:?}, not [{LOGSTASH_ROLE:?}]"));
+    let want = role_of(logical);
+    if roles != BTreeSet::from([want.to_string()]) {
+        return Compare::Differs(format!("roles: {roles:?}, not [{want:?}]"));
     }
     if held.get("enabled").and_then(Json::as_bool) == Some(false) {
         return Compare::Differs("it is disabled".into());
@@ -202,29 +249,39 @@ mod tests {
 
     #[test]
     fn a_user_is_the_same_only_with_its_one_role_and_swarmlogs_password() {
-        let answer = json!({ LOGSTASH_USER: {
-            "username": LOGSTASH_USER, "roles": [LOGSTASH_ROLE], "enabled": true,
-            "metadata": {"managed_by": "swarmlog"},
+        let name = "swarmlog_logstash_1";
+        let answer = json!({ name: {
+            "username": name, "roles": [LOGSTASH_ROLE], "enabled": true,
+            "metadata": {"managed_by": "swarmlog", "generation": 1},
         }});
-        assert_eq!(compare_user(Some(&answer), true), Compare::Same);
-        assert!(matches!(compare_user(Some(&answer), false), Compare::Differs(d) if d.contains("password")));
-        assert_eq!(compare_user(None, false), Compare::Missing);
-        let more =
-            json!({ LOGSTASH_USER: {"roles": [LOGSTASH_ROLE, "superuser"], "metadata": {"managed_by": "swarmlog"}}});
-        assert!(matches!(compare_user(Some(&more), true), Compare::Differs(d) if d.contains("superuser")));
-        let foreign = json!({ LOGSTASH_USER: {"roles": [LOGSTASH_ROLE], "metadata": {}}});
-        assert_eq!(compare_user(Some(&foreign), true), Compare::NotOurs);
+        assert_eq!(compare_user(LOGSTASH, name, Some(&answer), true), Compare::Same);
+        assert!(
+            matches!(compare_user(LOGSTASH, name, Some(&answer), false), Compare::Differs(d) if d.contains("password"))
+        );
+        assert_eq!(compare_user(LOGSTASH, name, None, false), Compare::Missing);
+        // Kibana's user has the kibana_system role, not Logstash's.
+        assert!(
+            matches!(compare_user(KIBANA, name, Some(&answer), true), Compare::Differs(d) if d.contains("kibana_system"))
+        );
+        let more = json!({ name: {"roles": [LOGSTASH_ROLE, "superuser"], "metadata": {"managed_by": "swarmlog"}}});
+        assert!(
+            matches!(compare_user(LOGSTASH, name, Some(&more), true), Compare::Differs(d) if d.contains("superuser"))
+        );
+        let foreign = json!({ name: {"roles": [LOGSTASH_ROLE], "metadata": {}}});
+        assert_eq!(compare_user(LOGSTASH, name, Some(&foreign), true), Compare::NotOurs);
     }
 
     #[test]
     fn the_bodies_never_reach_a_debug_print() {
-        let p = Passwords {
-            elastic: "e-secret".into(),
-            kibana_system: "k-secret".into(),
-            logstash: "l-secret".into(),
-        };
-        assert!(!format!("{p:?}").contains("secret"));
         let c = Client::new(std::time::Duration::from_secs(1)).as_user("elastic", "e-secret");
         assert!(!format!("{c:?}").contains("e-secret"));
+        let u = User {
+            name: "swarmlog_kibana_2".into(),
+            password: "k-secret".into(),
+            generation: 2,
+        };
+        let body = user_body(KIBANA, &u);
+        assert_eq!(body["roles"], json!(["kibana_system"]));
+        assert_eq!(body["metadata"]["generation"], 2);
     }
 }

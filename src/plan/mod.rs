@@ -428,6 +428,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         // The companion's DOMAIN_* are the controller's companion step.
         letsencrypt: _,
         held,
+        // Elasticsearch's users are the controller's security step.
+        credentials: _,
     } = desired;
     let inputs = Inputs { stack, observed, opts };
     let mut p = Plan {
@@ -446,6 +448,11 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
 
 #[cfg(test)]
 mod tests;
+/// The plan tests' swarm builders, for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::observed_from;
+}
 
 #[cfg(test)]
 mod display_tests {

@@ -20,6 +20,7 @@ pub(super) fn desired_with(values: &str) -> DesiredState {
             stack: None,
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
+            generations: &|_| Default::default(),
         })
         .expect("renders")
         .desired
@@ -51,7 +52,7 @@ pub(super) fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
 
 /// The swarm as the daemon would show it after creating `d`: IDs for
 /// network names, defaults filled in.
-pub(super) fn observed_from(d: &DesiredState) -> Observed {
+pub(crate) fn observed_from(d: &DesiredState) -> Observed {
     let mut networks: Vec<Network> = d
         .networks
         .iter()
@@ -578,6 +579,7 @@ fn preflight_zero_turns_the_check_off() {
             stack: None,
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
+            generations: &|_| Default::default(),
         })
         .expect("renders");
     assert!(rendered.desired.preflight().is_empty(), "0 turns the check off");

@@ -110,6 +110,9 @@ pub struct RenderOptions<'a> {
     /// The content of a credential secret: (stack, Elasticsearch user) to
     /// its password (see [`crate::security`]).
     pub credential: CredentialReader<'a>,
+    /// The generation of each credential of a stack (none given: 1), for
+    /// the template (`generations.kibana`).
+    pub generations: &'a dyn Fn(&str) -> std::collections::BTreeMap<String, u32>,
 }
 
 /// (stack, Elasticsearch user) to the password in that user's secret.
@@ -364,7 +367,12 @@ impl Chart {
                 // `$$` (also what an ejected file needs for `docker stack deploy`).
                 (
                     format!("{name} (rendered)"),
-                    self.render_template(&stack, &literal_dollars(&values), security_given)?,
+                    self.render_template(
+                        &stack,
+                        &literal_dollars(&values),
+                        security_given,
+                        &(opts.generations)(&stack),
+                    )?,
                 )
             }
         };
@@ -566,7 +574,13 @@ impl Chart {
 
     /// `security_given`: the values (not the chart's default) set
     /// `elasticsearch.security`.
-    fn render_template(&self, stack: &str, values: &Json, security_given: bool) -> Result<String, Problems> {
+    fn render_template(
+        &self,
+        stack: &str,
+        values: &Json,
+        security_given: bool,
+        generations: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<String, Problems> {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
@@ -583,6 +597,10 @@ impl Chart {
             "stack": stack,
             "chart": {"name": self.name, "version": self.version},
             "security_given": security_given,
+            "generations": crate::security::CREDENTIALS
+                .iter()
+                .map(|c| (c.to_string(), generations.get(*c).copied().unwrap_or(1).max(1)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
         });
         template.render(ctx).map_err(|e| self.template_problem(&e))
     }
@@ -635,6 +653,7 @@ mod tests {
             stack: None,
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
+            generations: &|_| Default::default(),
         }
     }
 

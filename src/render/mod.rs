@@ -31,6 +31,9 @@ pub struct Inputs {
     /// render, whose credential secrets are empty placeholders; plan, apply
     /// and run always give one).
     pub root_key: Option<PathBuf>,
+    /// The generation of each credential, by stack (from the swarm's
+    /// secrets; none: 1).
+    pub generations: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
 }
 
 /// Parses `--set KEY=VALUE` arguments.
@@ -72,22 +75,48 @@ pub fn render(inputs: &Inputs, env: &dyn Fn(&str) -> Option<String>) -> Result<R
     // The key is read only when the chart asks for a credential, so a
     // render with security off never needs it.
     let key = std::cell::OnceCell::<Result<crate::security::RootKey, String>>::new();
-    let credential = |stack: &str, user: &str| -> Result<Vec<u8>, String> {
-        match &inputs.root_key {
+    let read_key = || {
+        inputs
+            .root_key
+            .as_ref()
+            .map(|path| key.get_or_init(|| crate::security::RootKey::read(path)).clone())
+    };
+    let none = std::collections::BTreeMap::new();
+    let gens = |stack: &str| inputs.generations.get(stack).unwrap_or(&none);
+    let credential = |stack: &str, logical: &str| -> Result<Vec<u8>, String> {
+        // Elasticsearch's secret is its bootstrap password: always the first
+        // generation (a rotation of elastic goes through the API, with no
+        // restart of Elasticsearch).
+        let generation = match logical {
+            crate::security::ELASTIC => 1,
+            l => gens(stack).get(l).copied().unwrap_or(1),
+        };
+        match read_key() {
             None => Ok(Vec::new()),
-            Some(path) => {
-                let k = key.get_or_init(|| crate::security::RootKey::read(path)).clone()?;
-                Ok(k.password(stack, user, crate::security::GENERATION).into_bytes())
-            }
+            Some(k) => Ok(k?.password(stack, logical, generation).into_bytes()),
         }
     };
-    chart.render(&RenderOptions {
+    let mut rendered = chart.render(&RenderOptions {
         values_files,
         set: inputs.set.clone(),
         stack: inputs.stack.clone(),
         env,
         credential: &credential,
-    })
+        generations: &|stack| gens(stack).clone(),
+    })?;
+    let has_credentials = rendered.desired.secrets.iter().any(|s| {
+        s.spec
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(crate::security::LABEL_CREDENTIAL))
+    });
+    if has_credentials {
+        if let Some(Ok(k)) = read_key() {
+            let stack = rendered.stack.clone();
+            rendered.desired.credentials = Some(crate::security::Credentials::derive(&k, &stack, gens(&stack)));
+        }
+    }
+    Ok(rendered)
 }
 
 /// The process environment, for [`render`]'s interpolation (edges only).
@@ -154,6 +183,7 @@ pub(crate) fn test_desired(values: &str) -> desired::DesiredState {
             stack: None,
             env: &|_| None,
             credential: &|_, _| Ok(b"test-password".to_vec()),
+            generations: &|_| Default::default(),
         })
         .expect("renders")
         .desired

@@ -403,6 +403,7 @@ mod fuzz {
                 stack: None,
                 env: &|_| None,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
+                generations: &|_| Default::default(),
             });
             let _ = crate::render::compose::load::load("fuzz.yml", &text, &|_| None);
         }

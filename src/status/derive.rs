@@ -276,6 +276,7 @@ mod tests {
                 stack: None,
                 env: &|_| None,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
+                generations: &|_| Default::default(),
             })
             .expect("renders")
             .desired;

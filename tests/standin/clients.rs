@@ -43,8 +43,9 @@ fn first_host(v: &str) -> String {
     unquote(inner.split(',').next().unwrap_or_default())
 }
 
-/// Kibana's settings, from kibana.yml's `key: value` lines.
-pub fn kibana(yml: &str, env_hosts: Option<String>) -> EsClient {
+/// Kibana's settings, from kibana.yml's `key: value` lines; the image's
+/// variables `ELASTICSEARCH_HOSTS` and `ELASTICSEARCH_USERNAME` override them.
+pub fn kibana(yml: &str, env_hosts: Option<String>, env_user: Option<String>) -> EsClient {
     let mut c = EsClient {
         host: "http://elasticsearch:9200".to_string(),
         user: None,
@@ -66,11 +67,38 @@ pub fn kibana(yml: &str, env_hosts: Option<String>) -> EsClient {
     if let Some(h) = env_hosts {
         c.host = first_host(&h);
     }
+    if let Some(u) = env_user {
+        c.user = Some(u);
+    }
     c
 }
 
-/// Logstash's output, from the pipeline's `key => value` lines.
-pub fn logstash(conf: &str) -> EsClient {
+/// Logstash's `${VAR}` and `${VAR:default}` in a setting, from `env`.
+fn substitute(v: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let inner = &after[..j];
+        let (name, default) = match inner.split_once(':') {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        out.push_str(&env(name).or_else(|| default.map(str::to_string)).unwrap_or_default());
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Logstash's output, from the pipeline's `key => value` lines (with
+/// `${VAR}` from the environment, as Logstash substitutes them).
+pub fn logstash(conf: &str, env: &dyn Fn(&str) -> Option<String>) -> EsClient {
     let mut c = EsClient {
         host: "http://localhost:9200".to_string(),
         user: None,
@@ -82,10 +110,11 @@ pub fn logstash(conf: &str) -> EsClient {
             continue;
         }
         let Some((k, v)) = line.split_once("=>") else { continue };
+        let v = substitute(v, env);
         match k.trim() {
-            "hosts" => c.host = first_host(v),
-            "user" => c.user = Some(unquote(v)),
-            "password" => c.password = Some(unquote(v)),
+            "hosts" => c.host = first_host(&v),
+            "user" => c.user = Some(unquote(&v)),
+            "password" => c.password = Some(unquote(&v)),
             _ => {}
         }
     }
@@ -154,7 +183,8 @@ pub fn answer(port: u16, path: &str) -> Option<(u16, String, String)> {
         5601 => {
             let yml = std::fs::read_to_string(KIBANA_YML).ok();
             let env_hosts = std::env::var("ELASTICSEARCH_HOSTS").ok();
-            let c = kibana(yml.as_deref().unwrap_or_default(), env_hosts);
+            let env_user = std::env::var("ELASTICSEARCH_USERNAME").ok();
+            let c = kibana(yml.as_deref().unwrap_or_default(), env_hosts, env_user);
             if path == "/api/status" {
                 return Some(match authenticate(&c) {
                     Ok((200, body)) => (
@@ -194,7 +224,7 @@ pub fn answer(port: u16, path: &str) -> Option<(u16, String, String)> {
         }
         9600 => {
             let conf = std::fs::read_to_string(LOGSTASH_PIPELINE).ok()?;
-            let c = logstash(&conf);
+            let c = logstash(&conf, &|n| std::env::var(n).ok());
             if path != "/" {
                 return None;
             }
@@ -228,15 +258,27 @@ mod tests {
         let k = kibana(
             "# c\nserver.host: \"0.0.0.0\"\nelasticsearch.hosts: [\"http://es:9200\"]\nelasticsearch.username: \"kibana_system\"\nelasticsearch.password: \"p-w_1\"\n",
             None,
+            None,
         );
         assert_eq!(k.host, "http://es:9200");
         assert_eq!(k.user.as_deref(), Some("kibana_system"));
         assert_eq!(k.password.as_deref(), Some("p-w_1"));
         let l = logstash(
-            "output {\n  elasticsearch {\n    hosts => [\"http://elasticsearch:9200\"]\n    user => \"swarmlog_logstash\"\n    password => \"x_y\"\n  }\n}\n",
+            "output {\n  elasticsearch {\n    hosts => [\"http://elasticsearch:9200\"]\n    user => \"${SWARMLOG_ES_USER}\"\n    password => \"x_y\"\n  }\n}\n",
+            &|n| (n == "SWARMLOG_ES_USER").then(|| "swarmlog_logstash_2".to_string()),
         );
         assert_eq!(l.host, "http://elasticsearch:9200");
-        assert_eq!(l.user.as_deref(), Some("swarmlog_logstash"));
+        assert_eq!(l.user.as_deref(), Some("swarmlog_logstash_2"));
+        let k = kibana(
+            "elasticsearch.username: \"a\"\n",
+            None,
+            Some("swarmlog_kibana_3".into()),
+        );
+        assert_eq!(k.user.as_deref(), Some("swarmlog_kibana_3"));
+        assert_eq!(
+            substitute("${A:5044}-${B}", &|n| (n == "B").then(|| "b".into())),
+            "5044-b"
+        );
         assert_eq!(l.password.as_deref(), Some("x_y"));
         assert_eq!(base64_encode(b"elastic:pw"), "ZWxhc3RpYzpwdw==");
         assert_eq!(base64_encode(b"ab"), "YWI=");

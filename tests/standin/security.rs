@@ -16,6 +16,7 @@
 //!   password is set;
 //! - `POST|PUT /_security/user/<name>/_password`, `PUT|GET|DELETE
 //!   /_security/role/<name>`, `PUT|GET|DELETE /_security/user/<name>`,
+//!   `GET /_security/user` (every user, the reserved ones too),
 //!   `GET /_security/_authenticate`;
 //! - privileges: `superuser` (`elastic`) may do everything; the security API
 //!   needs the cluster privilege `manage_security` (`all`), a user may change
@@ -455,6 +456,17 @@ pub fn api(
             let mut next = state.clone();
             let created = next.users.insert(name.to_string(), user).is_none();
             Ok((Some(next), 200, format!("{{\"created\":{created}}}")))
+        }
+        ("GET", ["user"]) | ("GET", ["user", ""]) => {
+            let mut names: Vec<String> = RESERVED.iter().map(|(n, _)| n.to_string()).collect();
+            names.extend(state.users.keys().cloned());
+            names.sort();
+            names.dedup();
+            let all: Vec<String> = names
+                .iter()
+                .filter_map(|n| state.user(n).map(|u| format!("{}:{}", json::quote(n), user_json(n, &u))))
+                .collect();
+            Ok((None, 200, format!("{{{}}}", all.join(","))))
         }
         ("GET", ["user", name]) => match state.user(name) {
             Some(u) => Ok((None, 200, format!("{{{}:{}}}", json::quote(name), user_json(name, &u)))),

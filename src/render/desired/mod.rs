@@ -58,6 +58,10 @@ pub struct DesiredState {
     /// update waits; they are never removed for it. Empty after rendering.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub held: BTreeMap<String, String>,
+    /// The passwords of the users swarmlog keeps (security on, with the
+    /// root key): never serialised.
+    #[serde(skip)]
+    pub credentials: Option<crate::security::Credentials>,
 }
 
 /// Service label asking the operator to check `vm.max_map_count` on the
@@ -312,6 +316,7 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         volumes: services.volumes.into_iter().collect(),
         letsencrypt: Companion::default(),
         held: BTreeMap::new(),
+        credentials: None,
     })
 }
 
