@@ -795,15 +795,19 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
     sb.docker(&["node", "update", "--label-add", "mig=true", "logger-1"])?;
     let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_mig1", &secure_values("mig", false))?;
     let result = rt.block_on(async {
-        let st = wait_for("security off, green, Converged", Duration::from_secs(180), || async {
-            let st = op.status()?;
-            let es = &st["elasticsearch"];
-            if st["phase"] == "Converged" && es["health"] == "green" && es["cluster_uuid"].is_string() {
-                Ok(Some(st))
-            } else {
-                Err(format!("phase {}, elasticsearch {es}", st["phase"]))
-            }
-        })
+        let st = wait_for(
+            "security off, Elasticsearch read, Converged",
+            Duration::from_secs(180),
+            || async {
+                let st = op.status()?;
+                let es = &st["elasticsearch"];
+                if st["phase"] == "Converged" && es["state"] == "ok" && es["cluster_uuid"].is_string() {
+                    Ok(Some(st))
+                } else {
+                    Err(format!("phase {}, elasticsearch {es}", st["phase"]))
+                }
+            },
+        )
         .await?;
         if st["elasticsearch"]["security"]["enabled"] != false
             || !sb.docker(&["secret", "ls", "-q", "-f", "name=mig_"])?.trim().is_empty()
@@ -838,7 +842,7 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
                 if sec["enabled"] == true
                     && users_ok
                     && st["phase"] == "Converged"
-                    && st["elasticsearch"]["health"] == "green"
+                    && st["elasticsearch"]["state"] == "ok"
                 {
                     Ok(Some(st))
                 } else {

@@ -54,27 +54,28 @@ fn mounts(spec: Option<&bollard::models::TaskSpec>) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Whether a running task still mounts a secret of credential `logical`
-/// other than `current`: an earlier generation is still in use.
-fn earlier_in_use(observed: &Observed, logical: &str, current: Option<&str>) -> bool {
-    let earlier: BTreeSet<&str> = observed
-        .secrets
-        .iter()
-        .filter_map(|s| s.spec.as_ref())
-        .filter(|s| {
-            s.labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_CREDENTIAL))
-                .map(String::as_str)
-                == Some(logical)
-        })
-        .filter_map(|s| s.name.as_deref())
-        .filter(|n| Some(*n) != current)
-        .collect();
-    observed
-        .tasks
-        .iter()
-        .any(|t| mounts(t.spec.as_ref()).iter().any(|m| earlier.contains(m.as_str())))
+/// Whether a running task still mounts an earlier secret of credential
+/// `logical`: one named as its secrets are (`<stack>_<key>_<hash>`) but not
+/// `current`. By the name the task holds: the earlier secret itself may be
+/// gone already (removed once no service names it), its task not.
+fn earlier_in_use(desired: &DesiredState, observed: &Observed, logical: &str) -> bool {
+    let Some(secret) = desired.secrets.iter().find(|s| {
+        s.spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_CREDENTIAL))
+            .map(String::as_str)
+            == Some(logical)
+    }) else {
+        return false;
+    };
+    let current = secret.spec.name.clone().unwrap_or_default();
+    let prefix = format!("{}_{}_", desired.stack, secret.key);
+    observed.tasks.iter().any(|t| {
+        mounts(t.spec.as_ref())
+            .iter()
+            .any(|m| m.starts_with(&prefix) && *m != current)
+    })
 }
 
 fn row(name: &str, state: &str, detail: Option<String>) -> UserStatus {
@@ -234,7 +235,7 @@ pub async fn step(
                     rows.push(row(name, "later", Some(format!("generation {current} is asked for"))));
                     continue;
                 }
-                if earlier_in_use(seen.observed, logical, secret_of(desired, logical)) {
+                if earlier_in_use(desired, seen.observed, logical) {
                     rows.push(row(name, "retiring", Some("tasks still run with it".into())));
                     continue;
                 }
