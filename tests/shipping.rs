@@ -593,7 +593,12 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
 /// A request from a container on `network` (the stand-in's client): the
 /// status line and body, whatever the status.
 fn call_on(sb: &Sandbox, network: &str, method: &str, url: &str) -> String {
-    match sb.docker(&[
+    call_on_host(&sb.host, network, method, url)
+}
+
+/// [`call_on`] through the engine at `host` (for a thread of its own).
+fn call_on_host(host: &str, network: &str, method: &str, url: &str) -> String {
+    let args = [
         "run",
         "--rm",
         "--network",
@@ -602,7 +607,8 @@ fn call_on(sb: &Sandbox, network: &str, method: &str, url: &str) -> String {
         "http",
         method,
         url,
-    ]) {
+    ];
+    match common::run_docker(host, &args) {
         Ok(out) | Err(out) => out,
     }
 }
@@ -765,7 +771,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         if security_writes() != (1, 1, 1) {
             return Err(format!("the restart wrote to Elasticsearch: {:?}", security_writes()));
         }
-        rotation(sb, &op, &container).await
+        rotation(sb, &op).await
     });
     result.map_err(|e| explain(e, &op))
 }
@@ -910,7 +916,7 @@ fn all_in_force(sec: &Value) -> bool {
 /// asked all along whether Elasticsearch takes their credentials: not one
 /// refusal. The earlier users and secrets go once nothing runs with them;
 /// Elasticsearch is not restarted.
-async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<(), String> {
+async fn rotation(sb: &Sandbox, op: &Deployed<'_>) -> Result<(), String> {
     let rotate = |what: &str| {
         let out = common::swarmlog_with_host(Some(&sb.host), &["credentials", "rotate", what, "--stack", "sec"]);
         if out.status.success() {
@@ -923,10 +929,69 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<()
         }
     };
     let es_tasks = task_states(sb, "sec_elasticsearch")?;
+    // Kibana and Logstash asked, each in a loop of its own, all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pollers: Vec<_> = [
+        ("Kibana", "http://tasks.kibana:5601/api/status", "\"available\""),
+        ("Logstash", "http://tasks.logstash:9600/", "\"green\""),
+    ]
+    .into_iter()
+    .map(|(what, url, ok)| {
+        let (stop, host) = (stop.clone(), sb.host.clone());
+        std::thread::spawn(move || {
+            let (mut asked, mut unreached, mut refused) = (0u32, 0u32, Vec::new());
+            // Bounded: stopped by the flag, or after 600 asks.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && asked < 600 {
+                let answer = call_on_host(&host, "sec_log_net", "GET", url);
+                asked += 1;
+                if answer.contains("standin: connect") {
+                    // The task asked had just stopped (start-first: the new
+                    // one runs): no request reached Elasticsearch.
+                    unreached += 1;
+                } else if !answer.contains(ok) {
+                    refused.push(answer);
+                }
+            }
+            (what, asked, unreached, refused)
+        })
+    })
+    .collect();
     let t0 = Instant::now();
+    let rotated = rotate_and_wait(sb, op, &rotate).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut report = Vec::new();
+    for p in pollers {
+        let (what, asked, unreached, refused) = p.join().map_err(|_| "a poller panicked".to_string())?;
+        if let Some(r) = refused.first() {
+            return Err(format!(
+                "{what} was refused {} times during the rotation: {r}",
+                refused.len()
+            ));
+        }
+        report.push(format!(
+            "{what} asked {asked} times, none refused ({unreached} not reached between tasks)"
+        ));
+    }
+    rotated?;
+    eprintln!(
+        "BENCH security: kibana and logstash rotated in {:.1} s; {}",
+        t0.elapsed().as_secs_f64(),
+        report.join("; ")
+    );
+    finish_rotation(sb, op, &rotate, es_tasks).await
+}
+
+/// Asks for Kibana's and Logstash's next credentials, waits until their new
+/// users are in force and Kibana runs one task.
+async fn rotate_and_wait(
+    sb: &Sandbox,
+    op: &Deployed<'_>,
+    rotate: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    // The pollers have asked at least once before anything moves.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     rotate("kibana")?;
     rotate("logstash")?;
-    let (mut asked, mut unreachable) = (0, Vec::new());
     let done = |st: &Value| {
         let sec = &st["elasticsearch"]["security"];
         let names: Vec<&str> = sec["users"]
@@ -940,20 +1005,7 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<()
     };
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        for (what, url, ok) in [
-            ("Kibana", "http://tasks.kibana:5601/api/status", "\"available\""),
-            ("Logstash", "http://tasks.logstash:9600/", "\"green\""),
-        ] {
-            let answer = call_on(sb, "sec_log_net", "GET", url);
-            asked += 1;
-            if answer.contains("standin: connect") {
-                // The task asked for had just stopped (start-first: the new
-                // one runs): no request reached Elasticsearch.
-                unreachable.push(format!("{what}: {}", answer.lines().next().unwrap_or_default()));
-            } else if !answer.contains(ok) {
-                return Err(format!("{what} was refused during the rotation: {answer}"));
-            }
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let st = op.status()?;
         let kibana_moved = task_states(sb, "sec_kibana")?
             .iter()
@@ -970,11 +1022,19 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<()
             ));
         }
     }
-    eprintln!(
-        "BENCH security: kibana and logstash rotated in {:.1} s; asked {asked} times, none refused ({} not reached between tasks)",
-        t0.elapsed().as_secs_f64(),
-        unreachable.len()
-    );
+    // Asked a few more times after the roll (the old tasks are gone).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Ok(())
+}
+
+/// After the roll: the earlier users and secrets go; Kibana and Logstash log
+/// in as the new users; then elastic's rotation.
+async fn finish_rotation(
+    sb: &Sandbox,
+    op: &Deployed<'_>,
+    rotate: &dyn Fn(&str) -> Result<(), String>,
+    es_tasks: Vec<String>,
+) -> Result<(), String> {
     // Once nothing runs with them: the earlier users and secrets are gone.
     wait_for(
         "the earlier users removed, their secrets too",
@@ -1008,7 +1068,14 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<()
     }
 
     // elastic: a new password through the API; Elasticsearch runs on.
-    let old_elastic = sb.docker(&["exec", container, "/swarmlog", "credentials", "show", "elastic"])?;
+    let container = sb.docker(&[
+        "ps",
+        "-q",
+        "-f",
+        "label=com.docker.swarm.service.name=swarmlog_operator",
+    ])?;
+    let container = container.lines().next().unwrap_or_default().trim().to_string();
+    let old_elastic = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", "elastic"])?;
     rotate("elastic")?;
     wait_for("elastic at generation 2", Duration::from_secs(120), || async {
         let st = op.status()?;
@@ -1025,7 +1092,7 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>, container: &str) -> Result<()
         }
     })
     .await?;
-    let new_elastic = sb.docker(&["exec", container, "/swarmlog", "credentials", "show", "elastic"])?;
+    let new_elastic = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", "elastic"])?;
     if new_elastic.trim() == old_elastic.trim() || new_elastic.trim().len() != 43 {
         return Err("credentials show elastic did not change with the rotation".into());
     }
