@@ -72,7 +72,8 @@ fn setup(sb: &Sandbox) -> Result<(), String> {
 }
 
 /// Values of stack `stack` (placed by the node label `<stack>=true`), the
-/// shipper on, its host paths those of the sandbox's nodes (each node's
+/// shipper on, security off (the trials call Elasticsearch's API without
+/// credentials; the security trials below have it on), its host paths those of the sandbox's nodes (each node's
 /// data root and socket, by the node's hostname: swarm expands the
 /// template per node).
 fn values(sb: &Sandbox, stack: &str, retention: &str, extra: &str) -> String {
@@ -87,7 +88,7 @@ fn values_with_sockets(sb: &Sandbox, stack: &str, retention: &str, sockets: &std
         "stack: {stack}\n\
          nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
          letsencrypt:\n  enabled: false\n\
-         elasticsearch:\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  retention: {retention}\n  \
+         elasticsearch:\n  security: false\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  retention: {retention}\n  \
          preflight:\n    maxMapCount: 0\n\
          shipper:\n  enabled: true\n  \
          containersPath: \"{}/{{{{.Node.Hostname}}}}/data/containers\"\n  \

@@ -385,9 +385,10 @@ pub fn killed_between_config_and_update(sb: &Sandbox, rt: &tokio::runtime::Runti
     let mut op = Operator::start_counted(rt, &sb.host, "itkill-a", &args)?;
     let configs = |sb: &Sandbox| -> Result<Vec<String>, String> {
         let out = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
+        // The pipeline's configs (Kibana's stays as it is).
         let mut names: Vec<String> = out
             .lines()
-            .filter(|l| l.starts_with(&format!("{stack}_")))
+            .filter(|l| l.starts_with(&format!("{stack}_")) && l.contains("_logstash_pipeline_"))
             .map(str::to_string)
             .collect();
         names.sort();
@@ -475,7 +476,7 @@ pub fn killed_between_config_and_update(sb: &Sandbox, rt: &tokio::runtime::Runti
 }
 
 /// The stack's configs and secrets (by name) that no service of the stack
-/// uses, and every config of the stack.
+/// uses, and the stack's pipeline configs.
 async fn orphans(docker: &bollard::Docker, stack: &str) -> Result<(Vec<String>, Vec<String>), String> {
     let prefix = format!("{stack}_");
     let services = crate::stack_services(docker, stack).await?;
@@ -515,7 +516,12 @@ async fn orphans(docker: &bollard::Docker, stack: &str) -> Result<(Vec<String>, 
         .filter(|n| !used.contains(*n))
         .cloned()
         .collect();
-    Ok((orphaned, configs))
+    // The pipeline's configs (the stack has Kibana's too, with security on).
+    let pipelines = configs
+        .into_iter()
+        .filter(|n| n.contains("_logstash_pipeline_"))
+        .collect();
+    Ok((orphaned, pipelines))
 }
 
 /// Names that occur more than once among the stack's services and networks.

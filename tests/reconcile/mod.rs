@@ -152,7 +152,12 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
     expect_code(&o, 0, "apply")?;
     let first: Vec<Call> = engine.calls().into_iter().filter(Call::is_write).collect();
     let creates = |path: &str| first.iter().filter(|c| c.path == path).count();
-    if creates("/networks/create") != 1 || creates("/configs/create") != 1 || creates("/services/create") != 3 {
+    // Security is on by default: Kibana's config and three credential secrets too.
+    if creates("/networks/create") != 1
+        || creates("/configs/create") != 2
+        || creates("/secrets/create") != 3
+        || creates("/services/create") != 3
+    {
         return Err(format!("the first apply's writes at the engine:\n{}", describe(&first)));
     }
     let text = String::from_utf8_lossy(&o.stdout).to_string();
@@ -179,8 +184,8 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
             .await
             .map_err(|e| format!("volume missing on logger-1: {e}"))?;
         let before = versions(&docker, stack).await?;
-        if before.objects.len() != 5 {
-            return Err(format!("expected 3 services, 1 config, 1 network: {before:?}"));
+        if before.objects.len() != 6 {
+            return Err(format!("expected 3 services, 2 configs, 1 network: {before:?}"));
         }
         let mark = engine.mark();
         let o = sl_via(&engine, "apply", stack, &[]);
@@ -488,10 +493,11 @@ pub fn pipeline_edit_and_kibana_change(sb: &Sandbox, rt: &tokio::runtime::Runtim
     rt.block_on(async {
         let docker = sb.client().await?;
         let before = versions(&docker, stack).await?;
+        // The pipeline's config (Kibana's, with security on, stays).
         let old_config: Vec<String> = before
             .objects
             .keys()
-            .filter(|k| k.starts_with("config "))
+            .filter(|k| k.starts_with("config ") && k.contains("_logstash_pipeline_"))
             .cloned()
             .collect();
         std::fs::write(&pipeline, "input { tcp { port => 9000 codec => json_lines } }\n").map_err(|e| e.to_string())?;
@@ -594,12 +600,13 @@ pub fn a_config_a_foreign_service_uses_is_kept(sb: &Sandbox, rt: &tokio::runtime
             v.objects
                 .keys()
                 .filter_map(|k| k.strip_prefix("config "))
+                .filter(|k| k.contains("_logstash_pipeline_"))
                 .map(str::to_string)
                 .collect()
         };
         let old = configs(&versions(&docker, stack).await?);
         let [old] = old.as_slice() else {
-            return Err(format!("expected one config of the stack, found {old:?}"));
+            return Err(format!("expected one pipeline config of the stack, found {old:?}"));
         };
         let user = "itfuseuser";
         sb.docker(&[
@@ -845,7 +852,8 @@ pub fn racing_applies_converge(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Re
             .filter(|n| n.name.as_deref() == Some("itrace_log_net"))
             .count();
         let configs = v.objects.keys().filter(|k| k.starts_with("config ")).count();
-        if services != 3 || nets != 1 || configs != 1 {
+        // The pipeline's and Kibana's (security on by default).
+        if services != 3 || nets != 1 || configs != 2 {
             return Err(format!(
                 "after the race: {services} services, {configs} configs, {nets} networks named itrace_log_net: {v:?}"
             ));
