@@ -940,20 +940,25 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>) -> Result<(), String> {
     .map(|(what, url, ok)| {
         let (stop, host) = (stop.clone(), sb.host.clone());
         std::thread::spawn(move || {
-            let (mut asked, mut unreached, mut refused) = (0u32, 0u32, Vec::new());
+            let (mut good, mut unreached, mut refused) = (0u32, 0u32, Vec::new());
             // Bounded: stopped by the flag, or after 600 asks.
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && asked < 600 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && good + unreached < 600 {
                 let answer = call_on_host(&host, "sec_log_net", "GET", url);
-                asked += 1;
-                if answer.contains("standin: connect") {
-                    // The task asked had just stopped (start-first: the new
-                    // one runs): no request reached Elasticsearch.
-                    unreached += 1;
-                } else if !answer.contains(ok) {
+                if answer.contains("HTTP/1.1 200") && answer.contains(ok) {
+                    good += 1;
+                } else if answer.contains("HTTP/1.1 503") || answer.contains("\"red\"") {
+                    // Elasticsearch refused the credentials Kibana or
+                    // Logstash holds.
                     refused.push(answer);
+                } else {
+                    // No answer from Kibana or Logstash at all: the task
+                    // asked had just stopped (start-first: the new one
+                    // runs), or the engine could not attach the client to
+                    // the network; nothing reached Elasticsearch.
+                    unreached += 1;
                 }
             }
-            (what, asked, unreached, refused)
+            (what, good, unreached, refused)
         })
     })
     .collect();
@@ -962,15 +967,20 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>) -> Result<(), String> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut report = Vec::new();
     for p in pollers {
-        let (what, asked, unreached, refused) = p.join().map_err(|_| "a poller panicked".to_string())?;
+        let (what, good, unreached, refused) = p.join().map_err(|_| "a poller panicked".to_string())?;
         if let Some(r) = refused.first() {
             return Err(format!(
                 "{what} was refused {} times during the rotation: {r}",
                 refused.len()
             ));
         }
+        if good < 3 {
+            return Err(format!(
+                "{what} answered only {good} times during the rotation ({unreached} not reached): too few to tell"
+            ));
+        }
         report.push(format!(
-            "{what} asked {asked} times, none refused ({unreached} not reached between tasks)"
+            "{what} logged in {good} times, refused none ({unreached} not reached)"
         ));
     }
     rotated?;

@@ -101,11 +101,13 @@ pub async fn step(
     };
     status.enabled = true;
     let (Some(read), Some(base)) = (seen.read, seen.endpoint) else {
-        if let Some(why) = seen.no_path {
-            problems.push(format!(
+        // As for the health without a path: said, not Degraded (the
+        // operator may run where it cannot reach Elasticsearch by design).
+        status.note = seen.no_path.map(|why| {
+            format!(
                 "Kibana and Logstash cannot log in until the operator makes their users in Elasticsearch, and it cannot reach it: {why}"
-            ));
-        }
+            )
+        });
         status.users = [ELASTIC, creds.kibana.name.as_str(), creds.logstash.name.as_str()]
             .iter()
             .map(|n| row(n, "unread", None))

@@ -314,6 +314,10 @@ pub struct SecurityStatus {
     /// without `metadata.managed_by: swarmlog`: left alone), `unread`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<UserStatus>,
+    /// Why the users cannot be kept now (the operator has no path to
+    /// Elasticsearch): said, as the health's `no-path` is, not Degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -578,18 +578,18 @@ impl Node {
         });
         let members = self.members();
         let before = self.voting.clone();
+        for p in &members {
+            self.voting.extend(p.voting.iter().cloned());
+            if p.master_eligible {
+                self.voting.insert(p.name.clone());
+            }
+        }
         if self.cfg.single_node {
             // Single-node discovery: the node elects itself, whatever its
             // name was before (the voting configuration is of node IDs,
             // which the data path keeps; the simulator keys it by name, and
             // a container's name changes with each task).
             self.voting = BTreeSet::from([name.clone()]);
-        }
-        for p in &members {
-            self.voting.extend(p.voting.iter().cloned());
-            if p.master_eligible {
-                self.voting.insert(p.name.clone());
-            }
         }
         for p in &members {
             if p.settings.version > self.settings.version {
