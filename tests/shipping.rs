@@ -731,18 +731,30 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
             return Err(format!("an unauthenticated request was not refused: {anon}"));
         }
         // Kibana and Logstash log in with what the engine filled in.
-        let kibana = call_on(sb, "sec_log_net", "GET", "http://tasks.kibana:5601/api/status");
-        if !kibana.contains("200") || !kibana.contains("\"available\"") || !kibana.contains("\"swarmlog_kibana_1\"") {
-            return Err(format!("Kibana did not authenticate: {kibana}"));
-        }
-        let login = call_on(sb, "sec_log_net", "GET", "http://tasks.kibana:5601/app/discover");
-        if !login.contains("302") {
-            return Err(format!("Kibana's page is not behind its login: {login}"));
-        }
-        let logstash = call_on(sb, "sec_log_net", "GET", "http://tasks.logstash:9600/");
-        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash_1\"") {
-            return Err(format!("Logstash did not authenticate: {logstash}"));
-        }
+        answers(
+            sb,
+            "sec_log_net",
+            "Kibana logged in",
+            "http://tasks.kibana:5601/api/status",
+            &["HTTP/1.1 200", "\"available\"", "\"swarmlog_kibana_1\""],
+        )
+        .await?;
+        answers(
+            sb,
+            "sec_log_net",
+            "Kibana's page behind its login",
+            "http://tasks.kibana:5601/app/discover",
+            &["HTTP/1.1 302"],
+        )
+        .await?;
+        answers(
+            sb,
+            "sec_log_net",
+            "Logstash logged in",
+            "http://tasks.logstash:9600/",
+            &["\"green\"", "\"swarmlog_logstash_1\""],
+        )
+        .await?;
 
         // An operator restart: no secret made, nothing written.
         let before = secrets()?;
@@ -881,14 +893,23 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
                 return Err(format!("{svc} was not updated: its tasks {t:?}"));
             }
         }
-        let kibana = call_on(sb, "mig_log_net", "GET", "http://tasks.kibana:5601/api/status");
-        if !kibana.contains("\"available\"") || !kibana.contains("\"swarmlog_kibana_1\"") {
-            return Err(format!("Kibana did not authenticate: {kibana}"));
-        }
-        let logstash = call_on(sb, "mig_log_net", "GET", "http://tasks.logstash:9600/");
-        if !logstash.contains("\"green\"") || !logstash.contains("\"swarmlog_logstash_1\"") {
-            return Err(format!("Logstash did not authenticate: {logstash}"));
-        }
+        // Kibana and Logstash roll start-first: asked until the new task answers.
+        answers(
+            sb,
+            "mig_log_net",
+            "Kibana logged in",
+            "http://tasks.kibana:5601/api/status",
+            &["\"available\"", "\"swarmlog_kibana_1\""],
+        )
+        .await?;
+        answers(
+            sb,
+            "mig_log_net",
+            "Logstash logged in",
+            "http://tasks.logstash:9600/",
+            &["\"green\"", "\"swarmlog_logstash_1\""],
+        )
+        .await?;
         let anon = call_on(
             sb,
             "swarmlog_es",
@@ -1072,10 +1093,14 @@ async fn finish_rotation(
         ("Kibana", "http://tasks.kibana:5601/api/status", "swarmlog_kibana_2"),
         ("Logstash", "http://tasks.logstash:9600/", "swarmlog_logstash_2"),
     ] {
-        let answer = call_on(sb, "sec_log_net", "GET", url);
-        if !answer.contains(&format!("\"{user}\"")) {
-            return Err(format!("{what} does not log in as {user}: {answer}"));
-        }
+        answers(
+            sb,
+            "sec_log_net",
+            &format!("{what} logged in as {user}"),
+            url,
+            &[&format!("\"{user}\"")],
+        )
+        .await?;
     }
 
     // elastic: a new password through the API; Elasticsearch runs on.
@@ -1118,4 +1143,19 @@ async fn finish_rotation(
         ));
     }
     Ok(())
+}
+
+/// Asks `url` from a container on `network` until the answer holds every
+/// string of `want` (a client the engine could not attach, or a task of a
+/// rolling service that just stopped, is asked again), for up to 60 s.
+async fn answers(sb: &Sandbox, network: &str, what: &str, url: &str, want: &[&str]) -> Result<String, String> {
+    wait_for(what, Duration::from_secs(60), || async {
+        let answer = call_on(sb, network, "GET", url);
+        if want.iter().all(|w| answer.contains(w)) {
+            Ok(Some(answer))
+        } else {
+            Err(answer)
+        }
+    })
+    .await
 }
