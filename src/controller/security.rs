@@ -54,11 +54,13 @@ fn mounts(spec: Option<&bollard::models::TaskSpec>) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Whether a running task still mounts an earlier secret of credential
+/// Whether a task still alive mounts an earlier secret of credential
 /// `logical`: one named as its secrets are (`<stack>_<key>_<hash>`) but not
-/// `current`. By the name the task holds: the earlier secret itself may be
-/// gone already (removed once no service names it), its task not.
-fn earlier_in_use(desired: &DesiredState, observed: &Observed, logical: &str) -> bool {
+/// the current. By the name the task holds (the earlier secret itself may be
+/// gone already, removed once no service names it), and from the tasks of
+/// the services that mount it read whole: a task swarm is stopping (its
+/// desired state no longer running) may still answer with the old user.
+async fn earlier_in_use(ctx: &Context, desired: &DesiredState, logical: &str) -> Result<bool, String> {
     let Some(secret) = desired.secrets.iter().find(|s| {
         s.spec
             .labels
@@ -67,15 +69,37 @@ fn earlier_in_use(desired: &DesiredState, observed: &Observed, logical: &str) ->
             .map(String::as_str)
             == Some(logical)
     }) else {
-        return false;
+        return Ok(false);
     };
     let current = secret.spec.name.clone().unwrap_or_default();
     let prefix = format!("{}_{}_", desired.stack, secret.key);
-    observed.tasks.iter().any(|t| {
-        mounts(t.spec.as_ref())
-            .iter()
-            .any(|m| m.starts_with(&prefix) && *m != current)
-    })
+    let consumers: Vec<String> = desired
+        .services
+        .iter()
+        .filter(|s| mounts(s.spec.task_template.as_ref()).contains(&current))
+        .filter_map(|s| s.spec.name.clone())
+        .collect();
+    for name in consumers {
+        let tasks = ctx
+            .engine
+            .service_tasks(&name, false)
+            .await
+            .map_err(|e| format!("reading the tasks of {name}: {e}"))?;
+        let alive = tasks.iter().filter(|t| {
+            use bollard::models::TaskState as S;
+            !matches!(
+                t.status.as_ref().and_then(|s| s.state),
+                Some(S::COMPLETE | S::SHUTDOWN | S::FAILED | S::REJECTED | S::REMOVE | S::ORPHANED)
+            )
+        });
+        if alive
+            .flat_map(|t| mounts(t.spec.as_ref()))
+            .any(|m| m.starts_with(&prefix) && m != current)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn row(name: &str, state: &str, detail: Option<String>) -> UserStatus {
@@ -237,9 +261,16 @@ pub async fn step(
                     rows.push(row(name, "later", Some(format!("generation {current} is asked for"))));
                     continue;
                 }
-                if earlier_in_use(desired, seen.observed, logical) {
-                    rows.push(row(name, "retiring", Some("tasks still run with it".into())));
-                    continue;
+                match earlier_in_use(ctx, desired, logical).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        rows.push(row(name, "retiring", Some("tasks still run with it".into())));
+                        continue;
+                    }
+                    Err(e) => {
+                        rows.push(row(name, "retiring", Some(e)));
+                        continue;
+                    }
                 }
                 if !role.writes() {
                     rows.push(row(name, "retiring", Some("the leader removes it".into())));
