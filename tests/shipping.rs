@@ -953,42 +953,48 @@ async fn rotation(sb: &Sandbox, op: &Deployed<'_>) -> Result<(), String> {
     let es_tasks = task_states(sb, "sec_elasticsearch")?;
     // Kibana and Logstash asked, each in a loop of its own, all along.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pollers: Vec<_> = [
+    // One thread, asking each in turn: two clients attaching to one overlay
+    // at once race in the engine (and can leave an attachment behind).
+    let targets = [
         ("Kibana", "http://tasks.kibana:5601/api/status", "\"available\""),
         ("Logstash", "http://tasks.logstash:9600/", "\"green\""),
-    ]
-    .into_iter()
-    .map(|(what, url, ok)| {
+    ];
+    let poller = {
         let (stop, host) = (stop.clone(), sb.host.clone());
         std::thread::spawn(move || {
-            let (mut good, mut unreached, mut refused) = (0u32, 0u32, Vec::new());
+            let mut tally: Vec<(&str, u32, u32, Vec<String>)> =
+                targets.iter().map(|(w, _, _)| (*w, 0, 0, Vec::new())).collect();
             // Bounded: stopped by the flag, or after 600 asks.
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && good + unreached < 600 {
-                let answer = call_on_host(&host, "sec_log_net", "GET", url);
-                if answer.contains("HTTP/1.1 200") && answer.contains(ok) {
-                    good += 1;
-                } else if answer.contains("HTTP/1.1 503") || answer.contains("\"red\"") {
-                    // Elasticsearch refused the credentials Kibana or
-                    // Logstash holds.
-                    refused.push(answer);
-                } else {
-                    // No answer from Kibana or Logstash at all: the task
-                    // asked had just stopped (start-first: the new one
-                    // runs), or the engine could not attach the client to
-                    // the network; nothing reached Elasticsearch.
-                    unreached += 1;
+            let mut asked = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && asked < 600 {
+                for (i, (_, url, ok)) in targets.iter().enumerate() {
+                    let answer = call_on_host(&host, "sec_log_net", "GET", url);
+                    asked += 1;
+                    let t = &mut tally[i];
+                    if answer.contains("HTTP/1.1 200") && answer.contains(ok) {
+                        t.1 += 1;
+                    } else if answer.contains("HTTP/1.1 503") || answer.contains("\"red\"") {
+                        // Elasticsearch refused the credentials Kibana or
+                        // Logstash holds.
+                        t.3.push(answer);
+                    } else {
+                        // No answer from Kibana or Logstash at all: the task
+                        // asked had just stopped (start-first: the new one
+                        // runs), or the engine could not attach the client
+                        // to the network; nothing reached Elasticsearch.
+                        t.2 += 1;
+                    }
                 }
             }
-            (what, good, unreached, refused)
+            tally
         })
-    })
-    .collect();
+    };
     let t0 = Instant::now();
     let rotated = rotate_and_wait(sb, op, &rotate).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut report = Vec::new();
-    for p in pollers {
-        let (what, good, unreached, refused) = p.join().map_err(|_| "a poller panicked".to_string())?;
+    let tally = poller.join().map_err(|_| "the poller panicked".to_string())?;
+    for (what, good, unreached, refused) in tally {
         if let Some(r) = refused.first() {
             return Err(format!(
                 "{what} was refused {} times during the rotation: {r}",
