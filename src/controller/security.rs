@@ -144,7 +144,13 @@ pub async fn step(
 
     // elastic: the newest generation's password, set with the one in force.
     let want = creds.elastic.len() as u32;
-    let elastic = match read.elastic {
+    // A read that began before this operator set the password says the
+    // earlier generation: what the operator itself recorded stands.
+    let in_force = match (read.elastic, ctx.es.elastic_generation()) {
+        (Some(g), recorded) if recorded > g => Some(recorded),
+        (g, _) => g,
+    };
+    let elastic = match in_force {
         Some(g) if g == want => row(ELASTIC, "in-force", Some(format!("generation {g}"))),
         Some(g) if !role.writes() => row(
             ELASTIC,
