@@ -29,6 +29,9 @@ pub const DEFAULT_ROOT_KEY_FILE: &str = "/run/secrets/swarmlog_root_key";
 pub const ROOT_KEY_SECRET: &str = "swarmlog_root_key";
 /// Label on the root key's secret (what made it).
 pub const LABEL_ROOT_KEY: &str = "io.swarmlog.root-key";
+/// The ownership label (`render::desired::LABEL_STACK`, written here so
+/// this module does not depend on the render: the render depends on it).
+const LABEL_STACK: &str = "io.swarmlog.stack";
 /// The fewest bytes a root key may have (after trimming whitespace).
 const MIN_ROOT_KEY: usize = 32;
 
@@ -142,7 +145,7 @@ pub fn generations_by_stack(secrets: &[bollard::models::Secret]) -> BTreeMap<Str
         .iter()
         .filter_map(|s| s.spec.as_ref()?.labels.as_ref())
         .filter(|l| l.contains_key(LABEL_CREDENTIAL))
-        .filter_map(|l| l.get(crate::render::desired::LABEL_STACK).cloned())
+        .filter_map(|l| l.get(LABEL_STACK).cloned())
         .collect();
     stacks
         .into_iter()
@@ -165,7 +168,7 @@ pub fn generations<'a>(
         let Some(labels) = s.spec.as_ref().and_then(|s| s.labels.as_ref()) else {
             continue;
         };
-        if labels.get(crate::render::desired::LABEL_STACK).map(String::as_str) != Some(stack) {
+        if labels.get(LABEL_STACK).map(String::as_str) != Some(stack) {
             continue;
         }
         let Some(logical) = labels.get(LABEL_CREDENTIAL) else {
@@ -294,6 +297,11 @@ mod tests {
         let b = new_root_key().expect("urandom");
         assert_ne!(a, b);
         RootKey::from_bytes(a.as_bytes()).expect("a new key is accepted");
+    }
+
+    #[test]
+    fn the_stack_label_is_the_renders() {
+        assert_eq!(LABEL_STACK, crate::render::desired::LABEL_STACK);
     }
 
     #[test]
