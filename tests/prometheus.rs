@@ -414,6 +414,9 @@ fn prometheus_scrapes_the_operator(sb: &Sandbox, rt: &tokio::runtime::Runtime) -
             "--stack",
             STACK,
             &set,
+            // Its Elasticsearch is a simulator process started here with
+            // security off; security has its own trials (tests/shipping.rs).
+            "--set=elasticsearch.security=false",
             "--resync",
             "10m",
             "--allow-unauthenticated-reconcile",
