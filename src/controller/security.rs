@@ -30,20 +30,24 @@ pub struct Seen<'a> {
     pub observed: &'a Observed,
 }
 
+/// The desired secret holding credential `logical`.
+fn credential_secret<'a>(
+    desired: &'a DesiredState,
+    logical: &str,
+) -> Option<&'a crate::render::desired::DesiredSecret> {
+    desired.secrets.iter().find(|s| {
+        s.spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_CREDENTIAL))
+            .map(String::as_str)
+            == Some(logical)
+    })
+}
+
 /// The name of the desired secret holding credential `logical`.
 fn secret_of<'a>(desired: &'a DesiredState, logical: &str) -> Option<&'a str> {
-    desired
-        .secrets
-        .iter()
-        .find(|s| {
-            s.spec
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_CREDENTIAL))
-                .map(String::as_str)
-                == Some(logical)
-        })
-        .and_then(|s| s.spec.name.as_deref())
+    credential_secret(desired, logical).and_then(|s| s.spec.name.as_deref())
 }
 
 /// The secret names a service spec mounts.
@@ -61,14 +65,7 @@ fn mounts(spec: Option<&bollard::models::TaskSpec>) -> BTreeSet<String> {
 /// the services that mount it read whole: a task swarm is stopping (its
 /// desired state no longer running) may still answer with the old user.
 async fn earlier_in_use(ctx: &Context, desired: &DesiredState, logical: &str) -> Result<bool, String> {
-    let Some(secret) = desired.secrets.iter().find(|s| {
-        s.spec
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_CREDENTIAL))
-            .map(String::as_str)
-            == Some(logical)
-    }) else {
+    let Some(secret) = credential_secret(desired, logical) else {
         return Ok(false);
     };
     let current = secret.spec.name.clone().unwrap_or_default();
