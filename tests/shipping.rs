@@ -675,13 +675,7 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
 
         // The passwords, as the README says to get them: from the operator's
         // own container, where the root key is mounted.
-        let container = sb.docker(&[
-            "ps",
-            "-q",
-            "-f",
-            "label=com.docker.swarm.service.name=swarmlog_operator",
-        ])?;
-        let container = container.lines().next().unwrap_or_default().trim().to_string();
+        let container = operator_container(sb)?;
         let mut passwords = Vec::new();
         for user in ["elastic", "kibana", "logstash"] {
             let p = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", user])?;
@@ -1110,13 +1104,7 @@ async fn finish_rotation(
     }
 
     // elastic: a new password through the API; Elasticsearch runs on.
-    let container = sb.docker(&[
-        "ps",
-        "-q",
-        "-f",
-        "label=com.docker.swarm.service.name=swarmlog_operator",
-    ])?;
-    let container = container.lines().next().unwrap_or_default().trim().to_string();
+    let container = operator_container(sb)?;
     let old_elastic = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", "elastic"])?;
     rotate("elastic")?;
     wait_for("elastic at generation 2", Duration::from_secs(120), || async {
@@ -1164,4 +1152,15 @@ async fn answers(sb: &Sandbox, network: &str, what: &str, url: &str, want: &[&st
         }
     })
     .await
+}
+
+/// The operator's container on manager-1 (where the root key is mounted).
+fn operator_container(sb: &Sandbox) -> Result<String, String> {
+    let out = sb.docker(&[
+        "ps",
+        "-q",
+        "-f",
+        "label=com.docker.swarm.service.name=swarmlog_operator",
+    ])?;
+    Ok(out.lines().next().unwrap_or_default().trim().to_string())
 }

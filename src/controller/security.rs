@@ -50,6 +50,16 @@ fn secret_of<'a>(desired: &'a DesiredState, logical: &str) -> Option<&'a str> {
     credential_secret(desired, logical).and_then(|s| s.spec.name.as_deref())
 }
 
+/// The desired services that mount secret `name`.
+fn consumers(desired: &DesiredState, name: &str) -> Vec<String> {
+    desired
+        .services
+        .iter()
+        .filter(|s| mounts(s.spec.task_template.as_ref()).contains(name))
+        .filter_map(|s| s.spec.name.clone())
+        .collect()
+}
+
 /// The secret names a service spec mounts.
 fn mounts(spec: Option<&bollard::models::TaskSpec>) -> BTreeSet<String> {
     spec.and_then(|t| t.container_spec.as_ref())
@@ -70,13 +80,7 @@ async fn earlier_in_use(ctx: &Context, desired: &DesiredState, logical: &str) ->
     };
     let current = secret.spec.name.clone().unwrap_or_default();
     let prefix = format!("{}_{}_", desired.stack, secret.key);
-    let consumers: Vec<String> = desired
-        .services
-        .iter()
-        .filter(|s| mounts(s.spec.task_template.as_ref()).contains(&current))
-        .filter_map(|s| s.spec.name.clone())
-        .collect();
-    for name in consumers {
+    for name in consumers(desired, &current) {
         let tasks = ctx
             .engine
             .service_tasks(&name, false)
@@ -389,13 +393,7 @@ fn hold_consumers(desired: &mut DesiredState, observed: &Observed, creds: &Crede
             continue;
         };
         let user = creds.user(logical).map(|u| u.name.clone()).unwrap_or_default();
-        let consumers: Vec<String> = desired
-            .services
-            .iter()
-            .filter(|s| mounts(s.spec.task_template.as_ref()).contains(&secret))
-            .filter_map(|s| s.spec.name.clone())
-            .collect();
-        for name in consumers {
+        for name in consumers(desired, &secret) {
             let running = observed
                 .services
                 .iter()
