@@ -257,46 +257,52 @@ impl Sandbox {
         let base = self.baseline()?;
         let docker = self.any_manager().await?;
         let mut done = Vec::new();
-        let services = docker
-            .list_services(None::<ListServicesOptions>)
-            .await
-            .map_err(|e| e.to_string())?;
-        for s in &services {
-            let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
-            docker
-                .delete_service(s.id.as_deref().unwrap_or_default())
-                .await
-                .map_err(|e| format!("remove service {name}: {e}"))?;
-            done.push(format!("removed service {name}"));
-        }
-        // Networks go once no task uses them any more.
+        // Services are listed again on every round: an operator's container
+        // outlives its service for its stop grace period and, while it still
+        // leads, re-creates what was just removed. Networks go once no
+        // service or task uses them any more.
         let removed = std::sync::Mutex::new(Vec::new());
-        wait_for("the test's networks removed", Duration::from_secs(90), || async {
-            let nets = docker
-                .list_networks(None::<ListNetworksOptions>)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut left = Vec::new();
-            for n in nets {
-                let Some(name) = n.name.clone() else { continue };
-                // Local networks (docker_gwbridge, bridge, ...) belong to the nodes.
-                if base.networks.contains(&name) || n.scope.as_deref() != Some("swarm") {
-                    continue;
+        wait_for(
+            "the test's services and networks removed",
+            Duration::from_secs(120),
+            || async {
+                let note = |line: String| removed.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                let services = docker
+                    .list_services(None::<ListServicesOptions>)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut left = Vec::new();
+                for s in &services {
+                    let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+                    match docker.delete_service(s.id.as_deref().unwrap_or_default()).await {
+                        Ok(()) => note(format!("removed service {name}")),
+                        Err(e) => left.push(format!("service {name}: {e}")),
+                    }
                 }
-                match docker.remove_network(n.id.as_deref().unwrap_or(&name)).await {
-                    Ok(()) => removed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!("removed network {name}")),
-                    Err(e) => left.push(format!("{name}: {e}")),
+                let nets = docker
+                    .list_networks(None::<ListNetworksOptions>)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for n in nets {
+                    let Some(name) = n.name.clone() else { continue };
+                    // Local networks (docker_gwbridge, bridge, ...) belong to the nodes.
+                    if base.networks.contains(&name) || n.scope.as_deref() != Some("swarm") {
+                        continue;
+                    }
+                    match docker.remove_network(n.id.as_deref().unwrap_or(&name)).await {
+                        Ok(()) => note(format!("removed network {name}")),
+                        Err(e) => left.push(format!("{name}: {e}")),
+                    }
                 }
-            }
-            if left.is_empty() {
-                Ok(Some(()))
-            } else {
-                Err(left.join("; "))
-            }
-        })
+                if left.is_empty() && services.is_empty() {
+                    Ok(Some(()))
+                } else if left.is_empty() {
+                    Err(format!("removed {} service(s); looking again", services.len()))
+                } else {
+                    Err(left.join("; "))
+                }
+            },
+        )
         .await?;
         done.extend(removed.into_inner().unwrap_or_else(|e| e.into_inner()));
         for c in docker
@@ -462,7 +468,7 @@ pub fn run_suite(
                 let reset = rt.block_on(sb.reset());
                 match (result, reset) {
                     (Ok(()), Ok(_)) => Ok(()),
-                    (Ok(()), Err(e)) => Err(format!("putting the swarm back after the test failed: {e}").into()),
+                    (Ok(()), Err(e)) => Err(format!("the test passed, but putting the swarm back failed: {e}").into()),
                     (Err(e), Ok(done)) => {
                         let cleaned = if done.is_empty() {
                             String::new()
