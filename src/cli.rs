@@ -427,6 +427,8 @@ impl ChartArgs {
             stack: self.stack.clone(),
             root_key: self.root_key_file.clone(),
             generations: Default::default(),
+            certificates: Vec::new(),
+            now: None,
         })
     }
 

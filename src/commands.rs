@@ -217,6 +217,12 @@ async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(R
     })?;
     let mut inputs = chart.keyed_inputs().map_err(|p| report(&p))?;
     inputs.generations = swarmlog::security::generations_by_stack(&secrets);
+    // The certificates issued earlier, reused as the operator does.
+    let configs = engine.list_configs().await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(e.exit_code())
+    })?;
+    inputs.certificates = swarmlog::tls::Existing::from_configs(&configs);
     let rendered = swarmlog::render::render(&inputs, &swarmlog::render::process_env).map_err(|p| report(&p))?;
     Ok((rendered, engine))
 }

@@ -20,3 +20,4 @@ pub mod render;
 pub mod report;
 pub mod security;
 pub mod status;
+pub mod tls;

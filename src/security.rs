@@ -227,13 +227,20 @@ impl RootKey {
 
     /// The password of `user` in `stack`, for `generation`.
     pub fn password(&self, stack: &str, user: &str, generation: u32) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.derive(&format!("swarmlog/v1/{stack}/{user}/{generation}")))
+    }
+
+    /// HMAC-SHA256 of `info` under the key: the 32 bytes every secret
+    /// swarmlog makes is derived from.
+    pub fn derive(&self, info: &str) -> [u8; 32] {
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
             Ok(m) => m,
             // HMAC takes a key of any length; this arm is never taken.
-            Err(_) => return String::new(),
+            Err(_) => return [0; 32],
         };
-        mac.update(format!("swarmlog/v1/{stack}/{user}/{generation}").as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac.update(info.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 }
 

@@ -92,6 +92,9 @@ pub struct Shared {
     /// The passwords of the users swarmlog keeps (security on), from the
     /// desired state.
     auth: RwLock<Option<Credentials>>,
+    /// The CA certificate swarmlog issued (security on): Elasticsearch is
+    /// called over HTTPS, trusting it only.
+    trust: RwLock<Option<String>>,
     /// The generation of `elastic`'s password that last logged in (0: none
     /// yet; the newest is tried first).
     elastic_generation: std::sync::atomic::AtomicU32,
@@ -178,6 +181,25 @@ impl Shared {
         self.auth.read().ok().and_then(|a| a.clone())
     }
 
+    fn set_trust(&self, ca: Option<String>) {
+        let changed = match self.trust.write() {
+            Ok(mut w) if *w != ca => {
+                *w = ca;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A client with no user, trusting swarmlog's CA (security on).
+    pub(super) fn bare_client(&self, timeout: std::time::Duration) -> Client {
+        let trust = self.trust.read().ok().and_then(|t| t.clone());
+        Client::trusting(timeout, trust.as_deref())
+    }
+
     /// The generation of `elastic`'s password in force (0: not known).
     pub(super) fn elastic_generation(&self) -> u32 {
         self.elastic_generation.load(Ordering::Relaxed)
@@ -190,7 +212,7 @@ impl Shared {
     /// A client calling as `elastic` (with the password in force, else the
     /// newest) when security is on.
     pub(super) fn client(&self, timeout: std::time::Duration) -> Client {
-        let c = Client::new(timeout);
+        let c = self.bare_client(timeout);
         match self.auth() {
             Some(creds) => {
                 let g = self.elastic_generation() as usize;
@@ -229,7 +251,7 @@ pub async fn watch(ctx: Arc<Context>, shutdown: CancellationToken) {
                 let refused = view.error.as_ref().is_some_and(|e| e.1.contains("HTTP 401"));
                 if refused || ctx.es.elastic_generation() == 0 {
                     if let Some(base) = targets.bases.first() {
-                        let bare = Client::new(ctx.settings.es.timeout);
+                        let bare = ctx.es.bare_client(ctx.settings.es.timeout);
                         if let Ok(Some(g)) = crate::es::security::elastic_generation(&bare, base, &creds).await {
                             let known = ctx.es.elastic_generation();
                             ctx.es.set_elastic_generation(g);
@@ -300,6 +322,27 @@ async fn read(client: &Client, targets: &Targets) -> View {
     view
 }
 
+/// The CA certificate of the desired state (a chart that mounts swarmlog's
+/// certificates): Elasticsearch serves HTTPS with a certificate it signed.
+fn trusted_ca(desired: &DesiredState) -> Option<String> {
+    use base64::Engine as _;
+    desired
+        .configs
+        .iter()
+        .find(|c| {
+            c.spec
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::tls::LABEL_TLS))
+                .map(String::as_str)
+                == Some(crate::tls::CA)
+        })
+        .and_then(|c| c.spec.data.as_deref())
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .filter(|pem| !pem.is_empty())
+}
+
 /// What the reconcile takes from this step.
 pub struct Outcome {
     /// The desired state with a cluster expanded and the roll's decision in.
@@ -311,6 +354,9 @@ pub struct Outcome {
 /// The Elasticsearch step of a reconcile.
 pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &Observed, opts: PlanOptions) -> Outcome {
     ctx.es.set_auth(desired.credentials.clone());
+    let ca = trusted_ca(&desired);
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    ctx.es.set_trust(ca);
     let Some((template, topology)) = cluster::elasticsearch(&desired) else {
         ctx.es.set_targets(Targets::default());
         ctx.update_status(|st| st.elasticsearch = ElasticsearchStatus::default());
@@ -348,7 +394,7 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         },
         v => v,
     };
-    let base = |name: &str| format!("http://{name}:{HTTP_PORT}");
+    let base = |name: &str| format!("{scheme}://{name}:{HTTP_PORT}");
     let mut status = ElasticsearchStatus {
         topology: Some(match topology {
             Topology::Single => "single".into(),
@@ -904,6 +950,7 @@ mod tests {
                 env: &|_| None,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
                 generations: &|_| Default::default(),
+                tls: &|_, _, _| Ok(None),
             })
             .expect("renders")
             .desired

@@ -211,15 +211,16 @@ impl Context {
     /// against the desired state in force, another stack name or a service
     /// with a volume gone ([`crate::render::continuity`]).
     fn render(&self, in_force: Option<&DesiredState>) -> Result<DesiredState, Vec<String>> {
-        self.render_with(in_force, &[])
+        self.render_with(in_force, &[], &[])
     }
 
     /// [`Self::render`], the credentials at the generations the swarm's
-    /// secrets record.
+    /// secrets record, and the certificates its configs hold reused.
     fn render_with(
         &self,
         in_force: Option<&DesiredState>,
         secrets: &[bollard::models::Secret],
+        configs: &[bollard::models::Config],
     ) -> Result<DesiredState, Vec<String>> {
         let empty = crate::render::empty_values_files(&self.settings.render);
         if !empty.is_empty() {
@@ -227,6 +228,7 @@ impl Context {
         }
         let mut inputs = self.settings.render.clone();
         inputs.generations = crate::security::generations_by_stack(secrets);
+        inputs.certificates = crate::tls::Existing::from_configs(configs);
         let d = crate::render::render(&inputs, &crate::render::process_env)
             .map(|r| {
                 self.note_rendered_from(&r);

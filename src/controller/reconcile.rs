@@ -265,7 +265,7 @@ async fn steps(
     let role = role_step(ctx, &observed);
     let observed = nodes_step(ctx, role, observed, scope.as_ref()).await?;
     timer.mark("nodes");
-    let desired = render_step(ctx, &mut mem.last_good, facts, &observed.secrets)?;
+    let desired = render_step(ctx, &mut mem.last_good, facts, &observed)?;
     timer.mark("render");
     // Files changed since the scope was set: look at what the new state names.
     let observed = match mem.scope(&desired) {
@@ -398,9 +398,9 @@ fn render_step(
     ctx: &Context,
     last_good: &mut Option<DesiredState>,
     facts: &mut Facts,
-    secrets: &[bollard::models::Secret],
+    observed: &Observed,
 ) -> Result<DesiredState, ReconcileError> {
-    match ctx.render_with(last_good.as_ref(), secrets) {
+    match ctx.render_with(last_good.as_ref(), &observed.secrets, &observed.configs) {
         Ok(d) => {
             if last_good.as_ref() != Some(&d) {
                 ctx.desired_changed(&d);

@@ -453,7 +453,10 @@ mod tests {
                 .expect("base64");
             assert!(!String::from_utf8_lossy(&data).contains("test-password"), "{}", c.key);
         }
-        assert_eq!(refs(&d, "elasticsearch"), vec![secret_name(&d, "elastic_password")]);
+        assert_eq!(
+            refs(&d, "elasticsearch"),
+            vec![secret_name(&d, "elastic_password"), secret_name(&d, "es_http_key")]
+        );
         assert_eq!(refs(&d, "kibana"), vec![secret_name(&d, "kibana_password")]);
         assert_eq!(refs(&d, "logstash"), vec![secret_name(&d, "logstash_password")]);
         let es = env(&d, "elasticsearch");

@@ -140,6 +140,7 @@ mod tests {
                 env: &|_| None,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
                 generations: &|_| Default::default(),
+                tls: &|_, _, _| Ok(None),
             })
             .expect("renders")
             .desired

@@ -550,6 +550,11 @@ impl Engine {
         self.scoped_secrets(None).await
     }
 
+    /// Every config of the swarm (with its data: certificates are reused).
+    pub async fn list_configs(&self) -> Result<Vec<Config>, EngineError> {
+        self.scoped_configs(None).await
+    }
+
     /// Labels a secret (only a secret's labels may change; `version` as read).
     pub async fn label_secret(
         &self,

@@ -1,5 +1,6 @@
-//! Elasticsearch client (I/O): plain HTTP to the addresses the operator
-//! reaches the cluster at, every call bounded by a deadline. An address
+//! Elasticsearch client (I/O): HTTP or HTTPS (trusting swarmlog's CA only)
+//! to the addresses the operator reaches the cluster at, every call bounded
+//! by a deadline. An address
 //! that does not answer is a state the caller reports, never a panic or an
 //! endless wait.
 
@@ -36,10 +37,14 @@ pub enum EsError {
     Answer { url: String, detail: String },
 }
 
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 /// A client for one cluster.
 #[derive(Clone)]
 pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<Connector, Full<Bytes>>,
+    /// Why the client's TLS settings could not be made: every call says so.
+    broken: Option<String>,
     timeout: Duration,
     /// `Authorization` header value (Basic), when security is on.
     auth: Option<String>,
@@ -50,18 +55,35 @@ impl std::fmt::Debug for Client {
         // The credentials are never printed.
         f.debug_struct("Client")
             .field("timeout", &self.timeout)
+            .field("broken", &self.broken)
             .field("auth", &self.auth.as_ref().map(|_| "(hidden)"))
             .finish()
     }
 }
 
 impl Client {
+    /// A client for `http://` (and `https://`, which trusts nothing).
     pub fn new(timeout: Duration) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
+        Client::trusting(timeout, None)
+    }
+
+    /// A client whose `https://` calls trust the CA certificates in
+    /// `ca_pem` only, and check the URL's host name against the server's
+    /// certificate.
+    pub fn trusting(timeout: Duration, ca_pem: Option<&str>) -> Client {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let (config, broken) = crate::tls::client_config(ca_pem);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Client {
             http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            broken,
             timeout,
             auth: None,
         }
@@ -84,6 +106,9 @@ impl Client {
             url: url.clone(),
             detail,
         };
+        if let (Some(why), true) = (&self.broken, url.starts_with("https://")) {
+            return Err(unreachable(why.clone()));
+        }
         let mut req = hyper::Request::builder().method(method).uri(&url);
         if let Some(a) = &self.auth {
             req = req.header(hyper::header::AUTHORIZATION, a);

@@ -430,6 +430,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         held,
         // Elasticsearch's users are the controller's security step.
         credentials: _,
+        // Certificates are configs and secrets (above); this is for the status.
+        tls_policy: _,
     } = desired;
     let inputs = Inputs { stack, observed, opts };
     let mut p = Plan {

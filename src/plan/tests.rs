@@ -21,6 +21,7 @@ pub(super) fn desired_with(values: &str) -> DesiredState {
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
             generations: &|_| Default::default(),
+            tls: &|_, _, _| Ok(None),
         })
         .expect("renders")
         .desired
@@ -185,8 +186,8 @@ fn empty_swarm_creates_everything_in_order() {
     );
     assert_eq!(
         d.secrets.len(),
-        3,
-        "security is on by default: three credential secrets"
+        4,
+        "security is on by default: three credential secrets and the HTTP certificate's key"
     );
     assert_eq!(got, want);
     assert!(p.blockers.is_empty(), "{:?}", p.blockers);
@@ -197,8 +198,9 @@ fn converged_swarm_plans_nothing() {
     let d = desired();
     let p = plan(&d, &observed_from(&d), PlanOptions::default());
     assert!(p.is_empty(), "{:#?}", p.actions);
-    // A network, two configs, three secrets, three services.
-    assert_eq!(p.in_sync.len(), 9, "{:?}", p.in_sync);
+    // A network, four configs (Kibana's, the pipeline, the CA and the HTTP
+    // certificate), four secrets (three passwords and a key), three services.
+    assert_eq!(p.in_sync.len(), 12, "{:?}", p.in_sync);
 }
 
 #[test]
@@ -580,6 +582,7 @@ fn preflight_zero_turns_the_check_off() {
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
             generations: &|_| Default::default(),
+            tls: &|_, _, _| Ok(None),
         })
         .expect("renders");
     assert!(rendered.desired.preflight().is_empty(), "0 turns the check off");

@@ -16,6 +16,9 @@ use crate::render::yaml;
 
 /// The compose template of a chart, under `templates/`.
 pub const MAIN_TEMPLATE: &str = "stack.yml.j2";
+/// The key of Elasticsearch's service in the chart (its name on the stack's
+/// network, and in its HTTP certificate).
+pub const ES_SERVICE: &str = "elasticsearch";
 /// Largest file a chart may hold (templates, values, config files).
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -113,10 +116,59 @@ pub struct RenderOptions<'a> {
     /// The generation of each credential of a stack (none given: 1), for
     /// the template (`generations.kibana`).
     pub generations: &'a dyn Fn(&str) -> std::collections::BTreeMap<String, u32>,
+    /// Elasticsearch's certificates (see [`crate::tls`]).
+    pub tls: TlsMaker<'a>,
 }
 
 /// (stack, Elasticsearch user) to the password in that user's secret.
 pub type CredentialReader<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<u8>, String>;
+
+/// (stack, the HTTP certificate's names, policy) to Elasticsearch's
+/// certificates; `Ok(None)`: an offline render (no root key), whose
+/// certificates and keys are empty placeholders.
+pub type TlsMaker<'a> = &'a dyn Fn(&str, &[String], &crate::tls::Policy) -> Result<Option<crate::tls::Bundle>, String>;
+
+/// The values' `elasticsearch.tls` durations, each `<n><unit>` (`8760h`).
+fn tls_policy(file: &str, values: &Json) -> Result<crate::tls::Policy, Problems> {
+    let mut policy = crate::tls::Policy::default();
+    let mut problems = Vec::new();
+    let tls = values.pointer("/elasticsearch/tls");
+    let fields: [(&str, &mut std::time::Duration); 4] = [
+        ("certValidity", &mut policy.cert_validity),
+        ("certRotateBefore", &mut policy.cert_rotate_before),
+        ("caValidity", &mut policy.ca_validity),
+        ("caRotateBefore", &mut policy.ca_rotate_before),
+    ];
+    for (name, slot) in fields {
+        let field = ["elasticsearch".to_string(), "tls".to_string(), name.to_string()];
+        match tls.and_then(|t| t.get(name)) {
+            None | Some(Json::Null) => {}
+            Some(Json::String(text)) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => *slot = d,
+                Ok(_) => problems.push(Problem::new(file, format!("{name} must be longer than 0")).field(&field)),
+                Err(e) => problems.push(
+                    Problem::new(file, format!("{name} {text:?} is not a duration such as 8760h: {e}")).field(&field),
+                ),
+            },
+            Some(other) => problems.push(
+                Problem::new(
+                    file,
+                    format!("{name} must be a duration such as \"8760h\", not {other}"),
+                )
+                .field(&field),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        policy.checked().map_err(|e| {
+            Problems(vec![
+                Problem::new(file, e).field(&["elasticsearch".to_string(), "tls".to_string()])
+            ])
+        })
+    } else {
+        Err(Problems(problems))
+    }
+}
 
 fn read_limited(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -377,13 +429,48 @@ impl Chart {
             }
         };
         let loaded = load::load(&compose_name, &compose_text, opts.env)?;
-        let read = |p: &str| match p.strip_prefix(crate::security::CREDENTIAL_PATH) {
-            Some(user) => (opts.credential)(&stack, user),
-            None => self.read_file(p),
-        };
-        let mut desired = desired::convert(&stack, &loaded, &read)?;
-        desired.letsencrypt = self.companion(&values)?;
         self.check_elasticsearch(&values)?;
+        let values_file = format!("{} values", self.name);
+        // Made once per render, and only when the chart mounts a certificate.
+        let bundle = std::cell::OnceCell::<Result<Option<crate::tls::Bundle>, String>>::new();
+        let tls = || {
+            bundle
+                .get_or_init(|| {
+                    let policy = tls_policy(&values_file, &values).map_err(|p| p.to_string())?;
+                    (opts.tls)(&stack, &crate::tls::http_names(&stack, ES_SERVICE), &policy)
+                })
+                .clone()
+        };
+        let read = |p: &str| {
+            if let Some(user) = p.strip_prefix(crate::security::CREDENTIAL_PATH) {
+                return (opts.credential)(&stack, user);
+            }
+            match p.strip_prefix(crate::tls::TLS_PATH) {
+                Some(role) => match tls()? {
+                    None => Ok(Vec::new()),
+                    Some(b) => b
+                        .get(role)
+                        .map(|pem| pem.data.clone().into_bytes())
+                        .ok_or_else(|| format!("no certificate has the role {role:?}")),
+                },
+                None => self.read_file(p),
+            }
+        };
+        let made_labels = |p: &str| {
+            p.strip_prefix(crate::tls::TLS_PATH)
+                .and_then(|role| {
+                    tls()
+                        .ok()
+                        .flatten()
+                        .and_then(|b| b.get(role).map(|pem| pem.labels.clone()))
+                })
+                .unwrap_or_default()
+        };
+        let mut desired = desired::convert(&stack, &loaded, &read, &made_labels)?;
+        if bundle.get().is_some() {
+            desired.tls_policy = tls_policy(&values_file, &values).ok();
+        }
+        desired.letsencrypt = self.companion(&values)?;
         let mut files = Vec::new();
         let mut file_paths = Vec::new();
         for def in loaded.compose.configs.values().chain(loaded.compose.secrets.values()) {
@@ -494,6 +581,9 @@ impl Chart {
                         .field(&field("endpointMode")),
                 );
             }
+        }
+        if let Err(Problems(p)) = tls_policy(&file, values) {
+            problems.extend(p);
         }
         let secure = es.get("security").and_then(Json::as_bool) == Some(true);
         if secure && es.get("topology").and_then(Json::as_str) == Some("cluster") {
@@ -654,6 +744,7 @@ mod tests {
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
             generations: &|_| Default::default(),
+            tls: &|_, _, _| Ok(None),
         }
     }
 

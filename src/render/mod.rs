@@ -34,6 +34,11 @@ pub struct Inputs {
     /// The generation of each credential, by stack (from the swarm's
     /// secrets; none: 1).
     pub generations: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
+    /// The certificates swarmlog issued earlier (the swarm's configs): reused
+    /// while they are good.
+    pub certificates: Vec<crate::tls::Existing>,
+    /// The time certificates are issued at and checked against (`None`: now).
+    pub now: Option<std::time::SystemTime>,
 }
 
 /// Parses `--set KEY=VALUE` arguments.
@@ -96,6 +101,18 @@ pub fn render(inputs: &Inputs, env: &dyn Fn(&str) -> Option<String>) -> Result<R
             Some(k) => Ok(k?.password(stack, logical, generation).into_bytes()),
         }
     };
+    let tls = |stack: &str, names: &[String], policy: &crate::tls::Policy| match read_key() {
+        None => Ok(None),
+        Some(k) => crate::tls::bundle(
+            &k?,
+            stack,
+            names,
+            &inputs.certificates,
+            inputs.now.unwrap_or_else(std::time::SystemTime::now),
+            policy,
+        )
+        .map(Some),
+    };
     let mut rendered = chart.render(&RenderOptions {
         values_files,
         set: inputs.set.clone(),
@@ -103,6 +120,7 @@ pub fn render(inputs: &Inputs, env: &dyn Fn(&str) -> Option<String>) -> Result<R
         env,
         credential: &credential,
         generations: &|stack| gens(stack).clone(),
+        tls: &tls,
     })?;
     let has_credentials = rendered.desired.secrets.iter().any(|s| {
         s.spec
@@ -184,9 +202,21 @@ pub(crate) fn test_desired(values: &str) -> desired::DesiredState {
             env: &|_| None,
             credential: &|_, _| Ok(b"test-password".to_vec()),
             generations: &|_| Default::default(),
+            tls: &test_tls,
         })
         .expect("renders")
         .desired
+}
+
+/// Certificates as the operator issues them, from a fixed test root key.
+#[cfg(test)]
+pub(crate) fn test_tls(
+    stack: &str,
+    names: &[String],
+    policy: &crate::tls::Policy,
+) -> Result<Option<crate::tls::Bundle>, String> {
+    let key = crate::security::RootKey::from_bytes(b"a test root key of 32 bytes .....")?;
+    crate::tls::bundle(&key, stack, names, &[], std::time::SystemTime::now(), policy).map(Some)
 }
 
 #[cfg(test)]
@@ -195,6 +225,190 @@ mod tests {
 
     fn desired(values: &str) -> desired::DesiredState {
         test_desired(values)
+    }
+
+    /// The engine's view of the configs a render made (what the next
+    /// render finds in the swarm).
+    fn as_engine_configs(d: &desired::DesiredState) -> Vec<bollard::models::Config> {
+        d.configs
+            .iter()
+            .map(|c| bollard::models::Config {
+                id: Some(c.key.clone()),
+                spec: Some(c.spec.clone()),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn env_of(d: &desired::DesiredState, key: &str) -> Vec<String> {
+        let s = d.services.iter().find(|s| s.key == key).expect("the service");
+        let task = s
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .expect("a container");
+        task.env.clone().unwrap_or_default()
+    }
+
+    fn mounts_of(d: &desired::DesiredState, key: &str) -> Vec<(String, String)> {
+        let s = d.services.iter().find(|s| s.key == key).expect("the service");
+        let task = s
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .expect("a container");
+        let configs = task.configs.iter().flatten().map(|c| {
+            (
+                c.config_name.clone().unwrap_or_default(),
+                c.file.as_ref().and_then(|f| f.name.clone()).unwrap_or_default(),
+            )
+        });
+        let secrets = task.secrets.iter().flatten().map(|c| {
+            (
+                c.secret_name.clone().unwrap_or_default(),
+                c.file.as_ref().and_then(|f| f.name.clone()).unwrap_or_default(),
+            )
+        });
+        configs.chain(secrets).collect()
+    }
+
+    fn data_of(spec_data: Option<&str>) -> String {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(spec_data.unwrap_or_default())
+            .expect("base64");
+        String::from_utf8(bytes).expect("text")
+    }
+
+    #[test]
+    fn security_serves_https_with_certificates_reused_on_the_next_render() {
+        let dir = std::env::temp_dir().join(format!("swarmlog-tls-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let key = dir.join("root-key");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").expect("the key");
+        let mut inputs = Inputs {
+            root_key: Some(key),
+            now: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)),
+            ..Inputs::default()
+        };
+        let first = render(&inputs, &|_| None).expect("renders").desired;
+        // Elasticsearch: HTTPS with its certificate, key and CA under its
+        // config directory; the key only in a secret.
+        let es = env_of(&first, "elasticsearch");
+        for setting in [
+            "xpack.security.http.ssl.enabled=true",
+            "xpack.security.http.ssl.certificate=certs/http.crt",
+            "xpack.security.http.ssl.key=certs/http.key",
+            "xpack.security.http.ssl.certificate_authorities=certs/ca.crt",
+        ] {
+            assert!(es.contains(&setting.to_string()), "{setting} not in {es:?}");
+        }
+        let name = |key: &str| {
+            first
+                .configs
+                .iter()
+                .map(|c| (&c.key, &c.spec.name))
+                .chain(first.secrets.iter().map(|c| (&c.key, &c.spec.name)))
+                .find(|(k, _)| k.as_str() == key)
+                .and_then(|(_, n)| n.clone())
+                .expect("the object")
+        };
+        let es_mounts = mounts_of(&first, "elasticsearch");
+        for (object, path) in [
+            ("es_ca", "/usr/share/elasticsearch/config/certs/ca.crt"),
+            ("es_http_crt", "/usr/share/elasticsearch/config/certs/http.crt"),
+            ("es_http_key", "/usr/share/elasticsearch/config/certs/http.key"),
+        ] {
+            assert!(
+                es_mounts.contains(&(name(object), path.to_string())),
+                "{object} at {path}: {es_mounts:?}"
+            );
+        }
+        assert!(mounts_of(&first, "kibana").contains(&(name("es_ca"), "/usr/share/kibana/config/certs/ca.crt".into())));
+        assert!(
+            mounts_of(&first, "logstash").contains(&(name("es_ca"), "/usr/share/logstash/config/certs/ca.crt".into()))
+        );
+        assert!(env_of(&first, "kibana").contains(&"ELASTICSEARCH_HOSTS=https://elasticsearch:9200".to_string()));
+        let config = |key: &str| {
+            data_of(
+                first
+                    .configs
+                    .iter()
+                    .find(|c| c.key == key)
+                    .and_then(|c| c.spec.data.as_deref()),
+            )
+        };
+        assert!(config("kibana_config")
+            .contains("elasticsearch.ssl.certificateAuthorities: [\"/usr/share/kibana/config/certs/ca.crt\"]"));
+        assert!(config("logstash_pipeline")
+            .contains("ssl_certificate_authorities => [\"/usr/share/logstash/config/certs/ca.crt\"]"));
+        assert!(config("es_ca").starts_with("-----BEGIN CERTIFICATE-----"));
+        let key_pem = data_of(
+            first
+                .secrets
+                .iter()
+                .find(|s| s.key == "es_http_key")
+                .and_then(|s| s.spec.data.as_deref()),
+        );
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(first
+            .configs
+            .iter()
+            .all(|c| !data_of(c.spec.data.as_deref()).contains("PRIVATE KEY")));
+        // The next render (a restart, another leader, the CLI's plan) finds
+        // the certificates in the swarm and makes exactly the same state.
+        inputs.certificates = crate::tls::Existing::from_configs(&as_engine_configs(&first));
+        inputs.now = inputs.now.map(|t| t + std::time::Duration::from_secs(3600));
+        let again = render(&inputs, &|_| None).expect("renders").desired;
+        assert_eq!(again, first);
+        // Without the certificates, new ones (new names, new content).
+        inputs.certificates.clear();
+        let fresh = render(&inputs, &|_| None).expect("renders").desired;
+        assert_ne!(fresh.configs, first.configs);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn security_off_mounts_no_certificate() {
+        let d = desired("elasticsearch:\n  security: false\n");
+        for c in d
+            .configs
+            .iter()
+            .map(|c| &c.spec.labels)
+            .chain(d.secrets.iter().map(|s| &s.spec.labels))
+        {
+            assert!(
+                c.as_ref().is_none_or(|l| !l.contains_key(crate::tls::LABEL_TLS)),
+                "{c:?}"
+            );
+        }
+        assert!(env_of(&d, "kibana").contains(&"ELASTICSEARCH_HOSTS=http://elasticsearch:9200".to_string()));
+    }
+
+    #[test]
+    fn a_bad_tls_duration_is_named() {
+        let chart = chart::Chart::embedded().expect("chart");
+        let err = chart
+            .render(&RenderOptions {
+                values_files: vec![(
+                    "v.yaml".into(),
+                    "elasticsearch:\n  tls:\n    certValidity: soon\n".into(),
+                )],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+                credential: &|_, _| Ok(Vec::new()),
+                generations: &|_| Default::default(),
+                tls: &test_tls,
+            })
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("elasticsearch.tls.certValidity") && err.contains("\"soon\""),
+            "{err}"
+        );
     }
 
     #[test]

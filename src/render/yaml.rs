@@ -404,6 +404,7 @@ mod fuzz {
                 env: &|_| None,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
                 generations: &|_| Default::default(),
+                tls: &|_, _, _| Ok(None),
             });
             let _ = crate::render::compose::load::load("fuzz.yml", &text, &|_| None);
         }

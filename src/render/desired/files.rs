@@ -12,7 +12,8 @@ use bollard::models::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    hex, owned_labels, scope, spec_hash, Ctx, DesiredConfig, DesiredSecret, FileReader, LABEL_KEY, LABEL_SPEC_HASH,
+    hex, owned_labels, scope, spec_hash, Ctx, DesiredConfig, DesiredSecret, FileReader, MadeLabels, LABEL_KEY,
+    LABEL_SPEC_HASH,
 };
 use crate::render::compose::model::{FileObjectDef, FileRef, Service};
 
@@ -26,6 +27,7 @@ pub(super) fn file_objects(
     section: &str,
     defs: &BTreeMap<String, FileObjectDef>,
     read_file: FileReader,
+    made_labels: MadeLabels,
 ) -> (Vec<FileObject>, Vec<String>) {
     let mut out = Vec::new();
     let mut external = Vec::new();
@@ -42,11 +44,38 @@ pub(super) fn file_objects(
             );
             continue;
         }
-        // A credential without `file:` is derived; with one (an ejected
-        // stack file), the file holds it.
-        let file = match (&def.file, credential) {
-            (None, Some(user)) => Some(format!("{}{user}", crate::security::CREDENTIAL_PATH)),
-            (f, _) => f.clone(),
+        let tls = def.labels.get(crate::tls::LABEL_TLS);
+        if let Some(role) = tls {
+            let is_key = role == crate::tls::HTTP_KEY;
+            let known = [crate::tls::CA, crate::tls::HTTP, crate::tls::HTTP_KEY].contains(&role.as_str());
+            let why = if !known {
+                Some(format!(
+                    "unknown role {role:?}: {}, {} (configs) or {} (secrets)",
+                    crate::tls::CA,
+                    crate::tls::HTTP,
+                    crate::tls::HTTP_KEY
+                ))
+            } else if is_key && section != "secrets" {
+                Some(
+                    "a private key is a secret: a config's data can be read back by anyone with the engine's API"
+                        .into(),
+                )
+            } else if !is_key && section != "configs" {
+                Some("a certificate is a config (public; swarmlog reads it back to renew it before it expires)".into())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                ctx.problem(&[section, key, "labels", crate::tls::LABEL_TLS], why);
+                continue;
+            }
+        }
+        // A credential or certificate without `file:` is made by swarmlog;
+        // with one (an ejected stack file), the file holds it.
+        let file = match (&def.file, credential, tls) {
+            (None, Some(user), _) => Some(format!("{}{user}", crate::security::CREDENTIAL_PATH)),
+            (None, None, Some(role)) => Some(format!("{}{role}", crate::tls::TLS_PATH)),
+            (f, _, _) => f.clone(),
         };
         let Some(file) = &file else {
             ctx.problem(
@@ -58,13 +87,9 @@ pub(super) fn file_objects(
         match read_file(file) {
             Ok(data) => {
                 let content = hex(&Sha256::digest(&data))[..8].to_string();
-                out.push((
-                    key.clone(),
-                    content,
-                    data,
-                    owned_labels(ctx.stack, &def.labels),
-                    def.template_driver.clone(),
-                ));
+                let mut labels = owned_labels(ctx.stack, &def.labels);
+                labels.extend(made_labels(file));
+                out.push((key.clone(), content, data, labels, def.template_driver.clone()));
             }
             Err(e) => ctx.problem(&[section, key, "file"], e),
         }

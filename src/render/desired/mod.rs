@@ -62,6 +62,10 @@ pub struct DesiredState {
     /// root key): never serialised.
     #[serde(skip)]
     pub credentials: Option<crate::security::Credentials>,
+    /// When Elasticsearch's certificates are renewed (a chart that mounts
+    /// them): for the status.
+    #[serde(skip)]
+    pub tls_policy: Option<crate::tls::Policy>,
 }
 
 /// Service label asking the operator to check `vm.max_map_count` on the
@@ -183,6 +187,10 @@ impl DesiredService {
 /// chart or stack file; returns its bytes or a message saying why not.
 pub type FileReader<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
 
+/// The labels swarmlog gives an object it makes (a certificate: when it was
+/// issued, when it expires), by the path its reader was asked for.
+pub type MadeLabels<'a> = &'a dyn Fn(&str) -> std::collections::HashMap<String, String>;
+
 /// Hex SHA-256 of the canonical JSON (keys sorted) of a value, first 16 digits.
 pub fn spec_hash<T: Serialize>(value: &T) -> String {
     let json = serde_json::to_value(value)
@@ -275,7 +283,12 @@ struct Names {
 }
 
 /// Converts a loaded stack file to the desired state of stack `stack`.
-pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<DesiredState, Problems> {
+pub fn convert(
+    stack: &str,
+    loaded: &Loaded,
+    read_file: FileReader,
+    made_labels: MadeLabels,
+) -> Result<DesiredState, Problems> {
     let mut ctx = Ctx {
         stack,
         loaded,
@@ -284,8 +297,10 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
     check_stack(&mut ctx);
     let compose = &loaded.compose;
     let networks = networks::network_objects(&mut ctx);
-    let (configs, external_configs) = files::file_objects(&mut ctx, "configs", &compose.configs, read_file);
-    let (secrets, external_secrets) = files::file_objects(&mut ctx, "secrets", &compose.secrets, read_file);
+    let (configs, external_configs) =
+        files::file_objects(&mut ctx, "configs", &compose.configs, read_file, made_labels);
+    let (secrets, external_secrets) =
+        files::file_objects(&mut ctx, "secrets", &compose.secrets, read_file, made_labels);
     let names = Names {
         networks: networks.names,
         configs: files::object_names(stack, &compose.configs, &configs),
@@ -317,6 +332,7 @@ pub fn convert(stack: &str, loaded: &Loaded, read_file: FileReader) -> Result<De
         letsencrypt: Companion::default(),
         held: BTreeMap::new(),
         credentials: None,
+        tls_policy: None,
     })
 }
 

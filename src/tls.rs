@@ -1,0 +1,660 @@
+//! Elasticsearch's certificates: swarmlog is the stack's own small CA.
+//!
+//! Every private key is derived from the root key (HMAC-SHA256 over
+//! `swarmlog/v1/<stack>/tls/<role>/<issued>`, a P-256 scalar), so a
+//! restarted operator or a new leader holds the CA's key without it being
+//! stored anywhere, and a key's secret has the same content (the same
+//! content-hashed name) on every render. A certificate is public: it lives in
+//! a config, whose data and labels the operator reads back, and is reused
+//! while it is valid, signed by the current CA, for the same names, and not
+//! yet due for renewal. A certificate's labels say when it was issued (the
+//! key's derivation input), when it expires, and which keys it binds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use sha2::{Digest, Sha256};
+
+use crate::security::RootKey;
+
+/// On a config or secret: the certificate's role (`ca`, `http`), or on a
+/// secret its key's (`http-key`).
+pub const LABEL_TLS: &str = "io.swarmlog.tls";
+/// Unix seconds when the certificate was issued: its key is derived from it.
+pub const LABEL_ISSUED: &str = "io.swarmlog.tls.issued";
+/// RFC 3339: the end of the certificate's validity.
+pub const LABEL_NOT_AFTER: &str = "io.swarmlog.tls.not-after";
+/// The first 16 hex digits of SHA-256 over the certificate's public key.
+pub const LABEL_KEY_ID: &str = "io.swarmlog.tls.key-id";
+/// The key id of the CA that signed it.
+pub const LABEL_ISSUER: &str = "io.swarmlog.tls.issuer";
+/// The first 16 hex digits of SHA-256 over its subject alternative names.
+pub const LABEL_NAMES: &str = "io.swarmlog.tls.names";
+/// Prefix of the path the render asks its reader for a certificate or a key
+/// (`swarmlog-tls:<role>`): never a file name a chart uses.
+pub const TLS_PATH: &str = "swarmlog-tls:";
+
+/// The roles a chart may give a config (certificates) or a secret (keys).
+pub const CA: &str = "ca";
+pub const HTTP: &str = "http";
+pub const HTTP_KEY: &str = "http-key";
+
+/// Certificates are dated this much before their issue, for clocks that lag.
+const BACKDATE: Duration = Duration::from_secs(5 * 60);
+
+/// How long certificates live and when they are renewed (the values'
+/// `elasticsearch.tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub cert_validity: Duration,
+    pub cert_rotate_before: Duration,
+    pub ca_validity: Duration,
+    pub ca_rotate_before: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        const DAY: u64 = 24 * 3600;
+        Policy {
+            cert_validity: Duration::from_secs(365 * DAY),
+            cert_rotate_before: Duration::from_secs(30 * DAY),
+            ca_validity: Duration::from_secs(5 * 365 * DAY),
+            ca_rotate_before: Duration::from_secs(30 * DAY),
+        }
+    }
+}
+
+impl Policy {
+    /// A policy whose renewal comes before the end of validity, or why not.
+    pub fn checked(self) -> Result<Policy, String> {
+        if self.cert_rotate_before >= self.cert_validity {
+            return Err(format!(
+                "certRotateBefore ({}) must be shorter than certValidity ({})",
+                humantime::format_duration(self.cert_rotate_before),
+                humantime::format_duration(self.cert_validity)
+            ));
+        }
+        if self.ca_rotate_before >= self.ca_validity {
+            return Err(format!(
+                "caRotateBefore ({}) must be shorter than caValidity ({})",
+                humantime::format_duration(self.ca_rotate_before),
+                humantime::format_duration(self.ca_validity)
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// A certificate swarmlog issued earlier, as its config holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// The config's name.
+    pub name: String,
+    pub role: String,
+    pub issued: u64,
+    pub not_after: SystemTime,
+    pub key_id: String,
+    pub issuer: String,
+    pub names: String,
+    pub pem: String,
+}
+
+impl Existing {
+    /// A certificate from a config's labels and data; `None` for a config
+    /// that is not one (or whose labels are not all there: never reused).
+    pub fn from_config(name: &str, labels: &HashMap<String, String>, data: &[u8]) -> Option<Existing> {
+        let get = |k: &str| labels.get(k).cloned();
+        Some(Existing {
+            name: name.to_string(),
+            role: get(LABEL_TLS)?,
+            issued: get(LABEL_ISSUED)?.parse().ok()?,
+            not_after: humantime::parse_rfc3339(&get(LABEL_NOT_AFTER)?).ok()?,
+            key_id: get(LABEL_KEY_ID)?,
+            issuer: get(LABEL_ISSUER)?,
+            names: get(LABEL_NAMES)?,
+            pem: String::from_utf8(data.to_vec()).ok()?,
+        })
+    }
+
+    /// Every certificate among the engine's configs.
+    pub fn from_configs(configs: &[bollard::models::Config]) -> Vec<Existing> {
+        use base64::Engine as _;
+        configs
+            .iter()
+            .filter_map(|c| {
+                let spec = c.spec.as_ref()?;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(spec.data.as_deref()?)
+                    .ok()?;
+                Existing::from_config(spec.name.as_deref()?, spec.labels.as_ref()?, &data)
+            })
+            .collect()
+    }
+}
+
+/// A certificate (or key) to mount: its PEM and the labels of its object.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem {
+    pub data: String,
+    pub labels: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A key's PEM is never printed.
+        f.debug_struct("Pem")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What Elasticsearch mounts: the CA's certificate (the trust of every
+/// client), its HTTP certificate and that certificate's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    pub ca: Pem,
+    pub http: Pem,
+    pub http_key: Pem,
+    /// Whether each was issued now (`false`: reused from the swarm).
+    pub issued_now: Vec<&'static str>,
+}
+
+impl Bundle {
+    /// The object a chart's role names.
+    pub fn get(&self, role: &str) -> Option<&Pem> {
+        match role {
+            CA => Some(&self.ca),
+            HTTP => Some(&self.http),
+            HTTP_KEY => Some(&self.http_key),
+            _ => None,
+        }
+    }
+}
+
+/// The names Elasticsearch's HTTP certificate is valid for: the service's
+/// key on the stack's network and its full name (with `tasks.` for each),
+/// and loopback.
+pub fn http_names(stack: &str, service_key: &str) -> Vec<String> {
+    let full = format!("{stack}_{service_key}");
+    vec![
+        service_key.to_string(),
+        full.clone(),
+        format!("tasks.{service_key}"),
+        format!("tasks.{full}"),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ]
+}
+
+/// The CA and the HTTP certificate for `names`: those in `existing` while
+/// they are good, new ones otherwise.
+pub fn bundle(
+    root: &RootKey,
+    stack: &str,
+    names: &[String],
+    existing: &[Existing],
+    now: SystemTime,
+    policy: &Policy,
+) -> Result<Bundle, String> {
+    let now_s = unix(now);
+    let mut issued_now = Vec::new();
+    // The CA: the newest good one, or a new one.
+    let good_ca = newest(existing, CA, |e| {
+        e.names == names_id(&[])
+            && e.issuer == e.key_id
+            && derived_key_id(root, stack, CA, e.issued).as_deref() == Ok(e.key_id.as_str())
+            && !due(e, now, policy.ca_rotate_before)
+    });
+    let (ca_issued, ca_pem, ca_not_after) = match good_ca {
+        Some(e) => (e.issued, e.pem.clone(), e.not_after),
+        None => {
+            issued_now.push(CA);
+            let key = key_pair(root, stack, CA, now_s)?;
+            let cert = ca_params(stack, now_s, policy.ca_validity)?
+                .self_signed(&key)
+                .map_err(|e| format!("issuing the CA certificate: {e}"))?;
+            (now_s, cert.pem(), at(now_s) + policy.ca_validity)
+        }
+    };
+    let ca_key = key_pair(root, stack, CA, ca_issued)?;
+    let ca_id = key_id(&ca_key);
+    let ca = Pem {
+        data: ca_pem,
+        labels: labels(CA, ca_issued, ca_not_after, &ca_id, &ca_id, &names_id(&[])),
+    };
+    // The HTTP certificate: signed by this CA for these names.
+    let wanted_names = names_id(names);
+    let good_http = newest(existing, HTTP, |e| {
+        e.issuer == ca_id
+            && e.names == wanted_names
+            && derived_key_id(root, stack, HTTP, e.issued).as_deref() == Ok(e.key_id.as_str())
+            && !due(e, now, policy.cert_rotate_before)
+            // Never valid beyond the CA that signed it.
+            && e.not_after <= ca_not_after
+    });
+    let (http_issued, http_pem, http_not_after) = match good_http {
+        Some(e) => (e.issued, e.pem.clone(), e.not_after),
+        None => {
+            issued_now.push(HTTP);
+            let issuer = ca_params(stack, ca_issued, policy.ca_validity)?
+                .self_signed(&ca_key)
+                .map_err(|e| format!("the CA certificate: {e}"))?;
+            let key = key_pair(root, stack, HTTP, now_s)?;
+            let not_after = (at(now_s) + policy.cert_validity).min(ca_not_after);
+            let cert = leaf_params(stack, names, now_s, not_after)?
+                .signed_by(&key, &issuer, &ca_key)
+                .map_err(|e| format!("issuing the HTTP certificate: {e}"))?;
+            (now_s, cert.pem(), not_after)
+        }
+    };
+    let http_key = key_pair(root, stack, HTTP, http_issued)?;
+    let http_id = key_id(&http_key);
+    let http = Pem {
+        data: http_pem,
+        labels: labels(HTTP, http_issued, http_not_after, &http_id, &ca_id, &wanted_names),
+    };
+    let http_key = Pem {
+        data: key_pem(root, stack, HTTP, http_issued)?,
+        labels: labels(HTTP_KEY, http_issued, http_not_after, &http_id, &ca_id, &wanted_names),
+    };
+    Ok(Bundle {
+        ca,
+        http,
+        http_key,
+        issued_now,
+    })
+}
+
+/// When a certificate is renewed: `rotate_before` ahead of its end.
+pub fn renew_at(not_after: SystemTime, rotate_before: Duration) -> SystemTime {
+    not_after.checked_sub(rotate_before).unwrap_or(UNIX_EPOCH)
+}
+
+fn due(e: &Existing, now: SystemTime, rotate_before: Duration) -> bool {
+    now >= renew_at(e.not_after, rotate_before)
+}
+
+fn newest<'a>(existing: &'a [Existing], role: &str, good: impl Fn(&Existing) -> bool) -> Option<&'a Existing> {
+    existing
+        .iter()
+        .filter(|e| e.role == role && good(e))
+        .max_by(|a, b| a.issued.cmp(&b.issued).then_with(|| a.name.cmp(&b.name)))
+}
+
+fn labels(
+    role: &str,
+    issued: u64,
+    not_after: SystemTime,
+    key_id: &str,
+    issuer: &str,
+    names: &str,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_TLS.to_string(), role.to_string()),
+        (LABEL_ISSUED.to_string(), issued.to_string()),
+        (
+            LABEL_NOT_AFTER.to_string(),
+            humantime::format_rfc3339_seconds(not_after).to_string(),
+        ),
+        (LABEL_KEY_ID.to_string(), key_id.to_string()),
+        (LABEL_ISSUER.to_string(), issuer.to_string()),
+        (LABEL_NAMES.to_string(), names.to_string()),
+    ])
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn at(unix_s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix_s)
+}
+
+fn offset(t: SystemTime) -> Result<time::OffsetDateTime, String> {
+    let s = i64::try_from(unix(t)).map_err(|_| "a date beyond the year 292 billion".to_string())?;
+    time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| format!("a certificate date: {e}"))
+}
+
+/// The first 16 hex digits of SHA-256 over `data`.
+fn short_hash(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn names_id(names: &[String]) -> String {
+    short_hash(names.join("\n").as_bytes())
+}
+
+fn key_id(key: &KeyPair) -> String {
+    short_hash(&key.public_key_der())
+}
+
+fn derived_key_id(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<String, String> {
+    key_pair(root, stack, role, issued).map(|k| key_id(&k))
+}
+
+/// The P-256 key of `role` issued at `issued`: HMAC output taken as the
+/// scalar (out of range, about once in 2^32: the next counter).
+fn secret_key(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<p256::SecretKey, String> {
+    // The HTTP certificate's key and its secret share one derivation.
+    let role = if role == HTTP_KEY { HTTP } else { role };
+    for counter in 0..16u32 {
+        let bytes = root.derive(&format!("swarmlog/v1/{stack}/tls/{role}/{issued}/{counter}"));
+        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+            return Ok(k);
+        }
+    }
+    Err(format!(
+        "no P-256 key could be derived for {role} (16 candidates out of range)"
+    ))
+}
+
+fn key_pair(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<KeyPair, String> {
+    let der = secret_key(root, stack, role, issued)?
+        .to_pkcs8_der()
+        .map_err(|e| format!("encoding the {role} key: {e}"))?;
+    KeyPair::try_from(der.as_bytes()).map_err(|e| format!("loading the {role} key: {e}"))
+}
+
+/// The key's PKCS#8 PEM (`BEGIN PRIVATE KEY`), as Elasticsearch reads it.
+fn key_pem(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<String, String> {
+    secret_key(root, stack, role, issued)?
+        .to_pkcs8_pem(LineEnding::LF)
+        .map(|p| p.to_string())
+        .map_err(|e| format!("encoding the {role} key: {e}"))
+}
+
+fn serial(stack: &str, role: &str, issued: u64) -> SerialNumber {
+    // Positive and unique per (stack, role, issue): a hash, top bit clear.
+    let mut bytes: Vec<u8> = Sha256::digest(format!("{stack}/{role}/{issued}").as_bytes())[..16].to_vec();
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn ca_params(stack: &str, issued: u64, validity: Duration) -> Result<CertificateParams, String> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "swarmlog");
+    dn.push(DnType::CommonName, format!("swarmlog {stack} CA"));
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = offset(at(issued).checked_sub(BACKDATE).unwrap_or(UNIX_EPOCH))?;
+    p.not_after = offset(at(issued) + validity)?;
+    p.serial_number = Some(serial(stack, CA, issued));
+    Ok(p)
+}
+
+fn leaf_params(stack: &str, names: &[String], issued: u64, not_after: SystemTime) -> Result<CertificateParams, String> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "swarmlog");
+    dn.push(DnType::CommonName, format!("{stack} elasticsearch"));
+    p.distinguished_name = dn;
+    p.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n
+                .clone()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e| format!("{n:?} cannot be a certificate's name: {e}")),
+        })
+        .collect::<Result<_, _>>()?;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    p.not_before = offset(at(issued).checked_sub(BACKDATE).unwrap_or(UNIX_EPOCH))?;
+    p.not_after = offset(not_after)?;
+    p.serial_number = Some(serial(stack, HTTP, issued));
+    Ok(p)
+}
+
+/// A certificate's end of validity and renewal, for the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub role: String,
+    pub not_after: SystemTime,
+    pub renew_at: SystemTime,
+}
+
+/// The expiry of each certificate a bundle mounts.
+pub fn expiries(labels: &BTreeMap<String, HashMap<String, String>>, policy: &Policy) -> Vec<Expiry> {
+    labels
+        .iter()
+        .filter_map(|(role, l)| {
+            let not_after = humantime::parse_rfc3339(l.get(LABEL_NOT_AFTER)?).ok()?;
+            let before = if role == CA {
+                policy.ca_rotate_before
+            } else {
+                policy.cert_rotate_before
+            };
+            Some(Expiry {
+                role: role.clone(),
+                not_after,
+                renew_at: renew_at(not_after, before),
+            })
+        })
+        .collect()
+}
+
+/// rustls' crypto: ring (aws-lc, rustls' default, needs cmake to build).
+#[allow(deprecated)] // ring's provider has no post-quantum key exchange.
+pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client's settings that trust the CA certificates in `ca_pem` only
+/// (none: nothing is trusted, so every HTTPS call fails), and why a bundle
+/// could not be trusted (then nothing is).
+pub fn client_config(ca_pem: Option<&str>) -> (rustls::ClientConfig, Option<String>) {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut broken = None;
+    if let Some(pem) = ca_pem {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let added = cert
+                .map_err(|e| format!("the CA certificate is not PEM: {e}"))
+                .and_then(|c| {
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("the CA certificate cannot be trusted: {e}"))
+                });
+            if let Err(e) = added {
+                roots = rustls::RootCertStore::empty();
+                broken = Some(e);
+                break;
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        // ring's provider has suites for every default version.
+        .expect("ring's provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (config, broken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+
+    fn root() -> RootKey {
+        RootKey::from_bytes(b"0123456789abcdef0123456789abcdef").expect("a 32-byte key")
+    }
+
+    const DAY: u64 = 24 * 3600;
+
+    fn t(days: u64) -> SystemTime {
+        // 2026-01-01 plus `days`.
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600 + days * DAY)
+    }
+
+    fn names() -> Vec<String> {
+        http_names("logging", "elasticsearch")
+    }
+
+    /// The configs a first bundle would have made (what the engine keeps).
+    fn as_configs(b: &Bundle) -> Vec<Existing> {
+        [("logging_es_ca_1", &b.ca), ("logging_es_http_1", &b.http)]
+            .iter()
+            .map(|(n, p)| Existing::from_config(n, &p.labels, p.data.as_bytes()).expect("labels complete"))
+            .collect()
+    }
+
+    fn parse(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("PEM certificates")
+    }
+
+    #[test]
+    fn a_first_bundle_is_a_ca_and_a_certificate_it_signed_for_the_names() {
+        let b = bundle(&root(), "logging", &names(), &[], t(0), &Policy::default()).expect("issued");
+        assert_eq!(b.issued_now, vec![CA, HTTP]);
+        assert!(b.http_key.data.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(b.http.labels[LABEL_ISSUER], b.ca.labels[LABEL_KEY_ID]);
+        assert_eq!(b.http.labels[LABEL_KEY_ID], b.http_key.labels[LABEL_KEY_ID]);
+        assert_eq!(b.http.labels[LABEL_NOT_AFTER], "2027-01-01T00:00:00Z");
+        assert_eq!(b.ca.labels[LABEL_NOT_AFTER], "2030-12-31T00:00:00Z");
+        // A TLS client that trusts the CA accepts the certificate for each
+        // name, and not for another.
+        let mut roots = rustls::RootCertStore::empty();
+        for c in parse(&b.ca.data) {
+            roots.add(c).expect("the CA is a trust anchor");
+        }
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), provider())
+                .build()
+                .expect("a verifier");
+        let leaf = parse(&b.http.data).remove(0);
+        let when = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(unix(t(1))));
+        for name in names() {
+            let server = rustls::pki_types::ServerName::try_from(name.clone()).expect("a server name");
+            verifier
+                .verify_server_cert(&leaf, &[], &server, &[], when)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let other = rustls::pki_types::ServerName::try_from("kibana").expect("a server name");
+        assert!(verifier.verify_server_cert(&leaf, &[], &other, &[], when).is_err());
+        // The key in the secret is the certificate's.
+        let key = KeyPair::from_pem(&b.http_key.data).expect("the key parses");
+        assert_eq!(key_id(&key), b.http.labels[LABEL_KEY_ID]);
+    }
+
+    #[test]
+    fn a_good_bundle_is_reused_with_the_same_key_content() {
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &Policy::default()).expect("issued");
+        let again = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &as_configs(&first),
+            t(300),
+            &Policy::default(),
+        )
+        .expect("reused");
+        assert!(again.issued_now.is_empty(), "{:?}", again.issued_now);
+        assert_eq!(
+            again,
+            Bundle {
+                issued_now: Vec::new(),
+                ..first
+            }
+        );
+    }
+
+    #[test]
+    fn a_certificate_due_for_renewal_is_issued_again_by_the_same_ca() {
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &Policy::default()).expect("issued");
+        // 30 days before the end of the year's validity.
+        let renewed = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &as_configs(&first),
+            t(336),
+            &Policy::default(),
+        )
+        .expect("renewed");
+        assert_eq!(renewed.issued_now, vec![HTTP]);
+        assert_eq!(renewed.ca, first.ca);
+        assert_ne!(renewed.http_key.data, first.http_key.data, "a renewal has a new key");
+        assert_eq!(renewed.http.labels[LABEL_ISSUER], first.ca.labels[LABEL_KEY_ID]);
+        // One day earlier it is kept.
+        let kept = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &as_configs(&first),
+            t(334),
+            &Policy::default(),
+        )
+        .expect("kept");
+        assert!(kept.issued_now.is_empty());
+    }
+
+    #[test]
+    fn new_names_another_root_key_or_a_due_ca_issue_anew() {
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &Policy::default()).expect("issued");
+        let existing = as_configs(&first);
+        let more: Vec<String> = names().into_iter().chain(["es.example".to_string()]).collect();
+        let b = bundle(&root(), "logging", &more, &existing, t(1), &Policy::default()).expect("issued");
+        assert_eq!(b.issued_now, vec![HTTP]);
+        let other = RootKey::from_bytes(b"another key, 32 bytes long ......").expect("a key");
+        let b = bundle(&other, "logging", &names(), &existing, t(1), &Policy::default()).expect("issued");
+        assert_eq!(b.issued_now, vec![CA, HTTP]);
+        let b = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &existing,
+            t(5 * 365 - 30),
+            &Policy::default(),
+        )
+        .expect("issued");
+        assert_eq!(b.issued_now, vec![CA, HTTP]);
+    }
+
+    #[test]
+    fn the_newest_good_certificate_wins_whatever_the_order() {
+        let p = Policy::default();
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &p).expect("issued");
+        let second = bundle(&root(), "logging", &names(), &as_configs(&first)[..1], t(2), &p).expect("issued");
+        let mut all = as_configs(&first);
+        all.push(
+            Existing::from_config("logging_es_http_2", &second.http.labels, second.http.data.as_bytes())
+                .expect("labels"),
+        );
+        let a = bundle(&root(), "logging", &names(), &all, t(3), &p).expect("chosen");
+        all.reverse();
+        let b = bundle(&root(), "logging", &names(), &all, t(3), &p).expect("chosen");
+        assert_eq!(a.http, second.http);
+        assert_eq!(b.http, second.http);
+    }
+
+    #[test]
+    fn a_policy_renewing_after_the_end_is_refused() {
+        let p = Policy {
+            cert_rotate_before: Duration::from_secs(400 * DAY),
+            ..Policy::default()
+        };
+        assert!(p.checked().unwrap_err().contains("certRotateBefore"));
+    }
+}
