@@ -3,6 +3,7 @@
 //! time ([`reconcile`] is the driver of its steps), and [`reconcile::error_policy`]
 //! decides when a failed one runs again.
 
+pub mod certificates;
 pub mod companion;
 pub mod es;
 pub mod leader;

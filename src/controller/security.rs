@@ -119,9 +119,14 @@ pub async fn step(
     desired: &mut DesiredState,
     status: &mut SecurityStatus,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
+    let (certificates, mut problems) =
+        super::certificates::status(desired, seen.observed, std::time::SystemTime::now());
+    status.certificates = certificates;
     let Some(creds) = desired.credentials.clone() else {
-        *status = SecurityStatus::default();
+        *status = SecurityStatus {
+            certificates: std::mem::take(&mut status.certificates),
+            ..SecurityStatus::default()
+        };
         return problems;
     };
     status.enabled = true;

@@ -318,6 +318,25 @@ pub struct SecurityStatus {
     /// Elasticsearch): said, as the health's `no-path` is, not Degraded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Each certificate swarmlog issued for Elasticsearch (`ca`, `http`):
+    /// its end and renewal dates, never the material.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// A certificate Elasticsearch mounts (the one in use while a renewal rolls).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CertificateStatus {
+    pub role: String,
+    /// RFC 3339: the end of its validity.
+    pub not_after: String,
+    /// RFC 3339: when swarmlog issues the next one.
+    pub renew_at: String,
+    /// `ok`, `rolling` (a new one is being rolled out), `blocked` (due, and
+    /// the renewal is held or late: Degraded), `expired` (Degraded).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

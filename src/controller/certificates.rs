@@ -1,0 +1,250 @@
+//! The certificates' part of the security status: each certificate
+//! Elasticsearch's service mounts (its end of validity and renewal, never
+//! the material), and Degraded when one is due and its renewal does not go
+//! through (held, or still not rolled out well after it was due).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use crate::engine::Observed;
+use crate::render::desired::DesiredState;
+use crate::status::CertificateStatus;
+use crate::tls::{Policy, LABEL_NOT_AFTER, LABEL_TLS};
+
+/// How long after its renewal time a certificate may still be in use while
+/// its renewal rolls out, before the status calls the renewal blocked.
+pub const GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// The rows and the problems, at `now`.
+pub fn status(desired: &DesiredState, observed: &Observed, now: SystemTime) -> (Vec<CertificateStatus>, Vec<String>) {
+    let Some(policy) = desired.tls_policy.as_ref() else {
+        return (Vec::new(), Vec::new());
+    };
+    let labels_of = |spec: Option<&HashMap<String, String>>| spec.cloned().unwrap_or_default();
+    // The certificates the desired state mounts, by role, and their services.
+    let mut wanted: BTreeMap<String, (String, HashMap<String, String>)> = BTreeMap::new();
+    for c in &desired.configs {
+        let labels = labels_of(c.spec.labels.as_ref());
+        if let Some(role) = labels.get(LABEL_TLS) {
+            wanted.insert(role.clone(), (c.spec.name.clone().unwrap_or_default(), labels.clone()));
+        }
+    }
+    let users: Vec<&crate::render::desired::DesiredService> = desired
+        .services
+        .iter()
+        .filter(|s| mounted(&s.spec).iter().any(|n| wanted.values().any(|(w, _)| w == n)))
+        .collect();
+    // What those services mount now, as the engine has them.
+    let in_use: Vec<String> = observed
+        .services
+        .iter()
+        .filter(|s| {
+            let name = s.spec.as_ref().and_then(|s| s.name.as_deref());
+            users.iter().any(|u| u.spec.name.as_deref() == name)
+        })
+        .flat_map(|s| s.spec.as_ref().map(mounted).unwrap_or_default())
+        .collect();
+    let held = users.iter().find_map(|u| {
+        u.spec
+            .name
+            .as_ref()
+            .and_then(|n| desired.held.get(n))
+            .map(|why| (u.key.clone(), why.clone()))
+    });
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (role, (name, labels)) in &wanted {
+        // The one the engine's service mounts, if another than the desired.
+        let current = observed.configs.iter().find_map(|c| {
+            let spec = c.spec.as_ref()?;
+            let l = spec.labels.as_ref()?;
+            let n = spec.name.as_ref()?;
+            (l.get(LABEL_TLS) == Some(role) && in_use.contains(n)).then(|| (n.clone(), l.clone()))
+        });
+        let (shown, rolling) = match &current {
+            Some((n, l)) if n != name => (l, true),
+            Some((_, l)) => (l, false),
+            // Not mounted yet (a first install): the one to come.
+            None => (labels, false),
+        };
+        let Some(row) = row(role, shown, policy, now, rolling, held.as_ref()) else {
+            continue;
+        };
+        if let Some(p) = &row.detail {
+            if row.state == "expired" || row.state == "blocked" {
+                problems.push(p.clone());
+            }
+        }
+        rows.push(row);
+    }
+    (rows, problems)
+}
+
+fn row(
+    role: &str,
+    labels: &HashMap<String, String>,
+    policy: &Policy,
+    now: SystemTime,
+    rolling: bool,
+    held: Option<&(String, String)>,
+) -> Option<CertificateStatus> {
+    let not_after = humantime::parse_rfc3339(labels.get(LABEL_NOT_AFTER)?).ok()?;
+    let before = if role == crate::tls::CA {
+        policy.ca_rotate_before
+    } else {
+        policy.cert_rotate_before
+    };
+    let renew_at = crate::tls::renew_at(not_after, before);
+    let stamp = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let what = if role == crate::tls::CA {
+        "swarmlog's CA certificate".to_string()
+    } else {
+        format!("Elasticsearch's {role} certificate")
+    };
+    let (state, detail) = if now >= not_after {
+        (
+            "expired",
+            Some(format!(
+                "{what} expired at {}: clients refuse Elasticsearch{}",
+                stamp(not_after),
+                held.map(|(k, why)| format!("; its renewal is held with {k}: {why}"))
+                    .unwrap_or_default()
+            )),
+        )
+    } else if now < renew_at {
+        (if rolling { "rolling" } else { "ok" }, None)
+    } else {
+        match held {
+            Some((k, why)) => (
+                "blocked",
+                Some(format!(
+                    "{what} is due for renewal since {} and expires at {}: its renewal is held with {k}: {why}",
+                    stamp(renew_at),
+                    stamp(not_after)
+                )),
+            ),
+            None if now >= renew_at + GRACE => (
+                "blocked",
+                Some(format!(
+                    "{what} is due for renewal since {} and expires at {}, and Elasticsearch still runs with it",
+                    stamp(renew_at),
+                    stamp(not_after)
+                )),
+            ),
+            None => ("rolling", None),
+        }
+    };
+    Some(CertificateStatus {
+        role: role.to_string(),
+        not_after: stamp(not_after),
+        renew_at: stamp(renew_at),
+        state: state.to_string(),
+        detail,
+    })
+}
+
+/// The config names a service spec mounts.
+fn mounted(spec: &bollard::models::ServiceSpec) -> Vec<String> {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.configs.as_ref())
+        .map(|cs| cs.iter().filter_map(|c| c.config_name.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed_from(d: &DesiredState) -> Observed {
+        Observed {
+            services: d
+                .services
+                .iter()
+                .map(|s| bollard::models::Service {
+                    spec: Some(s.spec.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            configs: d
+                .configs
+                .iter()
+                .map(|c| bollard::models::Config {
+                    spec: Some(c.spec.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn not_after(d: &DesiredState, role: &str) -> SystemTime {
+        let c = d
+            .configs
+            .iter()
+            .find(|c| {
+                c.spec
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_TLS))
+                    .map(String::as_str)
+                    == Some(role)
+            })
+            .expect("the certificate");
+        humantime::parse_rfc3339(&c.spec.labels.as_ref().expect("labels")[LABEL_NOT_AFTER]).expect("a date")
+    }
+
+    #[test]
+    fn rows_say_when_each_certificate_ends_and_is_renewed() {
+        let d = crate::render::test_desired("");
+        let end = not_after(&d, crate::tls::HTTP);
+        let (rows, problems) = status(&d, &observed_from(&d), SystemTime::now());
+        assert!(problems.is_empty(), "{problems:?}");
+        let roles: Vec<(&str, &str)> = rows.iter().map(|r| (r.role.as_str(), r.state.as_str())).collect();
+        assert_eq!(roles, vec![("ca", "ok"), ("http", "ok")]);
+        assert_eq!(rows[1].not_after, humantime::format_rfc3339_seconds(end).to_string());
+        assert_eq!(
+            rows[1].renew_at,
+            humantime::format_rfc3339_seconds(end - Duration::from_secs(30 * 24 * 3600)).to_string()
+        );
+        let text = serde_json::to_string(&rows).expect("json");
+        assert!(!text.contains("BEGIN"), "no material in the status: {text}");
+    }
+
+    #[test]
+    fn a_due_certificate_is_degraded_only_when_its_renewal_is_held_or_late() {
+        let d = crate::render::test_desired("");
+        let due = not_after(&d, crate::tls::HTTP) - Duration::from_secs(30 * 24 * 3600);
+        // Due, the renewal under way: rolling, not Degraded.
+        let (rows, problems) = status(&d, &observed_from(&d), due);
+        assert_eq!(rows[1].state, "rolling");
+        assert!(problems.is_empty());
+        // Still in use well after: blocked.
+        let (rows, problems) = status(&d, &observed_from(&d), due + GRACE);
+        assert_eq!(rows[1].state, "blocked");
+        assert!(problems[0].contains("due for renewal"), "{problems:?}");
+        // Held (the preflight holds Elasticsearch): blocked at once, with why.
+        let mut held = d.clone();
+        held.held
+            .insert("logging_elasticsearch".into(), "vm.max_map_count is too low".into());
+        let (_, problems) = status(&held, &observed_from(&d), due);
+        assert!(
+            problems[0].contains("held with elasticsearch: vm.max_map_count"),
+            "{problems:?}"
+        );
+        // Expired.
+        let (rows, problems) = status(&d, &observed_from(&d), not_after(&d, crate::tls::HTTP));
+        assert_eq!(rows[1].state, "expired");
+        assert!(problems[0].contains("expired"), "{problems:?}");
+    }
+
+    #[test]
+    fn security_off_has_no_certificate_rows() {
+        let d = crate::render::test_desired("elasticsearch:\n  security: false\n");
+        assert_eq!(
+            status(&d, &observed_from(&d), SystemTime::now()),
+            (Vec::new(), Vec::new())
+        );
+    }
+}
