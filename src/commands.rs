@@ -82,7 +82,8 @@ fn write_eject(dir: &Path, rendered: &Rendered, keyed: bool) -> anyhow::Result<(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        // A password: readable by its owner only.
+        // A password or a key: readable by its owner only (a certificate too,
+        // though it is public: one rule for everything swarmlog made).
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -109,59 +110,66 @@ fn write_eject(dir: &Path, rendered: &Rendered, keyed: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// The stack file to eject, with each credential secret read from a file
-/// of the directory (`secrets/<key>`, written 0600 with the password
-/// swarmlog derives): `docker stack deploy` makes the secrets the operator
-/// would. Refused without the root key (there is no password to write).
+/// The stack file to eject, with each credential secret and certificate read
+/// from a file of the directory (`secrets/<key>` for passwords and keys,
+/// `certs/<key>` for certificates, written 0600): `docker stack deploy` makes
+/// the secrets and configs the operator would. Refused without the root key
+/// (there is no password to write).
 /// The stack file's text, and the files (path in the directory, content) it reads.
 type Ejected = (String, Vec<(String, Vec<u8>)>);
 
 fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<Ejected> {
     use swarmlog::render::yaml;
-    let credentials: Vec<&swarmlog::render::desired::DesiredSecret> = rendered
+    let made = |labels: &Option<std::collections::HashMap<String, String>>| {
+        labels.as_ref().is_some_and(|l| {
+            l.contains_key(swarmlog::security::LABEL_CREDENTIAL) || l.contains_key(swarmlog::tls::LABEL_TLS)
+        })
+    };
+    // (section, key, data, directory): the passwords and keys under
+    // secrets/, the certificates (public) under certs/.
+    let objects: Vec<(&str, &str, Option<&str>, &str)> = rendered
         .desired
         .secrets
         .iter()
-        .filter(|s| {
-            s.spec
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(swarmlog::security::LABEL_CREDENTIAL))
-        })
+        .filter(|s| made(&s.spec.labels))
+        .map(|s| ("secrets", s.key.as_str(), s.spec.data.as_deref(), "secrets"))
+        .chain(
+            rendered
+                .desired
+                .configs
+                .iter()
+                .filter(|c| made(&c.spec.labels))
+                .map(|c| ("configs", c.key.as_str(), c.spec.data.as_deref(), "certs")),
+        )
         .collect();
-    if credentials.is_empty() {
+    if objects.is_empty() {
         return Ok((rendered.compose_text.clone(), Vec::new()));
     }
     if !keyed {
         anyhow::bail!(
-            "the stack holds credentials swarmlog derives from its root key ({}): give --root-key-file to write them into the directory (mode 0600), or set elasticsearch.security=false",
-            credentials.iter().map(|s| s.key.as_str()).collect::<Vec<_>>().join(", ")
+            "the stack holds credentials and certificates swarmlog derives from its root key ({}): give --root-key-file to write them into the directory (mode 0600), or set elasticsearch.security=false",
+            objects.iter().map(|o| o.1).collect::<Vec<_>>().join(", ")
         );
     }
     let tree = yaml::parse(&rendered.compose_name, &rendered.compose_text)
         .map_err(|e| anyhow::anyhow!("reading the rendered stack file back: {e}"))?;
-    let defs = tree.get("secrets");
     let mut lines: Vec<String> = rendered.compose_text.lines().map(str::to_string).collect();
     let mut inserts = Vec::new();
     let mut files = Vec::new();
-    for s in credentials {
-        let first = match defs.and_then(|d| d.get(&s.key)).map(|n| &n.value) {
+    for (section, key, data, dir) in objects {
+        let first = match tree.get(section).and_then(|d| d.get(key)).map(|n| &n.value) {
             Some(yaml::Value::Map(entries)) => entries.first().map(|(k, _)| k.pos),
             _ => None,
         };
         let Some(pos) = first else {
             anyhow::bail!(
-                "secrets.{} of {} is not a block mapping: cannot add its `file:` for the eject",
-                s.key,
+                "{section}.{key} of {} is not a block mapping: cannot add its `file:` for the eject",
                 rendered.compose_name
             );
         };
-        let data = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            s.spec.data.as_deref().unwrap_or_default(),
-        )
-        .context("decoding a credential")?;
-        let rel = format!("secrets/{}", s.key);
+        let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data.unwrap_or_default())
+            .with_context(|| format!("decoding {section}.{key}"))?;
+        let rel = format!("{dir}/{key}");
         let indent = " ".repeat(pos.column.saturating_sub(1) as usize);
         inserts.push((pos.line as usize, format!("{indent}file: {rel}")));
         files.push((rel, data));
