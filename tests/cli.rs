@@ -306,6 +306,21 @@ fn output_dir_ejects_a_deployable_directory() {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{key}");
         assert_eq!(meta.len(), 43, "{key}");
     }
+    // The certificates (configs) and the HTTP key (a secret), as the
+    // operator would make them.
+    assert!(stack.contains("file: certs/es_ca"), "{stack}");
+    assert!(stack.contains("file: secrets/es_http_key"), "{stack}");
+    for (file, begins) in [
+        ("certs/es_ca", "-----BEGIN CERTIFICATE-----"),
+        ("certs/es_http_crt", "-----BEGIN CERTIFICATE-----"),
+        ("secrets/es_http_key", "-----BEGIN PRIVATE KEY-----"),
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(text.starts_with(begins), "{file}: {text}");
+        let meta = std::fs::metadata(dir.join(file)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
     // The ejected directory is itself a valid plain stack file for swarmlog.
     let again = run(&[
         "validate",
