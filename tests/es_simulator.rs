@@ -2,8 +2,10 @@
 //! run as plain processes on loopback: formation, bootstrapping once, the
 //! cluster UUID kept in the data path, a foreign data path refused, health
 //! from the shard table under the allocation settings, and the `_cat` and
-//! settings APIs swarmlog reads. The sandbox swarm runs the same binary as
-//! the Elasticsearch image.
+//! settings APIs swarmlog reads; TLS as Elasticsearch, Kibana and Logstash
+//! speak it (HTTPS, transport mutual TLS, the clients' trust), with the
+//! fixed certificates of tests/standin/testdata. The sandbox swarm runs the
+//! same binary as the Elasticsearch image.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,20 +16,36 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The stand-in, compiled once per test run as the sandbox compiles it.
+/// The stand-in, built once per test run as the sandbox builds it: its own
+/// cargo package (tests/standin/Cargo.toml), static, into target/standin. A
+/// failed build fails every test that needs it, with cargo's output.
 fn standin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin-es");
-        let status = Command::new("rustc")
-            .args(["-O", "-o"])
-            .arg(&out)
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/main.rs"))
-            .status()
-            .expect("rustc runs");
-        assert!(status.success(), "compiling tests/standin/main.rs failed");
-        out
-    })
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BIN.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target_dir = repo.join("target/standin");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--locked", "--manifest-path"])
+            .arg(repo.join("tests/standin/Cargo.toml"))
+            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+            .arg(&target_dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .output()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building the stand-in (tests/standin/Cargo.toml) failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(target_dir.join("x86_64-unknown-linux-gnu/release/standin"))
+    });
+    match built {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// A free loopback port (bound, then released for the simulator to take).
@@ -1044,5 +1062,529 @@ fn with_security_on_every_request_authenticates_and_the_native_realm_is_kept() {
     assert_eq!(
         call("GET", &nodes[0].url("/_standin/requests"), None).map(|r| r.0),
         Some(200)
+    );
+}
+
+// ----- TLS -----
+
+const PASSWORD: &str = "bootstrap-secret";
+
+/// The fixed test certificates (tests/standin/testdata/README.md).
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standin/testdata")
+}
+
+fn fixture(name: &str) -> String {
+    let path = testdata().join(name);
+    assert!(path.is_file(), "missing test fixture {}", path.display());
+    path.display().to_string()
+}
+
+/// Security on, HTTPS with `cert` (relative paths, resolved against
+/// `ES_PATH_CONF` as Elasticsearch resolves them against its config dir).
+fn https_settings(cert: &str) -> Vec<(String, String)> {
+    [
+        ("xpack.security.enabled", "true"),
+        ("ELASTIC_PASSWORD", PASSWORD),
+        ("ES_PATH_CONF", &testdata().display().to_string()),
+        ("xpack.security.http.ssl.enabled", "true"),
+        ("xpack.security.http.ssl.certificate", &format!("{cert}.crt")),
+        ("xpack.security.http.ssl.key", &format!("{cert}.key")),
+        ("xpack.security.http.ssl.certificate_authorities", "ca-a.crt"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn refs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// `standin http ARGS...`: (exit code, stdout, stderr).
+fn standin_http(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(standin())
+        .arg("http")
+        .args(args)
+        .output()
+        .expect("the stand-in runs as a client");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn https_url(node: &Node, host: &str, path: &str) -> String {
+    format!("https://elastic:{PASSWORD}@{host}:{}{path}", node.http)
+}
+
+/// The JSON body of a `standin http` answer (the line after the status).
+fn answer_json(stdout: &str) -> Value {
+    let body = stdout.split_once('\n').map_or("", |(_, b)| b);
+    serde_json::from_str(body.trim()).unwrap_or(Value::String(stdout.to_string()))
+}
+
+#[test]
+fn https_on_the_http_port_with_the_configured_certificate() {
+    let dir = tempdir("https");
+    let mut node = Node::new(&dir, "es-a");
+    let settings = https_settings("http");
+    let mut extra = refs(&settings);
+    extra.push(("discovery.type", "single-node"));
+    node.start(&[], &[], &extra);
+    let ca = fixture("ca-a.crt");
+    let url = https_url(&node, "localhost", "/_cluster/health");
+    let up = wait("the node to answer over HTTPS", 20, &[&node], || {
+        match standin_http(&["--cacert", &ca, "GET", &url]) {
+            (0, out, _) => Ok(out),
+            (code, out, err) => Err(format!("{code}: {out} {err}")),
+        }
+    });
+    assert!(up.starts_with("HTTP/1.1 200"), "{up}");
+    assert_eq!(answer_json(&up)["number_of_nodes"], 1, "{up}");
+    // By address too: the certificate names 127.0.0.1.
+    let (code, out, err) = standin_http(&["--cacert", &ca, "GET", &https_url(&node, "127.0.0.1", "/")]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(answer_json(&out)["name"], "es-a", "{out}");
+
+    // Another CA: the handshake fails, the refused certificate is named.
+    let (code, out, err) = standin_http(&["--cacert", &fixture("ca-b.crt"), "GET", &url]);
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        err.contains("CN=http") && err.contains("UnknownIssuer"),
+        "the client names what it refused: {err}"
+    );
+    // -k: no verification; nothing said: a clear refusal, no request.
+    let (code, out, err) = standin_http(&["-k", "GET", &url]);
+    assert_eq!(code, 0, "{out} {err}");
+    let (code, _, err) = standin_http(&["GET", &url]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--cacert") && err.contains("-k"), "{err}");
+
+    // Plain HTTP on the TLS port: no answer, the connection closed, the
+    // node says why (Elasticsearch's words).
+    assert_eq!(call("GET", &node.url("/"), None).map(|a| a.0), None);
+    wait("the node to log the plaintext request", 5, &[&node], || {
+        let log = node.log_text();
+        if log.contains("received plaintext http traffic on an https channel, closing connection") {
+            Ok(())
+        } else {
+            Err("not logged yet".into())
+        }
+    });
+
+    // GET /_ssl/certificates: authenticated as any API, the shape of
+    // Elasticsearch's answer, the paths as configured.
+    let certs_url = https_url(&node, "localhost", "/_ssl/certificates");
+    let (code, out, err) = standin_http(&["--cacert", &ca, "GET", &certs_url]);
+    assert_eq!(code, 0, "{out} {err}");
+    let certs = answer_json(&out);
+    let list = certs.as_array().unwrap_or_else(|| panic!("an array: {out}"));
+    assert_eq!(list.len(), 2, "the http certificate and the CA: {out}");
+    let by_path = |p: &str| {
+        list.iter()
+            .find(|c| c["path"] == p)
+            .unwrap_or_else(|| panic!("no {p} in {out}"))
+    };
+    let (http, ca_entry) = (by_path("http.crt"), by_path("ca-a.crt"));
+    assert_eq!(
+        (&http["format"], &http["alias"], &http["has_private_key"]),
+        (&Value::from("PEM"), &Value::Null, &Value::Bool(true))
+    );
+    assert_eq!(http["subject_dn"], "CN=http, O=swarmlog test", "{http}");
+    assert_eq!(http["issuer"], "CN=swarmlog test CA A, O=swarmlog test", "{http}");
+    assert_eq!(ca_entry["has_private_key"], false, "{ca_entry}");
+    assert_eq!(ca_entry["subject_dn"], "CN=swarmlog test CA A, O=swarmlog test");
+    for c in list {
+        let serial = c["serial_number"].as_str().unwrap_or_default();
+        assert!(
+            !serial.is_empty() && !serial.starts_with('0') && serial.chars().all(|ch| ch.is_ascii_hexdigit()),
+            "serial in lower hex as Java writes it: {c}"
+        );
+        let expiry = c["expiry"].as_str().unwrap_or_default();
+        assert!(
+            expiry.len() == 24 && expiry.starts_with("21") && expiry.ends_with(".000Z"),
+            "expiry as Elasticsearch writes it, 100 years ahead: {c}"
+        );
+    }
+    let (code, out, _) = standin_http(&[
+        "--cacert",
+        &ca,
+        "GET",
+        &format!("https://localhost:{}/_ssl/certificates", node.http),
+    ]);
+    assert_eq!(
+        (code, out.lines().next()),
+        (1, Some("HTTP/1.1 401 Unauthorized")),
+        "{out}"
+    );
+
+    // A certificate for another name: the client (full verification)
+    // refuses it, -k takes it.
+    let settings = https_settings("elsewhere");
+    let mut extra = refs(&settings);
+    extra.push(("discovery.type", "single-node"));
+    node.start(&[], &[], &extra);
+    wait(
+        "the node with the other certificate",
+        20,
+        &[&node],
+        || match standin_http(&["-k", "GET", &https_url(&node, "127.0.0.1", "/")]) {
+            (0, _, _) => Ok(()),
+            (code, out, err) => Err(format!("{code}: {out} {err}")),
+        },
+    );
+    let (code, _, err) = standin_http(&["--cacert", &ca, "GET", &https_url(&node, "127.0.0.1", "/")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not valid for name"), "{err}");
+}
+
+/// Waits for `node` to exit; its status.
+fn exit_status(node: &mut Node, secs: u64) -> Option<std::process::ExitStatus> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_missing_or_bad_certificate_file_stops_the_node_at_start() {
+    let dir = tempdir("badtls");
+    std::fs::write(dir.join("not-pem.crt"), "just text\n").expect("write");
+    let cases = [
+        (
+            "xpack.security.http.ssl.certificate",
+            dir.join("missing.crt").display().to_string(),
+            "missing.crt",
+        ),
+        (
+            "xpack.security.http.ssl.certificate",
+            dir.join("not-pem.crt").display().to_string(),
+            "holds no certificate",
+        ),
+        (
+            "xpack.security.http.ssl.key",
+            fixture("http.crt"),
+            "holds no private key",
+        ),
+    ];
+    for (setting, value, says) in cases {
+        let mut node = Node::new(&dir, "es-bad");
+        let mut settings = https_settings("http");
+        for (k, v) in settings.iter_mut() {
+            if k == setting {
+                *v = value.clone();
+            }
+        }
+        let mut extra = refs(&settings);
+        extra.push(("discovery.type", "single-node"));
+        node.start(&[], &[], &extra);
+        let status = exit_status(&mut node, 10);
+        let log = node.log_text();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{setting}={value}: the node keeps running ({status:?}):\n{log}"
+        );
+        assert!(
+            log.contains(&format!("[{setting}]")) && log.contains(says),
+            "{setting}={value}: the error names the setting and says {says:?}:\n{log}"
+        );
+        let _ = std::fs::remove_file(&node.log);
+    }
+}
+
+/// A transport-TLS node: its certificate, the CAs it trusts, its mode.
+fn transport_settings(cert: &str, cas: &str, mode: &str) -> Vec<(String, String)> {
+    [
+        ("xpack.security.enabled", "true"),
+        ("ELASTIC_PASSWORD", PASSWORD),
+        ("ES_PATH_CONF", &testdata().display().to_string()),
+        ("xpack.security.transport.ssl.enabled", "true"),
+        ("xpack.security.transport.ssl.certificate", &format!("{cert}.crt")),
+        ("xpack.security.transport.ssl.key", &format!("{cert}.key")),
+        ("xpack.security.transport.ssl.certificate_authorities", cas),
+        ("xpack.security.transport.ssl.verification_mode", mode),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn transport_peers(node: &Node) -> Value {
+    get(node, "/_standin/transport_peers")
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, v)| v)
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn transport_mutual_tls_forms_the_cluster_and_refuses_a_node_of_another_ca() {
+    let dir = tempdir("transport-tls");
+    let mut nodes = [
+        Node::new(&dir, "es-a"),
+        Node::new(&dir, "es-b"),
+        Node::new(&dir, "es-c"),
+    ];
+    let ports: Vec<u16> = nodes.iter().map(|n| n.transport).collect();
+    // es-a and es-b verify fully (their certificates name 127.0.0.1, what
+    // the seed hosts say); es-c's certificate names only
+    // elsewhere.invalid, which es-c's own `certificate` mode does not mind.
+    let setups = [
+        transport_settings("es-a", "ca-a.crt", "full"),
+        transport_settings("es-b", "ca-a.crt", "full"),
+        transport_settings("elsewhere", "ca-a.crt", "certificate"),
+    ];
+    for (n, settings) in nodes.iter_mut().zip(&setups) {
+        n.start(&ports, &["es-a", "es-b", "es-c"], &refs(settings));
+    }
+    let refs_: Vec<&Node> = nodes.iter().collect();
+    let elastic = Some(("elastic", PASSWORD));
+    wait("a green cluster of 3 over transport TLS", 30, &refs_, || {
+        all_up(&nodes, elastic)
+    });
+
+    // Who came in with which certificate (es-a's view).
+    let peers = wait("es-a to list its peers' certificates", 10, &refs_, || {
+        let v = transport_peers(&nodes[0]);
+        let inbound = v["inbound"].as_array().cloned().unwrap_or_default();
+        let cn = |name: &str| {
+            inbound
+                .iter()
+                .find(|p| p["node"] == name)
+                .map(|p| p["common_name"].clone())
+        };
+        if cn("es-b") == Some(Value::from("es-b")) && cn("es-c") == Some(Value::from("elsewhere")) {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    });
+    assert_eq!(
+        (&peers["tls"], &peers["verification_mode"]),
+        (&Value::Bool(true), &Value::from("full"))
+    );
+    for p in peers["inbound"].as_array().into_iter().flatten() {
+        assert_eq!(p["issuer"], "CN=swarmlog test CA A, O=swarmlog test", "{p}");
+        assert!(p["serial_number"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+    }
+    // es-a's own connections to es-c: full verification refuses a
+    // certificate that does not name 127.0.0.1 (es-c still joined: it
+    // connects to es-a, which checks no host name of a client).
+    let to_c = format!("(127.0.0.1:{})", nodes[2].transport);
+    let refusal = peers["refused"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["direction"] == "outbound" && r["address"].as_str().is_some_and(|a| a.ends_with(&to_c)))
+        .cloned()
+        .unwrap_or_else(|| panic!("es-a refused es-c's certificate by name: {peers}"));
+    assert!(
+        refusal["certificate"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("CN=elsewhere serial ")),
+        "{refusal}"
+    );
+
+    // A node whose certificate another CA signed (it trusts both CAs, so
+    // it does present its certificate): refused by every node, named.
+    let mut rogue = Node::new(&dir, "es-rogue");
+    rogue.start(
+        &ports,
+        &[],
+        &refs(&transport_settings("es-rogue", "ca-both.crt", "certificate")),
+    );
+    let mut all: Vec<&Node> = nodes.iter().collect();
+    all.push(&rogue);
+    for n in &nodes {
+        wait(
+            &format!("{} to refuse es-rogue's certificate", n.name),
+            15,
+            &all,
+            || {
+                let v = transport_peers(n);
+                let named = v["refused"].as_array().into_iter().flatten().any(|r| {
+                    r["direction"] == "inbound"
+                        && r["certificate"]
+                            .as_str()
+                            .is_some_and(|c| c.starts_with("CN=es-rogue serial "))
+                        && r["reason"].as_str().is_some_and(|e| e.contains("UnknownIssuer"))
+                });
+                if named {
+                    Ok(())
+                } else {
+                    Err(v.to_string())
+                }
+            },
+        );
+        assert!(
+            n.log_text().contains("refused transport connection from") && n.log_text().contains("CN=es-rogue"),
+            "{} logs the refusal:\n{}",
+            n.name,
+            n.log_text()
+        );
+    }
+    all_up(&nodes, elastic).unwrap_or_else(|e| panic!("the cluster is still its 3 nodes: {e}"));
+    let (status, _, v) = call_with("GET", &rogue.url("/_cluster/health"), None, elastic).expect("rogue answers");
+    assert_eq!(status, 503, "es-rogue joined nothing: {v}");
+
+    // A client without a certificate at all: refused too.
+    let (code, out, err) = standin_http(&[
+        "-k",
+        "POST",
+        &format!("https://127.0.0.1:{}/_standin/state", nodes[0].transport),
+        "",
+    ]);
+    assert_ne!(code, 0, "{out} {err}");
+    wait("es-a to refuse a client without a certificate", 5, &refs_, || {
+        let v = transport_peers(&nodes[0]);
+        let refused = v["refused"].as_array().into_iter().flatten().any(|r| {
+            r["direction"] == "inbound" && r["reason"].as_str().is_some_and(|e| e.contains("no certificates"))
+        });
+        if refused {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+}
+
+/// A stand-in process that is no Elasticsearch (Kibana, Logstash); killed
+/// when dropped.
+struct Client {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Client {
+    fn start(dir: &Path, name: &str, env: &[(&str, String)]) -> Client {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(standin());
+        cmd.env_clear()
+            .env("STANDIN_PORTS", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v.replace("{port}", &port.to_string()));
+        }
+        Client {
+            child: cmd.spawn().expect("the stand-in starts"),
+            port,
+            log,
+        }
+    }
+
+    /// `GET path` on its port, once it answers.
+    fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Some(answer) = call("GET", &url, None) {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "no answer from {url}; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn kibana_and_logstash_reach_elasticsearch_over_tls_with_the_ca_they_are_given() {
+    let dir = tempdir("clients-tls");
+    let mut es = Node::new(&dir, "es-a");
+    let settings = https_settings("http");
+    let mut extra = refs(&settings);
+    extra.push(("discovery.type", "single-node"));
+    es.start(&[], &[], &extra);
+    let ca = fixture("ca-a.crt");
+    wait("the node over HTTPS", 20, &[&es], || {
+        match standin_http(&["--cacert", &ca, "GET", &https_url(&es, "localhost", "/_cluster/health")]) {
+            (0, _, _) => Ok(()),
+            (code, out, err) => Err(format!("{code}: {out} {err}")),
+        }
+    });
+    let hosts = format!("https://localhost:{}", es.http);
+
+    // Kibana: kibana.yml names the CA (a block list), the hosts come from
+    // the image's variable.
+    let yml = dir.join("kibana.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "elasticsearch.hosts: [\"http://elasticsearch:9200\"]\nelasticsearch.username: \"elastic\"\nelasticsearch.password: \"{PASSWORD}\"\nelasticsearch.ssl.certificateAuthorities:\n  - {ca}\n"
+        ),
+    )
+    .expect("kibana.yml");
+    let kibana_env = |extra: &[(&'static str, String)]| {
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("STANDIN_KIBANA_PORT", "{port}".to_string()),
+            ("STANDIN_KIBANA_YML", yml.display().to_string()),
+            ("ELASTICSEARCH_HOSTS", hosts.clone()),
+        ];
+        env.extend(extra.iter().cloned());
+        env
+    };
+    let kibana = Client::start(&dir, "kibana", &kibana_env(&[]));
+    let (status, v) = kibana.get("/api/status");
+    assert_eq!(
+        (status, &v["status"]["overall"]["level"]),
+        (200, &Value::from("available")),
+        "{v}"
+    );
+    assert_eq!(v["standin_es"]["username"], "elastic", "{v}");
+    drop(kibana);
+    // The variable's CA (another one) wins: unavailable, the reason shown.
+    let kibana = Client::start(
+        &dir,
+        "kibana-b",
+        &kibana_env(&[("ELASTICSEARCH_SSL_CERTIFICATEAUTHORITIES", fixture("ca-b.crt"))]),
+    );
+    let (status, v) = kibana.get("/api/status");
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["status"]["overall"]["level"], "unavailable", "{v}");
+    let summary = v["status"]["overall"]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("UnknownIssuer") && summary.contains("CN=http"), "{v}");
+    drop(kibana);
+
+    // Logstash: the output's ssl settings (a list of CAs), the hostname
+    // checked: 127.0.0.1 is named by the certificate too.
+    let pipeline = dir.join("logstash.conf");
+    let conf = |host: &str, cas: &str| {
+        format!(
+            "output {{\n  elasticsearch {{\n    hosts => [\"https://{host}:{}\"]\n    ssl_enabled => true\n    ssl_certificate_authorities => [\"{cas}\"]\n    user => \"elastic\"\n    password => \"{PASSWORD}\"\n  }}\n}}\n",
+            es.http
+        )
+    };
+    let logstash_env = vec![
+        ("STANDIN_LOGSTASH_PORT", "{port}".to_string()),
+        ("STANDIN_LOGSTASH_PIPELINE", pipeline.display().to_string()),
+    ];
+    std::fs::write(&pipeline, conf("127.0.0.1", &ca)).expect("pipeline");
+    let logstash = Client::start(&dir, "logstash", &logstash_env);
+    let (status, v) = logstash.get("/");
+    assert_eq!((status, &v["status"]), (200, &Value::from("green")), "{v}");
+    // Read on every request: another CA makes it red, with the reason.
+    std::fs::write(&pipeline, conf("localhost", &fixture("ca-b.crt"))).expect("pipeline");
+    let (_, v) = logstash.get("/");
+    assert_eq!(v["status"], "red", "{v}");
+    assert!(
+        v["standin_es"].as_str().is_some_and(|e| e.contains("UnknownIssuer")),
+        "{v}"
     );
 }

@@ -356,16 +356,24 @@ struct EsNode {
 
 impl EsNode {
     fn start(dir: &Path) -> Result<EsNode, String> {
-        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin-es-prom");
-        let status = Command::new("rustc")
-            .args(["-O", "-o"])
-            .arg(&bin)
-            .arg(common::repo().join("tests/standin/main.rs"))
-            .status()
-            .map_err(|e| format!("rustc: {e}"))?;
-        if !status.success() {
-            return Err("compiling tests/standin/main.rs failed".into());
+        // The stand-in's own package, built as the sandbox builds it.
+        let target_dir = common::repo().join("target/standin");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--locked", "--manifest-path"])
+            .arg(common::repo().join("tests/standin/Cargo.toml"))
+            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+            .arg(&target_dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .output()
+            .map_err(|e| format!("cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building the stand-in (tests/standin/Cargo.toml) failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
+        let bin = target_dir.join("x86_64-unknown-linux-gnu/release/standin");
         let port = free_port()?;
         let transport = free_port()?;
         let log = std::fs::File::create(dir.join("es.log")).map_err(|e| e.to_string())?;

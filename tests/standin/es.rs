@@ -67,9 +67,39 @@
 //! - Security with `xpack.security.enabled: true`: basic authentication,
 //!   the reserved users, `_security` users, roles and passwords, privileges
 //!   (tests/standin/security.rs); users and roles are cluster metadata.
+//! - TLS with security on (settings and files: tests/standin/es_tls.rs):
+//!   - `xpack.security.http.ssl.enabled: true`: HTTPS on the HTTP port with
+//!     `xpack.security.http.ssl.certificate` / `.key` (PEM). Plain HTTP on
+//!     that port is not answered: the node logs "received plaintext http
+//!     traffic on an https channel, closing connection" and closes, as
+//!     Elasticsearch does. `GET /_ssl/certificates` (authenticated, needs
+//!     `monitor`) lists every configured certificate as Elasticsearch does:
+//!     `path` (as configured), `format` `PEM`, `alias` null, `subject_dn`,
+//!     `serial_number` (hex), `has_private_key`, `expiry`, `issuer`.
+//!   - `xpack.security.transport.ssl.enabled: true`: node-to-node exchanges
+//!     over mutual TLS; a peer must present a certificate that chains to
+//!     `xpack.security.transport.ssl.certificate_authorities`, else its
+//!     handshake is refused and logged with the certificate's CN and serial.
+//!     Outbound, `verification_mode` `full` (default) also checks the seed
+//!     host's name or address against the peer's certificate, `certificate`
+//!     only the chain (inbound, as in Java, no host name is checked).
+//!   - Simulator only: `GET /_standin/transport_peers` (no authentication,
+//!     as every `/_standin/...`): `{"tls": bool, "verification_mode":
+//!     "full"|"certificate"|"none"|null, "inbound": [{"node", "address",
+//!     "subject_dn", "common_name", "serial_number", "issuer",
+//!     "last_millis"}], "refused": [{"direction": "inbound"|"outbound",
+//!     "address", "certificate": "CN=<cn> serial <hex>"|null, "reason",
+//!     "count", "last_millis"}]}`: the client certificate each peer that
+//!     connected last used (by node name), and the failed handshakes (an
+//!     inbound one by the peer's IP address; repeats counted, at most 50).
+//!   - A setting that is on without its files, or a file that cannot be
+//!     read or holds no PEM certificate or key, stops the node at start
+//!     with the setting and the path (exit status 1).
 //!
 //! Not simulated: documents (so no data stream is made by a first write,
-//! and no rollover by size), shards of the backing indices, TLS, shard sizes, anything Elasticsearch does on its own beyond the
+//! and no rollover by size), shards of the backing indices, shard sizes,
+//! TLS client authentication on HTTP, keystores (PKCS#12), key passphrases,
+//! reloading changed certificate files, anything Elasticsearch does on its own beyond the
 //! above. A node leaves the view of the others 3 s after it stops
 //! answering (Elasticsearch's fault detection takes about 30 s).
 
@@ -82,7 +112,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use self::metadata::Metadata;
+use crate::es_tls;
 use crate::json::{self, Json};
+use crate::tls::{self, Conn};
+use crate::x509;
 
 /// How often a node polls its peers and the master allocates.
 const TICK: Duration = Duration::from_millis(300);
@@ -335,7 +368,41 @@ struct Node {
     voted: Option<String>,
     /// When this process started (ms since the epoch).
     started: u128,
+    /// What `GET /_ssl/certificates` lists (read at start).
+    ssl_certificates: Vec<es_tls::CertificateInfo>,
+    /// Transport TLS's verification mode (`None`: transport TLS off).
+    transport_tls: Option<tls::Verify>,
+    /// Transport TLS: the certificate each peer that connected used, by
+    /// node name.
+    inbound_peers: BTreeMap<String, InboundPeer>,
+    /// Transport TLS: the refused handshakes, the latest last (at most
+    /// [`REFUSALS`]; a repeat moves to the end with its count).
+    refusals: VecDeque<Refusal>,
 }
+
+/// A peer that connected to the transport port with a client certificate.
+#[derive(Debug, Clone)]
+struct InboundPeer {
+    address: String,
+    cert: Result<x509::Summary, String>,
+    last_millis: u128,
+}
+
+/// A transport handshake that failed.
+#[derive(Debug, Clone, PartialEq)]
+struct Refusal {
+    /// `inbound` (a peer connected) or `outbound` (to a seed host).
+    direction: &'static str,
+    address: String,
+    /// The certificate refused (`CN=name serial 1a2b`), when known.
+    certificate: Option<String>,
+    reason: String,
+    count: u64,
+    last_millis: u128,
+}
+
+/// Refusals kept for `GET /_standin/transport_peers`.
+const REFUSALS: usize = 50;
 
 /// A node's uptime as `_cat` writes times: whole seconds with `time=s`,
 /// else the largest unit that fits (`12s`, `3.4m`, `1.2h`).
@@ -412,6 +479,10 @@ impl Node {
             proposal: None,
             voted: None,
             started: now_millis(),
+            ssl_certificates: Vec::new(),
+            transport_tls: None,
+            inbound_peers: BTreeMap::new(),
+            refusals: VecDeque::new(),
             cfg,
         };
         if let Ok(text) = std::fs::read_to_string(node.state_file()) {
@@ -439,6 +510,130 @@ impl Node {
             }
         }
         node
+    }
+
+    /// A peer that connected over transport TLS with this certificate
+    /// (logged when the certificate is new for that node).
+    fn note_inbound(&mut self, name: &str, address: String, cert: Result<x509::Summary, String>) {
+        if self.inbound_peers.get(name).map(|p| &p.cert) != Some(&cert) {
+            let who = match &cert {
+                Ok(c) => c.identity(),
+                Err(e) => e.clone(),
+            };
+            eprintln!(
+                "standin-es: {}: transport peer {name} from {address} authenticated with [{who}]",
+                self.cfg.node_name
+            );
+        }
+        self.inbound_peers.insert(
+            name.to_string(),
+            InboundPeer {
+                address,
+                cert,
+                last_millis: now_millis(),
+            },
+        );
+    }
+
+    /// A failed transport handshake: logged when new (not on every poll).
+    /// An inbound one is kept by the peer's IP address (its port changes
+    /// with every connection).
+    fn note_refused(&mut self, direction: &'static str, address: String, e: &tls::HandshakeError) {
+        let address = match (direction, address.parse::<std::net::SocketAddr>()) {
+            ("inbound", Ok(a)) => a.ip().to_string(),
+            _ => address,
+        };
+        let now = now_millis();
+        let same = |r: &Refusal| r.direction == direction && r.address == address && r.reason == e.error;
+        if let Some(i) = self.refusals.iter().position(same) {
+            if let Some(mut r) = self.refusals.remove(i) {
+                r.count += 1;
+                r.last_millis = now;
+                r.certificate = e.refused.clone().or(r.certificate);
+                self.refusals.push_back(r);
+            }
+            return;
+        }
+        let whose = match direction {
+            "inbound" => "from",
+            _ => "to",
+        };
+        // With a certificate named, this node refused it; else the
+        // handshake failed otherwise (the peer refused ours: an alert).
+        match &e.refused {
+            Some(_) => eprintln!(
+                "standin-es: {}: refused transport connection {whose} {address}: {e}",
+                self.cfg.node_name
+            ),
+            None => eprintln!(
+                "standin-es: {}: transport handshake {whose} {address} failed: {e}",
+                self.cfg.node_name
+            ),
+        }
+        self.refusals.push_back(Refusal {
+            direction,
+            address,
+            certificate: e.refused.clone(),
+            reason: e.error.clone(),
+            count: 1,
+            last_millis: now,
+        });
+        while self.refusals.len() > REFUSALS {
+            self.refusals.pop_front();
+        }
+    }
+
+    /// `GET /_standin/transport_peers`.
+    fn transport_peers_json(&self) -> String {
+        let inbound: Vec<String> = self
+            .inbound_peers
+            .iter()
+            .map(|(name, p)| {
+                let cert = match &p.cert {
+                    Ok(c) => format!(
+                        "\"subject_dn\":{},\"common_name\":{},\"serial_number\":{},\"issuer\":{}",
+                        json::quote(&c.subject_dn),
+                        c.common_name
+                            .as_deref()
+                            .map(json::quote)
+                            .unwrap_or_else(|| "null".into()),
+                        json::quote(&c.serial_number),
+                        json::quote(&c.issuer_dn)
+                    ),
+                    Err(e) => format!("\"error\":{}", json::quote(e)),
+                };
+                format!(
+                    "{{\"node\":{},\"address\":{},{cert},\"last_millis\":{}}}",
+                    json::quote(name),
+                    json::quote(&p.address),
+                    p.last_millis
+                )
+            })
+            .collect();
+        let refused: Vec<String> = self
+            .refusals
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"direction\":\"{}\",\"address\":{},\"certificate\":{},\"reason\":{},\"count\":{},\"last_millis\":{}}}",
+                    r.direction,
+                    json::quote(&r.address),
+                    r.certificate.as_deref().map(json::quote).unwrap_or_else(|| "null".into()),
+                    json::quote(&r.reason),
+                    r.count,
+                    r.last_millis
+                )
+            })
+            .collect();
+        format!(
+            "{{\"tls\":{},\"verification_mode\":{},\"inbound\":[{}],\"refused\":[{}]}}",
+            self.transport_tls.is_some(),
+            self.transport_tls
+                .map(|v| json::quote(v.as_str()))
+                .unwrap_or_else(|| "null".into()),
+            inbound.join(","),
+            refused.join(",")
+        )
     }
 
     fn metadata_file(&self) -> PathBuf {
@@ -1275,37 +1470,77 @@ fn decode_state(text: &str) -> Option<Peer> {
     (!p.name.is_empty()).then_some(p)
 }
 
+/// Why an exchange with a peer failed.
+enum ExchangeError {
+    /// Not there (yet), or no good answer: normal while nodes come and go.
+    Unreachable,
+    /// The TLS handshake failed: the peer's certificate or ours was refused.
+    Tls(tls::HandshakeError),
+}
+
 /// One exchange of states with a peer (short deadlines): this node's
 /// state goes with the request, so the peer knows of it too (as a node
-/// that joins tells the master); the peer's comes back.
-fn exchange(addr: std::net::SocketAddr, mine: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+/// that joins tells the master); the peer's comes back. With transport
+/// TLS, over mutual TLS to `host` (the seed host's name or address).
+fn exchange(
+    addr: std::net::SocketAddr,
+    host: &str,
+    mine: &str,
+    tls: Option<&es_tls::Transport>,
+) -> Result<String, ExchangeError> {
+    let unreachable = |_| ExchangeError::Unreachable;
+    let s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).map_err(unreachable)?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .map_err(unreachable)?;
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .map_err(unreachable)?;
+    let mut s = match tls {
+        Some(t) => tls::connect(s, &t.client, host).map_err(ExchangeError::Tls)?,
+        None => Conn::Plain(s),
+    };
     write!(
         s,
         "POST /_standin/state HTTP/1.1\r\nHost: peer\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{mine}",
         mine.len()
     )
-    .ok()?;
+    .and_then(|_| s.flush())
+    .map_err(|e| tls_failure(e, tls.is_some()))?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
+    s.read_to_end(&mut buf).map_err(|e| tls_failure(e, tls.is_some()))?;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(ExchangeError::Unreachable)?;
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(body.to_string())
+    } else {
+        Err(ExchangeError::Unreachable)
+    }
 }
 
-/// Every address of every seed host (a name may stand for many tasks).
-fn seed_addresses(cfg: &Config) -> Vec<std::net::SocketAddr> {
+/// An error after the handshake: under TLS 1.3 a server refuses the
+/// client's certificate after the client finished, so the client reads
+/// the refusal (an alert) here.
+fn tls_failure(e: std::io::Error, tls: bool) -> ExchangeError {
+    if tls && e.kind() == std::io::ErrorKind::InvalidData {
+        ExchangeError::Tls(tls::HandshakeError {
+            error: e.to_string(),
+            refused: None,
+        })
+    } else {
+        ExchangeError::Unreachable
+    }
+}
+
+/// Every address of every seed host (a name may stand for many tasks),
+/// with the host as named (what its certificate must name under `full`).
+fn seed_addresses(cfg: &Config) -> Vec<(std::net::SocketAddr, String)> {
     let mut out = Vec::new();
     for host in &cfg.seed_hosts {
-        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            host.clone()
-        } else {
-            format!("{host}:9300")
+        let (name, with_port) = match host.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), host.clone()),
+            _ => (host.clone(), format!("{host}:9300")),
         };
         if let Ok(addrs) = with_port.to_socket_addrs() {
-            out.extend(addrs);
+            out.extend(addrs.map(|a| (a, name.clone())));
         }
     }
     out.sort();
@@ -1313,20 +1548,30 @@ fn seed_addresses(cfg: &Config) -> Vec<std::net::SocketAddr> {
     out
 }
 
-fn poll_peers(node: &Arc<Mutex<Node>>) {
+fn poll_peers(node: &Arc<Mutex<Node>>, tls: Option<&es_tls::Transport>) {
     let (cfg, my_uuid, mine) = match node.lock() {
         Ok(n) => (n.cfg.clone(), n.uuid.clone(), encode_state(&n)),
         Err(_) => return,
     };
     let mut found = Vec::new();
-    for addr in seed_addresses(&cfg) {
-        if let Some(peer) = exchange(addr, &mine).as_deref().and_then(decode_state) {
-            if peer.uuid != my_uuid {
-                found.push(peer);
+    let mut refused = Vec::new();
+    for (addr, host) in seed_addresses(&cfg) {
+        match exchange(addr, &host, &mine, tls) {
+            Ok(text) => {
+                if let Some(peer) = decode_state(&text) {
+                    if peer.uuid != my_uuid {
+                        found.push(peer);
+                    }
+                }
             }
+            Err(ExchangeError::Tls(e)) => refused.push((format!("{host} ({addr})"), e)),
+            Err(ExchangeError::Unreachable) => {}
         }
     }
     if let Ok(mut n) = node.lock() {
+        for (address, e) in refused {
+            n.note_refused("outbound", address, &e);
+        }
         for p in found {
             n.peers.insert(p.name.clone(), p);
         }
@@ -1349,8 +1594,8 @@ struct Request {
     authorization: Option<String>,
 }
 
-fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+/// Reads one request (the stream's read timeout set by the caller).
+fn read_request(stream: &mut impl Read) -> Option<Request> {
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     let head_end = loop {
@@ -1409,12 +1654,12 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
     })
 }
 
-fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) {
+fn respond(stream: &mut impl Write, status: u16, content_type: &str, body: &str) {
     respond_with(stream, status, content_type, "", body)
 }
 
 /// An answer with extra header lines (`extra` ends each with `\r\n`).
-fn respond_with(stream: &mut TcpStream, status: u16, content_type: &str, extra: &str, body: &str) {
+fn respond_with(stream: &mut impl Write, status: u16, content_type: &str, extra: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -1551,7 +1796,7 @@ fn flatten(prefix: &str, v: &Json, out: &mut Vec<(String, Option<String>)>) {
     }
 }
 
-fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
+fn handle(node: &Arc<Mutex<Node>>, mut stream: Conn) {
     let Some(req) = read_request(&mut stream) else {
         return;
     };
@@ -1858,6 +2103,12 @@ fn handle(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
             n.settings = changed;
             (200, "application/json", String::new())
         }
+        ("GET", "/_ssl/certificates") => (
+            200,
+            "application/json",
+            es_tls::certificates_json(&n.ssl_certificates),
+        ),
+        ("GET", "/_standin/transport_peers") => (200, "application/json", n.transport_peers_json()),
         ("GET", "/_standin/requests") => (200, "text/plain", n.requests.iter().cloned().collect::<Vec<_>>().join("\n")),
         ("GET", "/_standin/problem") => (200, "text/plain", n.problem.clone().unwrap_or_default()),
         ("PUT", "/_standin/disk") => match json::parse(&req.body).ok().and_then(|d| match d.get("percent") {
@@ -1912,13 +2163,21 @@ fn wait_published(node: &Arc<Mutex<Node>>, settings_version: u64, metadata_versi
     }
 }
 
-fn handle_transport(node: &Arc<Mutex<Node>>, mut stream: TcpStream) {
+/// A peer's `POST /_standin/state` on the transport port; `peer_cert` is
+/// the certificate it authenticated with (transport TLS).
+fn handle_transport(node: &Arc<Mutex<Node>>, mut stream: Conn, address: String) {
+    let peer_cert = stream
+        .peer_certificate()
+        .map(|c| x509::summary(c).map_err(|e| format!("unreadable client certificate: {e}")));
     let Some(req) = read_request(&mut stream) else {
         return;
     };
     let body = match (req.method.as_str(), req.path.as_str(), node.lock()) {
         ("POST", "/_standin/state", Ok(mut n)) => {
             if let Some(peer) = decode_state(&req.body).filter(|p| p.uuid != n.uuid) {
+                if let Some(cert) = peer_cert {
+                    n.note_inbound(&peer.name, address, cert);
+                }
                 n.peers.insert(peer.name.clone(), peer);
             }
             encode_state(&n)
@@ -1957,47 +2216,120 @@ fn listen(port: u16, what: &str) -> Option<TcpListener> {
     }
 }
 
-/// Runs the simulator; returns the ports it listens on (it serves in threads).
-pub fn start() -> Vec<u16> {
+/// Serves the HTTP port: plain, or HTTPS with `tls`.
+fn serve_http(node: Arc<Mutex<Node>>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
+    for tcp in listener.incoming().flatten() {
+        let node = node.clone();
+        let tls = tls.clone();
+        thread::spawn(move || {
+            if tcp.set_read_timeout(Some(Duration::from_secs(5))).is_err() {
+                return;
+            }
+            let name = || node.lock().map(|n| n.cfg.node_name.clone()).unwrap_or_default();
+            let address = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let conn = match &tls {
+                None => Conn::Plain(tcp),
+                Some(config) => {
+                    match tls::starts_with_handshake(&tcp) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Elasticsearch's words; it closes the connection.
+                            eprintln!(
+                                "standin-es: {}: received plaintext http traffic on an https channel, closing connection from {address}",
+                                name()
+                            );
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                    match tls::accept(tcp, config) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            eprintln!(
+                                "standin-es: {}: http client {address}: TLS handshake failed: {e}",
+                                name()
+                            );
+                            return;
+                        }
+                    }
+                }
+            };
+            handle(&node, conn);
+        });
+    }
+}
+
+/// Serves the transport port: plain, or mutual TLS with `tls`.
+fn serve_transport(node: Arc<Mutex<Node>>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
+    for tcp in listener.incoming().flatten() {
+        let node = node.clone();
+        let tls = tls.clone();
+        thread::spawn(move || {
+            if tcp.set_read_timeout(Some(Duration::from_secs(5))).is_err() {
+                return;
+            }
+            let address = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let conn = match &tls {
+                None => Conn::Plain(tcp),
+                Some(config) => match tls::accept(tcp, config) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if let Ok(mut n) = node.lock() {
+                            n.note_refused("inbound", address, &e);
+                        }
+                        return;
+                    }
+                },
+            };
+            handle_transport(&node, conn, address);
+        });
+    }
+}
+
+/// Runs the simulator; returns the ports it listens on (it serves in
+/// threads), or why the node cannot start (a TLS setting).
+pub fn start() -> Result<Vec<u16>, String> {
     let cfg = Config::from_env();
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let tls = es_tls::EsTls::load(&get)?;
     eprintln!(
-        "standin-es: node {} of cluster {} (http {}, transport {}, data {}, seed hosts {:?}, initial masters {:?})",
+        "standin-es: node {} of cluster {} (http {}{}, transport {}{}, data {}, seed hosts {:?}, initial masters {:?})",
         cfg.node_name,
         cfg.cluster_name,
         cfg.http_port,
+        if tls.http.is_some() { " over TLS" } else { "" },
         cfg.transport_port,
+        match &tls.transport {
+            Some(t) => format!(" over mutual TLS, verification {}", t.verify.as_str()),
+            None => String::new(),
+        },
         cfg.data_path.display(),
         cfg.seed_hosts,
         cfg.initial_masters
     );
     let (http_port, transport_port) = (cfg.http_port, cfg.transport_port);
-    let node = Arc::new(Mutex::new(Node::load(cfg, own_ip())));
+    let mut node = Node::load(cfg, own_ip());
+    node.ssl_certificates = tls.certificates.clone();
+    node.transport_tls = tls.transport.as_ref().map(|t| t.verify);
+    let node = Arc::new(Mutex::new(node));
     let mut ports = Vec::new();
     if let Some(l) = listen(transport_port, "transport") {
         ports.push(transport_port);
         let node = node.clone();
-        thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let node = node.clone();
-                thread::spawn(move || handle_transport(&node, conn));
-            }
-        });
+        let server = tls.transport.as_ref().map(|t| t.server.clone());
+        thread::spawn(move || serve_transport(node, l, server));
     }
     if let Some(l) = listen(http_port, "http") {
         ports.push(http_port);
         let node = node.clone();
-        thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let node = node.clone();
-                thread::spawn(move || handle(&node, conn));
-            }
-        });
+        let server = tls.http.clone();
+        thread::spawn(move || serve_http(node, l, server));
     }
     thread::spawn(move || {
         let mut last_problem = None;
         loop {
             let started = Instant::now();
-            poll_peers(&node);
+            poll_peers(&node, tls.transport.as_ref());
             if let Ok(n) = node.lock() {
                 if n.problem != last_problem {
                     if let Some(p) = &n.problem {
@@ -2009,7 +2341,7 @@ pub fn start() -> Vec<u16> {
             thread::sleep(TICK.saturating_sub(started.elapsed()));
         }
     });
-    ports
+    Ok(ports)
 }
 
 // ----- The metadata APIs (ILM policies, index templates, data streams) -----

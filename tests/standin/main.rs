@@ -2,13 +2,16 @@
 //! Kibana, the letsencrypt companion, ...) in the local swarm sandbox
 //! (`scripts/sandbox`), where no image can be pulled from a registry.
 //!
-//! It is built as one static binary, std only, with
+//! It is its own cargo package (tests/standin/Cargo.toml, not a member of
+//! the root package; std and rustls only), built as one static binary with
 //!
 //! ```text
-//! rustc -O -C target-feature=+crt-static --target x86_64-unknown-linux-gnu \
-//!     -o standin tests/standin/main.rs
+//! RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+//!     --manifest-path tests/standin/Cargo.toml \
+//!     --target x86_64-unknown-linux-gnu --target-dir target/standin
 //! ```
 //!
+//! (the binary: target/standin/x86_64-unknown-linux-gnu/release/standin)
 //! and put into a `FROM scratch` image that is tagged with every name in
 //! `tests/standin/images.txt`.
 //!
@@ -24,11 +27,14 @@
 //!   grace period (10 s) and then SIGKILL;
 //! - accepts and ignores every command-line argument (services may pass
 //!   some, e.g. `elasticsearch -E ...`), except as a client:
-//!   `standin http METHOD URL [BODY]` sends one request (plain HTTP, JSON
-//!   body), prints the status line and the answer, and exits 0 on a 2xx
-//!   answer, else 1. Tests run it with `docker run --network <overlay>` to
-//!   reach services by name where only the overlay routes (there is no
-//!   curl in a FROM-scratch image);
+//!   `standin http [--cacert CA.pem | -k] METHOD URL [BODY]` sends one
+//!   request (JSON body; `user:password@` in the URL is sent as Basic
+//!   auth), prints the status line and the answer, and exits 0 on a 2xx
+//!   answer, 1 on another answer or none, 2 on bad usage. An `https://` URL
+//!   needs `--cacert` (trust that PEM bundle; the certificate and the host
+//!   name are verified) or `-k` (nothing verified). Tests run it with
+//!   `docker run --network <overlay>` to reach services by name where only
+//!   the overlay routes (there is no curl in a FROM-scratch image);
 //! - as Kibana (port 5601) and Logstash (port 9600), when their images'
 //!   files are there (kibana.yml, the pipeline), it asks Elasticsearch who
 //!   it is with the credentials they hold and says so (see `clients.rs`);
@@ -39,13 +45,18 @@
 
 mod clients;
 mod es;
+mod es_tls;
+mod http_client;
 mod json;
 mod security;
+mod tls;
+mod x509;
 
 use std::env;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::raw::c_int;
+use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
@@ -58,7 +69,7 @@ const SIGINT: c_int = 2;
 const SIGTERM: c_int = 15;
 
 // The two libc functions needed for signal handling, declared by hand to keep
-// this program std only (no `libc` crate). The handler is passed as a
+// this program free of the `libc` crate. The handler is passed as a
 // function pointer, which has the same ABI as C's `sighandler_t`; the
 // previous handler that `signal` returns is not used, so it is declared as a
 // plain pointer-sized integer.
@@ -161,58 +172,81 @@ fn serve(listener: TcpListener, port: u16) {
     }
 }
 
-/// `standin http METHOD URL [BODY]`: one request, the answer on stdout.
+const CLIENT_USAGE: &str =
+    "usage: standin http [--cacert CA.pem | -k] METHOD http[s]://[USER:PASSWORD@]HOST[:PORT]/PATH [BODY]";
+
+/// `standin http [--cacert PATH | -k] METHOD URL [BODY]`: one request, the
+/// answer on stdout (the status line, then the body).
 fn client(args: &[String]) -> i32 {
+    let mut args = args;
+    let mut cacert = None;
+    let mut insecure = false;
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--cacert") => {
+                let Some(path) = args.get(1) else {
+                    eprintln!("standin: --cacert needs a file\n{CLIENT_USAGE}");
+                    return 2;
+                };
+                cacert = Some(path.clone());
+                args = &args[2..];
+            }
+            Some("-k" | "--insecure") => {
+                insecure = true;
+                args = &args[1..];
+            }
+            _ => break,
+        }
+    }
     let (Some(method), Some(url)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: standin http METHOD http://HOST:PORT/PATH [BODY]");
+        eprintln!("{CLIENT_USAGE}");
         return 2;
     };
     let body = args.get(2).cloned().unwrap_or_default();
-    let Some(rest) = url.strip_prefix("http://") else {
-        eprintln!("standin: only http:// URLs: {url}");
-        return 2;
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = match TcpStream::connect(&addr) {
-        Ok(s) => s,
+    let url = match http_client::parse(url) {
+        Ok(u) => u,
         Err(e) => {
-            eprintln!("standin: connect {addr}: {e}");
-            return 1;
+            eprintln!("standin: {e}\n{CLIENT_USAGE}");
+            return 2;
         }
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if let Err(e) = stream.write_all(request.as_bytes()) {
-        eprintln!("standin: send to {addr}: {e}");
-        return 1;
+    let tls = match (url.https, cacert, insecure) {
+        (false, _, _) => None,
+        (true, Some(path), _) => {
+            match tls::read_certs(Path::new(&path)).and_then(|cas| tls::client_config(&cas, tls::Verify::Full, None)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("standin: --cacert: {e}");
+                    return 2;
+                }
+            }
+        }
+        (true, None, true) => match tls::client_config(&[], tls::Verify::None, None) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("standin: {e}");
+                return 2;
+            }
+        },
+        (true, None, false) => {
+            eprintln!(
+                "standin: {} is https: say what to trust with --cacert CA.pem (its certificate is verified, with the host name), or -k to verify nothing\n{CLIENT_USAGE}",
+                url.authority()
+            );
+            return 2;
+        }
+    };
+    match http_client::request(&url, method, &body, None, tls.as_ref(), Duration::from_secs(10)) {
+        Ok(answer) => {
+            println!("{}", answer.status_line);
+            println!("{}", answer.body);
+            i32::from(!(200..300).contains(&answer.status))
+        }
+        Err(e) => {
+            eprintln!("standin: {e}");
+            1
+        }
     }
-    let mut answer = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut answer) {
-        eprintln!("standin: read from {addr}: {e}");
-        return 1;
-    }
-    let text = String::from_utf8_lossy(&answer);
-    let status_line = text.lines().next().unwrap_or_default().to_string();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    println!("{status_line}");
-    println!("{body}");
-    let code: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    i32::from(!(200..300).contains(&code))
 }
 
 fn main() {
@@ -228,7 +262,18 @@ fn main() {
         eprintln!("standin: ignoring arguments {args:?}");
     }
 
-    let simulated = if es::wanted() { es::start() } else { Vec::new() };
+    let simulated = if es::wanted() {
+        match es::start() {
+            Ok(ports) => ports,
+            Err(e) => {
+                // As Elasticsearch refuses to start on a bad setting.
+                eprintln!("standin-es: cannot start: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let spec = env::var("STANDIN_PORTS").unwrap_or_else(|_| DEFAULT_PORTS.to_string());
     let mut listening = simulated.clone();
     for port in parse_ports(&spec).into_iter().filter(|p| !simulated.contains(p)) {

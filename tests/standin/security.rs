@@ -24,7 +24,7 @@
 //!   `manage` (writes), ILM `manage_ilm`, templates
 //!   `manage_index_templates`; 403 `security_exception` otherwise.
 //!
-//! Not simulated: TLS, API keys, tokens, realms other than the native one,
+//! Not simulated here: TLS (tests/standin/es_tls.rs), API keys, tokens, realms other than the native one,
 //! index privileges on documents (there are none), password hashing (the
 //! simulator keeps passwords as given, in its data path: a test double).
 
