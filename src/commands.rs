@@ -226,7 +226,7 @@ async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(R
     let mut inputs = chart.keyed_inputs().map_err(|p| report(&p))?;
     inputs.generations = swarmlog::security::generations_by_stack(&secrets);
     // The certificates issued earlier, reused as the operator does.
-    let configs = engine.list_configs().await.map_err(|e| {
+    let configs = engine.list_certificates().await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(e.exit_code())
     })?;

@@ -162,6 +162,7 @@ fn render(values: &str) -> swarmlog::render::chart::Rendered {
             env: &|_| None,
             credential: &|_, _| Ok(b"test-password".to_vec()),
             generations: &|_| Default::default(),
+            tls: &|_, _, _| Ok(None),
         })
         .expect("renders")
 }

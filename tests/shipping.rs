@@ -23,9 +23,17 @@
 //!   pipeline, filled in by the engine from the secrets) authenticate;
 //!   Kibana's pages redirect to its login; an operator restart makes no
 //!   secret and writes nothing to Elasticsearch.
+//!   Elasticsearch serves HTTPS only, with the certificate swarmlog issued:
+//!   a client that trusts swarmlog's CA (the config's data) and checks the
+//!   name gets answers, plain HTTP none; `_ssl/certificates` says the same
+//!   end of validity as `/status`; a restart makes no config either.
 //! - Switching security on for a running single node (the values' one
 //!   explicit step): Elasticsearch restarts once and keeps its data (the
 //!   same cluster UUID), Kibana and Logstash are updated and log in.
+//! - A certificate renewal (values with a short validity): the HTTP
+//!   certificate is issued again when due, Elasticsearch restarts onto it,
+//!   Kibana and Logstash (the CA unchanged) run on and log in; back at the
+//!   default policy it is renewed once more and then stays.
 //!
 //! Real Filebeat and Logstash cannot run here (no registry serves their
 //! images): tests/shipper_config.rs checks their configuration against
@@ -60,6 +68,10 @@ fn main() {
         (
             "security_switched_on_for_a_running_single_node_restarts_it_once_and_keeps_its_data",
             security_migration,
+        ),
+        (
+            "a_due_certificate_is_issued_again_and_elasticsearch_restarts_onto_it",
+            certificate_renewal,
         ),
     ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
@@ -614,6 +626,128 @@ fn call_on_host(host: &str, network: &str, method: &str, url: &str) -> String {
     }
 }
 
+/// The CA certificate of `stack` (its config's data, which is public), in a
+/// file for the test's clients: what Kibana and Logstash trust.
+fn ca_file(sb: &Sandbox, stack: &str) -> Result<std::path::PathBuf, String> {
+    use base64::Engine as _;
+    let names = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
+    let prefix = format!("{stack}_es_ca_");
+    let found: Vec<&str> = names.lines().filter(|n| n.starts_with(&prefix)).collect();
+    let [name] = found[..] else {
+        return Err(format!("expected one config {prefix}<hash>: {names}"));
+    };
+    let data = sb.docker(&["config", "inspect", "--format", "{{json .Spec.Data}}", name])?;
+    let b64: String = serde_json::from_str(data.trim()).map_err(|e| format!("{name}'s data {data:?}: {e}"))?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("{name}'s data: {e}"))?;
+    let file = common::temp_dir("ca").join(format!("{stack}-ca.crt"));
+    std::fs::write(&file, pem).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    Ok(file)
+}
+
+/// [`call_on`] over HTTPS, trusting only the CA in `ca` and checking the
+/// URL's host name against the certificate (as Kibana and Logstash do).
+fn call_tls(sb: &Sandbox, network: &str, method: &str, url: &str, ca: &std::path::Path) -> String {
+    let mount = format!("{}:/ca.crt:ro", ca.display());
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "-v",
+        &mount,
+        "swarmlog/standin:latest",
+        "http",
+        "--cacert",
+        "/ca.crt",
+        method,
+        url,
+    ];
+    match common::run_docker(&sb.host, &args) {
+        Ok(out) | Err(out) => out,
+    }
+}
+
+/// The names of the configs of `stack`, sorted.
+fn stack_configs(sb: &Sandbox, stack: &str) -> Result<Vec<String>, String> {
+    let out = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
+    let mut l: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with(&format!("{stack}_")))
+        .map(str::to_string)
+        .collect();
+    l.sort();
+    Ok(l)
+}
+
+/// `/status`'s certificate rows as (role, state, not_after).
+fn certificate_rows(st: &Value) -> Vec<(String, String, String)> {
+    st["elasticsearch"]["security"]["certificates"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                    (f("role"), f("state"), f("not_after"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Elasticsearch over HTTPS: plain HTTP gets no answer, a request without
+/// credentials 401, and `_ssl/certificates` (as elastic) names the HTTP
+/// certificate with the end of validity `/status` shows.
+fn https_only(sb: &Sandbox, stack: &str, elastic: &str, st: &Value) -> Result<(), String> {
+    let ca = ca_file(sb, stack)?;
+    let host = format!("{stack}_elasticsearch:9200");
+    let plain = call_on(sb, "swarmlog_es", "GET", &format!("http://{host}/_cluster/health"));
+    if plain.contains("HTTP/1.1") {
+        return Err(format!("Elasticsearch answered plain HTTP: {plain}"));
+    }
+    let anon = call_tls(
+        sb,
+        "swarmlog_es",
+        "GET",
+        &format!("https://{host}/_cluster/health"),
+        &ca,
+    );
+    if !anon.contains("401") || !anon.contains("security_exception") {
+        return Err(format!("an unauthenticated request over HTTPS was not refused: {anon}"));
+    }
+    let certs = call_tls(
+        sb,
+        "swarmlog_es",
+        "GET",
+        &format!("https://elastic:{elastic}@{host}/_ssl/certificates"),
+        &ca,
+    );
+    let body = certs.lines().skip(1).collect::<Vec<_>>().join("\n");
+    let listed: Value = serde_json::from_str(&body).map_err(|e| format!("_ssl/certificates: {e}: {certs}"))?;
+    let http = listed
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|c| c["path"].as_str().is_some_and(|p| p.ends_with("http.crt")))
+        })
+        .ok_or_else(|| format!("_ssl/certificates lists no http.crt: {certs}"))?;
+    let rows = certificate_rows(st);
+    let status_end = rows
+        .iter()
+        .find(|r| r.0 == "http")
+        .map(|r| r.2.clone())
+        .ok_or_else(|| format!("/status has no http certificate: {rows:?}"))?;
+    let es_end = http["expiry"].as_str().unwrap_or_default();
+    // Elasticsearch says 2027-12-07T07:42:09.000Z; the status 2027-12-07T07:42:09Z.
+    if es_end.get(..19) != status_end.get(..19) {
+        return Err(format!(
+            "Elasticsearch's certificate ends {es_end}, /status says {status_end}"
+        ));
+    }
+    Ok(())
+}
+
 fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     sb.docker(&["node", "update", "--label-add", "sec=true", "logger-1"])?;
     let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_sec1", &secure_values("sec", true))?;
@@ -714,16 +848,18 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
             }
         }
 
-        // Elasticsearch refuses a request without credentials.
-        let anon = call_on(
-            sb,
-            "swarmlog_es",
-            "GET",
-            "http://sec_elasticsearch:9200/_cluster/health",
-        );
-        if !anon.contains("401") || !anon.contains("security_exception") {
-            return Err(format!("an unauthenticated request was not refused: {anon}"));
+        // HTTPS only, with swarmlog's certificate; nothing without credentials.
+        let rows: Vec<(String, String)> = certificate_rows(&st).into_iter().map(|r| (r.0, r.1)).collect();
+        if rows
+            != [
+                ("ca".to_string(), "ok".to_string()),
+                ("http".to_string(), "ok".to_string()),
+            ]
+        {
+            return Err(format!("/status's certificates: {rows:?}"));
         }
+        let elastic = &passwords[0].1;
+        https_only(sb, "sec", elastic, &st)?;
         // Kibana and Logstash log in with what the engine filled in.
         answers(
             sb,
@@ -750,8 +886,9 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         )
         .await?;
 
-        // An operator restart: no secret made, nothing written.
+        // An operator restart: no secret or config made, nothing written.
         let before = secrets()?;
+        let configs_before = stack_configs(sb, "sec")?;
         let first_start = st["started_at"].clone();
         sb.docker(&["service", "update", "--detach", "--force", "swarmlog_operator"])?;
         wait_for(
@@ -774,6 +911,12 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         let after = secrets()?;
         if after != before {
             return Err(format!("the restart changed the secrets: {before:?} -> {after:?}"));
+        }
+        let configs_after = stack_configs(sb, "sec")?;
+        if configs_after != configs_before {
+            return Err(format!(
+                "the restart changed the configs (a certificate issued again?): {configs_before:?} -> {configs_after:?}"
+            ));
         }
         if security_writes() != (1, 1, 1) {
             return Err(format!("the restart wrote to Elasticsearch: {:?}", security_writes()));
@@ -904,16 +1047,200 @@ fn security_migration(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
             &["\"green\"", "\"swarmlog_logstash_1\""],
         )
         .await?;
-        let anon = call_on(
+        let ca = ca_file(sb, "mig")?;
+        let anon = call_tls(
             sb,
             "swarmlog_es",
             "GET",
-            "http://mig_elasticsearch:9200/_cluster/health",
+            "https://mig_elasticsearch:9200/_cluster/health",
+            &ca,
         );
         if !anon.contains("401") {
             return Err(format!("an unauthenticated request was not refused: {anon}"));
         }
         Ok(())
+    });
+    result.map_err(|e| explain(e, &op))
+}
+
+/// The HTTP certificate config of `stack` (one expected).
+fn http_cert(sb: &Sandbox, stack: &str) -> Result<String, String> {
+    let all = stack_configs(sb, stack)?;
+    let found: Vec<&String> = all
+        .iter()
+        .filter(|n| n.starts_with(&format!("{stack}_es_http_crt_")))
+        .collect();
+    match found[..] {
+        [one] => Ok(one.clone()),
+        _ => Err(format!("expected one HTTP certificate config: {all:?}")),
+    }
+}
+
+fn certificate_renewal(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    sb.docker(&["node", "update", "--label-add", "ren=true", "logger-1"])?;
+    // Valid for 4 minutes, renewed 3 minutes before: due a minute after it
+    // is issued.
+    let short = format!(
+        "{}  tls:\n    certValidity: 4m\n    certRotateBefore: 3m\n",
+        secure_values("ren", true)
+    );
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_ren1", &short)?;
+    // A resync every 10 s: the renewal is not left to the 5-minute default.
+    sb.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "SWARMLOG_RESYNC=10s",
+        "swarmlog_operator",
+    ])?;
+    let result = rt.block_on(async {
+        wait_for(
+            "the first certificate in use, Converged",
+            Duration::from_secs(240),
+            || async {
+                let st = op.status()?;
+                let sec = &st["elasticsearch"]["security"];
+                let rows = certificate_rows(&st);
+                let ok = all_in_force(sec)
+                    && st["phase"] == "Converged"
+                    && st["elasticsearch"]["state"] == "ok"
+                    && rows.len() == 2
+                    && rows.iter().all(|r| r.1 == "ok");
+                if ok {
+                    Ok(Some(()))
+                } else {
+                    Err(format!(
+                        "phase {}, certificates {rows:?}, users {}",
+                        st["phase"], sec["users"]
+                    ))
+                }
+            },
+        )
+        .await?;
+        let first = http_cert(sb, "ren")?;
+        let es_before = task_states(sb, "ren_elasticsearch")?;
+        let kibana_before = task_states(sb, "ren_kibana")?;
+        let logstash_before = task_states(sb, "ren_logstash")?;
+        // Due a minute after its issue: a resync then issues the next one,
+        // and swarm updates Elasticsearch onto it.
+        let t0 = Instant::now();
+        let second = wait_for("the next HTTP certificate", Duration::from_secs(420), || async {
+            let now = http_cert(sb, "ren");
+            match now {
+                Ok(n) if n != first => Ok(Some(n)),
+                Ok(n) => Err(format!("still {n}")),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        eprintln!(
+            "BENCH tls: the HTTP certificate renewed {:.1} s after the test saw it in use (due 60 s after its issue)",
+            t0.elapsed().as_secs_f64()
+        );
+        // Back to the default policy: the short-lived certificate is due
+        // under it, so it is renewed once more, for a year, and stays.
+        swap_values(
+            sb,
+            "swarmlog_values_ren1",
+            "swarmlog_values_ren2",
+            &secure_values("ren", true),
+            &[],
+        )?;
+        let st = wait_for("a certificate for a year", Duration::from_secs(300), || async {
+            let st = op.status()?;
+            let rows = certificate_rows(&st);
+            let http = rows.iter().find(|r| r.0 == "http").cloned().unwrap_or_default();
+            let year = humantime::parse_rfc3339(&http.2)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                .is_some_and(|left| left > Duration::from_secs(300 * 24 * 3600));
+            let done = year
+                && http.1 == "ok"
+                && st["phase"] == "Converged"
+                && st["elasticsearch"]["state"] == "ok"
+                && all_in_force(&st["elasticsearch"]["security"]);
+            if done {
+                Ok(Some(st))
+            } else {
+                Err(format!("phase {}, certificates {rows:?}", st["phase"]))
+            }
+        })
+        .await?;
+        let last = http_cert(sb, "ren")?;
+        // Every renewal restarted Elasticsearch (stop-first, one task at a
+        // time); Kibana and Logstash trust the same CA and ran on.
+        let es_after = task_states(sb, "ren_elasticsearch")?;
+        if es_after.len() <= es_before.len() || es_after.iter().filter(|s| *s == "Running").count() != 1 {
+            return Err(format!("Elasticsearch's tasks {es_before:?} -> {es_after:?}"));
+        }
+        for (svc, before) in [("ren_kibana", &kibana_before), ("ren_logstash", &logstash_before)] {
+            let after = task_states(sb, svc)?;
+            if &after != before {
+                return Err(format!(
+                    "{svc} restarted for a certificate renewal: {before:?} -> {after:?}"
+                ));
+            }
+        }
+        for (what, url, user) in [
+            ("Kibana", "http://tasks.kibana:5601/api/status", "swarmlog_kibana_1"),
+            ("Logstash", "http://tasks.logstash:9600/", "swarmlog_logstash_1"),
+        ] {
+            answers(
+                sb,
+                "ren_log_net",
+                &format!("{what} logged in over TLS"),
+                url,
+                &[&format!("\"{user}\"")],
+            )
+            .await?;
+        }
+        // The older certificates' configs are gone; it stays after ten resyncs.
+        let configs = stack_configs(sb, "ren")?;
+        for old in [&first, &second].into_iter().filter(|o| **o != last) {
+            if configs.contains(old) {
+                return Err(format!("the earlier certificate {old} is left: {configs:?}"));
+            }
+        }
+        let count = st["reconcile"]["count"].as_u64().unwrap_or(0);
+        sb.docker(&[
+            "service",
+            "update",
+            "--detach",
+            "--env-add",
+            "SWARMLOG_RESYNC=1s",
+            "swarmlog_operator",
+        ])?;
+        wait_for(
+            "ten reconciles of the restarted operator",
+            Duration::from_secs(120),
+            || async {
+                let st = op.status()?;
+                let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+                if n >= 10 && st["phase"] == "Converged" {
+                    Ok(Some(()))
+                } else {
+                    Err(format!(
+                        "reconciles {n} (before the restart {count}), phase {}",
+                        st["phase"]
+                    ))
+                }
+            },
+        )
+        .await?;
+        let still = http_cert(sb, "ren")?;
+        if still != last {
+            return Err(format!("the certificate changed again: {last} -> {still}"));
+        }
+        let elastic = sb.docker(&[
+            "exec",
+            &operator_container(sb)?,
+            "/swarmlog",
+            "credentials",
+            "show",
+            "elastic",
+        ])?;
+        https_only(sb, "ren", elastic.trim(), &op.status()?)
     });
     result.map_err(|e| explain(e, &op))
 }

@@ -17,6 +17,7 @@ fn render() -> swarmlog::render::chart::Rendered {
             env: &no_env,
             credential: &|_, _| Ok(b"test-password".to_vec()),
             generations: &|_| Default::default(),
+            tls: &|_, _, _| Ok(None),
         })
         .expect("the embedded chart renders")
 }
@@ -54,6 +55,7 @@ fn hashes_are_stable_across_runs_and_key_orders() {
                 env: &no_env,
                 credential: &|_, _| Ok(b"test-password".to_vec()),
                 generations: &|_| Default::default(),
+                tls: &|_, _, _| Ok(None),
             })
             .expect("renders")
     };

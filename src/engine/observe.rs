@@ -550,9 +550,11 @@ impl Engine {
         self.scoped_secrets(None).await
     }
 
-    /// Every config of the swarm (with its data: certificates are reused).
-    pub async fn list_configs(&self) -> Result<Vec<Config>, EngineError> {
-        self.scoped_configs(None).await
+    /// The certificates swarmlog issued (configs with its TLS label, data
+    /// included: they are reused), of every stack.
+    pub async fn list_certificates(&self) -> Result<Vec<Config>, EngineError> {
+        self.scoped_configs(Some(vec![vec![("label", vec![crate::tls::LABEL_TLS.to_string()])]]))
+            .await
     }
 
     /// Labels a secret (only a secret's labels may change; `version` as read).

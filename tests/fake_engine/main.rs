@@ -408,9 +408,11 @@ mod selftest {
             ("GET /nodes", 1),
             ("GET /services", 1),
             ("GET /networks", 1),
-            ("GET /configs", 2),
-            // One more: the credentials' generations, read before the
-            // render (security is on by default; the labels are the record).
+            // One more each, read before the render (security is on by
+            // default): the credentials' generations (the secrets' labels
+            // are the record), and the certificates issued earlier (configs
+            // with swarmlog's TLS label), to be reused.
+            ("GET /configs", 3),
             ("GET /secrets", 3),
             ("GET /tasks", 1),
         ] {
