@@ -47,6 +47,11 @@ pub struct NodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabel {
+    pub certificate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
     pub commit: String,
@@ -102,6 +107,10 @@ pub struct Metrics {
     pub es_retention_in_force: Gauge,
     pub shipper_nodes: Gauge,
     pub shipper_running: Gauge,
+    /// Each certificate Elasticsearch mounts: the end of its validity, and
+    /// when swarmlog renews it (Unix seconds).
+    pub cert_not_after: Family<CertificateLabel, Gauge>,
+    pub cert_renew_at: Family<CertificateLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -140,6 +149,8 @@ impl Metrics {
             es_rolling: Gauge::default(),
             es_disk_level: Family::default(),
             es_read_only: Gauge::default(),
+            cert_not_after: Family::default(),
+            cert_renew_at: Family::default(),
             es_retention_in_force: Gauge::default(),
             shipper_nodes: Gauge::default(),
             shipper_running: Gauge::default(),
@@ -260,6 +271,16 @@ impl Metrics {
             m.es_retention_in_force.clone(),
         );
         registry.register(
+            "elasticsearch_certificate_not_after_seconds",
+            "The end of the validity of each certificate swarmlog issued that Elasticsearch mounts (Unix seconds; label certificate: ca or http)",
+            m.cert_not_after.clone(),
+        );
+        registry.register(
+            "elasticsearch_certificate_renew_at_seconds",
+            "When swarmlog issues the next one (Unix seconds): not_after minus the values' rotateBefore",
+            m.cert_renew_at.clone(),
+        );
+        registry.register(
             "shipper_nodes",
             "Nodes of the swarm where the shipper should run (ready and active; 0 with the shipper off)",
             m.shipper_nodes.clone(),
@@ -360,6 +381,23 @@ impl Metrics {
                 self.es_disk_level
                     .get_or_create(&NodeLabel { node: n.name.clone() })
                     .set(i64::from(l.number()));
+            }
+        }
+        self.cert_not_after.clear();
+        self.cert_renew_at.clear();
+        for c in &es.security.certificates {
+            let label = CertificateLabel {
+                certificate: c.role.clone(),
+            };
+            let unix = |t: &str| {
+                humantime::parse_rfc3339(t)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+            };
+            if let (Some(end), Some(renew)) = (unix(&c.not_after), unix(&c.renew_at)) {
+                self.cert_not_after.get_or_create(&label).set(end);
+                self.cert_renew_at.get_or_create(&label).set(renew);
             }
         }
         self.es_disk_used.clear();
@@ -485,7 +523,8 @@ mod tests {
         // Label families of counters appear with their first sample (the
         // first reconcile, write, trigger, error), and so does the disk use
         // and the watermark level per Elasticsearch node (with its first
-        // read); everything else is
+        // read), and the certificates' dates (with security on); everything
+        // else is
         // there from the start.
         assert_eq!(fams.len(), 22, "{fams:?}");
         for (name, help) in &fams {
@@ -563,6 +602,28 @@ mod tests {
         ] {
             assert!(text.contains(line), "no `{line}` in:\n{text}");
         }
+        // The certificates' dates, as Unix seconds; a row gone, its series too.
+        st.elasticsearch.security.certificates = vec![crate::status::CertificateStatus {
+            role: "http".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            renew_at: "2026-12-02T00:00:00Z".into(),
+            state: "ok".into(),
+            detail: None,
+        }];
+        m.observe_status(&st);
+        let text = m.encode();
+        assert!(
+            text.contains("swarmlog_elasticsearch_certificate_not_after_seconds{certificate=\"http\"} 1798761600"),
+            "{text}"
+        );
+        assert!(
+            text.contains("swarmlog_elasticsearch_certificate_renew_at_seconds{certificate=\"http\"} 1796169600"),
+            "{text}"
+        );
+        st.elasticsearch.security.certificates.clear();
+        m.observe_status(&st);
+        assert!(!m.encode().contains("certificate=\"http\""));
+        let text = m.encode();
         // Label values stay within their fixed set: one series per state.
         assert_eq!(
             text.matches("swarmlog_preflight_nodes{").count(),

@@ -171,6 +171,12 @@ fn exported() -> BTreeSet<String> {
             node: "logging_es_logger-1".into(),
         })
         .set(1);
+    // Per certificate, once security is on.
+    let cert = swarmlog::metrics::CertificateLabel {
+        certificate: "http".into(),
+    };
+    m.cert_not_after.get_or_create(&cert).set(1);
+    m.cert_renew_at.get_or_create(&cert).set(1);
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
