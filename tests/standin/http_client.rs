@@ -129,12 +129,23 @@ pub fn request(
     timeout: Duration,
 ) -> Result<Answer, String> {
     let authority = url.authority();
-    let addr = authority
+    // Every address the name resolves to, in turn (as TcpStream::connect).
+    let addrs: Vec<_> = authority
         .to_socket_addrs()
         .map_err(|e| format!("resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("resolve {authority}: no address"))?;
-    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {authority}: {e}"))?;
+        .collect();
+    let mut last = format!("resolve {authority}: no address");
+    let mut connected = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(tcp) => {
+                connected = Some(tcp);
+                break;
+            }
+            Err(e) => last = format!("connect {authority} ({addr}): {e}"),
+        }
+    }
+    let tcp = connected.ok_or(last)?;
     tcp.set_read_timeout(Some(timeout))
         .and_then(|_| tcp.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("connect {authority}: {e}"))?;
