@@ -194,6 +194,17 @@ mod tests {
     }
 
     #[test]
+    fn the_update_state_reaches_the_model() {
+        // What the engine says of a start-first update stopped on a failed
+        // task: the status reads it to tell the spec in force does not run.
+        let body = br#"[{"ID":"k","Spec":{"Name":"kibana"},"UpdateStatus":{"State":"paused",
+            "StartedAt":"2026-12-07T08:00:00Z","Message":"update paused due to failure or early termination of task x"}}]"#;
+        let services = services_from_json(body, &|_| true).unwrap();
+        let u = services[0].update_status.as_ref().expect("UpdateStatus is kept");
+        assert_eq!(u.state, Some(bollard::models::ServiceUpdateStatusStateEnum::PAUSED));
+    }
+
+    #[test]
     fn engine_healthcheck_reaches_the_model() {
         let mut raw = serde_json::json!({
             "ID": "x",

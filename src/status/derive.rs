@@ -94,6 +94,17 @@ pub fn tasks_running(observed: &Observed, desired: &DesiredState) -> bool {
             }
             None => 1,
         };
+        // A start-first update keeps the old task running while the new one
+        // fails to start: the engine's update state says the spec in force
+        // does not run yet (paused: the update stopped on a failed task).
+        use bollard::models::ServiceUpdateStatusStateEnum as U;
+        let update = svc.update_status.as_ref().and_then(|u| u.state);
+        if matches!(
+            update,
+            Some(U::UPDATING | U::PAUSED | U::ROLLBACK_STARTED | U::ROLLBACK_PAUSED)
+        ) {
+            return false;
+        }
         let running = running_tasks(observed, svc.id.as_deref().unwrap_or_default());
         running >= wanted
     })
@@ -336,5 +347,26 @@ mod tests {
         assert!(!tasks_running(&observed, &d));
         observed.tasks.push(running("logging_shipper", "b"));
         assert!(tasks_running(&observed, &d));
+        // Kibana's start-first update whose new task cannot start: the old
+        // task runs on, and the engine says the update is under way, then
+        // paused on the failure. Neither is the desired spec running.
+        use bollard::models::{ServiceUpdateStatus, ServiceUpdateStatusStateEnum as U};
+        for (state, runs) in [
+            (U::UPDATING, false),
+            (U::PAUSED, false),
+            (U::ROLLBACK_STARTED, false),
+            (U::COMPLETED, true),
+        ] {
+            let kibana = observed
+                .services
+                .iter_mut()
+                .find(|s| s.id.as_deref() == Some("logging_kibana"))
+                .expect("kibana");
+            kibana.update_status = Some(ServiceUpdateStatus {
+                state: Some(state),
+                ..Default::default()
+            });
+            assert_eq!(tasks_running(&observed, &d), runs, "{state:?}");
+        }
     }
 }
