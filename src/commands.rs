@@ -214,11 +214,19 @@ async fn connect(args: &EngineArgs) -> Result<Engine, ExitCode> {
 async fn render_and_connect(chart: &ChartArgs, engine: &EngineArgs) -> Result<(Rendered, Engine), ExitCode> {
     let rendered = load_and_render(chart, true).map_err(|p| report(&p))?;
     let engine = connect(engine).await?;
-    if rendered.desired.credentials.is_none() {
+    let made_by_swarmlog = rendered.desired.tls_policy.is_some()
+        || rendered.desired.secrets.iter().any(|s| {
+            s.spec
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(swarmlog::tls::LABEL_TLS))
+        });
+    if rendered.desired.credentials.is_none() && !made_by_swarmlog {
         return Ok((rendered, engine));
     }
-    // The credentials' generations are in the swarm (a rotation): render
-    // again at those, as the operator does.
+    // The credentials' generations are in the swarm (a rotation), and so
+    // are the certificates issued earlier: render again with those, as the
+    // operator does.
     let secrets = engine.list_secrets().await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(e.exit_code())

@@ -79,14 +79,22 @@ impl Policy {
                 humantime::format_duration(self.cert_validity)
             ));
         }
-        if self.ca_rotate_before >= self.ca_validity {
+        if self.ca_renewal_lead() >= self.ca_validity {
             return Err(format!(
-                "caRotateBefore ({}) must be shorter than caValidity ({})",
+                "caRotateBefore and certRotateBefore ({} and {}) must both be shorter than caValidity ({}): a certificate never outlives its CA, so the CA is renewed once it has less than either left",
                 humantime::format_duration(self.ca_rotate_before),
+                humantime::format_duration(self.cert_rotate_before),
                 humantime::format_duration(self.ca_validity)
             ));
         }
         Ok(self)
+    }
+
+    /// How long before its end the CA is renewed: a certificate it signs
+    /// ends with it at the latest, so a CA with less than a certificate's
+    /// `cert_rotate_before` left would sign certificates due at once.
+    pub fn ca_renewal_lead(&self) -> Duration {
+        self.ca_rotate_before.max(self.cert_rotate_before)
     }
 }
 
@@ -208,7 +216,8 @@ pub fn bundle(
         e.names == names_id(&[])
             && e.issuer == e.key_id
             && derived_key_id(root, stack, CA, e.issued).as_deref() == Ok(e.key_id.as_str())
-            && !due(e, now, policy.ca_rotate_before)
+            && !due(e, now, policy.ca_renewal_lead())
+            && holds_key(&e.pem, root, stack, CA, e.issued)
     });
     let (ca_issued, ca_pem, ca_not_after) = match good_ca {
         Some(e) => (e.issued, e.pem.clone(), e.not_after),
@@ -218,7 +227,7 @@ pub fn bundle(
             let cert = ca_params(stack, now_s, policy.ca_validity)?
                 .self_signed(&key)
                 .map_err(|e| format!("issuing the CA certificate: {e}"))?;
-            (now_s, cert.pem(), at(now_s) + policy.ca_validity)
+            (now_s, cert.pem(), later(at(now_s), policy.ca_validity)?)
         }
     };
     let ca_key = key_pair(root, stack, CA, ca_issued)?;
@@ -236,6 +245,10 @@ pub fn bundle(
             && !due(e, now, policy.cert_rotate_before)
             // Never valid beyond the CA that signed it.
             && e.not_after <= ca_not_after
+            // The PEM is what the labels say: the derived key's, signed by
+            // this CA for these names, valid now.
+            && holds_key(&e.pem, root, stack, HTTP, e.issued)
+            && verifies(&e.pem, &ca.data, names, now)
     });
     let (http_issued, http_pem, http_not_after) = match good_http {
         Some(e) => (e.issued, e.pem.clone(), e.not_after),
@@ -245,7 +258,7 @@ pub fn bundle(
                 .self_signed(&ca_key)
                 .map_err(|e| format!("the CA certificate: {e}"))?;
             let key = key_pair(root, stack, HTTP, now_s)?;
-            let not_after = (at(now_s) + policy.cert_validity).min(ca_not_after);
+            let not_after = later(at(now_s), policy.cert_validity)?.min(ca_not_after);
             let cert = leaf_params(stack, names, now_s, not_after)?
                 .signed_by(&key, &issuer, &ca_key)
                 .map_err(|e| format!("issuing the HTTP certificate: {e}"))?;
@@ -267,6 +280,55 @@ pub fn bundle(
         http,
         http_key,
         issued_now,
+    })
+}
+
+/// `t + d`, or why not (a validity beyond what a date holds).
+fn later(t: SystemTime, d: Duration) -> Result<SystemTime, String> {
+    t.checked_add(d)
+        .ok_or_else(|| format!("a validity of {} ends beyond any date", humantime::format_duration(d)))
+}
+
+/// The single certificate in `pem`, as DER.
+fn cert_der(pem: &str) -> Option<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut all = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes());
+    match (all.next(), all.next()) {
+        (Some(Ok(der)), None) => Some(der),
+        _ => None,
+    }
+}
+
+/// Whether the certificate in `pem` holds the public key derived for
+/// `role` at `issued` (its SubjectPublicKeyInfo is in the certificate as is).
+fn holds_key(pem: &str, root: &RootKey, stack: &str, role: &str, issued: u64) -> bool {
+    let (Some(der), Ok(key)) = (cert_der(pem), key_pair(root, stack, role, issued)) else {
+        return false;
+    };
+    let spki = key.public_key_der();
+    !spki.is_empty() && der.windows(spki.len()).any(|w| w == spki.as_slice())
+}
+
+/// Whether the certificate in `pem` chains to the CA in `ca_pem` and is
+/// valid for each of `names` at `now`.
+fn verifies(pem: &str, ca_pem: &str, names: &[String], now: SystemTime) -> bool {
+    use rustls::client::danger::ServerCertVerifier;
+    let (Some(leaf), Some(ca)) = (cert_der(pem), cert_der(ca_pem)) else {
+        return false;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    if roots.add(ca).is_err() {
+        return false;
+    }
+    let Ok(verifier) =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), provider()).build()
+    else {
+        return false;
+    };
+    let when = rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(unix(now)));
+    names.iter().all(|n| {
+        rustls::pki_types::ServerName::try_from(n.clone())
+            .is_ok_and(|server| verifier.verify_server_cert(&leaf, &[], &server, &[], when).is_ok())
     })
 }
 
@@ -392,7 +454,7 @@ fn ca_params(stack: &str, issued: u64, validity: Duration) -> Result<Certificate
         KeyUsagePurpose::DigitalSignature,
     ];
     p.not_before = offset(at(issued).checked_sub(BACKDATE).unwrap_or(UNIX_EPOCH))?;
-    p.not_after = offset(at(issued) + validity)?;
+    p.not_after = offset(later(at(issued), validity)?)?;
     p.serial_number = Some(serial(stack, CA, issued));
     Ok(p)
 }
@@ -438,7 +500,7 @@ pub fn expiries(labels: &BTreeMap<String, HashMap<String, String>>, policy: &Pol
         .filter_map(|(role, l)| {
             let not_after = humantime::parse_rfc3339(l.get(LABEL_NOT_AFTER)?).ok()?;
             let before = if role == CA {
-                policy.ca_rotate_before
+                policy.ca_renewal_lead()
             } else {
                 policy.cert_rotate_before
             };
@@ -465,6 +527,9 @@ pub fn client_config(ca_pem: Option<&str>) -> (rustls::ClientConfig, Option<Stri
     let mut roots = rustls::RootCertStore::empty();
     let mut broken = None;
     if let Some(pem) = ca_pem {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            broken = Some("the CA bundle holds no certificate".to_string());
+        }
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let added = cert
                 .map_err(|e| format!("the CA certificate is not PEM: {e}"))
@@ -650,11 +715,64 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_whose_pem_is_not_what_its_labels_say_is_issued_again() {
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &Policy::default()).expect("issued");
+        let other = bundle(&root(), "logging", &names(), &[], t(1), &Policy::default()).expect("issued");
+        // The HTTP certificate's config holds another certificate than its
+        // labels describe (another key, another CA).
+        let mut existing = as_configs(&first);
+        existing[1].pem = other.http.data.clone();
+        let b = bundle(&root(), "logging", &names(), &existing, t(2), &Policy::default()).expect("issued");
+        assert_eq!(b.issued_now, vec![HTTP]);
+        // The CA's config holds no certificate at all.
+        let mut existing = as_configs(&first);
+        existing[0].pem = "not a certificate".into();
+        let b = bundle(&root(), "logging", &names(), &existing, t(2), &Policy::default()).expect("issued");
+        assert_eq!(b.issued_now, vec![CA, HTTP]);
+    }
+
+    #[test]
+    fn a_ca_with_less_than_a_certificates_lead_left_is_renewed_first() {
+        // Certificates renewed 90 days ahead, the CA 30: at 80 days before
+        // the CA's end, a certificate capped at it would be due at once.
+        let p = Policy {
+            cert_rotate_before: Duration::from_secs(90 * DAY),
+            ..Policy::default()
+        }
+        .checked()
+        .expect("a good policy");
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &p).expect("issued");
+        let late = t(5 * 365 - 80);
+        let b = bundle(&root(), "logging", &names(), &as_configs(&first), late, &p).expect("issued");
+        assert_eq!(b.issued_now, vec![CA, HTTP]);
+        // And once renewed, the next render keeps both.
+        let again = bundle(&root(), "logging", &names(), &as_configs(&b), late, &p).expect("kept");
+        assert!(again.issued_now.is_empty(), "{:?}", again.issued_now);
+    }
+
+    #[test]
+    fn a_validity_beyond_any_date_is_an_error_not_a_panic() {
+        let p = Policy {
+            ca_validity: Duration::from_secs(u64::MAX / 2),
+            ..Policy::default()
+        };
+        let e = bundle(&root(), "logging", &names(), &[], t(0), &p).expect_err("refused");
+        assert!(e.contains("beyond"), "{e}");
+    }
+
+    #[test]
     fn a_policy_renewing_after_the_end_is_refused() {
         let p = Policy {
             cert_rotate_before: Duration::from_secs(400 * DAY),
             ..Policy::default()
         };
         assert!(p.checked().unwrap_err().contains("certRotateBefore"));
+        let p = Policy {
+            ca_validity: Duration::from_secs(60 * DAY),
+            cert_validity: Duration::from_secs(90 * DAY),
+            cert_rotate_before: Duration::from_secs(60 * DAY),
+            ..Policy::default()
+        };
+        assert!(p.checked().unwrap_err().contains("caValidity"));
     }
 }

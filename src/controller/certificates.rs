@@ -54,13 +54,20 @@ pub fn status(desired: &DesiredState, observed: &Observed, now: SystemTime) -> (
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for (role, (name, labels)) in &wanted {
-        // The one the engine's service mounts, if another than the desired.
-        let current = observed.configs.iter().find_map(|c| {
-            let spec = c.spec.as_ref()?;
-            let l = spec.labels.as_ref()?;
-            let n = spec.name.as_ref()?;
-            (l.get(LABEL_TLS) == Some(role) && in_use.contains(n)).then(|| (n.clone(), l.clone()))
-        });
+        // The one the engine's services mount (while a roll mounts two, the
+        // one that ends first).
+        let current = observed
+            .configs
+            .iter()
+            .filter_map(|c| {
+                let spec = c.spec.as_ref()?;
+                let l = spec.labels.as_ref()?;
+                let n = spec.name.as_ref()?;
+                let end = humantime::parse_rfc3339(l.get(LABEL_NOT_AFTER)?).ok()?;
+                (l.get(LABEL_TLS) == Some(role) && in_use.contains(n)).then(|| (end, n.clone(), l.clone()))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+            .map(|(_, n, l)| (n, l));
         let (shown, rolling) = match &current {
             Some((n, l)) if n != name => (l, true),
             Some((_, l)) => (l, false),
@@ -90,7 +97,7 @@ fn row(
 ) -> Option<CertificateStatus> {
     let not_after = humantime::parse_rfc3339(labels.get(LABEL_NOT_AFTER)?).ok()?;
     let before = if role == crate::tls::CA {
-        policy.ca_rotate_before
+        policy.ca_renewal_lead()
     } else {
         policy.cert_rotate_before
     };
@@ -123,7 +130,9 @@ fn row(
                     stamp(not_after)
                 )),
             ),
-            None if now >= renew_at + GRACE => (
+            // The next one is desired and rolls out.
+            None if rolling && now < renew_at + GRACE => ("rolling", None),
+            None if rolling => (
                 "blocked",
                 Some(format!(
                     "{what} is due for renewal since {} and expires at {}, and Elasticsearch still runs with it",
@@ -131,7 +140,17 @@ fn row(
                     stamp(not_after)
                 )),
             ),
-            None => ("rolling", None),
+            // Due, and no next one desired: the desired state in force was
+            // not rendered anew (a values file that does not render keeps
+            // the last good one).
+            None => (
+                "blocked",
+                Some(format!(
+                    "{what} is due for renewal since {} and expires at {}, and no new one was issued: the desired state in force is an earlier one (see /status invalid)",
+                    stamp(renew_at),
+                    stamp(not_after)
+                )),
+            ),
         }
     };
     Some(CertificateStatus {
@@ -216,14 +235,20 @@ mod tests {
     fn a_due_certificate_is_degraded_only_when_its_renewal_is_held_or_late() {
         let d = crate::render::test_desired("");
         let due = not_after(&d, crate::tls::HTTP) - Duration::from_secs(30 * 24 * 3600);
-        // Due, the renewal under way: rolling, not Degraded.
-        let (rows, problems) = status(&d, &observed_from(&d), due);
+        // Due, and the next certificate desired (another render): rolling,
+        // not Degraded, for a while.
+        let next = crate::render::test_desired("");
+        let (rows, problems) = status(&next, &observed_from(&d), due);
         assert_eq!(rows[1].state, "rolling");
-        assert!(problems.is_empty());
+        assert!(problems.is_empty(), "{problems:?}");
         // Still in use well after: blocked.
-        let (rows, problems) = status(&d, &observed_from(&d), due + GRACE);
+        let (rows, problems) = status(&next, &observed_from(&d), due + GRACE);
         assert_eq!(rows[1].state, "blocked");
-        assert!(problems[0].contains("due for renewal"), "{problems:?}");
+        assert!(problems[0].contains("still runs with it"), "{problems:?}");
+        // Due with no next one desired (the last good desired state): blocked.
+        let (rows, problems) = status(&d, &observed_from(&d), due);
+        assert_eq!(rows[1].state, "blocked");
+        assert!(problems[0].contains("no new one was issued"), "{problems:?}");
         // Held (the preflight holds Elasticsearch): blocked at once, with why.
         let mut held = d.clone();
         held.held

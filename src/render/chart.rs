@@ -128,6 +128,9 @@ pub type CredentialReader<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<u8>, String
 /// certificates and keys are empty placeholders.
 pub type TlsMaker<'a> = &'a dyn Fn(&str, &[String], &crate::tls::Policy) -> Result<Option<crate::tls::Bundle>, String>;
 
+/// The longest validity or lead a value may give.
+const MAX_TLS_DURATION: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The values' `elasticsearch.tls` durations, each `<n><unit>` (`8760h`).
 fn tls_policy(file: &str, values: &Json) -> Result<crate::tls::Policy, Problems> {
     let mut policy = crate::tls::Policy::default();
@@ -144,6 +147,9 @@ fn tls_policy(file: &str, values: &Json) -> Result<crate::tls::Policy, Problems>
         match tls.and_then(|t| t.get(name)) {
             None | Some(Json::Null) => {}
             Some(Json::String(text)) => match humantime::parse_duration(text) {
+                Ok(d) if d > MAX_TLS_DURATION => {
+                    problems.push(Problem::new(file, format!("{name} {text:?} is longer than 100 years")).field(&field))
+                }
                 Ok(d) if !d.is_zero() => *slot = d,
                 Ok(_) => problems.push(Problem::new(file, format!("{name} must be longer than 0")).field(&field)),
                 Err(e) => problems.push(
