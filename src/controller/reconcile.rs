@@ -320,6 +320,16 @@ async fn steps(
     facts.degraded |= !report.last_plan.not_converging.is_empty();
     facts.wrote = !report.done.is_empty();
     facts.tasks_running = derive::tasks_running(&report.observed, &desired);
+    let paused = derive::paused_updates(&report.observed, &desired);
+    facts.degraded |= !paused.is_empty();
+    ctx.update_status(|st| {
+        for p in &paused {
+            if !st.paused_updates.contains(p) {
+                st.event(now(), "update", p.clone());
+            }
+        }
+        st.paused_updates = paused;
+    });
     let mut recheck = (facts.wrote || !facts.tasks_running).then_some(RECHECK);
     if let Some(wait) = companion_step(
         ctx,

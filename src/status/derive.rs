@@ -110,6 +110,34 @@ pub fn tasks_running(observed: &Observed, desired: &DesiredState) -> bool {
     })
 }
 
+/// The desired services whose update the engine paused (a new task failed,
+/// and the update's failure action is pause): each with the engine's
+/// message. Their spec does not run until another update goes through.
+pub fn paused_updates(observed: &Observed, desired: &DesiredState) -> Vec<String> {
+    use bollard::models::ServiceUpdateStatusStateEnum as U;
+    observed
+        .services
+        .iter()
+        .filter(|s| {
+            let name = s.spec.as_ref().and_then(|s| s.name.as_deref());
+            desired.services.iter().any(|d| d.spec.name.as_deref() == name)
+        })
+        .filter_map(|s| {
+            let u = s.update_status.as_ref()?;
+            let what = match u.state? {
+                U::PAUSED => "update",
+                U::ROLLBACK_PAUSED => "rollback",
+                _ => return None,
+            };
+            let name = s.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default();
+            let message = u.message.clone().unwrap_or_default();
+            Some(format!(
+                "the {what} of {name} is paused: {message} (`docker service ps --no-trunc {name}` says why the new task failed)"
+            ))
+        })
+        .collect()
+}
+
 /// The state of one object as the plan sees it, and why.
 fn planned_state(p: &Plan, object: &ObjectRef) -> (ObjectState, Option<String>) {
     if p.conflicts.iter().any(|c| &c.object == object) {
@@ -367,6 +395,8 @@ mod tests {
                 ..Default::default()
             });
             assert_eq!(tasks_running(&observed, &d), runs, "{state:?}");
+            let paused = paused_updates(&observed, &d);
+            assert_eq!(paused.len(), usize::from(state == U::PAUSED), "{state:?}: {paused:?}");
         }
     }
 }

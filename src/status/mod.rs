@@ -207,6 +207,9 @@ pub struct Status {
     /// Problems of the desired state, when it does not render.
     pub invalid: Vec<String>,
     pub blocked: Vec<String>,
+    /// Services whose update the engine paused on a failed task (their spec
+    /// does not run): Degraded, with the engine's message.
+    pub paused_updates: Vec<String>,
     pub objects: Vec<ObjectStatus>,
     pub reconcile: ReconcileStatus,
     pub companion: CompanionStatus,
@@ -529,6 +532,7 @@ impl Status {
             degraded_nodes: Vec::new(),
             invalid: Vec::new(),
             blocked: Vec::new(),
+            paused_updates: Vec::new(),
             objects: Vec::new(),
             reconcile: ReconcileStatus::default(),
             companion: CompanionStatus::default(),

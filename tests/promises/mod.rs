@@ -138,9 +138,9 @@ async fn phase(op: &Operator, want: &str, timeout: Duration) -> Result<Json, Str
 }
 
 /// Each phase from a real run: Pending (the engine does not answer yet),
-/// Converged, EngineUnavailable (the engine answers errors), Progressing (a
-/// task that cannot start), Invalid (values broken); `swarmlog status`
-/// exits 0 only when Converged.
+/// Converged, EngineUnavailable (the engine answers errors), Degraded (an
+/// update paused on a task that cannot start), Invalid (values broken);
+/// `swarmlog status` exits 0 only when Converged.
 pub fn run_reports_each_phase(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let stack = "itphase";
     let dir = common::temp_dir(stack);
@@ -196,16 +196,45 @@ pub fn run_reports_each_phase(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Res
         engine.clear_faults();
         op.reconcile_now()?;
         phase(&op, "Converged", Duration::from_secs(60)).await?;
-        // Kibana's new image cannot start anywhere: Progressing.
+        // Kibana's new image cannot start anywhere. Its start-first update
+        // keeps the old task running: Progressing while the engine updates,
+        // then Degraded once it pauses the update on the failed task, with
+        // the engine's message (never Converged on the old task).
         std::fs::write(
             &values,
             "kibana:\n  domain: a.example.org\n  image: swarmlog/absent:1\n",
         )
         .map_err(|e| e.to_string())?;
-        phase(&op, "Progressing", Duration::from_secs(30)).await?;
+        let mut seen = Vec::new();
+        let st = wait_for("Kibana's update paused, Degraded", Duration::from_secs(90), || {
+            let st = op.status();
+            if let Ok(st) = &st {
+                let p = st["phase"].as_str().unwrap_or_default().to_string();
+                if seen.last() != Some(&p) {
+                    seen.push(p);
+                }
+            }
+            async move {
+                let st = st?;
+                let paused = st["paused_updates"].to_string();
+                if st["phase"] == "Degraded" && paused.contains("itphase_kibana") {
+                    Ok(Some(st))
+                } else {
+                    Err(format!("phase {}, paused_updates {paused}", st["phase"]))
+                }
+            }
+        })
+        .await?;
+        // From the edit on: Converged (before the edit is read), then
+        // Progressing and/or Degraded, and never Converged again.
+        let after_edit: Vec<&String> = seen.iter().skip_while(|p| *p == "Converged").collect();
+        if after_edit.iter().any(|p| *p == "Converged") {
+            return Err(format!("the phase went back to Converged on the old task: {seen:?}"));
+        }
+        eprintln!("phases after the image edit: {seen:?}; {}", st["paused_updates"]);
         let (code, out) = status_cli(&op)?;
-        if code != Some(1) || !out.contains("Progressing") {
-            return Err(format!("swarmlog status while Progressing exited {code:?}: {out}"));
+        if code != Some(1) || !out.contains("Degraded") {
+            return Err(format!("swarmlog status while Degraded exited {code:?}: {out}"));
         }
         // Broken values: Invalid, naming the file.
         std::fs::write(&values, "kibana:\n  domian: b.example.org\n").map_err(|e| e.to_string())?;
