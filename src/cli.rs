@@ -110,7 +110,9 @@ pub struct CredentialsInitArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CredentialsShowArgs {
-    /// The credential: elastic, kibana or logstash (or its user's name).
+    /// The credential: elastic, kibana or logstash (or its user's name);
+    /// `ca`: swarmlog's CA certificate (public), which a client of
+    /// Elasticsearch trusts.
     #[arg(default_value = crate::security::ELASTIC)]
     pub user: String,
     /// Print the user's name before the password.

@@ -587,6 +587,48 @@ pub(crate) async fn credentials(cmd: &swarmlog::cli::CredentialsCommand) -> anyh
     }
 }
 
+/// Prints swarmlog's CA certificate of the stack (public: what a client of
+/// Elasticsearch trusts), as the swarm holds it.
+async fn ca_show(rendered: &Rendered, engine: &Engine) -> anyhow::Result<ExitCode> {
+    use base64::Engine as _;
+    let Some(ca) = rendered.desired.configs.iter().find(|c| {
+        c.spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(swarmlog::tls::LABEL_TLS))
+            .map(String::as_str)
+            == Some(swarmlog::tls::CA)
+    }) else {
+        eprintln!(
+            "error: stack {} has no CA: elasticsearch.security is off (or the chart mounts no certificate)",
+            rendered.stack
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let name = ca.spec.name.clone().unwrap_or_default();
+    let issued = match engine.list_certificates().await {
+        Ok(configs) => configs
+            .iter()
+            .any(|c| c.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name.as_str())),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    if !issued {
+        eprintln!(
+            "error: the swarm holds no CA of stack {} yet: the operator issues it on its first reconcile",
+            rendered.stack
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(ca.spec.data.as_deref().unwrap_or_default())
+        .context("decoding the CA certificate")?;
+    print!("{}", String::from_utf8_lossy(&pem));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Makes the root key's secret; one that exists is kept.
 async fn credentials_init(args: &swarmlog::cli::CredentialsInitArgs) -> anyhow::Result<ExitCode> {
     let engine = match connect(&args.engine).await {
@@ -628,10 +670,13 @@ async fn credentials_init(args: &swarmlog::cli::CredentialsInitArgs) -> anyhow::
 /// Prints a credential's user and password, derived as the operator derives
 /// them, at the generations the swarm's secrets record.
 async fn credentials_show(args: &swarmlog::cli::CredentialsShowArgs) -> anyhow::Result<ExitCode> {
-    let (rendered, _engine) = match render_and_connect(&args.chart, &args.engine).await {
+    let (rendered, engine) = match render_and_connect(&args.chart, &args.engine).await {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
+    if args.user == swarmlog::tls::CA {
+        return ca_show(&rendered, &engine).await;
+    }
     let Some(creds) = rendered.desired.credentials.as_ref() else {
         eprintln!(
             "error: stack {} has no credentials: elasticsearch.security is off (or the root key was not read)",

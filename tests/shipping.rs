@@ -860,6 +860,14 @@ fn security(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         }
         let elastic = &passwords[0].1;
         https_only(sb, "sec", elastic, &st)?;
+        // The CA as the README says to get it: the swarm's, unchanged.
+        let shown = sb.docker(&["exec", &container, "/swarmlog", "credentials", "show", "ca"])?;
+        let held = std::fs::read_to_string(ca_file(sb, "sec")?).map_err(|e| e.to_string())?;
+        if shown.trim() != held.trim() || !shown.starts_with("-----BEGIN CERTIFICATE-----") {
+            return Err(format!(
+                "credentials show ca printed {shown:?}, the swarm holds {held:?}"
+            ));
+        }
         // Kibana and Logstash log in with what the engine filled in.
         answers(
             sb,
