@@ -127,19 +127,42 @@ fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<Ejected
     };
     // (section, key, data, directory): the passwords and keys under
     // secrets/, the certificates (public) under certs/.
-    let objects: Vec<(&str, &str, Option<&str>, &str)> = rendered
+    type Object<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        &'a Option<std::collections::HashMap<String, String>>,
+    );
+    let objects: Vec<Object> = rendered
         .desired
         .secrets
         .iter()
         .filter(|s| made(&s.spec.labels))
-        .map(|s| ("secrets", s.key.as_str(), s.spec.data.as_deref(), "secrets"))
+        .map(|s| {
+            (
+                "secrets",
+                s.key.as_str(),
+                s.spec.data.as_deref(),
+                "secrets",
+                &s.spec.labels,
+            )
+        })
         .chain(
             rendered
                 .desired
                 .configs
                 .iter()
                 .filter(|c| made(&c.spec.labels))
-                .map(|c| ("configs", c.key.as_str(), c.spec.data.as_deref(), "certs")),
+                .map(|c| {
+                    (
+                        "configs",
+                        c.key.as_str(),
+                        c.spec.data.as_deref(),
+                        "certs",
+                        &c.spec.labels,
+                    )
+                }),
         )
         .collect();
     if objects.is_empty() {
@@ -156,7 +179,39 @@ fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<Ejected
     let mut lines: Vec<String> = rendered.compose_text.lines().map(str::to_string).collect();
     let mut inserts = Vec::new();
     let mut files = Vec::new();
-    for (section, key, data, dir) in objects {
+    for (section, key, data, dir, labels) in objects {
+        // A certificate's record (issued, end, keys) goes with it, so the
+        // stack deployed from the directory is one the operator can reuse.
+        let mut record: Vec<(&String, &String)> = labels
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(&format!("{}.", swarmlog::tls::LABEL_TLS)))
+            .collect();
+        record.sort();
+        if !record.is_empty() {
+            let at = match tree
+                .get(section)
+                .and_then(|d| d.get(key))
+                .and_then(|d| d.get("labels"))
+                .map(|n| &n.value)
+            {
+                Some(yaml::Value::Map(entries)) => entries.first().map(|(k, _)| k.pos),
+                _ => None,
+            };
+            let Some(at) = at else {
+                anyhow::bail!(
+                    "{section}.{key}.labels of {} is not a block mapping: cannot add the certificate's labels for the eject",
+                    rendered.compose_name
+                );
+            };
+            let indent = " ".repeat(at.column.saturating_sub(1) as usize);
+            for (k, v) in record {
+                inserts.push((
+                    at.line as usize,
+                    format!("{indent}{k}: {}", serde_json::Value::String(v.clone())),
+                ));
+            }
+        }
         let first = match tree.get(section).and_then(|d| d.get(key)).map(|n| &n.value) {
             Some(yaml::Value::Map(entries)) => entries.first().map(|(k, _)| k.pos),
             _ => None,

@@ -309,6 +309,10 @@ fn output_dir_ejects_a_deployable_directory() {
     // The certificates (configs) and the HTTP key (a secret), as the
     // operator would make them.
     assert!(stack.contains("file: certs/es_ca"), "{stack}");
+    // With the certificate's record, so the operator can reuse what
+    // `docker stack deploy` makes from the directory.
+    assert!(stack.contains("io.swarmlog.tls.not-after: \""), "{stack}");
+    assert!(stack.contains("io.swarmlog.tls.key-id: \""), "{stack}");
     assert!(stack.contains("file: secrets/es_http_key"), "{stack}");
     for (file, begins) in [
         ("certs/es_ca", "-----BEGIN CERTIFICATE-----"),
@@ -328,6 +332,29 @@ fn output_dir_ejects_a_deployable_directory() {
         &dir.join("docker-stack.yml").display().to_string(),
     ]);
     assert!(again.status.success(), "{}", stderr(&again));
+    // Rendered from the directory, the certificate's config carries its
+    // record: what the operator reads to reuse it.
+    let json = run(&[
+        "render",
+        "-o",
+        "json",
+        "--chart",
+        &dir.join("docker-stack.yml").display().to_string(),
+    ]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let d: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let http = d["configs"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["key"] == "es_http_crt"))
+        .unwrap_or_else(|| panic!("no es_http_crt config: {d}"));
+    for label in [
+        "io.swarmlog.tls",
+        "io.swarmlog.tls.issued",
+        "io.swarmlog.tls.not-after",
+        "io.swarmlog.tls.key-id",
+    ] {
+        assert!(http["spec"]["Labels"][label].is_string(), "{label} missing: {http}");
+    }
 }
 
 #[test]
