@@ -435,8 +435,16 @@ fn key_pem(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<Strin
 }
 
 fn serial(stack: &str, role: &str, issued: u64) -> SerialNumber {
-    // Positive and unique per (stack, role, issue): a hash, top bit clear.
-    let mut bytes: Vec<u8> = Sha256::digest(format!("{stack}/{role}/{issued}").as_bytes())[..16].to_vec();
+    // Positive, and unique even for two issues in one second (two writers
+    // at once): a hash of the issue and 16 random bytes, top bit clear.
+    let mut nonce = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce));
+    let mut h = Sha256::new();
+    h.update(format!("{stack}/{role}/{issued}/").as_bytes());
+    if random.is_ok() {
+        h.update(nonce);
+    }
+    let mut bytes: Vec<u8> = h.finalize()[..16].to_vec();
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
 }
