@@ -209,7 +209,7 @@ pub fn bundle(
     now: SystemTime,
     policy: &Policy,
 ) -> Result<Bundle, String> {
-    let now_s = unix(now);
+    let now_s = issue_time(now, policy);
     let mut issued_now = Vec::new();
     // The CA: the newest good one, or a new one.
     let good_ca = newest(existing, CA, |e| {
@@ -419,11 +419,47 @@ fn secret_key(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<p2
     ))
 }
 
+/// A derived key that signs deterministically (RFC 6979): the same issue
+/// makes the same certificate, byte for byte, in every render (two writers
+/// at once, a standby, the CLI) of the same issue period.
+struct Deterministic {
+    public: Vec<u8>,
+    key: p256::ecdsa::SigningKey,
+}
+
+impl rcgen::RemoteKeyPair for Deterministic {
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        use p256::ecdsa::signature::Signer as _;
+        let sig: p256::ecdsa::DerSignature = self.key.try_sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)?;
+        Ok(sig.as_bytes().to_vec())
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
 fn key_pair(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<KeyPair, String> {
-    let der = secret_key(root, stack, role, issued)?
-        .to_pkcs8_der()
-        .map_err(|e| format!("encoding the {role} key: {e}"))?;
-    KeyPair::try_from(der.as_bytes()).map_err(|e| format!("loading the {role} key: {e}"))
+    let secret = secret_key(root, stack, role, issued)?;
+    let public = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&secret.public_key(), false)
+        .as_bytes()
+        .to_vec();
+    let key = p256::ecdsa::SigningKey::from(&secret);
+    KeyPair::from_remote(Box::new(Deterministic { public, key })).map_err(|e| format!("loading the {role} key: {e}"))
+}
+
+/// The issue time of a certificate made at `now`: the start of its issue
+/// period (an hour, or a quarter of the shortest lead for short-lived
+/// policies), so every render in the period makes the same certificate.
+fn issue_time(now: SystemTime, policy: &Policy) -> u64 {
+    let lead = policy.cert_rotate_before.min(policy.ca_rotate_before).as_secs();
+    let period = (lead / 4).clamp(1, 3600);
+    let now = unix(now);
+    now - now % period
 }
 
 /// The key's PKCS#8 PEM (`BEGIN PRIVATE KEY`), as Elasticsearch reads it.
@@ -435,16 +471,10 @@ fn key_pem(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<Strin
 }
 
 fn serial(stack: &str, role: &str, issued: u64) -> SerialNumber {
-    // Positive, and unique even for two issues in one second (two writers
-    // at once): a hash of the issue and 16 random bytes, top bit clear.
-    let mut nonce = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce));
-    let mut h = Sha256::new();
-    h.update(format!("{stack}/{role}/{issued}/").as_bytes());
-    if random.is_ok() {
-        h.update(nonce);
-    }
-    let mut bytes: Vec<u8> = h.finalize()[..16].to_vec();
+    // Positive and unique per (stack, role, issue): a hash, top bit clear.
+    // One issue is one certificate (signatures are deterministic), so two
+    // renders of it never make two certificates with one serial.
+    let mut bytes: Vec<u8> = Sha256::digest(format!("{stack}/{role}/{issued}").as_bytes())[..16].to_vec();
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
 }
@@ -629,6 +659,33 @@ mod tests {
         // The key in the secret is the certificate's.
         let key = KeyPair::from_pem(&b.http_key.data).expect("the key parses");
         assert_eq!(key_id(&key), b.http.labels[LABEL_KEY_ID]);
+    }
+
+    #[test]
+    fn two_renders_in_one_issue_period_make_the_same_certificates() {
+        // Two writers at once, or a standby before the leader wrote: the
+        // same bytes, so the same content-hashed names.
+        let a = bundle(&root(), "logging", &names(), &[], t(0), &Policy::default()).expect("issued");
+        let b = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &[],
+            t(0) + Duration::from_secs(1800),
+            &Policy::default(),
+        )
+        .expect("issued");
+        assert_eq!(a, b);
+        let c = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &[],
+            t(0) + Duration::from_secs(3600),
+            &Policy::default(),
+        )
+        .expect("issued");
+        assert_ne!(a.http.data, c.http.data, "the next period issues anew");
     }
 
     #[test]

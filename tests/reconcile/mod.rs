@@ -152,10 +152,11 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
     expect_code(&o, 0, "apply")?;
     let first: Vec<Call> = engine.calls().into_iter().filter(Call::is_write).collect();
     let creates = |path: &str| first.iter().filter(|c| c.path == path).count();
-    // Security is on by default: Kibana's config and three credential secrets too.
+    // Security is on by default: Kibana's config, the CA and the HTTP
+    // certificate, three credential secrets and the certificate's key too.
     if creates("/networks/create") != 1
-        || creates("/configs/create") != 2
-        || creates("/secrets/create") != 3
+        || creates("/configs/create") != 4
+        || creates("/secrets/create") != 4
         || creates("/services/create") != 3
     {
         return Err(format!("the first apply's writes at the engine:\n{}", describe(&first)));
@@ -184,8 +185,8 @@ pub fn apply_from_empty_then_zero_writes(sb: &Sandbox, rt: &tokio::runtime::Runt
             .await
             .map_err(|e| format!("volume missing on logger-1: {e}"))?;
         let before = versions(&docker, stack).await?;
-        if before.objects.len() != 6 {
-            return Err(format!("expected 3 services, 2 configs, 1 network: {before:?}"));
+        if before.objects.len() != 8 {
+            return Err(format!("expected 3 services, 4 configs, 1 network: {before:?}"));
         }
         let mark = engine.mark();
         let o = sl_via(&engine, "apply", stack, &[]);
