@@ -237,7 +237,18 @@ mod tests {
         let due = not_after(&d, crate::tls::HTTP) - Duration::from_secs(30 * 24 * 3600);
         // Due, and the next certificate desired (another render): rolling,
         // not Degraded, for a while.
-        let next = crate::render::test_desired("");
+        let mut next = d.clone();
+        for c in &mut next.configs {
+            if c.spec
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_TLS))
+                .map(String::as_str)
+                == Some(crate::tls::HTTP)
+            {
+                c.spec.name = Some("logging_es_http_crt_renewed".into());
+            }
+        }
         let (rows, problems) = status(&next, &observed_from(&d), due);
         assert_eq!(rows[1].state, "rolling");
         assert!(problems.is_empty(), "{problems:?}");
