@@ -187,7 +187,8 @@ pub(super) fn config_refs(
     svc: &Service,
     config_names: &BTreeMap<String, String>,
 ) -> Vec<TaskSpecContainerSpecConfigs> {
-    svc.configs
+    let mut refs = svc
+        .configs
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
@@ -210,7 +211,11 @@ pub(super) fn config_refs(
                 ..Default::default()
             })
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // By name, as `docker stack deploy` orders them (so the order of the
+    // compose file never makes a difference to the spec).
+    refs.sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    refs
 }
 
 /// A service's secret references; an unknown secret is a problem.
@@ -220,7 +225,8 @@ pub(super) fn secret_refs(
     svc: &Service,
     secret_names: &BTreeMap<String, String>,
 ) -> Vec<TaskSpecContainerSpecSecrets> {
-    svc.secrets
+    let mut refs = svc
+        .secrets
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
@@ -243,7 +249,9 @@ pub(super) fn secret_refs(
                 ..Default::default()
             })
         })
-        .collect()
+        .collect::<Vec<_>>();
+    refs.sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
+    refs
 }
 
 /// Where a config or secret lands in the container: (path, uid, gid, mode).
