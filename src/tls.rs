@@ -10,7 +10,7 @@
 //! yet due for renewal. A certificate's labels say when it was issued (the
 //! key's derivation input), when it expires, and which keys it binds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
@@ -95,6 +95,15 @@ impl Policy {
     /// `cert_rotate_before` left would sign certificates due at once.
     pub fn ca_renewal_lead(&self) -> Duration {
         self.ca_rotate_before.max(self.cert_rotate_before)
+    }
+
+    /// How long before its end the certificate of `role` is renewed.
+    pub fn lead(&self, role: &str) -> Duration {
+        if role == CA {
+            self.ca_renewal_lead()
+        } else {
+            self.cert_rotate_before
+        }
     }
 }
 
@@ -216,7 +225,7 @@ pub fn bundle(
         e.names == names_id(&[])
             && e.issuer == e.key_id
             && derived_key_id(root, stack, CA, e.issued).as_deref() == Ok(e.key_id.as_str())
-            && !due(e, now, policy.ca_renewal_lead())
+            && !due(e, now, policy.lead(CA))
             && holds_key(&e.pem, root, stack, CA, e.issued)
     });
     let (ca_issued, ca_pem, ca_not_after) = match good_ca {
@@ -242,7 +251,7 @@ pub fn bundle(
         e.issuer == ca_id
             && e.names == wanted_names
             && derived_key_id(root, stack, HTTP, e.issued).as_deref() == Ok(e.key_id.as_str())
-            && !due(e, now, policy.cert_rotate_before)
+            && !due(e, now, policy.lead(HTTP))
             // Never valid beyond the CA that signed it.
             && e.not_after <= ca_not_after
             // The PEM is what the labels say: the derived key's, signed by
@@ -521,34 +530,6 @@ fn leaf_params(stack: &str, names: &[String], issued: u64, not_after: SystemTime
     p.not_after = offset(not_after)?;
     p.serial_number = Some(serial(stack, HTTP, issued));
     Ok(p)
-}
-
-/// A certificate's end of validity and renewal, for the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expiry {
-    pub role: String,
-    pub not_after: SystemTime,
-    pub renew_at: SystemTime,
-}
-
-/// The expiry of each certificate a bundle mounts.
-pub fn expiries(labels: &BTreeMap<String, HashMap<String, String>>, policy: &Policy) -> Vec<Expiry> {
-    labels
-        .iter()
-        .filter_map(|(role, l)| {
-            let not_after = humantime::parse_rfc3339(l.get(LABEL_NOT_AFTER)?).ok()?;
-            let before = if role == CA {
-                policy.ca_renewal_lead()
-            } else {
-                policy.cert_rotate_before
-            };
-            Some(Expiry {
-                role: role.clone(),
-                not_after,
-                renew_at: renew_at(not_after, before),
-            })
-        })
-        .collect()
 }
 
 /// rustls' crypto: ring (aws-lc, rustls' default, needs cmake to build).

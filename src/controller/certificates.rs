@@ -96,12 +96,7 @@ fn row(
     held: Option<&(String, String)>,
 ) -> Option<CertificateStatus> {
     let not_after = humantime::parse_rfc3339(labels.get(LABEL_NOT_AFTER)?).ok()?;
-    let before = if role == crate::tls::CA {
-        policy.ca_renewal_lead()
-    } else {
-        policy.cert_rotate_before
-    };
-    let renew_at = crate::tls::renew_at(not_after, before);
+    let renew_at = crate::tls::renew_at(not_after, policy.lead(role));
     let stamp = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let what = if role == crate::tls::CA {
         "swarmlog's CA certificate".to_string()
