@@ -73,41 +73,54 @@ pub fn running_tasks(observed: &Observed, service_id: &str) -> u64 {
 /// again until its task runs.
 pub fn tasks_running(observed: &Observed, desired: &DesiredState) -> bool {
     desired.services.iter().all(|d| {
-        let Some(svc) = observed
+        observed
             .services
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == d.spec.name.as_deref())
-        else {
-            return false;
-        };
-        let mode = svc.spec.as_ref().and_then(|s| s.mode.as_ref());
-        let wanted = match mode.and_then(|m| m.replicated.as_ref()) {
-            Some(r) => r.replicas.unwrap_or(1) as u64,
-            None if mode.is_some_and(|m| m.global.is_some()) => {
-                let constraints = svc.spec.as_ref().map(constraints_of).unwrap_or_default();
-                let nodes = observed
-                    .nodes
-                    .iter()
-                    .filter(|n| available(n) && node_matches(n, &constraints))
-                    .count() as u64;
-                nodes.max(1)
-            }
-            None => 1,
-        };
-        // A start-first update keeps the old task running while the new one
-        // fails to start: the engine's update state says the spec in force
-        // does not run yet (paused: the update stopped on a failed task).
-        use bollard::models::ServiceUpdateStatusStateEnum as U;
-        let update = svc.update_status.as_ref().and_then(|u| u.state);
-        if matches!(
-            update,
-            Some(U::UPDATING | U::PAUSED | U::ROLLBACK_STARTED | U::ROLLBACK_PAUSED)
-        ) {
-            return false;
-        }
-        let running = running_tasks(observed, svc.id.as_deref().unwrap_or_default());
-        running >= wanted
+            .is_some_and(|svc| runs_its_spec(observed, svc))
     })
+}
+
+/// Whether as many tasks as the service asks for run its current spec. A
+/// start-first update keeps the old task running while the new one fails to
+/// start: that task runs another container spec and does not count. A task
+/// without a spec (none read) counts unless the engine says an update is
+/// under way or paused.
+fn runs_its_spec(observed: &Observed, svc: &bollard::models::Service) -> bool {
+    use bollard::models::ServiceUpdateStatusStateEnum as U;
+    let mode = svc.spec.as_ref().and_then(|s| s.mode.as_ref());
+    let wanted = match mode.and_then(|m| m.replicated.as_ref()) {
+        Some(r) => r.replicas.unwrap_or(1) as u64,
+        None if mode.is_some_and(|m| m.global.is_some()) => {
+            let constraints = svc.spec.as_ref().map(constraints_of).unwrap_or_default();
+            let nodes = observed
+                .nodes
+                .iter()
+                .filter(|n| available(n) && node_matches(n, &constraints))
+                .count() as u64;
+            nodes.max(1)
+        }
+        None => 1,
+    };
+    let template = svc.spec.as_ref().and_then(|s| s.task_template.as_ref());
+    let updating = matches!(
+        svc.update_status.as_ref().and_then(|u| u.state),
+        Some(U::UPDATING | U::PAUSED | U::ROLLBACK_STARTED | U::ROLLBACK_PAUSED)
+    );
+    let id = svc.id.as_deref().unwrap_or_default();
+    let current = observed
+        .tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref() == Some(id))
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .filter(|t| match (t.spec.as_ref(), template) {
+            (Some(task), Some(want)) => {
+                task.container_spec == want.container_spec && task.force_update == want.force_update
+            }
+            _ => !updating,
+        })
+        .count() as u64;
+    current >= wanted
 }
 
 /// The desired services whose update the engine paused (a new task failed,
@@ -122,6 +135,9 @@ pub fn paused_updates(observed: &Observed, desired: &DesiredState) -> Vec<String
             let name = s.spec.as_ref().and_then(|s| s.name.as_deref());
             desired.services.iter().any(|d| d.spec.name.as_deref() == name)
         })
+        // A paused update whose spec runs anyway (swarm replaced the failed
+        // task later) is no problem.
+        .filter(|s| !runs_its_spec(observed, s))
         .filter_map(|s| {
             let u = s.update_status.as_ref()?;
             let what = match u.state? {
@@ -398,5 +414,44 @@ mod tests {
             let paused = paused_updates(&observed, &d);
             assert_eq!(paused.len(), usize::from(state == U::PAUSED), "{state:?}: {paused:?}");
         }
+        // With the specs read: the old task runs another image and does not
+        // count, whatever the update state says; once a task of the current
+        // spec runs, a stale `paused` is no problem.
+        use bollard::models::{TaskSpec, TaskSpecContainerSpec};
+        let spec = |image: &str| TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let kibana = observed
+            .services
+            .iter_mut()
+            .find(|s| s.id.as_deref() == Some("logging_kibana"))
+            .expect("kibana");
+        kibana.update_status = Some(ServiceUpdateStatus {
+            state: Some(U::PAUSED),
+            ..Default::default()
+        });
+        if let Some(s) = kibana.spec.as_mut() {
+            s.task_template = Some(spec("kibana:new"));
+        }
+        let task = observed
+            .tasks
+            .iter_mut()
+            .find(|t| t.service_id.as_deref() == Some("logging_kibana"))
+            .expect("kibana's task");
+        task.spec = Some(spec("kibana:old"));
+        assert!(!tasks_running(&observed, &d));
+        assert_eq!(paused_updates(&observed, &d).len(), 1);
+        let task = observed
+            .tasks
+            .iter_mut()
+            .find(|t| t.service_id.as_deref() == Some("logging_kibana"))
+            .expect("kibana's task");
+        task.spec = Some(spec("kibana:new"));
+        assert!(tasks_running(&observed, &d));
+        assert!(paused_updates(&observed, &d).is_empty());
     }
 }
