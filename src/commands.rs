@@ -646,14 +646,7 @@ pub(crate) async fn credentials(cmd: &swarmlog::cli::CredentialsCommand) -> anyh
 /// Elasticsearch trusts), as the swarm holds it.
 async fn ca_show(rendered: &Rendered, engine: &Engine) -> anyhow::Result<ExitCode> {
     use base64::Engine as _;
-    let Some(ca) = rendered.desired.configs.iter().find(|c| {
-        c.spec
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(swarmlog::tls::LABEL_TLS))
-            .map(String::as_str)
-            == Some(swarmlog::tls::CA)
-    }) else {
+    let Some(ca) = rendered.desired.tls_config(swarmlog::tls::CA) else {
         eprintln!(
             "error: stack {} has no CA: elasticsearch.security is off (or the chart mounts no certificate)",
             rendered.stack

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 /// The stand-in, built once per test run as the sandbox builds it: its own
 /// cargo package (tests/standin/Cargo.toml), static, into target/standin. A
 /// failed build fails every test that needs it, with cargo's output.
@@ -24,7 +26,7 @@ fn standin() -> &'static Path {
     let built = BIN.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target_dir = repo.join("target/standin");
-        let out = standin_cargo(repo, &target_dir)
+        let out = common::standin_cargo(repo, &target_dir)
             .output()
             .map_err(|e| format!("running cargo: {e}"))?;
         if !out.status.success() {
@@ -40,36 +42,6 @@ fn standin() -> &'static Path {
         Ok(path) => path,
         Err(e) => panic!("{e}"),
     }
-}
-
-/// `cargo build` of the stand-in's package as the sandbox runs it: without
-/// the variables cargo set for this test (ring's build script watches some
-/// of them, so a build with them would rebuild ring after every build
-/// without them, and back).
-fn standin_cargo(repo: &Path, target_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(repo.join("tests/standin/Cargo.toml"))
-        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-        .arg(target_dir);
-    let set_for_us = [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_CRATE_",
-        "CARGO_BIN_",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "OUT_DIR",
-    ];
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if set_for_us.iter().any(|p| k.starts_with(p)) {
-            cmd.env_remove(&*k);
-        }
-    }
-    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
-    cmd
 }
 
 /// A free loopback port (bound, then released for the simulator to take).

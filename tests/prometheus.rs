@@ -348,36 +348,6 @@ impl Drop for Forwarder {
     }
 }
 
-/// `cargo build` of the stand-in's package as the sandbox runs it: without
-/// the variables cargo set for this test (ring's build script watches some
-/// of them, so a build with them would rebuild ring after every build
-/// without them, and back).
-fn standin_cargo(repo: &Path, target_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(repo.join("tests/standin/Cargo.toml"))
-        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-        .arg(target_dir);
-    let set_for_us = [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_CRATE_",
-        "CARGO_BIN_",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "OUT_DIR",
-    ];
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if set_for_us.iter().any(|p| k.starts_with(p)) {
-            cmd.env_remove(&*k);
-        }
-    }
-    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
-    cmd
-}
-
 /// The stand-in run as one Elasticsearch node on loopback; killed when dropped.
 struct EsNode {
     child: Child,
@@ -388,7 +358,7 @@ impl EsNode {
     fn start(dir: &Path) -> Result<EsNode, String> {
         // The stand-in's own package, built as the sandbox builds it.
         let target_dir = common::repo().join("target/standin");
-        let out = standin_cargo(&common::repo(), &target_dir)
+        let out = common::standin_cargo(&common::repo(), &target_dir)
             .output()
             .map_err(|e| format!("cargo: {e}"))?;
         if !out.status.success() {

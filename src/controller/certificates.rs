@@ -194,18 +194,7 @@ mod tests {
     }
 
     fn not_after(d: &DesiredState, role: &str) -> SystemTime {
-        let c = d
-            .configs
-            .iter()
-            .find(|c| {
-                c.spec
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(LABEL_TLS))
-                    .map(String::as_str)
-                    == Some(role)
-            })
-            .expect("the certificate");
+        let c = d.tls_config(role).expect("the certificate");
         humantime::parse_rfc3339(&c.spec.labels.as_ref().expect("labels")[LABEL_NOT_AFTER]).expect("a date")
     }
 
@@ -233,14 +222,9 @@ mod tests {
         // Due, and the next certificate desired (another render): rolling,
         // not Degraded, for a while.
         let mut next = d.clone();
+        let http = d.tls_config(crate::tls::HTTP).and_then(|c| c.spec.name.clone());
         for c in &mut next.configs {
-            if c.spec
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_TLS))
-                .map(String::as_str)
-                == Some(crate::tls::HTTP)
-            {
+            if c.spec.name.is_some() && c.spec.name == http {
                 c.spec.name = Some("logging_es_http_crt_renewed".into());
             }
         }

@@ -327,16 +327,7 @@ async fn read(client: &Client, targets: &Targets) -> View {
 fn trusted_ca(desired: &DesiredState) -> Option<String> {
     use base64::Engine as _;
     desired
-        .configs
-        .iter()
-        .find(|c| {
-            c.spec
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(crate::tls::LABEL_TLS))
-                .map(String::as_str)
-                == Some(crate::tls::CA)
-        })
+        .tls_config(crate::tls::CA)
         .and_then(|c| c.spec.data.as_deref())
         .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
         .and_then(|d| String::from_utf8(d).ok())

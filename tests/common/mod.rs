@@ -902,3 +902,33 @@ pub fn sh(cmd: &str) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
+
+/// `cargo build` of the stand-in's package as the sandbox runs it: without
+/// the variables cargo set for this test (ring's build script watches some
+/// of them, so a build with them would rebuild ring after every build
+/// without them, and back).
+pub fn standin_cargo(repo: &std::path::Path, target_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(repo.join("tests/standin/Cargo.toml"))
+        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(target_dir);
+    let set_for_us = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "OUT_DIR",
+    ];
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if set_for_us.iter().any(|p| k.starts_with(p)) {
+            cmd.env_remove(&*k);
+        }
+    }
+    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    cmd
+}

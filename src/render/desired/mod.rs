@@ -73,6 +73,18 @@ pub struct DesiredState {
 pub const LABEL_PREFLIGHT_MAP_COUNT: &str = "io.swarmlog.preflight.max-map-count";
 
 impl DesiredState {
+    /// The config holding swarmlog's certificate of `role`
+    /// ([`crate::tls::CA`], [`crate::tls::HTTP`]), when the chart mounts one.
+    pub fn tls_config(&self, role: &str) -> Option<&DesiredConfig> {
+        self.configs.iter().find(|c| {
+            c.spec
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::tls::LABEL_TLS))
+                .is_some_and(|r| r == role)
+        })
+    }
+
     /// Services that carry the preflight label, with the minimum they need.
     pub fn preflight(&self) -> BTreeMap<String, u64> {
         self.services
