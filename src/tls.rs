@@ -43,6 +43,23 @@ pub const TLS_PATH: &str = "swarmlog-tls:";
 pub const CA: &str = "ca";
 pub const HTTP: &str = "http";
 pub const HTTP_KEY: &str = "http-key";
+/// The transport certificate of a cluster's nodes and its key: in a chart,
+/// placeholders the plan replaces with each node's own (role
+/// `transport:<node>`, see [`transport_roles`]).
+pub const TRANSPORT: &str = "transport";
+pub const TRANSPORT_KEY: &str = "transport-key";
+
+/// The roles of the transport certificate of the cluster node `node` (its
+/// service name) and of its key.
+pub fn transport_roles(node: &str) -> (String, String) {
+    (format!("{TRANSPORT}:{node}"), format!("{TRANSPORT_KEY}:{node}"))
+}
+
+/// The names a cluster node's transport certificate is for: its service
+/// name (also its `node.name` and publish host) and its tasks' name.
+pub fn transport_names(node: &str) -> Vec<String> {
+    vec![node.to_string(), format!("tasks.{node}")]
+}
 
 /// Certificates are dated this much before their issue, for clocks that lag.
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
@@ -179,6 +196,8 @@ pub struct Bundle {
     pub http_key: Pem,
     /// Whether each was issued now (`false`: reused from the swarm).
     pub issued_now: Vec<&'static str>,
+    /// Issues the transport certificates of a cluster's nodes.
+    pub issuer: Issuer,
 }
 
 impl Bundle {
@@ -239,57 +258,115 @@ pub fn bundle(
             (now_s, cert.pem(), later(at(now_s), policy.ca_validity)?)
         }
     };
-    let ca_key = key_pair(root, stack, CA, ca_issued)?;
-    let ca_id = key_id(&ca_key);
+    let ca_id = derived_key_id(root, stack, CA, ca_issued)?;
     let ca = Pem {
         data: ca_pem,
         labels: labels(CA, ca_issued, ca_not_after, &ca_id, &ca_id, &names_id(&[])),
     };
-    // The HTTP certificate: signed by this CA for these names.
-    let wanted_names = names_id(names);
-    let good_http = newest(existing, HTTP, |e| {
-        e.issuer == ca_id
-            && e.names == wanted_names
-            && derived_key_id(root, stack, HTTP, e.issued).as_deref() == Ok(e.key_id.as_str())
-            && !due(e, now, policy.lead(HTTP))
-            // Never valid beyond the CA that signed it.
-            && e.not_after <= ca_not_after
-            // The PEM is what the labels say: the derived key's, signed by
-            // this CA for these names, valid now.
-            && holds_key(&e.pem, root, stack, HTTP, e.issued)
-            && verifies(&e.pem, &ca.data, names, now)
-    });
-    let (http_issued, http_pem, http_not_after) = match good_http {
-        Some(e) => (e.issued, e.pem.clone(), e.not_after),
-        None => {
-            issued_now.push(HTTP);
-            let issuer = ca_params(stack, ca_issued, policy.ca_validity)?
-                .self_signed(&ca_key)
-                .map_err(|e| format!("the CA certificate: {e}"))?;
-            let key = key_pair(root, stack, HTTP, now_s)?;
-            let not_after = later(at(now_s), policy.cert_validity)?.min(ca_not_after);
-            let cert = leaf_params(stack, names, now_s, not_after)?
-                .signed_by(&key, &issuer, &ca_key)
-                .map_err(|e| format!("issuing the HTTP certificate: {e}"))?;
-            (now_s, cert.pem(), not_after)
-        }
+    let issuer = Issuer {
+        root: root.clone(),
+        stack: stack.to_string(),
+        ca: ca.clone(),
+        ca_issued,
+        ca_not_after,
+        existing: existing.to_vec(),
+        now,
+        policy: policy.clone(),
     };
-    let http_key = key_pair(root, stack, HTTP, http_issued)?;
-    let http_id = key_id(&http_key);
-    let http = Pem {
-        data: http_pem,
-        labels: labels(HTTP, http_issued, http_not_after, &http_id, &ca_id, &wanted_names),
-    };
-    let http_key = Pem {
-        data: key_pem(root, stack, HTTP, http_issued)?,
-        labels: labels(HTTP_KEY, http_issued, http_not_after, &http_id, &ca_id, &wanted_names),
-    };
+    let http = issuer.leaf(HTTP, HTTP_KEY, names, &format!("{stack} elasticsearch"))?;
+    if http.issued_now {
+        issued_now.push(HTTP);
+    }
     Ok(Bundle {
         ca,
-        http,
-        http_key,
+        http: http.cert,
+        http_key: http.key,
         issued_now,
+        issuer,
     })
+}
+
+/// A leaf certificate and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    pub cert: Pem,
+    pub key: Pem,
+    /// Issued by this render (`false`: reused from the swarm).
+    pub issued_now: bool,
+}
+
+/// Issues leaf certificates under a bundle's CA: the HTTP certificate, and
+/// the transport certificate of each node of a cluster (whose names only
+/// the plan knows). Holds the root key: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issuer {
+    root: RootKey,
+    stack: String,
+    ca: Pem,
+    ca_issued: u64,
+    ca_not_after: SystemTime,
+    existing: Vec<Existing>,
+    now: SystemTime,
+    policy: Policy,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("stack", &self.stack)
+            .field("ca_issued", &self.ca_issued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// The certificate of `role` (its key's secret labelled `key_role`) for
+    /// `names`, with `common_name`: the newest good one in the swarm, or a
+    /// new one signed by the CA. Good: signed by this CA for these names,
+    /// holding the key derived for it, valid now, not due, and not valid
+    /// beyond the CA.
+    pub fn leaf(&self, role: &str, key_role: &str, names: &[String], common_name: &str) -> Result<Leaf, String> {
+        let (root, stack, now, policy) = (&self.root, self.stack.as_str(), self.now, &self.policy);
+        let ca_key = key_pair(root, stack, CA, self.ca_issued)?;
+        let ca_id = key_id(&ca_key);
+        let wanted_names = names_id(names);
+        let good = newest(&self.existing, role, |e| {
+            e.issuer == ca_id
+                && e.names == wanted_names
+                && derived_key_id(root, stack, role, e.issued).as_deref() == Ok(e.key_id.as_str())
+                && !due(e, now, policy.lead(role))
+                && e.not_after <= self.ca_not_after
+                && holds_key(&e.pem, root, stack, role, e.issued)
+                && verifies(&e.pem, &self.ca.data, names, now)
+        });
+        let (issued, pem, not_after, issued_now) = match good {
+            Some(e) => (e.issued, e.pem.clone(), e.not_after, false),
+            None => {
+                let now_s = issue_time(now, policy);
+                let issuer = ca_params(stack, self.ca_issued, policy.ca_validity)?
+                    .self_signed(&ca_key)
+                    .map_err(|e| format!("the CA certificate: {e}"))?;
+                let key = key_pair(root, stack, role, now_s)?;
+                let not_after = later(at(now_s), policy.cert_validity)?.min(self.ca_not_after);
+                let cert = leaf_params(stack, role, common_name, names, now_s, not_after)?
+                    .signed_by(&key, &issuer, &ca_key)
+                    .map_err(|e| format!("issuing the {role} certificate: {e}"))?;
+                (now_s, cert.pem(), not_after, true)
+            }
+        };
+        let id = key_id(&key_pair(root, stack, role, issued)?);
+        Ok(Leaf {
+            cert: Pem {
+                data: pem,
+                labels: labels(role, issued, not_after, &id, &ca_id, &wanted_names),
+            },
+            key: Pem {
+                data: key_pem(root, stack, role, issued)?,
+                labels: labels(key_role, issued, not_after, &id, &ca_id, &wanted_names),
+            },
+            issued_now,
+        })
+    }
 }
 
 /// `t + d`, or why not (a validity beyond what a date holds).
@@ -320,7 +397,7 @@ fn holds_key(pem: &str, root: &RootKey, stack: &str, role: &str, issued: u64) ->
 
 /// Whether the certificate in `pem` chains to the CA in `ca_pem` and is
 /// valid for each of `names` at `now`.
-fn verifies(pem: &str, ca_pem: &str, names: &[String], now: SystemTime) -> bool {
+pub(crate) fn verifies(pem: &str, ca_pem: &str, names: &[String], now: SystemTime) -> bool {
     use rustls::client::danger::ServerCertVerifier;
     let (Some(leaf), Some(ca)) = (cert_der(pem), cert_der(ca_pem)) else {
         return false;
@@ -415,8 +492,6 @@ fn derived_key_id(root: &RootKey, stack: &str, role: &str, issued: u64) -> Resul
 /// The P-256 key of `role` issued at `issued`: HMAC output taken as the
 /// scalar (out of range, about once in 2^32: the next counter).
 fn secret_key(root: &RootKey, stack: &str, role: &str, issued: u64) -> Result<p256::SecretKey, String> {
-    // The HTTP certificate's key and its secret share one derivation.
-    let role = if role == HTTP_KEY { HTTP } else { role };
     for counter in 0..16u32 {
         let bytes = root.derive(&format!("swarmlog/v1/{stack}/tls/{role}/{issued}/{counter}"));
         if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
@@ -506,11 +581,18 @@ fn ca_params(stack: &str, issued: u64, validity: Duration) -> Result<Certificate
     Ok(p)
 }
 
-fn leaf_params(stack: &str, names: &[String], issued: u64, not_after: SystemTime) -> Result<CertificateParams, String> {
+fn leaf_params(
+    stack: &str,
+    role: &str,
+    common_name: &str,
+    names: &[String],
+    issued: u64,
+    not_after: SystemTime,
+) -> Result<CertificateParams, String> {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "swarmlog");
-    dn.push(DnType::CommonName, format!("{stack} elasticsearch"));
+    dn.push(DnType::CommonName, common_name);
     p.distinguished_name = dn;
     p.subject_alt_names = names
         .iter()
@@ -528,7 +610,7 @@ fn leaf_params(stack: &str, names: &[String], issued: u64, not_after: SystemTime
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     p.not_before = offset(at(issued).checked_sub(BACKDATE).unwrap_or(UNIX_EPOCH))?;
     p.not_after = offset(not_after)?;
-    p.serial_number = Some(serial(stack, HTTP, issued));
+    p.serial_number = Some(serial(stack, role, issued));
     Ok(p)
 }
 
@@ -642,6 +724,11 @@ mod tests {
         assert_eq!(key_id(&key), b.http.labels[LABEL_KEY_ID]);
     }
 
+    /// What a bundle mounts (its issuer holds the time and inputs it was made with).
+    fn material(b: &Bundle) -> (&Pem, &Pem, &Pem) {
+        (&b.ca, &b.http, &b.http_key)
+    }
+
     #[test]
     fn two_renders_in_one_issue_period_make_the_same_certificates() {
         // Two writers at once, or a standby before the leader wrote: the
@@ -656,7 +743,7 @@ mod tests {
             &Policy::default(),
         )
         .expect("issued");
-        assert_eq!(a, b);
+        assert_eq!(material(&a), material(&b));
         let c = bundle(
             &root(),
             "logging",
@@ -682,13 +769,7 @@ mod tests {
         )
         .expect("reused");
         assert!(again.issued_now.is_empty(), "{:?}", again.issued_now);
-        assert_eq!(
-            again,
-            Bundle {
-                issued_now: Vec::new(),
-                ..first
-            }
-        );
+        assert_eq!(material(&again), material(&first));
     }
 
     #[test]

@@ -15,8 +15,14 @@ use crate::tls::{Policy, LABEL_NOT_AFTER, LABEL_TLS};
 /// its renewal rolls out, before the status calls the renewal blocked.
 pub const GRACE: Duration = Duration::from_secs(15 * 60);
 
-/// The rows and the problems, at `now`.
-pub fn status(desired: &DesiredState, observed: &Observed, now: SystemTime) -> (Vec<CertificateStatus>, Vec<String>) {
+/// The rows and the problems, at `now`; `roll_under_way`: a rolling change
+/// of the Elasticsearch cluster holds its nodes for their turn.
+pub fn status(
+    desired: &DesiredState,
+    observed: &Observed,
+    now: SystemTime,
+    roll_under_way: bool,
+) -> (Vec<CertificateStatus>, Vec<String>) {
     let Some(policy) = desired.tls_policy.as_ref() else {
         return (Vec::new(), Vec::new());
     };
@@ -44,13 +50,16 @@ pub fn status(desired: &DesiredState, observed: &Observed, now: SystemTime) -> (
         })
         .flat_map(|s| s.spec.as_ref().map(mounted).unwrap_or_default())
         .collect();
-    let held = users.iter().find_map(|u| {
-        u.spec
-            .name
-            .as_ref()
-            .and_then(|n| desired.held.get(n))
-            .map(|why| (u.key.clone(), why.clone()))
-    });
+    // Why a service that mounts `name` waits, if one does. A node a rolling
+    // change of the cluster holds for its turn is not blocked: its renewal
+    // is under way (late, after GRACE, all the same).
+    let held = |name: &str| {
+        users.iter().find_map(|u| {
+            let why = desired.held.get(u.spec.name.as_ref()?)?;
+            let its_turn = roll_under_way && is_member(u);
+            (mounted(&u.spec).iter().any(|n| n == name) && !its_turn).then(|| (u.key.clone(), why.clone()))
+        })
+    };
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for (role, (name, labels)) in &wanted {
@@ -74,7 +83,7 @@ pub fn status(desired: &DesiredState, observed: &Observed, now: SystemTime) -> (
             // Not mounted yet (a first install): the one to come.
             None => (labels, false),
         };
-        let Some(row) = row(role, shown, policy, now, rolling, held.as_ref()) else {
+        let Some(row) = row(role, shown, policy, now, rolling, held(name).as_ref()) else {
             continue;
         };
         if let Some(p) = &row.detail {
@@ -100,6 +109,8 @@ fn row(
     let stamp = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let what = if role == crate::tls::CA {
         "swarmlog's CA certificate".to_string()
+    } else if let Some(node) = role.strip_prefix(&format!("{}:", crate::tls::TRANSPORT)) {
+        format!("{node}'s transport certificate")
     } else {
         format!("Elasticsearch's {role} certificate")
     };
@@ -157,6 +168,13 @@ fn row(
     })
 }
 
+fn is_member(s: &crate::render::desired::DesiredService) -> bool {
+    s.spec
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(crate::plan::cluster::LABEL_ES_MEMBER_OF))
+}
+
 /// The config names a service spec mounts.
 fn mounted(spec: &bollard::models::ServiceSpec) -> Vec<String> {
     spec.task_template
@@ -202,7 +220,7 @@ mod tests {
     fn rows_say_when_each_certificate_ends_and_is_renewed() {
         let d = crate::render::test_desired("");
         let end = not_after(&d, crate::tls::HTTP);
-        let (rows, problems) = status(&d, &observed_from(&d), SystemTime::now());
+        let (rows, problems) = status(&d, &observed_from(&d), SystemTime::now(), false);
         assert!(problems.is_empty(), "{problems:?}");
         let roles: Vec<(&str, &str)> = rows.iter().map(|r| (r.role.as_str(), r.state.as_str())).collect();
         assert_eq!(roles, vec![("ca", "ok"), ("http", "ok")]);
@@ -228,28 +246,28 @@ mod tests {
                 c.spec.name = Some("logging_es_http_crt_renewed".into());
             }
         }
-        let (rows, problems) = status(&next, &observed_from(&d), due);
+        let (rows, problems) = status(&next, &observed_from(&d), due, false);
         assert_eq!(rows[1].state, "rolling");
         assert!(problems.is_empty(), "{problems:?}");
         // Still in use well after: blocked.
-        let (rows, problems) = status(&next, &observed_from(&d), due + GRACE);
+        let (rows, problems) = status(&next, &observed_from(&d), due + GRACE, false);
         assert_eq!(rows[1].state, "blocked");
         assert!(problems[0].contains("still runs with it"), "{problems:?}");
         // Due with no next one desired (the last good desired state): blocked.
-        let (rows, problems) = status(&d, &observed_from(&d), due);
+        let (rows, problems) = status(&d, &observed_from(&d), due, false);
         assert_eq!(rows[1].state, "blocked");
         assert!(problems[0].contains("no new one was issued"), "{problems:?}");
         // Held (the preflight holds Elasticsearch): blocked at once, with why.
         let mut held = d.clone();
         held.held
             .insert("logging_elasticsearch".into(), "vm.max_map_count is too low".into());
-        let (_, problems) = status(&held, &observed_from(&d), due);
+        let (_, problems) = status(&held, &observed_from(&d), due, false);
         assert!(
             problems[0].contains("held with elasticsearch: vm.max_map_count"),
             "{problems:?}"
         );
         // Expired.
-        let (rows, problems) = status(&d, &observed_from(&d), not_after(&d, crate::tls::HTTP));
+        let (rows, problems) = status(&d, &observed_from(&d), not_after(&d, crate::tls::HTTP), false);
         assert_eq!(rows[1].state, "expired");
         assert!(problems[0].contains("expired"), "{problems:?}");
     }
@@ -258,7 +276,7 @@ mod tests {
     fn security_off_has_no_certificate_rows() {
         let d = crate::render::test_desired("elasticsearch:\n  security: false\n");
         assert_eq!(
-            status(&d, &observed_from(&d), SystemTime::now()),
+            status(&d, &observed_from(&d), SystemTime::now(), false),
             (Vec::new(), Vec::new())
         );
     }

@@ -99,7 +99,7 @@ pub struct Shared {
     /// yet; the newest is tried first).
     elastic_generation: std::sync::atomic::AtomicU32,
     view: RwLock<View>,
-    rolling: AtomicBool,
+    pub(super) rolling: AtomicBool,
     wake: tokio::sync::Notify,
 }
 

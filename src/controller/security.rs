@@ -119,8 +119,12 @@ pub async fn step(
     desired: &mut DesiredState,
     status: &mut SecurityStatus,
 ) -> Vec<String> {
-    let (certificates, mut problems) =
-        super::certificates::status(desired, seen.observed, std::time::SystemTime::now());
+    let (certificates, mut problems) = super::certificates::status(
+        desired,
+        seen.observed,
+        std::time::SystemTime::now(),
+        ctx.es.rolling.load(std::sync::atomic::Ordering::Relaxed),
+    );
     status.certificates = certificates;
     let Some(creds) = desired.credentials.clone() else {
         *status = SecurityStatus {

@@ -25,7 +25,10 @@ use bollard::models::{Node, Service, ServiceSpec};
 use super::pinning::LABEL_DATA_NODE;
 use super::placement::{available, constraints_of, hostname, node_matches};
 use crate::engine::Observed;
-use crate::render::desired::{rehash, DesiredService, DesiredState, LABEL_MANAGED, LABEL_SPEC_HASH};
+use crate::render::desired::{
+    made_config, made_secret, rehash, DesiredConfig, DesiredSecret, DesiredService, DesiredState, LABEL_MANAGED,
+    LABEL_SPEC_HASH,
+};
 
 /// Service label: the Elasticsearch service and its topology (`single` or `cluster`).
 pub const LABEL_ES: &str = "io.swarmlog.elasticsearch";
@@ -300,6 +303,7 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
     }
     // Bootstrap: no member exists yet, so they are made together.
     let bootstrap = !c.members.iter().any(|m| m.exists);
+    let transport = Transport::take(&mut out);
     // While the single node runs, no member is made (one would share its
     // node's volume).
     for m in c.members.iter().filter(|m| m.exists || !single_runs) {
@@ -308,6 +312,18 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(m.name.as_str()))
             .and_then(|s| s.spec.as_ref());
+        let files = match transport.for_member(&m.name) {
+            Ok(f) => f,
+            Err(why) => {
+                out.held.insert(m.name.clone(), why);
+                None
+            }
+        };
+        let mut swap = Vec::new();
+        if let (Some(t), Some(f)) = (&transport.placeholders, &files) {
+            swap.push((t.0.spec.name.clone(), f.0.spec.name.clone()));
+            swap.push((t.1.spec.name.clone(), f.1.spec.name.clone()));
+        }
         out.services.push(member_service(
             template,
             &m.clone(),
@@ -315,10 +331,81 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
             uuid,
             bootstrap,
             observed_spec,
+            &swap,
         ));
+        if let Some((c, s)) = files {
+            out.configs.push(c);
+            out.secrets.push(s);
+        }
     }
     out.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     out
+}
+
+/// Transport TLS: the chart's `transport` certificate and key are
+/// placeholders; each member mounts its own, for its name, under the
+/// stack's CA.
+struct Transport {
+    placeholders: Option<(DesiredConfig, DesiredSecret)>,
+    issuer: Option<crate::tls::Issuer>,
+}
+
+fn tls_role(labels: Option<&HashMap<String, String>>) -> Option<&str> {
+    labels?.get(crate::tls::LABEL_TLS).map(String::as_str)
+}
+
+impl Transport {
+    /// Takes the placeholders out of `out`.
+    fn take(out: &mut DesiredState) -> Transport {
+        let c = out
+            .configs
+            .iter()
+            .position(|c| tls_role(c.spec.labels.as_ref()) == Some(crate::tls::TRANSPORT));
+        let s = out
+            .secrets
+            .iter()
+            .position(|s| tls_role(s.spec.labels.as_ref()) == Some(crate::tls::TRANSPORT_KEY));
+        let placeholders = match (c, s) {
+            (Some(c), Some(s)) => Some((out.configs.remove(c), out.secrets.remove(s))),
+            _ => None,
+        };
+        Transport {
+            placeholders,
+            issuer: out.tls_issuer.clone(),
+        }
+    }
+
+    /// The member's certificate and key (none: no transport TLS), or why
+    /// the member waits.
+    fn for_member(&self, name: &str) -> Result<Option<(DesiredConfig, DesiredSecret)>, String> {
+        let Some((c, s)) = &self.placeholders else {
+            return Ok(None);
+        };
+        let Some(issuer) = &self.issuer else {
+            return Err(
+                "its transport certificate is issued from the root key, which this run does not have (give --root-key-file)"
+                    .to_string(),
+            );
+        };
+        let (role, key_role) = crate::tls::transport_roles(name);
+        let leaf = issuer
+            .leaf(&role, &key_role, &crate::tls::transport_names(name), name)
+            .map_err(|e| format!("its transport certificate could not be issued: {e}"))?;
+        Ok(Some((
+            made_config(
+                c,
+                &format!("{name}_transport"),
+                leaf.cert.data.as_bytes(),
+                leaf.cert.labels,
+            ),
+            made_secret(
+                s,
+                &format!("{name}_transport_key"),
+                leaf.key.data.as_bytes(),
+                leaf.key.labels,
+            ),
+        )))
+    }
 }
 
 fn env_of(spec: &ServiceSpec) -> Vec<String> {
@@ -369,8 +456,29 @@ fn member_service(
     uuid: Option<&str>,
     bootstrap: bool,
     observed: Option<&ServiceSpec>,
+    swap: &[(Option<String>, Option<String>)],
 ) -> DesiredService {
     let mut spec = template.spec.clone();
+    // The placeholders' files become the member's own.
+    if let Some(c) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+        let renamed = |n: &mut Option<String>| {
+            if let Some((_, to)) = swap.iter().find(|(from, _)| from == n) {
+                n.clone_from(to);
+            }
+        };
+        for r in c.configs.iter_mut().flatten() {
+            renamed(&mut r.config_name);
+        }
+        for r in c.secrets.iter_mut().flatten() {
+            renamed(&mut r.secret_name);
+        }
+        if let Some(v) = c.configs.as_mut() {
+            v.sort_by(|a, b| a.config_name.cmp(&b.config_name));
+        }
+        if let Some(v) = c.secrets.as_mut() {
+            v.sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
+        }
+    }
     spec.name = Some(m.name.clone());
     let labels = spec.labels.get_or_insert_with(HashMap::new);
     labels.remove(LABEL_MANAGED);
@@ -525,6 +633,201 @@ mod tests {
         assert_eq!(l.get(LABEL_DATA_NODE).map(String::as_str), Some("id1"));
         assert_eq!(l.get(LABEL_SPEC_HASH), Some(&m1.hash));
         assert_ne!(m1.hash, member(&x, "logging_es_logger-2").hash);
+    }
+
+    fn tls_role_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
+        tls_role(labels).map(str::to_string)
+    }
+
+    /// The member's transport certificate config and key secret (names), as
+    /// its spec mounts them, with their targets.
+    fn transport_files(x: &DesiredState, name: &str) -> ((String, String), (String, String)) {
+        let (role, key_role) = crate::tls::transport_roles(name);
+        let cert = x
+            .configs
+            .iter()
+            .find(|c| tls_role_of(c.spec.labels.as_ref()) == Some(role.clone()))
+            .expect("the member's certificate");
+        let key = x
+            .secrets
+            .iter()
+            .find(|c| tls_role_of(c.spec.labels.as_ref()) == Some(key_role.clone()))
+            .expect("the member's key");
+        let c = member(x, name)
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .expect("a container");
+        let cert_name = cert.spec.name.clone().expect("a name");
+        let key_name = key.spec.name.clone().expect("a name");
+        let cert_target = c
+            .configs
+            .iter()
+            .flatten()
+            .find(|r| r.config_name.as_ref() == Some(&cert_name))
+            .and_then(|r| r.file.as_ref()?.name.clone())
+            .expect("the certificate mounted");
+        let key_target = c
+            .secrets
+            .iter()
+            .flatten()
+            .find(|r| r.secret_name.as_ref() == Some(&key_name))
+            .and_then(|r| r.file.as_ref()?.name.clone())
+            .expect("the key mounted");
+        ((cert_name, cert_target), (key_name, key_target))
+    }
+
+    fn data_of(spec_data: Option<&String>) -> String {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(spec_data.expect("data"))
+            .expect("base64");
+        String::from_utf8(bytes).expect("PEM text")
+    }
+
+    /// A secured cluster's desired state, issued with the test root key and
+    /// `existing` certificates at `now`.
+    fn secured(existing: &[DesiredConfig], now: std::time::SystemTime) -> DesiredState {
+        let mut d =
+            crate::render::test_desired("elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n");
+        let engine: Vec<bollard::models::Config> = existing
+            .iter()
+            .map(|c| bollard::models::Config {
+                spec: Some(c.spec.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let key = crate::security::RootKey::from_bytes(b"a test root key of 32 bytes .....").expect("a key");
+        let policy = d.tls_policy.clone().expect("a policy");
+        let names = crate::tls::http_names("logging", "elasticsearch");
+        let b = crate::tls::bundle(
+            &key,
+            "logging",
+            &names,
+            &crate::tls::Existing::from_configs(&engine),
+            now,
+            &policy,
+        )
+        .expect("a bundle");
+        d.tls_issuer = Some(b.issuer);
+        d
+    }
+
+    #[test]
+    fn a_secured_clusters_nodes_each_mount_a_transport_certificate_of_their_own() {
+        let now = std::time::SystemTime::now();
+        let d = secured(&[], now);
+        assert!(d.tls_issuer.is_some(), "the chart mounts the transport placeholders");
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let x = expand(&d, &o, None);
+        assert!(x.held.is_empty(), "{:?}", x.held);
+        // The chart's placeholders are gone: nothing mounts or makes them.
+        assert!(!x
+            .configs
+            .iter()
+            .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::TRANSPORT)));
+        assert!(!x
+            .secrets
+            .iter()
+            .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::TRANSPORT_KEY)));
+        let ca = x.tls_config(crate::tls::CA).expect("the CA");
+        let ca_pem = data_of(ca.spec.data.as_ref());
+        let mut serials = std::collections::BTreeSet::new();
+        for m in ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"] {
+            let ((cert, cert_target), (key, key_target)) = transport_files(&x, m);
+            assert!(cert.starts_with(&format!("{m}_transport_")), "{cert}");
+            assert!(key.starts_with(&format!("{m}_transport_key_")), "{key}");
+            assert_eq!(cert_target, "/usr/share/elasticsearch/config/certs/transport.crt");
+            assert_eq!(key_target, "/usr/share/elasticsearch/config/certs/transport.key");
+            let c = x
+                .configs
+                .iter()
+                .find(|c| c.spec.name.as_ref() == Some(&cert))
+                .expect("made");
+            let pem = data_of(c.spec.data.as_ref());
+            // Signed by the stack's CA, for the member's own names only.
+            assert!(crate::tls::verifies(
+                &pem,
+                &ca_pem,
+                &crate::tls::transport_names(m),
+                now
+            ));
+            assert!(!crate::tls::verifies(
+                &pem,
+                &ca_pem,
+                &["logging_es_logger-9".into()],
+                now
+            ));
+            assert!(serials.insert(pem), "each node's certificate is its own");
+            let k = x
+                .secrets
+                .iter()
+                .find(|s| s.spec.name.as_ref() == Some(&key))
+                .expect("made");
+            assert!(data_of(k.spec.data.as_ref()).contains("BEGIN PRIVATE KEY"));
+            let e = env(member(&x, m));
+            for want in [
+                "xpack.security.transport.ssl.enabled=true",
+                "xpack.security.transport.ssl.verification_mode=certificate",
+                "xpack.security.transport.ssl.certificate=certs/transport.crt",
+                "xpack.security.transport.ssl.key=certs/transport.key",
+                "xpack.security.transport.ssl.certificate_authorities=certs/ca.crt",
+            ] {
+                assert!(e.contains(&want.to_string()), "{m} lacks {want}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_transport_certificate_is_reused_until_due_then_issued_again_for_that_node() {
+        let now = std::time::SystemTime::now();
+        let d = secured(&[], now);
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let first = expand(&d, &o, Some("u1"));
+        let names = |x: &DesiredState| {
+            ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"].map(|m| transport_files(x, m))
+        };
+        // Two hours on (another issue period), with the swarm's certificates:
+        // the same ones, so no node restarts.
+        let later = now + std::time::Duration::from_secs(2 * 3600);
+        let again = expand(&secured(&first.configs, later), &o, Some("u1"));
+        assert_eq!(names(&again), names(&first));
+        // Due (the default renews 30 days before a year ends): each node's
+        // next certificate and key, under the same CA.
+        let due = now + std::time::Duration::from_secs(340 * 24 * 3600);
+        let renewed = expand(&secured(&first.configs, due), &o, Some("u1"));
+        for (a, b) in names(&first).iter().zip(names(&renewed).iter()) {
+            assert_ne!(a.0 .0, b.0 .0, "a new certificate");
+            assert_ne!(a.1 .0, b.1 .0, "a new key");
+        }
+        assert_eq!(
+            renewed.tls_config(crate::tls::CA).and_then(|c| c.spec.name.clone()),
+            first.tls_config(crate::tls::CA).and_then(|c| c.spec.name.clone()),
+        );
+    }
+
+    #[test]
+    fn without_the_root_key_a_secured_clusters_nodes_wait() {
+        // An offline render (no root key): placeholders, no issuer.
+        let d = desired_with("elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n");
+        assert!(d.tls_issuer.is_none());
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
+        let x = expand(&d, &o, None);
+        assert_eq!(x.held.len(), 3, "{:?}", x.held);
+        assert!(x.held.values().all(|why| why.contains("root key")), "{:?}", x.held);
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub enum Blocker {
     /// A running Elasticsearch has security off and only the chart's
     /// default says on: a default never switches it on.
     SecurityByDefault { service: String },
+    /// A node of a running Elasticsearch cluster would switch its security
+    /// (and so its transport TLS) on or off: that takes every node at once.
+    ClusterSecuritySwitch { service: String, on: bool },
 }
 
 impl Blocker {
@@ -129,7 +132,10 @@ impl Blocker {
             Blocker::MissingExternal(o) => Some(o.clone()),
             Blocker::NoPlacement { service, .. }
             | Blocker::WouldMove { service, .. }
-            | Blocker::SecurityByDefault { service } => Some(ObjectRef::new(ObjectKind::Service, service.clone())),
+            | Blocker::SecurityByDefault { service }
+            | Blocker::ClusterSecuritySwitch { service, .. } => {
+                Some(ObjectRef::new(ObjectKind::Service, service.clone()))
+            }
             Blocker::RemovesAll { .. } => None,
         }
     }
@@ -167,6 +173,13 @@ impl fmt::Display for Blocker {
             Blocker::SecurityByDefault { service } => write!(
                 f,
                 "{service} runs with security off, and only the chart's default turns it on: switching it on restarts Elasticsearch, so the values must say so. Set elasticsearch.security: true (swarmlog makes the secrets, restarts Elasticsearch once and updates Kibana and Logstash; README, \"Security\"), or false to keep it off"
+            ),
+            Blocker::ClusterSecuritySwitch { service, on } => write!(
+                f,
+                "{service} is a node of a running Elasticsearch cluster with security {}: switching it {} changes TLS between the nodes, and nodes with and without it form no cluster, so every node would restart at once; swarmlog changes a cluster one node at a time and does not do this. Keep elasticsearch.security {} (README, \"Security\", a cluster)",
+                if *on { "off" } else { "on" },
+                if *on { "on" } else { "off" },
+                if *on { "false" } else { "true" },
             ),
         }
     }
@@ -432,6 +445,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
         credentials: _,
         // Certificates are configs and secrets (above); this is for the status.
         tls_policy: _,
+        // Used by the cluster's expansion, before the plan.
+        tls_issuer: _,
     } = desired;
     let inputs = Inputs { stack, observed, opts };
     let mut p = Plan {

@@ -40,6 +40,7 @@ pub(super) fn plan(inputs: &Inputs, external: &External, services: &[DesiredServ
         }
     }
     security_by_default(inputs, services, p);
+    cluster_security_switch(inputs, services, p);
     for svc in services {
         let constraints = constraints_of(&svc.spec);
         if constraints.is_empty() {
@@ -72,6 +73,49 @@ pub(super) fn plan(inputs: &Inputs, external: &External, services: &[DesiredServ
 /// Label on Elasticsearch: `on`, `off`, or either with `-default` when the
 /// values do not say and the chart's default decides.
 pub const LABEL_ES_SECURITY: &str = "io.swarmlog.es.security";
+
+/// `xpack.security.enabled` in a service spec's environment.
+fn security_env(spec: &bollard::models::ServiceSpec) -> Option<bool> {
+    let env = spec.task_template.as_ref()?.container_spec.as_ref()?.env.as_ref()?;
+    env.iter()
+        .find_map(|v| match v.strip_prefix("xpack.security.enabled=")? {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })
+}
+
+/// A running cluster's security is never switched by a rolling change: an
+/// owned member that runs with it one way and is wanted the other way
+/// blocks the plan.
+fn cluster_security_switch(inputs: &Inputs, services: &[DesiredService], p: &mut Plan) {
+    for svc in services {
+        let member = svc
+            .spec
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(crate::plan::cluster::LABEL_ES_MEMBER_OF));
+        let Some(wanted) = security_env(&svc.spec).filter(|_| member) else {
+            continue;
+        };
+        let name = svc.spec.name.clone().unwrap_or_default();
+        let running = inputs.observed.services.iter().find_map(|s| {
+            let spec = s.spec.as_ref()?;
+            let owned = spec
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::render::desired::LABEL_STACK))
+                .is_some_and(|st| st == inputs.stack);
+            (spec.name.as_deref() == Some(name.as_str()) && owned).then(|| security_env(spec))?
+        });
+        if running.is_some_and(|r| r != wanted) {
+            p.blockers.push(Blocker::ClusterSecuritySwitch {
+                service: name,
+                on: wanted,
+            });
+        }
+    }
+}
 
 /// A default never switches a running Elasticsearch's security on: an owned
 /// Elasticsearch that runs with `xpack.security.enabled=false` and is

@@ -719,6 +719,61 @@ fn the_global_shipper_is_never_pinned_to_one_node() {
 }
 
 #[test]
+fn a_running_clusters_security_is_never_switched_one_node_at_a_time() {
+    use crate::plan::cluster::expand;
+    let cluster = |security: bool| {
+        desired_with(&format!(
+            "elasticsearch:\n  topology: cluster\n  security: {security}\n  preflight:\n    maxMapCount: 0\n"
+        ))
+    };
+    let mut nodes = Vec::new();
+    for (id, host) in [("n1", "logger-1"), ("n2", "logger-2"), ("n3", "logger-3")] {
+        let mut n = node(id, host, &[("logger", "true")]);
+        if let Some(s) = n.spec.as_mut() {
+            s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE);
+        }
+        nodes.push(n);
+    }
+    let mut o = observed_from(&DesiredState {
+        services: Vec::new(),
+        ..cluster(false)
+    });
+    o.nodes = nodes.clone();
+    // A cluster formed with security off.
+    let mut running = observed_from(&expand(&cluster(false), &o, Some("u1")));
+    running.nodes = nodes;
+    let switched = |security: bool| {
+        plan(
+            &expand(&cluster(security), &running, Some("u1")),
+            &running,
+            PlanOptions::default(),
+        )
+    };
+    let p = switched(true);
+    let names: Vec<String> = p
+        .blockers
+        .iter()
+        .filter_map(|b| match b {
+            Blocker::ClusterSecuritySwitch { service, on: true } => Some(service.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"]
+    );
+    assert!(
+        p.refusals()
+            .iter()
+            .any(|r| r.contains("every node would restart at once")),
+        "{:?}",
+        p.refusals()
+    );
+    // As it runs: no blocker.
+    assert!(switched(false).blockers.is_empty(), "{:?}", switched(false).blockers);
+}
+
+#[test]
 fn a_default_never_switches_a_running_elasticsearchs_security_on() {
     let off = observed_from(&desired_with("elasticsearch:\n  security: false\n"));
     // The chart's default (on) against an Elasticsearch that runs with it off.

@@ -452,6 +452,9 @@ impl Chart {
                 return (opts.credential)(&stack, user);
             }
             match p.strip_prefix(crate::tls::TLS_PATH) {
+                // A cluster node's own, put in its place by the plan (which
+                // knows the nodes): the chart's is a placeholder.
+                Some(crate::tls::TRANSPORT | crate::tls::TRANSPORT_KEY) => tls().map(|_| Vec::new()),
                 Some(role) => match tls()? {
                     None => Ok(Vec::new()),
                     Some(b) => b
@@ -473,8 +476,18 @@ impl Chart {
                 .unwrap_or_default()
         };
         let mut desired = desired::convert(&stack, &loaded, &read, &made_labels)?;
-        if bundle.get().is_some() {
+        if let Some(made) = bundle.get() {
             desired.tls_policy = tls_policy(&values_file, &values).ok();
+            let transport = desired.configs.iter().any(|c| {
+                c.spec
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::tls::LABEL_TLS))
+                    .is_some_and(|r| r == crate::tls::TRANSPORT)
+            });
+            if transport {
+                desired.tls_issuer = made.as_ref().ok().and_then(|b| b.as_ref()).map(|b| b.issuer.clone());
+            }
         }
         desired.letsencrypt = self.companion(&values)?;
         let mut files = Vec::new();
@@ -590,16 +603,6 @@ impl Chart {
         }
         if let Err(Problems(p)) = tls_policy(&file, values) {
             problems.extend(p);
-        }
-        let secure = es.get("security").and_then(Json::as_bool) == Some(true);
-        if secure && es.get("topology").and_then(Json::as_str) == Some("cluster") {
-            problems.push(
-                Problem::new(
-                    &file,
-                    "security with topology cluster needs TLS between the nodes (Elasticsearch refuses to form a secured cluster without it), which swarmlog does not make yet: use topology single, or security false",
-                )
-                .field(&field("security")),
-            );
         }
         if let Some(m) = es.get("masterNodes") {
             if m.as_u64().is_none_or(|m| m < 1) {

@@ -46,14 +46,16 @@ pub(super) fn file_objects(
         }
         let tls = def.labels.get(crate::tls::LABEL_TLS);
         if let Some(role) = tls {
-            let is_key = role == crate::tls::HTTP_KEY;
-            let known = [crate::tls::CA, crate::tls::HTTP, crate::tls::HTTP_KEY].contains(&role.as_str());
+            let is_key = [crate::tls::HTTP_KEY, crate::tls::TRANSPORT_KEY].contains(&role.as_str());
+            let known = is_key || [crate::tls::CA, crate::tls::HTTP, crate::tls::TRANSPORT].contains(&role.as_str());
             let why = if !known {
                 Some(format!(
-                    "unknown role {role:?}: {}, {} (configs) or {} (secrets)",
+                    "unknown role {role:?}: {}, {}, {} (configs) or {}, {} (secrets)",
                     crate::tls::CA,
                     crate::tls::HTTP,
-                    crate::tls::HTTP_KEY
+                    crate::tls::TRANSPORT,
+                    crate::tls::HTTP_KEY,
+                    crate::tls::TRANSPORT_KEY
                 ))
             } else if is_key && section != "secrets" {
                 Some(
@@ -159,7 +161,7 @@ pub(super) fn secret_objects(objects: Vec<FileObject>, names: &BTreeMap<String, 
 
 /// The spec of a config or secret (they share their fields), with its hash
 /// and swarmlog's labels in place.
-fn file_object_spec(
+pub(super) fn file_object_spec(
     key: &str,
     name: String,
     labels: HashMap<String, String>,

@@ -66,6 +66,54 @@ pub struct DesiredState {
     /// them): for the status.
     #[serde(skip)]
     pub tls_policy: Option<crate::tls::Policy>,
+    /// Issues each cluster node's transport certificate under the stack's
+    /// CA (a chart that mounts the `transport` placeholders, rendered with
+    /// the root key): the plan knows the nodes. Never serialised.
+    #[serde(skip)]
+    pub tls_issuer: Option<crate::tls::Issuer>,
+}
+
+/// A config swarmlog makes beside the chart's (a cluster node's
+/// certificate): labelled like `like` plus `labels`, named
+/// `<base>_<hash8 of data>` as the chart's configs are.
+pub fn made_config(like: &DesiredConfig, base: &str, data: &[u8], labels: HashMap<String, String>) -> DesiredConfig {
+    let (spec, hash) = made_file(&like.key, like.spec.labels.as_ref(), base, data, labels);
+    DesiredConfig {
+        key: like.key.clone(),
+        spec,
+        hash,
+    }
+}
+
+/// A secret swarmlog makes beside the chart's (a cluster node's key), as
+/// [`made_config`].
+pub fn made_secret(like: &DesiredSecret, base: &str, data: &[u8], labels: HashMap<String, String>) -> DesiredSecret {
+    let (c, hash) = made_file(&like.key, like.spec.labels.as_ref(), base, data, labels);
+    DesiredSecret {
+        key: like.key.clone(),
+        spec: SecretSpec {
+            name: c.name,
+            labels: c.labels,
+            data: c.data,
+            ..Default::default()
+        },
+        hash,
+    }
+}
+
+fn made_file(
+    key: &str,
+    like: Option<&HashMap<String, String>>,
+    base: &str,
+    data: &[u8],
+    labels: HashMap<String, String>,
+) -> (ConfigSpec, String) {
+    let mut all = like.cloned().unwrap_or_default();
+    all.remove(LABEL_SPEC_HASH);
+    all.remove(LABEL_KEY);
+    all.extend(labels);
+    let name = format!("{base}_{}", &hex(&Sha256::digest(data))[..8]);
+    files::file_object_spec(key, name, all, data, None)
 }
 
 /// Service label asking the operator to check `vm.max_map_count` on the
@@ -345,6 +393,7 @@ pub fn convert(
         held: BTreeMap::new(),
         credentials: None,
         tls_policy: None,
+        tls_issuer: None,
     })
 }
 
