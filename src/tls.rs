@@ -43,22 +43,27 @@ pub const TLS_PATH: &str = "swarmlog-tls:";
 pub const CA: &str = "ca";
 pub const HTTP: &str = "http";
 pub const HTTP_KEY: &str = "http-key";
-/// The transport certificate of a cluster's nodes and its key: in a chart,
-/// placeholders the plan replaces with each node's own (role
-/// `transport:<node>`, see [`transport_roles`]).
-pub const TRANSPORT: &str = "transport";
-pub const TRANSPORT_KEY: &str = "transport-key";
+/// A cluster node's own certificate (it serves HTTPS with it and presents
+/// it to its peers over transport TLS) and its key: in a chart,
+/// placeholders the plan replaces with each node's own (role `node:<name>`,
+/// see [`node_roles`]).
+pub const NODE: &str = "node";
+pub const NODE_KEY: &str = "node-key";
 
-/// The roles of the transport certificate of the cluster node `node` (its
-/// service name) and of its key.
-pub fn transport_roles(node: &str) -> (String, String) {
-    (format!("{TRANSPORT}:{node}"), format!("{TRANSPORT_KEY}:{node}"))
+/// The roles of the certificate of the cluster node `node` (its service
+/// name) and of its key.
+pub fn node_roles(node: &str) -> (String, String) {
+    (format!("{NODE}:{node}"), format!("{NODE_KEY}:{node}"))
 }
 
-/// The names a cluster node's transport certificate is for: its service
-/// name (also its `node.name` and publish host) and its tasks' name.
-pub fn transport_names(node: &str) -> Vec<String> {
-    vec![node.to_string(), format!("tasks.{node}")]
+/// The names a cluster node's certificate is for: its service name (also
+/// its `node.name` and publish host, what the operator asks) and its tasks'
+/// name, then the names the whole cluster answers to over HTTPS (Kibana and
+/// Logstash ask `elasticsearch`; see [`http_names`]).
+pub fn node_names(stack: &str, service_key: &str, node: &str) -> Vec<String> {
+    let mut names = vec![node.to_string(), format!("tasks.{node}")];
+    names.extend(http_names(stack, service_key));
+    names
 }
 
 /// Certificates are dated this much before their issue, for clocks that lag.

@@ -43,7 +43,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::operator::{es_writes, Deployed};
+use common::operator::{call_on, call_on_host, certificate_rows, es_writes, operator_container, swap_values, Deployed};
 use common::{run_suite, wait_for, Sandbox, TestFn};
 use serde_json::Value;
 
@@ -108,28 +108,6 @@ fn values_with_sockets(sb: &Sandbox, stack: &str, retention: &str, sockets: &std
         root.display(),
         sockets.display()
     )
-}
-
-/// Swaps the operator's values config for `config` (and any further
-/// `docker service update` arguments): one update, one restart.
-fn swap_values(sb: &Sandbox, old: &str, config: &str, text: &str, more: &[&str]) -> Result<(), String> {
-    let dir = common::temp_dir("operator-values");
-    let file = dir.join(format!("{config}.yaml"));
-    std::fs::write(&file, text).map_err(|e| e.to_string())?;
-    sb.docker(&["config", "create", config, &file.display().to_string()])?;
-    let add = format!("source={config},target=/etc/swarmlog/values.yaml,mode=0444");
-    let mut args = vec![
-        "service",
-        "update",
-        "--detach",
-        "--config-rm",
-        old,
-        "--config-add",
-        &add,
-    ];
-    args.extend_from_slice(more);
-    args.push("swarmlog_operator");
-    sb.docker(&args).map(|_| ())
 }
 
 /// One request from a container on the operator's overlay network (the
@@ -603,29 +581,6 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
     result.map_err(|e| explain(e, &op))
 }
 
-/// A request from a container on `network` (the stand-in's client): the
-/// status line and body, whatever the status.
-fn call_on(sb: &Sandbox, network: &str, method: &str, url: &str) -> String {
-    call_on_host(&sb.host, network, method, url)
-}
-
-/// [`call_on`] through the engine at `host` (for a thread of its own).
-fn call_on_host(host: &str, network: &str, method: &str, url: &str) -> String {
-    let args = [
-        "run",
-        "--rm",
-        "--network",
-        network,
-        "swarmlog/standin:latest",
-        "http",
-        method,
-        url,
-    ];
-    match common::run_docker(host, &args) {
-        Ok(out) | Err(out) => out,
-    }
-}
-
 /// The CA certificate of `stack` (its config's data, which is public), in a
 /// file for the test's clients: what Kibana and Logstash trust.
 fn ca_file(sb: &Sandbox, stack: &str) -> Result<std::path::PathBuf, String> {
@@ -679,21 +634,6 @@ fn stack_configs(sb: &Sandbox, stack: &str) -> Result<Vec<String>, String> {
         .collect();
     l.sort();
     Ok(l)
-}
-
-/// `/status`'s certificate rows as (role, state, not_after).
-fn certificate_rows(st: &Value) -> Vec<(String, String, String)> {
-    st["elasticsearch"]["security"]["certificates"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                    (f("role"), f("state"), f("not_after"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Elasticsearch over HTTPS: plain HTTP gets no answer, a request without
@@ -1487,15 +1427,4 @@ async fn answers(sb: &Sandbox, network: &str, what: &str, url: &str, want: &[&st
         }
     })
     .await
-}
-
-/// The operator's container on manager-1 (where the root key is mounted).
-fn operator_container(sb: &Sandbox) -> Result<String, String> {
-    let out = sb.docker(&[
-        "ps",
-        "-q",
-        "-f",
-        "label=com.docker.swarm.service.name=swarmlog_operator",
-    ])?;
-    Ok(out.lines().next().unwrap_or_default().trim().to_string())
 }

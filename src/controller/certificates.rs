@@ -109,8 +109,8 @@ fn row(
     let stamp = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let what = if role == crate::tls::CA {
         "swarmlog's CA certificate".to_string()
-    } else if let Some(node) = role.strip_prefix(&format!("{}:", crate::tls::TRANSPORT)) {
-        format!("{node}'s transport certificate")
+    } else if let Some(node) = role.strip_prefix(&format!("{}:", crate::tls::NODE)) {
+        format!("Elasticsearch node {node}'s certificate")
     } else {
         format!("Elasticsearch's {role} certificate")
     };
@@ -270,6 +270,70 @@ mod tests {
         let (rows, problems) = status(&d, &observed_from(&d), not_after(&d, crate::tls::HTTP), false);
         assert_eq!(rows[1].state, "expired");
         assert!(problems[0].contains("expired"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_clusters_nodes_each_have_a_row_and_their_turn_in_a_roll_is_not_blocked() {
+        use crate::plan::tests_support::node;
+        let d = crate::render::test_desired("elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n");
+        let mut o = crate::plan::tests_support::observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        for (id, host) in [("n1", "logger-1"), ("n2", "logger-2"), ("n3", "logger-3")] {
+            let mut n = node(id, host, &[("logger", "true")]);
+            if let Some(s) = n.spec.as_mut() {
+                s.availability = Some(bollard::models::NodeSpecAvailabilityEnum::ACTIVE);
+            }
+            o.nodes.push(n);
+        }
+        let x = crate::plan::cluster::expand(&d, &o, Some("u1"));
+        let (rows, problems) = status(&x, &observed_from(&x), SystemTime::now(), false);
+        assert!(problems.is_empty(), "{problems:?}");
+        let roles: Vec<&str> = rows.iter().map(|r| r.role.as_str()).collect();
+        assert_eq!(
+            roles,
+            [
+                "ca",
+                "node:logging_es_logger-1",
+                "node:logging_es_logger-2",
+                "node:logging_es_logger-3"
+            ]
+        );
+        // Due, each node's next certificate desired, two nodes held for
+        // their turn by the roll: rolling, not blocked.
+        let end = humantime::parse_rfc3339(&rows[1].not_after).expect("a date");
+        let due = end - Duration::from_secs(30 * 24 * 3600);
+        let mut next = x.clone();
+        for c in &mut next.configs {
+            if let Some(n) = c.spec.name.as_mut().filter(|n| n.contains("_cert_")) {
+                n.push_str("_renewed");
+            }
+        }
+        for s in &mut next.services {
+            for r in s
+                .spec
+                .task_template
+                .iter_mut()
+                .flat_map(|t| t.container_spec.iter_mut())
+                .flat_map(|c| c.configs.iter_mut().flatten())
+            {
+                if let Some(n) = r.config_name.as_mut().filter(|n| n.contains("_cert_")) {
+                    n.push_str("_renewed");
+                }
+            }
+        }
+        for m in ["logging_es_logger-2", "logging_es_logger-3"] {
+            next.held.insert(m.into(), "one node at a time: logging_es_logger-1 first".into());
+        }
+        let (rows, problems) = status(&next, &observed_from(&x), due, true);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(rows[1..].iter().all(|r| r.state == "rolling"), "{rows:?}");
+        // The same holds without a roll under way: blocked, with why.
+        let (_, problems) = status(&next, &observed_from(&x), due, false);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("node logging_es_logger-2's certificate"), "{problems:?}");
+        assert!(problems[0].contains("one node at a time"), "{problems:?}");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub const LABEL_ES_HOSTNAME: &str = "io.swarmlog.es.hostname";
 /// while it is there.
 pub const LABEL_ES_DECOMMISSION: &str = "io.swarmlog.es.decommission";
 
+/// The template's compose key (its service is `<stack>_elasticsearch`).
+const ES_SERVICE_KEY: &str = "elasticsearch";
+
 /// Environment keys swarmlog sets on each member.
 pub const ENV_NODE_NAME: &str = "node.name";
 pub const ENV_SEED_HOSTS: &str = "discovery.seed_hosts";
@@ -303,7 +306,7 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
     }
     // Bootstrap: no member exists yet, so they are made together.
     let bootstrap = !c.members.iter().any(|m| m.exists);
-    let transport = Transport::take(&mut out);
+    let node_certs = NodeCerts::take(&mut out);
     // While the single node runs, no member is made (one would share its
     // node's volume).
     for m in c.members.iter().filter(|m| m.exists || !single_runs) {
@@ -312,7 +315,7 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
             .iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(m.name.as_str()))
             .and_then(|s| s.spec.as_ref());
-        let files = match transport.for_member(&m.name) {
+        let files = match node_certs.for_member(&m.name) {
             Ok(f) => f,
             Err(why) => {
                 out.held.insert(m.name.clone(), why);
@@ -320,7 +323,7 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
             }
         };
         let mut swap = Vec::new();
-        if let (Some(t), Some(f)) = (&transport.placeholders, &files) {
+        if let (Some(t), Some(f)) = (&node_certs.placeholders, &files) {
             swap.push((t.0.spec.name.clone(), f.0.spec.name.clone()));
             swap.push((t.1.spec.name.clone(), f.1.spec.name.clone()));
         }
@@ -342,40 +345,42 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
     out
 }
 
-/// Transport TLS: the chart's `transport` certificate and key are
-/// placeholders; each member mounts its own, for its name, under the
+/// A secured cluster: the chart's `node` certificate and key are
+/// placeholders; each member mounts its own, for its names, under the
 /// stack's CA.
-struct Transport {
+struct NodeCerts {
     placeholders: Option<(DesiredConfig, DesiredSecret)>,
     issuer: Option<crate::tls::Issuer>,
+    stack: String,
 }
 
 fn tls_role(labels: Option<&HashMap<String, String>>) -> Option<&str> {
     labels?.get(crate::tls::LABEL_TLS).map(String::as_str)
 }
 
-impl Transport {
+impl NodeCerts {
     /// Takes the placeholders out of `out`.
-    fn take(out: &mut DesiredState) -> Transport {
+    fn take(out: &mut DesiredState) -> NodeCerts {
         let c = out
             .configs
             .iter()
-            .position(|c| tls_role(c.spec.labels.as_ref()) == Some(crate::tls::TRANSPORT));
+            .position(|c| tls_role(c.spec.labels.as_ref()) == Some(crate::tls::NODE));
         let s = out
             .secrets
             .iter()
-            .position(|s| tls_role(s.spec.labels.as_ref()) == Some(crate::tls::TRANSPORT_KEY));
+            .position(|s| tls_role(s.spec.labels.as_ref()) == Some(crate::tls::NODE_KEY));
         let placeholders = match (c, s) {
             (Some(c), Some(s)) => Some((out.configs.remove(c), out.secrets.remove(s))),
             _ => None,
         };
-        Transport {
+        NodeCerts {
             placeholders,
             issuer: out.tls_issuer.clone(),
+            stack: out.stack.clone(),
         }
     }
 
-    /// The member's certificate and key (none: no transport TLS), or why
+    /// The member's certificate and key (none: security off), or why
     /// the member waits.
     fn for_member(&self, name: &str) -> Result<Option<(DesiredConfig, DesiredSecret)>, String> {
         let Some((c, s)) = &self.placeholders else {
@@ -383,27 +388,22 @@ impl Transport {
         };
         let Some(issuer) = &self.issuer else {
             return Err(
-                "its transport certificate is issued from the root key, which this run does not have (give --root-key-file)"
+                "its certificate is issued from the root key, which this run does not have (give --root-key-file)"
                     .to_string(),
             );
         };
-        let (role, key_role) = crate::tls::transport_roles(name);
+        let (role, key_role) = crate::tls::node_roles(name);
         let leaf = issuer
-            .leaf(&role, &key_role, &crate::tls::transport_names(name), name)
-            .map_err(|e| format!("its transport certificate could not be issued: {e}"))?;
+            .leaf(
+                &role,
+                &key_role,
+                &crate::tls::node_names(&self.stack, ES_SERVICE_KEY, name),
+                name,
+            )
+            .map_err(|e| format!("its certificate could not be issued: {e}"))?;
         Ok(Some((
-            made_config(
-                c,
-                &format!("{name}_transport"),
-                leaf.cert.data.as_bytes(),
-                leaf.cert.labels,
-            ),
-            made_secret(
-                s,
-                &format!("{name}_transport_key"),
-                leaf.key.data.as_bytes(),
-                leaf.key.labels,
-            ),
+            made_config(c, &format!("{name}_cert"), leaf.cert.data.as_bytes(), leaf.cert.labels),
+            made_secret(s, &format!("{name}_key"), leaf.key.data.as_bytes(), leaf.key.labels),
         )))
     }
 }
@@ -639,10 +639,10 @@ mod tests {
         tls_role(labels).map(str::to_string)
     }
 
-    /// The member's transport certificate config and key secret (names), as
+    /// The member's certificate config and key secret (names), as
     /// its spec mounts them, with their targets.
-    fn transport_files(x: &DesiredState, name: &str) -> ((String, String), (String, String)) {
-        let (role, key_role) = crate::tls::transport_roles(name);
+    fn node_files(x: &DesiredState, name: &str) -> ((String, String), (String, String)) {
+        let (role, key_role) = crate::tls::node_roles(name);
         let cert = x
             .configs
             .iter()
@@ -715,10 +715,10 @@ mod tests {
     }
 
     #[test]
-    fn a_secured_clusters_nodes_each_mount_a_transport_certificate_of_their_own() {
+    fn a_secured_clusters_nodes_each_mount_a_certificate_of_their_own() {
         let now = std::time::SystemTime::now();
         let d = secured(&[], now);
-        assert!(d.tls_issuer.is_some(), "the chart mounts the transport placeholders");
+        assert!(d.tls_issuer.is_some(), "the chart mounts the node placeholders");
         let mut o = observed_from(&DesiredState {
             services: Vec::new(),
             ..d.clone()
@@ -730,20 +730,20 @@ mod tests {
         assert!(!x
             .configs
             .iter()
-            .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::TRANSPORT)));
+            .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::NODE)));
         assert!(!x
             .secrets
             .iter()
-            .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::TRANSPORT_KEY)));
+            .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::NODE_KEY)));
         let ca = x.tls_config(crate::tls::CA).expect("the CA");
         let ca_pem = data_of(ca.spec.data.as_ref());
         let mut serials = std::collections::BTreeSet::new();
         for m in ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"] {
-            let ((cert, cert_target), (key, key_target)) = transport_files(&x, m);
-            assert!(cert.starts_with(&format!("{m}_transport_")), "{cert}");
-            assert!(key.starts_with(&format!("{m}_transport_key_")), "{key}");
-            assert_eq!(cert_target, "/usr/share/elasticsearch/config/certs/transport.crt");
-            assert_eq!(key_target, "/usr/share/elasticsearch/config/certs/transport.key");
+            let ((cert, cert_target), (key, key_target)) = node_files(&x, m);
+            assert!(cert.starts_with(&format!("{m}_cert_")), "{cert}");
+            assert!(key.starts_with(&format!("{m}_key_")), "{key}");
+            assert_eq!(cert_target, "/usr/share/elasticsearch/config/certs/node.crt");
+            assert_eq!(key_target, "/usr/share/elasticsearch/config/certs/node.key");
             let c = x
                 .configs
                 .iter()
@@ -754,7 +754,7 @@ mod tests {
             assert!(crate::tls::verifies(
                 &pem,
                 &ca_pem,
-                &crate::tls::transport_names(m),
+                &crate::tls::node_names("logging", "elasticsearch", m),
                 now
             ));
             assert!(!crate::tls::verifies(
@@ -774,8 +774,10 @@ mod tests {
             for want in [
                 "xpack.security.transport.ssl.enabled=true",
                 "xpack.security.transport.ssl.verification_mode=certificate",
-                "xpack.security.transport.ssl.certificate=certs/transport.crt",
-                "xpack.security.transport.ssl.key=certs/transport.key",
+                "xpack.security.transport.ssl.certificate=certs/node.crt",
+                "xpack.security.transport.ssl.key=certs/node.key",
+                "xpack.security.http.ssl.certificate=certs/node.crt",
+                "xpack.security.http.ssl.key=certs/node.key",
                 "xpack.security.transport.ssl.certificate_authorities=certs/ca.crt",
             ] {
                 assert!(e.contains(&want.to_string()), "{m} lacks {want}: {e:?}");
@@ -784,7 +786,7 @@ mod tests {
     }
 
     #[test]
-    fn a_transport_certificate_is_reused_until_due_then_issued_again_for_that_node() {
+    fn a_nodes_certificate_is_reused_until_due_then_issued_again_for_that_node() {
         let now = std::time::SystemTime::now();
         let d = secured(&[], now);
         let mut o = observed_from(&DesiredState {
@@ -794,7 +796,7 @@ mod tests {
         o.nodes = loggers(&["logger-1", "logger-2", "logger-3"]);
         let first = expand(&d, &o, Some("u1"));
         let names = |x: &DesiredState| {
-            ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"].map(|m| transport_files(x, m))
+            ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"].map(|m| node_files(x, m))
         };
         // Two hours on (another issue period), with the swarm's certificates:
         // the same ones, so no node restarts.

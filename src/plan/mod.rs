@@ -468,7 +468,7 @@ mod tests;
 /// The plan tests' swarm builders, for other modules' tests.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    pub(crate) use super::tests::observed_from;
+    pub(crate) use super::tests::{node, observed_from};
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ fn desired() -> DesiredState {
     desired_with("")
 }
 
-pub(super) fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
+pub(crate) fn node(id: &str, host: &str, labels: &[(&str, &str)]) -> Node {
     Node {
         id: Some(id.into()),
         spec: Some(NodeSpec {

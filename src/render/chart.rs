@@ -454,7 +454,7 @@ impl Chart {
             match p.strip_prefix(crate::tls::TLS_PATH) {
                 // A cluster node's own, put in its place by the plan (which
                 // knows the nodes): the chart's is a placeholder.
-                Some(crate::tls::TRANSPORT | crate::tls::TRANSPORT_KEY) => tls().map(|_| Vec::new()),
+                Some(crate::tls::NODE | crate::tls::NODE_KEY) => tls().map(|_| Vec::new()),
                 Some(role) => match tls()? {
                     None => Ok(Vec::new()),
                     Some(b) => b
@@ -478,14 +478,14 @@ impl Chart {
         let mut desired = desired::convert(&stack, &loaded, &read, &made_labels)?;
         if let Some(made) = bundle.get() {
             desired.tls_policy = tls_policy(&values_file, &values).ok();
-            let transport = desired.configs.iter().any(|c| {
+            let per_node = desired.configs.iter().any(|c| {
                 c.spec
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(crate::tls::LABEL_TLS))
-                    .is_some_and(|r| r == crate::tls::TRANSPORT)
+                    .is_some_and(|r| r == crate::tls::NODE)
             });
-            if transport {
+            if per_node {
                 desired.tls_issuer = made.as_ref().ok().and_then(|b| b.as_ref()).map(|b| b.issuer.clone());
             }
         }

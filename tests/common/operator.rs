@@ -156,3 +156,74 @@ pub fn es_writes(sb: &Sandbox, hosts: &[&str], volume: &str) -> Vec<(u64, String
     all.sort();
     all
 }
+
+/// Swaps the operator's values config for `config` (and any further
+/// `docker service update` arguments): one update, one restart.
+pub fn swap_values(sb: &Sandbox, old: &str, config: &str, text: &str, more: &[&str]) -> Result<(), String> {
+    let dir = super::temp_dir("operator-values");
+    let file = dir.join(format!("{config}.yaml"));
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
+    sb.docker(&["config", "create", config, &file.display().to_string()])?;
+    let add = format!("source={config},target=/etc/swarmlog/values.yaml,mode=0444");
+    let mut args = vec![
+        "service",
+        "update",
+        "--detach",
+        "--config-rm",
+        old,
+        "--config-add",
+        &add,
+    ];
+    args.extend_from_slice(more);
+    args.push("swarmlog_operator");
+    sb.docker(&args).map(|_| ())
+}
+
+/// A request from a container on `network` (the stand-in's client): the
+/// status line and body, whatever the status.
+pub fn call_on(sb: &Sandbox, network: &str, method: &str, url: &str) -> String {
+    call_on_host(&sb.host, network, method, url)
+}
+
+/// [`call_on`] through the engine at `host` (for a thread of its own).
+pub fn call_on_host(host: &str, network: &str, method: &str, url: &str) -> String {
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "swarmlog/standin:latest",
+        "http",
+        method,
+        url,
+    ];
+    match super::run_docker(host, &args) {
+        Ok(out) | Err(out) => out,
+    }
+}
+
+/// `/status`'s certificate rows as (role, state, not_after).
+pub fn certificate_rows(st: &Value) -> Vec<(String, String, String)> {
+    st["elasticsearch"]["security"]["certificates"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                    (f("role"), f("state"), f("not_after"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The operator's container on manager-1 (where the root key is mounted).
+pub fn operator_container(sb: &Sandbox) -> Result<String, String> {
+    let out = sb.docker(&[
+        "ps",
+        "-q",
+        "-f",
+        "label=com.docker.swarm.service.name=swarmlog_operator",
+    ])?;
+    Ok(out.lines().next().unwrap_or_default().trim().to_string())
+}

@@ -46,16 +46,16 @@ pub(super) fn file_objects(
         }
         let tls = def.labels.get(crate::tls::LABEL_TLS);
         if let Some(role) = tls {
-            let is_key = [crate::tls::HTTP_KEY, crate::tls::TRANSPORT_KEY].contains(&role.as_str());
-            let known = is_key || [crate::tls::CA, crate::tls::HTTP, crate::tls::TRANSPORT].contains(&role.as_str());
+            let is_key = [crate::tls::HTTP_KEY, crate::tls::NODE_KEY].contains(&role.as_str());
+            let known = is_key || [crate::tls::CA, crate::tls::HTTP, crate::tls::NODE].contains(&role.as_str());
             let why = if !known {
                 Some(format!(
                     "unknown role {role:?}: {}, {}, {} (configs) or {}, {} (secrets)",
                     crate::tls::CA,
                     crate::tls::HTTP,
-                    crate::tls::TRANSPORT,
+                    crate::tls::NODE,
                     crate::tls::HTTP_KEY,
-                    crate::tls::TRANSPORT_KEY
+                    crate::tls::NODE_KEY
                 ))
             } else if is_key && section != "secrets" {
                 Some(
