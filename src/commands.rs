@@ -168,6 +168,16 @@ fn eject_credentials(rendered: &Rendered, keyed: bool) -> anyhow::Result<Ejected
     if objects.is_empty() {
         return Ok((rendered.compose_text.clone(), Vec::new()));
     }
+    let per_node = objects.iter().any(|o| {
+        o.4.as_ref()
+            .and_then(|l| l.get(swarmlog::tls::LABEL_TLS))
+            .is_some_and(|r| r == swarmlog::tls::NODE)
+    });
+    if per_node {
+        anyhow::bail!(
+            "a secured cluster's nodes each have a certificate of their own, which swarmlog issues when it makes each node's service from the swarm's logger nodes: a stack file cannot hold them. Eject with elasticsearch.topology=single, or run the operator (swarmlog run)"
+        );
+    }
     if !keyed {
         anyhow::bail!(
             "the stack holds credentials and certificates swarmlog derives from its root key ({}): give --root-key-file to write them into the directory (mode 0600), or set elasticsearch.security=false",

@@ -279,6 +279,20 @@ fn an_eject_with_credentials_needs_the_root_key_and_render_never_prints_one() {
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         assert!(!all.contains(&password), "{args:?} printed a password");
     }
+    // A secured cluster: each node's certificate is the operator's to make.
+    let cluster_dir = common::temp_dir("eject-cluster");
+    let out = bare(&[
+        "render",
+        "--output-dir",
+        &cluster_dir.display().to_string(),
+        "--root-key-file",
+        &key,
+        "--set",
+        "elasticsearch.topology=cluster",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a certificate of their own"), "{}", stderr(&out));
+    assert!(!cluster_dir.join("docker-stack.yml").exists());
 }
 
 #[test]

@@ -12,13 +12,18 @@
 //! before and released after each node. Decommission: shards moved away,
 //! the service removed, the volume kept, cancelled again. A node whose
 //! volume holds another cluster's data: reported, never joined or wiped.
+//! A secured cluster: HTTPS and transport TLS with a certificate of each
+//! node's own, renewed and rolled one node at a time while Kibana and
+//! Logstash keep logging in, then a password rotated.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::operator::{es_writes, Deployed};
+use common::operator::{
+    all_in_force, ca_file, call_on_host, call_tls, certificate_rows, es_writes, swap_values, Deployed,
+};
 use common::{run_suite, wait_for, Sandbox, TestFn};
 use serde_json::Value;
 
@@ -43,6 +48,10 @@ fn main() {
         (
             "an_upgrade_waits_for_a_node_lost_mid_roll_and_ends_on_the_new_version",
             upgrade_with_a_node_lost,
+        ),
+        (
+            "a_secured_cluster_talks_tls_node_to_node_and_renews_each_nodes_certificate_one_node_at_a_time",
+            secured_cluster,
         ),
     ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
@@ -648,5 +657,359 @@ fn upgrade_with_a_node_lost(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Resul
                 op.status().map(|s| s.to_string()).unwrap_or_else(|e| e)
             )
         })
+    })
+}
+
+/// Values of a secured cluster of stack `stack`, with `tls` (the values'
+/// `elasticsearch.tls`, indented, or nothing: the defaults).
+fn secured_values(stack: &str, tls: &str) -> String {
+    format!(
+        "stack: {stack}\n\
+         nodeSelector:\n  label: {stack}\n  value: \"true\"\n\
+         letsencrypt:\n  enabled: false\n\
+         elasticsearch:\n  topology: cluster\n  security: true\n  operatorNetwork: swarmlog_es\n  stopGracePeriod: 5s\n  \
+         preflight:\n    maxMapCount: 0\n  env:\n    STANDIN_ES_RECOVERY: \"0.5\"\n{tls}"
+    )
+}
+
+/// Each member's own certificate config, as its service mounts it now.
+fn node_certs(sb: &Sandbox, names: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for n in names {
+        let text = sb.docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Configs}}",
+            n,
+        ])?;
+        let v: Value = serde_json::from_str(text.trim()).map_err(|e| format!("{n}'s configs {text:?}: {e}"))?;
+        let cert = v
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .filter_map(|c| c["ConfigName"].as_str())
+                    .find(|c| c.starts_with(&format!("{n}_cert_")))
+            })
+            .ok_or_else(|| format!("{n} mounts no certificate of its own: {text}"))?;
+        out.insert(n.clone(), cert.to_string());
+    }
+    Ok(out)
+}
+
+/// Each member's transport peers (`GET /_standin/transport_peers`), asked
+/// over HTTPS by the member's name, trusting only the stack's CA: the
+/// node's certificate is valid for its name.
+fn transport_peers(sb: &Sandbox, stack: &str, names: &[String]) -> Result<BTreeMap<String, Value>, String> {
+    let ca = ca_file(sb, stack)?;
+    let mut out = BTreeMap::new();
+    for n in names {
+        let answer = call_tls(
+            sb,
+            &format!("{stack}_log_net"),
+            "GET",
+            &format!("https://{n}:9200/_standin/transport_peers"),
+            &ca,
+        );
+        let body = answer.lines().skip(1).collect::<Vec<_>>().join("\n");
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{n}'s transport peers: {e}: {answer}"))?;
+        out.insert(n.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Every member talks transport TLS, verifying certificates against the
+/// CA, and hears from each other member under that member's own
+/// certificate (its common name); no handshake was ever refused.
+fn tls_between_nodes(sb: &Sandbox, stack: &str, names: &[String]) -> Result<(), String> {
+    for (n, v) in transport_peers(sb, stack, names)? {
+        if v["tls"] != true || v["verification_mode"] != "certificate" {
+            return Err(format!("{n} does not talk transport TLS as configured: {v}"));
+        }
+        let mut heard: Vec<String> = v["inbound"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|p| p["node"] == p["common_name"])
+                    .filter_map(|p| p["common_name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        heard.sort();
+        let others: Vec<String> = names.iter().filter(|o| **o != n).cloned().collect();
+        if heard != others {
+            return Err(format!(
+                "{n} heard from {heard:?} under their own certificates, not {others:?}: {v}"
+            ));
+        }
+        if v["refused"].as_array().is_none_or(|r| !r.is_empty()) {
+            return Err(format!("{n} refused a transport handshake: {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// Kibana and Logstash asked in turn, from a thread of its own, until
+/// `stop` (at most 600 asks): (what, logged in, refused answers, not
+/// reached). Refused: Elasticsearch refused the credentials, or the TLS
+/// handshake with it failed; not reached: the client had no answer at all
+/// (a node or the client's own task restarting).
+type Tally = Vec<(&'static str, u32, Vec<String>, u32)>;
+
+fn poll_clients(host: String, network: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Tally {
+    let targets = [
+        ("Kibana", "http://tasks.kibana:5601/api/status", "\"available\""),
+        ("Logstash", "http://tasks.logstash:9600/", "\"green\""),
+    ];
+    let mut tally: Tally = targets.iter().map(|(w, _, _)| (*w, 0, Vec::new(), 0)).collect();
+    let mut asked = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && asked < 600 {
+        for (i, (_, url, ok)) in targets.iter().enumerate() {
+            let answer = call_on_host(&host, &network, "GET", url);
+            asked += 1;
+            let t = &mut tally[i];
+            let refused = ["TLS handshake", "security_exception", "answered 401", "answered 403"];
+            if answer.contains("HTTP/1.1 200") && answer.contains(ok) {
+                t.1 += 1;
+            } else if refused.iter().any(|r| answer.contains(r)) {
+                t.2.push(answer);
+            } else {
+                t.3 += 1;
+            }
+        }
+    }
+    tally
+}
+
+fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let hosts = ["logger-1", "worker-1", "worker-2"];
+    for host in hosts {
+        sb.docker(&["node", "update", "--label-add", "sc=true", host])?;
+    }
+    // Valid for 4 minutes, renewed 3 minutes before: due a minute after
+    // each is issued, so a renewal comes while the test watches.
+    let short = "  tls:\n    certValidity: 4m\n    certRotateBefore: 3m\n";
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_sc1", &secured_values("sc", short))?;
+    sb.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "SWARMLOG_RESYNC=10s",
+        "swarmlog_operator",
+    ])?;
+    let names: Vec<String> = hosts.iter().map(|h| format!("sc_es_{h}")).collect();
+    let result = rt.block_on(async {
+        wait_for(
+            "a green secured cluster of 3 nodes, its users in force",
+            Duration::from_secs(300),
+            || async {
+                let st = op.status()?;
+                let e = es(&st);
+                let rows = certificate_rows(&st);
+                let ok = e["state"] == "ok"
+                    && e["health"] == "green"
+                    && e["nodes_joined"] == 3
+                    && e["nodes_expected"] == 3
+                    && all_in_force(&e["security"])
+                    && rows.iter().filter(|r| r.0.starts_with("node:sc_es_")).count() == 3;
+                if ok {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("phase {}, elasticsearch {e}", st["phase"]))
+                }
+            },
+        )
+        .await?;
+        // Each node's certificate is its own, and no credential is in a
+        // member's environment.
+        let m = members(sb, "sc_elasticsearch")?;
+        for (name, (_, env)) in &m {
+            if let Some(e) = env.iter().find(|e| e.contains("PASSWORD=") || e.contains("password=")) {
+                return Err(format!("{name} has a credential in its environment: {e}"));
+            }
+        }
+        let first = node_certs(sb, &names)?;
+        let distinct: std::collections::BTreeSet<&String> = first.values().collect();
+        if distinct.len() != 3 {
+            return Err(format!("the nodes share a certificate: {first:?}"));
+        }
+        wait_for("TLS between every two nodes", Duration::from_secs(60), || async {
+            tls_between_nodes(sb, "sc", &names).map(Some)
+        })
+        .await?;
+
+        // The renewals roll one node at a time while Kibana and Logstash
+        // keep logging in.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = {
+            let (stop, host) = (stop.clone(), sb.host.clone());
+            std::thread::spawn(move || poll_clients(host, "sc_log_net".into(), stop))
+        };
+        let t0 = Instant::now();
+        let mut max_down: Vec<String> = Vec::new();
+        let mut swapped = false;
+        let mut last = String::new();
+        let rolled: Result<(), String> = loop {
+            if t0.elapsed() > Duration::from_secs(600) {
+                break Err(format!("the renewals did not settle in 600 s; last: {last}"));
+            }
+            let down = members_down(sb, &names)?;
+            if down.len() > max_down.len() {
+                max_down = down.clone();
+            }
+            if max_down.len() > 1 {
+                break Err(format!(
+                    "more than one Elasticsearch node was down at once: {max_down:?}"
+                ));
+            }
+            let now = node_certs(sb, &names)?;
+            let renewed_all = now.iter().all(|(n, c)| first.get(n) != Some(c));
+            // Every node on a renewed certificate: back to the default
+            // policy, under which the short-lived ones are due, so each is
+            // renewed once more, for a year, and stays.
+            if renewed_all && !swapped {
+                swapped = true;
+                eprintln!(
+                    "{:>6.1}s every node renewed its certificate; back to the default policy",
+                    t0.elapsed().as_secs_f64()
+                );
+                swap_values(
+                    sb,
+                    "swarmlog_values_sc1",
+                    "swarmlog_values_sc2",
+                    &secured_values("sc", ""),
+                    &[],
+                )?;
+            }
+            if !down.is_empty() {
+                eprintln!("{:>6.1}s down: {down:?}", t0.elapsed().as_secs_f64());
+            }
+            match op.status() {
+                Ok(st) => {
+                    let e = es(&st);
+                    let rows = certificate_rows(&st);
+                    let year = |end: &str| {
+                        humantime::parse_rfc3339(end)
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                            .is_some_and(|left| left > Duration::from_secs(300 * 24 * 3600))
+                    };
+                    let nodes: Vec<_> = rows.iter().filter(|r| r.0.starts_with("node:")).collect();
+                    let settled = swapped
+                        && nodes.len() == 3
+                        && nodes.iter().all(|r| r.1 == "ok" && year(&r.2))
+                        && e["roll"].is_null()
+                        && e["health"] == "green"
+                        && e["nodes_joined"] == 3
+                        && st["phase"] == "Converged"
+                        && down.is_empty();
+                    if settled {
+                        break Ok(());
+                    }
+                    last = format!("down {down:?}, certificates {rows:?}, roll {}", e["roll"]);
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        // Asked a few more times after the roll.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let tally = poller.join().map_err(|_| "the poller panicked".to_string())?;
+        rolled?;
+        let mut report = Vec::new();
+        for (what, good, refused, unreached) in tally {
+            if let Some(r) = refused.first() {
+                return Err(format!(
+                    "{what} was refused {} times during the renewals: {r}",
+                    refused.len()
+                ));
+            }
+            if good < 3 {
+                return Err(format!(
+                    "{what} logged in only {good} times during the renewals ({unreached} not reached): too few to tell"
+                ));
+            }
+            report.push(format!(
+                "{what} logged in {good} times, refused none ({unreached} not reached)"
+            ));
+        }
+        eprintln!(
+            "BENCH tls: node certificates renewed twice and rolled in {:.1} s, at most {} node down; {}",
+            t0.elapsed().as_secs_f64(),
+            max_down.len(),
+            report.join("; ")
+        );
+        let last_certs = node_certs(sb, &names)?;
+        if last_certs.values().any(|c| first.values().any(|f| f == c)) {
+            return Err(format!("a node still mounts its first certificate: {last_certs:?}"));
+        }
+        // After the rolls: still TLS between every two nodes, under the
+        // renewed certificates, no handshake ever refused.
+        wait_for(
+            "TLS between every two nodes after the renewals",
+            Duration::from_secs(60),
+            || async { tls_between_nodes(sb, "sc", &names).map(Some) },
+        )
+        .await?;
+
+        // A password of the cluster's users rotated: Kibana's, with no
+        // restart of any node.
+        let before = members(sb, "sc_elasticsearch")?;
+        let out = common::swarmlog_with_host(Some(&sb.host), &["credentials", "rotate", "kibana", "--stack", "sc"]);
+        if !out.status.success() {
+            return Err(format!(
+                "credentials rotate kibana: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        wait_for("Kibana's next user in force", Duration::from_secs(240), || async {
+            let st = op.status()?;
+            let sec = &es(&st)["security"];
+            let users: Vec<&str> = sec["users"]
+                .as_array()
+                .map(|u| u.iter().filter_map(|u| u["name"].as_str()).collect())
+                .unwrap_or_default();
+            if all_in_force(sec) && users.contains(&"swarmlog_kibana_2") && st["phase"] == "Converged" {
+                Ok(Some(()))
+            } else {
+                Err(format!("phase {}, users {}", st["phase"], sec["users"]))
+            }
+        })
+        .await?;
+        let after = members(sb, "sc_elasticsearch")?;
+        if after != before {
+            return Err(format!(
+                "a node changed for a password rotation: {before:?} -> {after:?}"
+            ));
+        }
+        // Kibana's new task (its old one may still answer for a moment).
+        wait_for(
+            "Kibana logged in as swarmlog_kibana_2",
+            Duration::from_secs(60),
+            || async {
+                let answer = call_on_host(&sb.host, "sc_log_net", "GET", "http://tasks.kibana:5601/api/status");
+                if answer.contains("swarmlog_kibana_2") {
+                    Ok(Some(()))
+                } else {
+                    Err(answer)
+                }
+            },
+        )
+        .await
+    });
+    result.map_err(|e| {
+        let st = op.status().map(|st| {
+            format!(
+                "phase {}\nelasticsearch {}\nevents {}",
+                st["phase"], st["elasticsearch"], st["events"]
+            )
+        });
+        format!(
+            "{e}\n--- the operator's /status ---\n{}\n--- operator log (tail) ---\n{}",
+            st.unwrap_or_else(|e| e),
+            op.logs()
+        )
     })
 }

@@ -43,7 +43,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::operator::{call_on, call_on_host, certificate_rows, es_writes, operator_container, swap_values, Deployed};
+use common::operator::{
+    all_in_force, ca_file, call_on, call_on_host, call_tls, certificate_rows, es_writes, operator_container,
+    swap_values, Deployed,
+};
 use common::{run_suite, wait_for, Sandbox, TestFn};
 use serde_json::Value;
 
@@ -579,49 +582,6 @@ fn shipper_everywhere(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), 
         Ok::<(), String>(())
     });
     result.map_err(|e| explain(e, &op))
-}
-
-/// The CA certificate of `stack` (its config's data, which is public), in a
-/// file for the test's clients: what Kibana and Logstash trust.
-fn ca_file(sb: &Sandbox, stack: &str) -> Result<std::path::PathBuf, String> {
-    use base64::Engine as _;
-    let names = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
-    let prefix = format!("{stack}_es_ca_");
-    let found: Vec<&str> = names.lines().filter(|n| n.starts_with(&prefix)).collect();
-    let [name] = found[..] else {
-        return Err(format!("expected one config {prefix}<hash>: {names}"));
-    };
-    let data = sb.docker(&["config", "inspect", "--format", "{{json .Spec.Data}}", name])?;
-    let b64: String = serde_json::from_str(data.trim()).map_err(|e| format!("{name}'s data {data:?}: {e}"))?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("{name}'s data: {e}"))?;
-    let file = common::temp_dir("ca").join(format!("{stack}-ca.crt"));
-    std::fs::write(&file, pem).map_err(|e| format!("writing {}: {e}", file.display()))?;
-    Ok(file)
-}
-
-/// [`call_on`] over HTTPS, trusting only the CA in `ca` and checking the
-/// URL's host name against the certificate (as Kibana and Logstash do).
-fn call_tls(sb: &Sandbox, network: &str, method: &str, url: &str, ca: &std::path::Path) -> String {
-    let mount = format!("{}:/ca.crt:ro", ca.display());
-    let args = [
-        "run",
-        "--rm",
-        "--network",
-        network,
-        "-v",
-        &mount,
-        "swarmlog/standin:latest",
-        "http",
-        "--cacert",
-        "/ca.crt",
-        method,
-        url,
-    ];
-    match common::run_docker(&sb.host, &args) {
-        Ok(out) | Err(out) => out,
-    }
 }
 
 /// The names of the configs of `stack`, sorted.
@@ -1191,15 +1151,6 @@ fn certificate_renewal(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(),
         https_only(sb, "ren", elastic.trim(), &op.status()?)
     });
     result.map_err(|e| explain(e, &op))
-}
-
-/// Security's rows (elastic, the role, Kibana's and Logstash's users), each
-/// in force, and no user of an earlier generation left.
-fn all_in_force(sec: &Value) -> bool {
-    sec["enabled"] == true
-        && sec["users"]
-            .as_array()
-            .is_some_and(|u| u.len() == 4 && u.iter().all(|u| u["state"] == "in-force"))
 }
 
 /// `swarmlog credentials rotate` of Kibana's and Logstash's credentials,

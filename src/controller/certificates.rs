@@ -324,7 +324,8 @@ mod tests {
             }
         }
         for m in ["logging_es_logger-2", "logging_es_logger-3"] {
-            next.held.insert(m.into(), "one node at a time: logging_es_logger-1 first".into());
+            next.held
+                .insert(m.into(), "one node at a time: logging_es_logger-1 first".into());
         }
         let (rows, problems) = status(&next, &observed_from(&x), due, true);
         assert!(problems.is_empty(), "{problems:?}");
@@ -332,7 +333,10 @@ mod tests {
         // The same holds without a roll under way: blocked, with why.
         let (_, problems) = status(&next, &observed_from(&x), due, false);
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("node logging_es_logger-2's certificate"), "{problems:?}");
+        assert!(
+            problems[0].contains("node logging_es_logger-2's certificate"),
+            "{problems:?}"
+        );
         assert!(problems[0].contains("one node at a time"), "{problems:?}");
     }
 

@@ -227,3 +227,55 @@ pub fn operator_container(sb: &Sandbox) -> Result<String, String> {
     ])?;
     Ok(out.lines().next().unwrap_or_default().trim().to_string())
 }
+
+/// The CA certificate of `stack` (its config's data, which is public), in a
+/// file for the test's clients: what Kibana and Logstash trust.
+pub fn ca_file(sb: &Sandbox, stack: &str) -> Result<std::path::PathBuf, String> {
+    use base64::Engine as _;
+    let names = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
+    let prefix = format!("{stack}_es_ca_");
+    let found: Vec<&str> = names.lines().filter(|n| n.starts_with(&prefix)).collect();
+    let [name] = found[..] else {
+        return Err(format!("expected one config {prefix}<hash>: {names}"));
+    };
+    let data = sb.docker(&["config", "inspect", "--format", "{{json .Spec.Data}}", name])?;
+    let b64: String = serde_json::from_str(data.trim()).map_err(|e| format!("{name}'s data {data:?}: {e}"))?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("{name}'s data: {e}"))?;
+    let file = super::temp_dir("ca").join(format!("{stack}-ca.crt"));
+    std::fs::write(&file, pem).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    Ok(file)
+}
+
+/// [`call_on`] over HTTPS, trusting only the CA in `ca` and checking the
+/// URL's host name against the certificate (as Kibana and Logstash do).
+pub fn call_tls(sb: &Sandbox, network: &str, method: &str, url: &str, ca: &std::path::Path) -> String {
+    let mount = format!("{}:/ca.crt:ro", ca.display());
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "-v",
+        &mount,
+        "swarmlog/standin:latest",
+        "http",
+        "--cacert",
+        "/ca.crt",
+        method,
+        url,
+    ];
+    match super::run_docker(&sb.host, &args) {
+        Ok(out) | Err(out) => out,
+    }
+}
+
+/// Security's rows (elastic, the role, Kibana's and Logstash's users), each
+/// in force, and no user of an earlier generation left.
+pub fn all_in_force(sec: &Value) -> bool {
+    sec["enabled"] == true
+        && sec["users"]
+            .as_array()
+            .is_some_and(|u| u.len() == 4 && u.iter().all(|u| u["state"] == "in-force"))
+}
