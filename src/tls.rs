@@ -35,6 +35,9 @@ pub const LABEL_KEY_ID: &str = "io.swarmlog.tls.key-id";
 pub const LABEL_ISSUER: &str = "io.swarmlog.tls.issuer";
 /// The first 16 hex digits of SHA-256 over its subject alternative names.
 pub const LABEL_NAMES: &str = "io.swarmlog.tls.names";
+/// On the CA's config: the CA it took over from (`<issued>:<not-after>`,
+/// Unix seconds), still trusted beside it until that one ends.
+pub const LABEL_PREVIOUS: &str = "io.swarmlog.tls.previous";
 /// Prefix of the path the render asks its reader for a certificate or a key
 /// (`swarmlog-tls:<role>`): never a file name a chart uses.
 pub const TLS_PATH: &str = "swarmlog-tls:";
@@ -101,9 +104,9 @@ impl Policy {
                 humantime::format_duration(self.cert_validity)
             ));
         }
-        if self.ca_renewal_lead() >= self.ca_validity {
+        if self.ca_renewal_lead().saturating_mul(2) >= self.ca_validity {
             return Err(format!(
-                "caRotateBefore and certRotateBefore ({} and {}) must both be shorter than caValidity ({}): a certificate never outlives its CA, so the CA is renewed once it has less than either left",
+                "caRotateBefore and certRotateBefore ({} and {}) must both be shorter than half of caValidity ({}): a certificate never outlives its CA, so the CA is renewed once it has less than either left, and its successor is trusted that long before",
                 humantime::format_duration(self.ca_rotate_before),
                 humantime::format_duration(self.cert_rotate_before),
                 humantime::format_duration(self.ca_validity)
@@ -117,6 +120,14 @@ impl Policy {
     /// `cert_rotate_before` left would sign certificates due at once.
     pub fn ca_renewal_lead(&self) -> Duration {
         self.ca_rotate_before.max(self.cert_rotate_before)
+    }
+
+    /// How long before its end a CA's successor is issued and trusted beside
+    /// it (it signs from [`Policy::ca_renewal_lead`] before the end on):
+    /// every client trusts the next CA before any certificate it signed is
+    /// in use.
+    pub fn ca_publish_lead(&self) -> Duration {
+        self.ca_renewal_lead().saturating_mul(2)
     }
 
     /// How long before its end the certificate of `role` is renewed.
@@ -141,6 +152,8 @@ pub struct Existing {
     pub issuer: String,
     pub names: String,
     pub pem: String,
+    /// The CA's predecessor (issued, not after), from [`LABEL_PREVIOUS`].
+    pub previous: Option<(u64, u64)>,
 }
 
 impl Existing {
@@ -157,6 +170,10 @@ impl Existing {
             issuer: get(LABEL_ISSUER)?,
             names: get(LABEL_NAMES)?,
             pem: String::from_utf8(data.to_vec()).ok()?,
+            previous: get(LABEL_PREVIOUS).and_then(|p| {
+                let (a, b) = p.split_once(':')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            }),
         })
     }
 
@@ -244,34 +261,71 @@ pub fn bundle(
 ) -> Result<Bundle, String> {
     let now_s = issue_time(now, policy);
     let mut issued_now = Vec::new();
-    // The CA: the newest good one, or a new one.
-    let good_ca = newest(existing, CA, |e| {
+    // The signing CA: the newest good one; when it is due, the successor
+    // published ahead of time; without any (a first install, another root
+    // key, a CA already ended), a new one.
+    let known = |e: &Existing| {
         e.names == names_id(&[])
             && e.issuer == e.key_id
             && derived_key_id(root, stack, CA, e.issued).as_deref() == Ok(e.key_id.as_str())
-            && !due(e, now, policy.lead(CA))
             && holds_key(&e.pem, root, stack, CA, e.issued)
-    });
-    let (ca_issued, ca_pem, ca_not_after) = match good_ca {
-        Some(e) => (e.issued, e.pem.clone(), e.not_after),
+    };
+    let good_ca = newest(existing, CA, |e| known(e) && !due(e, now, policy.lead(CA)));
+    let (signing, previous) = match good_ca {
+        Some(e) => {
+            let first = first_cert_pem(&e.pem).ok_or("the CA's config holds no certificate")?;
+            (
+                Ca {
+                    issued: e.issued,
+                    not_after: e.not_after,
+                    pem: first,
+                },
+                e.previous,
+            )
+        }
         None => {
             issued_now.push(CA);
-            let key = key_pair(root, stack, CA, now_s)?;
-            let cert = ca_params(stack, now_s, policy.ca_validity)?
-                .self_signed(&key)
-                .map_err(|e| format!("issuing the CA certificate: {e}"))?;
-            (now_s, cert.pem(), later(at(now_s), policy.ca_validity)?)
+            let successor = newest(existing, CA, known)
+                .filter(|old| now < old.not_after)
+                .map(|old| {
+                    successor_of(root, stack, old.not_after, policy)
+                        .map(|next| (next, Some((old.issued, unix(old.not_after)))))
+                })
+                .transpose()?
+                .filter(|(next, _)| now < renew_at(next.not_after, policy.lead(CA)));
+            match successor {
+                Some(s) => s,
+                None => (
+                    ca_cert(root, stack, now_s, later(at(now_s), policy.ca_validity)?)?,
+                    None,
+                ),
+            }
         }
     };
+    let (ca_issued, ca_not_after) = (signing.issued, signing.not_after);
+    // What clients trust: the signing CA, its successor from its publish
+    // time on, and its predecessor until that one ends.
+    let mut trust = signing.pem.clone();
+    if now >= renew_at(ca_not_after, policy.ca_publish_lead()) {
+        trust.push_str(&successor_of(root, stack, ca_not_after, policy)?.pem);
+    }
+    let previous = previous.filter(|(_, end)| unix(now) < *end);
+    if let Some((issued, end)) = previous {
+        trust.push_str(&ca_cert(root, stack, issued, at(end))?.pem);
+    }
     let ca_id = derived_key_id(root, stack, CA, ca_issued)?;
+    let mut ca_labels = labels(CA, ca_issued, ca_not_after, &ca_id, &ca_id, &names_id(&[]));
+    if let Some((issued, end)) = previous {
+        ca_labels.insert(LABEL_PREVIOUS.to_string(), format!("{issued}:{end}"));
+    }
     let ca = Pem {
-        data: ca_pem,
-        labels: labels(CA, ca_issued, ca_not_after, &ca_id, &ca_id, &names_id(&[])),
+        data: trust,
+        labels: ca_labels,
     };
     let issuer = Issuer {
         root: root.clone(),
         stack: stack.to_string(),
-        ca: ca.clone(),
+        ca_pem: signing.pem,
         ca_issued,
         ca_not_after,
         existing: existing.to_vec(),
@@ -307,7 +361,8 @@ pub struct Leaf {
 pub struct Issuer {
     root: RootKey,
     stack: String,
-    ca: Pem,
+    /// The signing CA's certificate (alone).
+    ca_pem: String,
     ca_issued: u64,
     ca_not_after: SystemTime,
     existing: Vec<Existing>,
@@ -342,7 +397,7 @@ impl Issuer {
                 && !due(e, now, policy.lead(role))
                 && e.not_after <= self.ca_not_after
                 && holds_key(&e.pem, root, stack, role, e.issued)
-                && verifies(&e.pem, &self.ca.data, names, now)
+                && verifies(&e.pem, &self.ca_pem, names, now)
         });
         let (issued, pem, not_after, issued_now) = match good {
             Some(e) => (e.issued, e.pem.clone(), e.not_after, false),
@@ -374,6 +429,48 @@ impl Issuer {
     }
 }
 
+/// One CA certificate: when it was issued (its key's derivation input),
+/// when it ends, and its PEM.
+struct Ca {
+    issued: u64,
+    not_after: SystemTime,
+    pem: String,
+}
+
+/// The CA certificate issued at `issued`, ending at `not_after`: the same
+/// bytes whenever it is made again (derived key, deterministic signature).
+fn ca_cert(root: &RootKey, stack: &str, issued: u64, not_after: SystemTime) -> Result<Ca, String> {
+    let validity = not_after
+        .duration_since(at(issued))
+        .map_err(|_| "a CA that ends before it is issued".to_string())?;
+    let key = key_pair(root, stack, CA, issued)?;
+    let cert = ca_params(stack, issued, validity)?
+        .self_signed(&key)
+        .map_err(|e| format!("issuing the CA certificate: {e}"))?;
+    Ok(Ca {
+        issued,
+        not_after,
+        pem: cert.pem(),
+    })
+}
+
+/// The successor of the CA that ends at `not_after`: issued at the start of
+/// the issue period of its publish time, so every render, before or after
+/// it takes over, makes the same one.
+fn successor_of(root: &RootKey, stack: &str, not_after: SystemTime, policy: &Policy) -> Result<Ca, String> {
+    let issued = issue_time(renew_at(not_after, policy.ca_publish_lead()), policy);
+    ca_cert(root, stack, issued, later(at(issued), policy.ca_validity)?)
+}
+
+/// The first certificate in `pem`, as PEM (a CA's config holds the CAs
+/// trusted beside it after it).
+fn first_cert_pem(pem: &str) -> Option<String> {
+    let end = "-----END CERTIFICATE-----";
+    let start = pem.find("-----BEGIN CERTIFICATE-----")?;
+    let stop = pem[start..].find(end)? + start + end.len();
+    Some(format!("{}\n", &pem[start..stop]))
+}
+
 /// `t + d`, or why not (a validity beyond what a date holds).
 fn later(t: SystemTime, d: Duration) -> Result<SystemTime, String> {
     t.checked_add(d)
@@ -393,7 +490,8 @@ fn cert_der(pem: &str) -> Option<rustls::pki_types::CertificateDer<'static>> {
 /// Whether the certificate in `pem` holds the public key derived for
 /// `role` at `issued` (its SubjectPublicKeyInfo is in the certificate as is).
 fn holds_key(pem: &str, root: &RootKey, stack: &str, role: &str, issued: u64) -> bool {
-    let (Some(der), Ok(key)) = (cert_der(pem), key_pair(root, stack, role, issued)) else {
+    let first = first_cert_pem(pem).unwrap_or_default();
+    let (Some(der), Ok(key)) = (cert_der(&first), key_pair(root, stack, role, issued)) else {
         return false;
     };
     let spki = key.public_key_der();
@@ -880,6 +978,55 @@ mod tests {
         // And once renewed, the next render keeps both.
         let again = bundle(&root(), "logging", &names(), &as_configs(&b), late, &p).expect("kept");
         assert!(again.issued_now.is_empty(), "{:?}", again.issued_now);
+    }
+
+    #[test]
+    fn a_cas_successor_is_trusted_ahead_then_signs_and_the_old_one_stays_trusted_until_it_ends() {
+        let p = Policy::default();
+        let year5 = 5 * 365;
+        // Each step renders with what the step before left in the swarm.
+        let step = |prev: &Bundle, day: u64| {
+            bundle(&root(), "logging", &names(), &as_configs(prev), t(day), &p).expect("a bundle")
+        };
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &p).expect("issued");
+        let ca1 = parse(&first.ca.data);
+        assert_eq!(ca1.len(), 1);
+        // Just before the publish time (60 days before the end): unchanged.
+        let before = step(&first, year5 - 61);
+        assert_eq!(material(&before).0, material(&first).0);
+        // From it on: the successor is trusted beside the CA, which still
+        // signs; the HTTP certificate is not touched.
+        let published = step(&before, year5 - 59);
+        let trust = parse(&published.ca.data);
+        assert_eq!(trust.len(), 2);
+        assert_eq!(trust[0], ca1[0]);
+        assert_eq!(published.http, before.http);
+        assert_eq!(published.ca.labels[LABEL_KEY_ID], first.ca.labels[LABEL_KEY_ID]);
+        // Every render in the window makes the same successor.
+        assert_eq!(step(&published, year5 - 40).ca.data, published.ca.data);
+        // From the switch (30 days before the end): the successor signs; it
+        // is byte for byte the one trusted since the publish time, and the
+        // old CA is trusted beside it.
+        let switched = step(&published, year5 - 29);
+        assert_eq!(switched.issued_now, vec![CA, HTTP]);
+        let trust2 = parse(&switched.ca.data);
+        assert_eq!(trust2, vec![trust[1].clone(), ca1[0].clone()]);
+        assert_ne!(switched.ca.labels[LABEL_KEY_ID], first.ca.labels[LABEL_KEY_ID]);
+        assert!(switched.ca.labels.contains_key(LABEL_PREVIOUS));
+        let new_ca = first_cert_pem(&switched.ca.data).expect("the signing CA");
+        assert!(verifies(&switched.http.data, &new_ca, &names(), t(year5 - 29)));
+        // A client that took the bundle at the publish time trusts it.
+        let old_bundle_trusts_new = parse(&published.ca.data).contains(&parse(&new_ca)[0]);
+        assert!(old_bundle_trusts_new);
+        // Kept as it is on the next renders...
+        let again = step(&switched, year5 - 20);
+        assert_eq!(material(&again), material(&switched));
+        assert!(again.issued_now.is_empty(), "{:?}", again.issued_now);
+        // ...until the old CA ends: then the new one alone.
+        let ended = step(&again, year5 + 1);
+        assert_eq!(parse(&ended.ca.data), vec![trust[1].clone()]);
+        assert!(!ended.ca.labels.contains_key(LABEL_PREVIOUS));
+        assert_eq!(ended.http, again.http);
     }
 
     #[test]
