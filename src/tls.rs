@@ -283,24 +283,46 @@ pub fn bundle(
                 e.previous,
             )
         }
-        None => {
-            issued_now.push(CA);
-            let successor = newest(existing, CA, known)
-                .filter(|old| now < old.not_after)
-                .map(|old| {
-                    successor_of(root, stack, old.not_after, policy)
-                        .map(|next| (next, Some((old.issued, unix(old.not_after)))))
-                })
-                .transpose()?
-                .filter(|(next, _)| now < renew_at(next.not_after, policy.lead(CA)));
-            match successor {
-                Some(s) => s,
-                None => (
+        None => match newest(existing, CA, known).filter(|old| now < old.not_after) {
+            Some(old) => {
+                let next = successor_of(root, stack, old.not_after, policy)?;
+                // Trusted everywhere: every CA config in the swarm holds it.
+                // A config is removed once no service mounts it, so an older
+                // one left means a service (a cluster node the roll has not
+                // reached) does not trust the successor yet.
+                let holds = |e: &Existing| e.pem.contains(next.pem.trim());
+                let cas: Vec<&Existing> = existing.iter().filter(|e| e.role == CA && known(e)).collect();
+                let published = cas.iter().any(|e| holds(e)) && cas.iter().all(|e| holds(e));
+                let first = first_cert_pem(&old.pem).ok_or("the CA's config holds no certificate")?;
+                let old_ca = Ca {
+                    issued: old.issued,
+                    not_after: old.not_after,
+                    pem: first,
+                };
+                if !published {
+                    // Not trusted everywhere yet (its publish time passed
+                    // unseen, the operator down or the policy changed, or
+                    // its roll-out is under way): the old CA signs on.
+                    (old_ca, old.previous)
+                } else if now < renew_at(next.not_after, policy.lead(CA)) {
+                    issued_now.push(CA);
+                    (next, Some((old.issued, unix(old.not_after))))
+                } else {
+                    issued_now.push(CA);
+                    (
+                        ca_cert(root, stack, now_s, later(at(now_s), policy.ca_validity)?)?,
+                        None,
+                    )
+                }
+            }
+            None => {
+                issued_now.push(CA);
+                (
                     ca_cert(root, stack, now_s, later(at(now_s), policy.ca_validity)?)?,
                     None,
-                ),
+                )
             }
-        }
+        },
     };
     let (ca_issued, ca_not_after) = (signing.issued, signing.not_after);
     // What clients trust: the signing CA, its successor from its publish
@@ -915,11 +937,23 @@ mod tests {
         let other = RootKey::from_bytes(b"another key, 32 bytes long ......").expect("a key");
         let b = bundle(&other, "logging", &names(), &existing, t(1), &Policy::default()).expect("issued");
         assert_eq!(b.issued_now, vec![CA, HTTP]);
-        let b = bundle(
+        // A due CA: its successor (published first, as its publish time
+        // passed unseen) takes over.
+        let published = bundle(
             &root(),
             "logging",
             &names(),
             &existing,
+            t(5 * 365 - 30),
+            &Policy::default(),
+        )
+        .expect("issued");
+        assert_eq!(published.issued_now, vec![HTTP]);
+        let b = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &as_configs(&published),
             t(5 * 365 - 30),
             &Policy::default(),
         )
@@ -973,7 +1007,8 @@ mod tests {
         .expect("a good policy");
         let first = bundle(&root(), "logging", &names(), &[], t(0), &p).expect("issued");
         let late = t(5 * 365 - 80);
-        let b = bundle(&root(), "logging", &names(), &as_configs(&first), late, &p).expect("issued");
+        let published = bundle(&root(), "logging", &names(), &as_configs(&first), late, &p).expect("issued");
+        let b = bundle(&root(), "logging", &names(), &as_configs(&published), late, &p).expect("issued");
         assert_eq!(b.issued_now, vec![CA, HTTP]);
         // And once renewed, the next render keeps both.
         let again = bundle(&root(), "logging", &names(), &as_configs(&b), late, &p).expect("kept");
@@ -1027,6 +1062,32 @@ mod tests {
         assert_eq!(parse(&ended.ca.data), vec![trust[1].clone()]);
         assert!(!ended.ca.labels.contains_key(LABEL_PREVIOUS));
         assert_eq!(ended.http, again.http);
+    }
+
+    #[test]
+    fn a_successor_whose_publish_time_passed_unseen_is_trusted_before_it_signs() {
+        let p = Policy::default();
+        let first = bundle(&root(), "logging", &names(), &[], t(0), &p).expect("issued");
+        // First seen after the switch time: published, the old CA signs on.
+        let late = t(5 * 365 - 20);
+        let published = bundle(&root(), "logging", &names(), &as_configs(&first), late, &p).expect("a bundle");
+        assert_eq!(parse(&published.ca.data).len(), 2);
+        assert_eq!(published.ca.labels[LABEL_KEY_ID], first.ca.labels[LABEL_KEY_ID]);
+        assert!(!published.issued_now.contains(&CA), "{:?}", published.issued_now);
+        // While a service still mounts the earlier trust (its config is
+        // still there): the old CA signs on.
+        let mut both = as_configs(&first);
+        both.extend(as_configs(&published).into_iter().map(|mut e| {
+            e.name = format!("{}_next", e.name);
+            e
+        }));
+        let rolling = bundle(&root(), "logging", &names(), &both, late, &p).expect("a bundle");
+        assert_eq!(rolling.ca, published.ca);
+        // Once every CA config holds it: the successor signs.
+        let switched = bundle(&root(), "logging", &names(), &as_configs(&published), late, &p).expect("a bundle");
+        assert_eq!(switched.issued_now, vec![CA, HTTP]);
+        assert_ne!(switched.ca.labels[LABEL_KEY_ID], first.ca.labels[LABEL_KEY_ID]);
+        assert_eq!(parse(&switched.ca.data)[0], parse(&published.ca.data)[1]);
     }
 
     #[test]

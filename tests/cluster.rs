@@ -14,7 +14,9 @@
 //! volume holds another cluster's data: reported, never joined or wiped.
 //! A secured cluster: HTTPS and transport TLS with a certificate of each
 //! node's own, renewed and rolled one node at a time while Kibana and
-//! Logstash keep logging in, then a password rotated.
+//! Logstash keep logging in, then a password rotated; and its CA renewed:
+//! the successor trusted by every node before any node presents a
+//! certificate it signed.
 
 mod common;
 
@@ -22,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::operator::{
-    all_in_force, ca_file, call_on_host, call_tls, certificate_rows, es_writes, swap_values, Deployed,
+    all_in_force, ca_file, call_on_host, call_tls, certificate_rows, config_data, es_writes, swap_values, Deployed,
 };
 use common::{run_suite, wait_for, Sandbox, TestFn};
 use serde_json::Value;
@@ -52,6 +54,10 @@ fn main() {
         (
             "a_secured_cluster_talks_tls_node_to_node_and_renews_each_nodes_certificate_one_node_at_a_time",
             secured_cluster,
+        ),
+        (
+            "a_secured_clusters_ca_is_trusted_everywhere_before_it_signs_and_no_handshake_is_refused",
+            ca_renewal,
         ),
     ];
     // Host-mode published ports (the operator's) need dockerd's iptables.
@@ -672,29 +678,33 @@ fn secured_values(stack: &str, tls: &str) -> String {
     )
 }
 
+/// The config whose name starts with `prefix` that the service `service`
+/// mounts now.
+fn mounted_config(sb: &Sandbox, service: &str, prefix: &str) -> Result<String, String> {
+    let text = sb.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Configs}}",
+        service,
+    ])?;
+    let v: Value = serde_json::from_str(text.trim()).map_err(|e| format!("{service}'s configs {text:?}: {e}"))?;
+    v.as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|c| c["ConfigName"].as_str())
+                .find(|c| c.starts_with(prefix))
+        })
+        .map(str::to_string)
+        .ok_or_else(|| format!("{service} mounts no config {prefix}...: {text}"))
+}
+
 /// Each member's own certificate config, as its service mounts it now.
 fn node_certs(sb: &Sandbox, names: &[String]) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    for n in names {
-        let text = sb.docker(&[
-            "service",
-            "inspect",
-            "--format",
-            "{{json .Spec.TaskTemplate.ContainerSpec.Configs}}",
-            n,
-        ])?;
-        let v: Value = serde_json::from_str(text.trim()).map_err(|e| format!("{n}'s configs {text:?}: {e}"))?;
-        let cert = v
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .filter_map(|c| c["ConfigName"].as_str())
-                    .find(|c| c.starts_with(&format!("{n}_cert_")))
-            })
-            .ok_or_else(|| format!("{n} mounts no certificate of its own: {text}"))?;
-        out.insert(n.clone(), cert.to_string());
-    }
-    Ok(out)
+    names
+        .iter()
+        .map(|n| Ok((n.clone(), mounted_config(sb, n, &format!("{n}_cert_"))?)))
+        .collect()
 }
 
 /// Each member's transport peers (`GET /_standin/transport_peers`), asked
@@ -781,6 +791,26 @@ fn poll_clients(host: String, network: String, stop: std::sync::Arc<std::sync::a
     tally
 }
 
+/// Neither Kibana nor Logstash was ever refused, and each logged in often
+/// enough to tell; what they saw, in words.
+fn never_refused(tally: Tally) -> Result<String, String> {
+    let mut report = Vec::new();
+    for (what, good, refused, unreached) in tally {
+        if let Some(r) = refused.first() {
+            return Err(format!("{what} was refused {} times: {r}", refused.len()));
+        }
+        if good < 3 {
+            return Err(format!(
+                "{what} logged in only {good} times ({unreached} not reached): too few to tell"
+            ));
+        }
+        report.push(format!(
+            "{what} logged in {good} times, refused none ({unreached} not reached)"
+        ));
+    }
+    Ok(report.join("; "))
+}
+
 fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
     let hosts = ["logger-1", "worker-1", "worker-2"];
     for host in hosts {
@@ -800,27 +830,7 @@ fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), Str
     ])?;
     let names: Vec<String> = hosts.iter().map(|h| format!("sc_es_{h}")).collect();
     let result = rt.block_on(async {
-        wait_for(
-            "a green secured cluster of 3 nodes, its users in force",
-            Duration::from_secs(300),
-            || async {
-                let st = op.status()?;
-                let e = es(&st);
-                let rows = certificate_rows(&st);
-                let ok = e["state"] == "ok"
-                    && e["health"] == "green"
-                    && e["nodes_joined"] == 3
-                    && e["nodes_expected"] == 3
-                    && all_in_force(&e["security"])
-                    && rows.iter().filter(|r| r.0.starts_with("node:sc_es_")).count() == 3;
-                if ok {
-                    Ok(Some(()))
-                } else {
-                    Err(format!("phase {}, elasticsearch {e}", st["phase"]))
-                }
-            },
-        )
-        .await?;
+        secured_and_green(&op, "sc", 3).await?;
         // Each node's certificate is its own, and no credential is in a
         // member's environment.
         let m = members(sb, "sc_elasticsearch")?;
@@ -918,28 +928,11 @@ fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), Str
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let tally = poller.join().map_err(|_| "the poller panicked".to_string())?;
         rolled?;
-        let mut report = Vec::new();
-        for (what, good, refused, unreached) in tally {
-            if let Some(r) = refused.first() {
-                return Err(format!(
-                    "{what} was refused {} times during the renewals: {r}",
-                    refused.len()
-                ));
-            }
-            if good < 3 {
-                return Err(format!(
-                    "{what} logged in only {good} times during the renewals ({unreached} not reached): too few to tell"
-                ));
-            }
-            report.push(format!(
-                "{what} logged in {good} times, refused none ({unreached} not reached)"
-            ));
-        }
+        let report = never_refused(tally)?;
         eprintln!(
-            "BENCH tls: node certificates renewed twice and rolled in {:.1} s, at most {} node down; {}",
+            "BENCH tls: node certificates renewed twice and rolled in {:.1} s, at most {} node down; {report}",
             t0.elapsed().as_secs_f64(),
             max_down.len(),
-            report.join("; ")
         );
         let last_certs = node_certs(sb, &names)?;
         if last_certs.values().any(|c| first.values().any(|f| f == c)) {
@@ -998,6 +991,192 @@ fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), Str
             },
         )
         .await
+    });
+    result.map_err(|e| {
+        let st = op.status().map(|st| {
+            format!(
+                "phase {}\nelasticsearch {}\nevents {}",
+                st["phase"], st["elasticsearch"], st["events"]
+            )
+        });
+        format!(
+            "{e}\n--- the operator's /status ---\n{}\n--- operator log (tail) ---\n{}",
+            st.unwrap_or_else(|e| e),
+            op.logs()
+        )
+    })
+}
+
+/// Waits for a green secured cluster of `n` nodes of `stack`, its users in
+/// force and a certificate row per node.
+async fn secured_and_green(op: &Deployed<'_>, stack: &str, n: usize) -> Result<Value, String> {
+    wait_for(
+        &format!("a green secured cluster of {n} nodes, its users in force"),
+        Duration::from_secs(300),
+        || async {
+            let st = op.status()?;
+            let e = es(&st);
+            let rows = certificate_rows(&st);
+            let ok = e["state"] == "ok"
+                && e["health"] == "green"
+                && e["nodes_joined"] == n
+                && e["nodes_expected"] == n
+                && all_in_force(&e["security"])
+                && rows
+                    .iter()
+                    .filter(|r| r.0.starts_with(&format!("node:{stack}_es_")))
+                    .count()
+                    == n;
+            if ok {
+                Ok(Some(st))
+            } else {
+                Err(format!("phase {}, elasticsearch {e}", st["phase"]))
+            }
+        },
+    )
+    .await
+}
+
+/// The key id of the CA that signed each member's certificate (its
+/// config's label).
+fn node_issuers(sb: &Sandbox, names: &[String]) -> Result<BTreeMap<String, String>, String> {
+    node_certs(sb, names)?
+        .into_iter()
+        .map(|(n, cert)| {
+            let id = sb.docker(&[
+                "config",
+                "inspect",
+                "--format",
+                "{{index .Spec.Labels \"io.swarmlog.tls.issuer\"}}",
+                &cert,
+            ])?;
+            Ok((n, id.trim().to_string()))
+        })
+        .collect()
+}
+
+/// How many CA certificates each member trusts (its mounted `ca.crt`).
+fn node_trust(sb: &Sandbox, stack: &str, names: &[String]) -> Result<BTreeMap<String, usize>, String> {
+    names
+        .iter()
+        .map(|n| {
+            let ca = mounted_config(sb, n, &format!("{stack}_es_ca_"))?;
+            Ok((n.clone(), config_data(sb, &ca)?.matches("BEGIN CERTIFICATE").count()))
+        })
+        .collect()
+}
+
+fn ca_renewal(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let hosts = ["logger-1", "worker-1", "worker-2"];
+    for host in hosts {
+        sb.docker(&["node", "update", "--label-add", "cr=true", host])?;
+    }
+    // The CA lives 10 minutes with a lead of 150 s: its successor is
+    // trusted from 5 minutes before its end and signs from 150 s before;
+    // the nodes' certificates end with the CA, so they are due at the
+    // switch.
+    let tls =
+        "  tls:\n    caValidity: 10m\n    caRotateBefore: 150s\n    certValidity: 10m\n    certRotateBefore: 150s\n";
+    let op = Deployed::deploy(sb, IMAGE, "swarmlog_values_cr1", &secured_values("cr", tls))?;
+    sb.docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "SWARMLOG_RESYNC=10s",
+        "swarmlog_operator",
+    ])?;
+    let names: Vec<String> = hosts.iter().map(|h| format!("cr_es_{h}")).collect();
+    let result = rt.block_on(async {
+        let st = secured_and_green(&op, "cr", 3).await?;
+        let ca_end = certificate_rows(&st)
+            .iter()
+            .find(|r| r.0 == "ca")
+            .and_then(|r| humantime::parse_rfc3339(&r.2).ok())
+            .ok_or_else(|| format!("no CA row in /status: {}", es(&st)["security"]))?;
+        let first = node_issuers(sb, &names)?;
+        let old_ca = first.values().next().cloned().unwrap_or_default();
+        if old_ca.is_empty() || first.values().any(|i| *i != old_ca) {
+            return Err(format!("the nodes' certificates should share one issuer: {first:?}"));
+        }
+        wait_for("TLS between every two nodes", Duration::from_secs(60), || async {
+            tls_between_nodes(sb, "cr", &names).map(Some)
+        })
+        .await?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = {
+            let (stop, host) = (stop.clone(), sb.host.clone());
+            std::thread::spawn(move || poll_clients(host, "cr_log_net".into(), stop))
+        };
+        let t0 = Instant::now();
+        let mut max_down: Vec<String> = Vec::new();
+        let mut published_at: Option<f64> = None;
+        let mut first_switched_at: Option<f64> = None;
+        let mut last = String::new();
+        let switched: Result<(), String> = loop {
+            if std::time::SystemTime::now() > ca_end || t0.elapsed() > Duration::from_secs(900) {
+                break Err(format!(
+                    "every node was not on the new CA before the old one ended; last: {last}"
+                ));
+            }
+            let down = members_down(sb, &names)?;
+            if down.len() > max_down.len() {
+                max_down = down.clone();
+            }
+            if max_down.len() > 1 {
+                break Err(format!("more than one Elasticsearch node was down at once: {max_down:?}"));
+            }
+            let issuers = node_issuers(sb, &names)?;
+            let trust = node_trust(sb, "cr", &names)?;
+            let t = t0.elapsed().as_secs_f64();
+            if published_at.is_none() && trust.values().all(|n| *n == 2) {
+                published_at = Some(t);
+                eprintln!("{t:>6.1}s every node trusts the CA and its successor");
+            }
+            if first_switched_at.is_none() && issuers.values().any(|i| *i != old_ca) {
+                first_switched_at = Some(t);
+                eprintln!("{t:>6.1}s a node presents a certificate of the new CA: {issuers:?}; trust {trust:?}");
+                // The order the renewal promises: the successor trusted by
+                // every node before any node presents a certificate it signed.
+                if trust.values().any(|n| *n < 2) {
+                    break Err(format!(
+                        "a node presents a certificate of the new CA while another trusts only the old: issuers {issuers:?}, trust {trust:?}"
+                    ));
+                }
+            }
+            let all_new = issuers.values().all(|i| *i != old_ca && !i.is_empty());
+            match op.status() {
+                Ok(st) => {
+                    let e = es(&st);
+                    if all_new && e["roll"].is_null() && e["health"] == "green" && e["nodes_joined"] == 3 && down.is_empty() {
+                        break Ok(());
+                    }
+                    last = format!("down {down:?}, issuers {issuers:?}, trust {trust:?}, roll {}", e["roll"]);
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let tally = poller.join().map_err(|_| "the poller panicked".to_string())?;
+        switched?;
+        let report = never_refused(tally)?;
+        if published_at.is_none_or(|p| first_switched_at.is_some_and(|s| s < p)) {
+            return Err(format!(
+                "the successor was not trusted everywhere before it signed (published at {published_at:?}, first switch at {first_switched_at:?})"
+            ));
+        }
+        eprintln!(
+            "BENCH tls: CA renewed on 3 nodes in {:.1} s (trusted everywhere at {:.1} s, signing from {:.1} s), at most {} node down; {report}",
+            t0.elapsed().as_secs_f64(),
+            published_at.unwrap_or_default(),
+            first_switched_at.unwrap_or_default(),
+            max_down.len()
+        );
+        // Every node on the new CA's certificate, and no transport
+        // handshake refused on any node all through.
+        tls_between_nodes(sb, "cr", &names)
     });
     result.map_err(|e| {
         let st = op.status().map(|st| {

@@ -231,21 +231,27 @@ pub fn operator_container(sb: &Sandbox) -> Result<String, String> {
 /// The CA certificate of `stack` (its config's data, which is public), in a
 /// file for the test's clients: what Kibana and Logstash trust.
 pub fn ca_file(sb: &Sandbox, stack: &str) -> Result<std::path::PathBuf, String> {
-    use base64::Engine as _;
     let names = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
     let prefix = format!("{stack}_es_ca_");
     let found: Vec<&str> = names.lines().filter(|n| n.starts_with(&prefix)).collect();
     let [name] = found[..] else {
         return Err(format!("expected one config {prefix}<hash>: {names}"));
     };
-    let data = sb.docker(&["config", "inspect", "--format", "{{json .Spec.Data}}", name])?;
-    let b64: String = serde_json::from_str(data.trim()).map_err(|e| format!("{name}'s data {data:?}: {e}"))?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("{name}'s data: {e}"))?;
+    let pem = config_data(sb, name)?;
     let file = super::temp_dir("ca").join(format!("{stack}-ca.crt"));
     std::fs::write(&file, pem).map_err(|e| format!("writing {}: {e}", file.display()))?;
     Ok(file)
+}
+
+/// A config's data (configs are public: the engine gives it back).
+pub fn config_data(sb: &Sandbox, name: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let data = sb.docker(&["config", "inspect", "--format", "{{json .Spec.Data}}", name])?;
+    let b64: String = serde_json::from_str(data.trim()).map_err(|e| format!("{name}'s data {data:?}: {e}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("{name}'s data: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| format!("{name}'s data: {e}"))
 }
 
 /// [`call_on`] over HTTPS, trusting only the CA in `ca` and checking the
