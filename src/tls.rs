@@ -267,8 +267,20 @@ pub fn bundle(
     let known = |e: &Existing| {
         e.names == names_id(&[])
             && e.issuer == e.key_id
-            && derived_key_id(root, stack, CA, e.issued).as_deref() == Ok(e.key_id.as_str())
-            && holds_key(&e.pem, root, stack, CA, e.issued)
+            && remembered(
+                root,
+                &[
+                    stack.as_bytes(),
+                    CA.as_bytes(),
+                    &e.issued.to_le_bytes(),
+                    e.key_id.as_bytes(),
+                    e.pem.as_bytes(),
+                ],
+                || {
+                    derived_key_id(root, stack, CA, e.issued).as_deref() == Ok(e.key_id.as_str())
+                        && holds_key(&e.pem, root, stack, CA, e.issued)
+                },
+            )
     };
     let good_ca = newest(existing, CA, |e| known(e) && !due(e, now, policy.lead(CA)));
     let (signing, previous) = match good_ca {
@@ -348,6 +360,7 @@ pub fn bundle(
         root: root.clone(),
         stack: stack.to_string(),
         ca_pem: signing.pem,
+        ca_id: ca_id.clone(),
         ca_issued,
         ca_not_after,
         existing: existing.to_vec(),
@@ -386,6 +399,8 @@ pub struct Issuer {
     /// The signing CA's certificate (alone).
     ca_pem: String,
     ca_issued: u64,
+    /// The signing CA's key id.
+    ca_id: String,
     ca_not_after: SystemTime,
     existing: Vec<Existing>,
     now: SystemTime,
@@ -409,21 +424,36 @@ impl Issuer {
     /// beyond the CA.
     pub fn leaf(&self, role: &str, key_role: &str, names: &[String], common_name: &str) -> Result<Leaf, String> {
         let (root, stack, now, policy) = (&self.root, self.stack.as_str(), self.now, &self.policy);
-        let ca_key = key_pair(root, stack, CA, self.ca_issued)?;
-        let ca_id = key_id(&ca_key);
+        let ca_id = &self.ca_id;
         let wanted_names = names_id(names);
         let good = newest(&self.existing, role, |e| {
-            e.issuer == ca_id
+            e.issuer == *ca_id
                 && e.names == wanted_names
-                && derived_key_id(root, stack, role, e.issued).as_deref() == Ok(e.key_id.as_str())
                 && !due(e, now, policy.lead(role))
                 && e.not_after <= self.ca_not_after
-                && holds_key(&e.pem, root, stack, role, e.issued)
-                && verifies(&e.pem, &self.ca_pem, names, now)
+                && remembered(
+                    root,
+                    &[
+                        stack.as_bytes(),
+                        role.as_bytes(),
+                        &e.issued.to_le_bytes(),
+                        &unix(e.not_after).to_le_bytes(),
+                        e.key_id.as_bytes(),
+                        e.pem.as_bytes(),
+                        self.ca_pem.as_bytes(),
+                        names.join("\n").as_bytes(),
+                    ],
+                    || {
+                        derived_key_id(root, stack, role, e.issued).as_deref() == Ok(e.key_id.as_str())
+                            && holds_key(&e.pem, root, stack, role, e.issued)
+                            && verifies(&e.pem, &self.ca_pem, names, now)
+                    },
+                )
         });
         let (issued, pem, not_after, issued_now) = match good {
             Some(e) => (e.issued, e.pem.clone(), e.not_after, false),
             None => {
+                let ca_key = key_pair(root, stack, CA, self.ca_issued)?;
                 let now_s = issue_time(now, policy);
                 let issuer = ca_params(stack, self.ca_issued, policy.ca_validity)?
                     .self_signed(&ca_key)
@@ -436,19 +466,55 @@ impl Issuer {
                 (now_s, cert.pem(), not_after, true)
             }
         };
-        let id = key_id(&key_pair(root, stack, role, issued)?);
+        let id = match good {
+            // Checked: the derived key's.
+            Some(e) => e.key_id.clone(),
+            None => derived_key_id(root, stack, role, issued)?,
+        };
         Ok(Leaf {
             cert: Pem {
                 data: pem,
-                labels: labels(role, issued, not_after, &id, &ca_id, &wanted_names),
+                labels: labels(role, issued, not_after, &id, ca_id, &wanted_names),
             },
             key: Pem {
                 data: key_pem(root, stack, role, issued)?,
-                labels: labels(key_role, issued, not_after, &id, &ca_id, &wanted_names),
+                labels: labels(key_role, issued, not_after, &id, ca_id, &wanted_names),
             },
             issued_now,
         })
     }
+}
+
+/// Checks passed before, by a digest of everything they read (a value
+/// derived from the root key, and the parts): a certificate's content never
+/// changes, so each reconcile checks only what is new to it. Bounded: the
+/// set is emptied past 10,000 entries.
+static CHECKED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>> = std::sync::OnceLock::new();
+
+/// `check()`, or `true` at once when it passed before for the same parts.
+fn remembered(root: &RootKey, parts: &[&[u8]], check: impl FnOnce() -> bool) -> bool {
+    let mut h = Sha256::new();
+    h.update(root.derive("swarmlog/v1/tls/checked"));
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    let set = CHECKED.get_or_init(Default::default);
+    // A poisoned lock only costs the check.
+    if set.lock().is_ok_and(|s| s.contains(&digest)) {
+        return true;
+    }
+    let ok = check();
+    if ok {
+        if let Ok(mut s) = set.lock() {
+            if s.len() >= 10_000 {
+                s.clear();
+            }
+            s.insert(digest);
+        }
+    }
+    ok
 }
 
 /// One CA certificate: when it was issued (its key's derivation input),
