@@ -990,7 +990,49 @@ fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), Str
                 }
             },
         )
-        .await
+        .await?;
+
+        // A restarted operator derives the same certificates and keys: it
+        // makes no config or secret and changes no node.
+        let objects = || -> Result<String, String> {
+            let configs = sb.docker(&["config", "ls", "--format", "{{.Name}}"])?;
+            let secrets = sb.docker(&["secret", "ls", "--format", "{{.Name}}"])?;
+            let mut all: Vec<&str> = configs
+                .lines()
+                .chain(secrets.lines())
+                .filter(|n| n.starts_with("sc_"))
+                .collect();
+            all.sort();
+            Ok(all.join("\n"))
+        };
+        let before = (objects()?, members(sb, "sc_elasticsearch")?);
+        let started = op.status()?["started_at"].clone();
+        sb.docker(&["service", "update", "--detach", "--force", "swarmlog_operator"])?;
+        wait_for(
+            "ten reconciles of the restarted operator, Converged",
+            Duration::from_secs(120),
+            || async {
+                let st = op.status()?;
+                let n = st["reconcile"]["count"].as_u64().unwrap_or(0);
+                if st["started_at"] != started && n >= 10 && st["phase"] == "Converged" {
+                    Ok(Some(()))
+                } else {
+                    Err(format!(
+                        "started {}, reconciles {n}, phase {}",
+                        st["started_at"], st["phase"]
+                    ))
+                }
+            },
+        )
+        .await?;
+        let after = (objects()?, members(sb, "sc_elasticsearch")?);
+        if after != before {
+            return Err(format!(
+                "the restarted operator changed the stack: {:?} -> {:?}",
+                before.0, after.0
+            ));
+        }
+        Ok(())
     });
     result.map_err(|e| {
         let st = op.status().map(|st| {
