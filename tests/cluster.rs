@@ -1007,7 +1007,15 @@ fn secured_cluster(sb: &Sandbox, rt: &tokio::runtime::Runtime) -> Result<(), Str
         };
         let before = (objects()?, members(sb, "sc_elasticsearch")?);
         let started = op.status()?["started_at"].clone();
-        sb.docker(&["service", "update", "--detach", "--force", "swarmlog_operator"])?;
+        // Restarted by the update, then a resync every second.
+        sb.docker(&[
+            "service",
+            "update",
+            "--detach",
+            "--env-add",
+            "SWARMLOG_RESYNC=1s",
+            "swarmlog_operator",
+        ])?;
         wait_for(
             "ten reconciles of the restarted operator, Converged",
             Duration::from_secs(120),
