@@ -350,6 +350,8 @@ pub fn expand(desired: &DesiredState, observed: &Observed, uuid: Option<&str>) -
 /// stack's CA.
 struct NodeCerts {
     placeholders: Option<(DesiredConfig, DesiredSecret)>,
+    /// The chart has one placeholder without the other.
+    lone: bool,
     issuer: Option<crate::tls::Issuer>,
     stack: String,
 }
@@ -369,12 +371,15 @@ impl NodeCerts {
             .secrets
             .iter()
             .position(|s| tls_role(s.spec.labels.as_ref()) == Some(crate::tls::NODE_KEY));
-        let placeholders = match (c, s) {
-            (Some(c), Some(s)) => Some((out.configs.remove(c), out.secrets.remove(s))),
-            _ => None,
+        let (placeholders, lone) = match (c, s) {
+            (Some(c), Some(s)) => (Some((out.configs.remove(c), out.secrets.remove(s))), false),
+            (None, None) => (None, false),
+            // One without the other: no node could start with it.
+            _ => (None, true),
         };
         NodeCerts {
             placeholders,
+            lone,
             issuer: out.tls_issuer.clone(),
             stack: out.stack.clone(),
         }
@@ -383,6 +388,13 @@ impl NodeCerts {
     /// The member's certificate and key (none: security off), or why
     /// the member waits.
     fn for_member(&self, name: &str) -> Result<Option<(DesiredConfig, DesiredSecret)>, String> {
+        if self.lone {
+            return Err(format!(
+                "the chart mounts a node certificate ({}) without its key ({}), or the key without the certificate",
+                crate::tls::NODE,
+                crate::tls::NODE_KEY
+            ));
+        }
         let Some((c, s)) = &self.placeholders else {
             return Ok(None);
         };
@@ -814,6 +826,24 @@ mod tests {
         assert_eq!(
             renewed.tls_config(crate::tls::CA).and_then(|c| c.spec.name.clone()),
             first.tls_config(crate::tls::CA).and_then(|c| c.spec.name.clone()),
+        );
+    }
+
+    #[test]
+    fn a_node_certificate_without_its_key_holds_the_nodes() {
+        let mut d = secured(&[], std::time::SystemTime::now());
+        d.secrets
+            .retain(|s| tls_role_of(s.spec.labels.as_ref()).as_deref() != Some(crate::tls::NODE_KEY));
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..d.clone()
+        });
+        o.nodes = loggers(&["logger-1"]);
+        let x = expand(&d, &o, None);
+        assert!(
+            x.held["logging_es_logger-1"].contains("without its key"),
+            "{:?}",
+            x.held
         );
     }
 
