@@ -104,9 +104,9 @@ impl Policy {
                 humantime::format_duration(self.cert_validity)
             ));
         }
-        if self.ca_renewal_lead().saturating_mul(2) >= self.ca_validity {
+        if self.ca_renewal_lead().saturating_mul(3) >= self.ca_validity {
             return Err(format!(
-                "caRotateBefore and certRotateBefore ({} and {}) must both be shorter than half of caValidity ({}): a certificate never outlives its CA, so the CA is renewed once it has less than either left, and its successor is trusted that long before",
+                "caRotateBefore and certRotateBefore ({} and {}) must both be shorter than a third of caValidity ({}): a certificate never outlives its CA, so the CA is renewed once it has less than either left, its successor is trusted twice that long before, and the successor must not be due itself before the old CA ends",
                 humantime::format_duration(self.ca_rotate_before),
                 humantime::format_duration(self.cert_rotate_before),
                 humantime::format_duration(self.ca_validity)
@@ -429,7 +429,10 @@ impl Issuer {
         let good = newest(&self.existing, role, |e| {
             e.issuer == *ca_id
                 && e.names == wanted_names
-                && !due(e, now, policy.lead(role))
+                // Due; but one that ends with its CA is renewed by the CA's
+                // switch (issued again under the same CA, it would end at
+                // the same time: only a restart for nothing).
+                && (!due(e, now, policy.lead(role)) || (e.not_after == self.ca_not_after && now < e.not_after))
                 && e.not_after <= self.ca_not_after
                 && remembered(
                     root,
@@ -444,9 +447,14 @@ impl Issuer {
                         names.join("\n").as_bytes(),
                     ],
                     || {
+                        // Valid now and still a second before the end its label
+                        // says: so at every time between (validity is one
+                        // interval), and the answer holds for later renders.
+                        let last = e.not_after.checked_sub(Duration::from_secs(1)).unwrap_or(UNIX_EPOCH);
                         derived_key_id(root, stack, role, e.issued).as_deref() == Ok(e.key_id.as_str())
                             && holds_key(&e.pem, root, stack, role, e.issued)
                             && verifies(&e.pem, &self.ca_pem, names, now)
+                            && verifies(&e.pem, &self.ca_pem, names, last)
                     },
                 )
         });
@@ -1149,6 +1157,20 @@ mod tests {
         }));
         let rolling = bundle(&root(), "logging", &names(), &both, late, &p).expect("a bundle");
         assert_eq!(rolling.ca, published.ca);
+        // Meanwhile the HTTP certificate, due but ending with its CA, is not
+        // issued again hour after hour under the same CA.
+        assert!(published.issued_now.contains(&HTTP), "the one from a year ago had ended");
+        let hours_later = bundle(
+            &root(),
+            "logging",
+            &names(),
+            &both,
+            late + Duration::from_secs(5 * 3600),
+            &p,
+        )
+        .expect("a bundle");
+        assert_eq!(hours_later.http, published.http);
+        assert!(hours_later.issued_now.is_empty(), "{:?}", hours_later.issued_now);
         // Once every CA config holds it: the successor signs.
         let switched = bundle(&root(), "logging", &names(), &as_configs(&published), late, &p).expect("a bundle");
         assert_eq!(switched.issued_now, vec![CA, HTTP]);

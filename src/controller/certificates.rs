@@ -15,13 +15,13 @@ use crate::tls::{Policy, LABEL_NOT_AFTER, LABEL_TLS};
 /// its renewal rolls out, before the status calls the renewal blocked.
 pub const GRACE: Duration = Duration::from_secs(15 * 60);
 
-/// The rows and the problems, at `now`; `roll_under_way`: a rolling change
-/// of the Elasticsearch cluster holds its nodes for their turn.
+/// The rows and the problems, at `now`; `roll_held`: the cluster's members
+/// a rolling change holds for their turn.
 pub fn status(
     desired: &DesiredState,
     observed: &Observed,
     now: SystemTime,
-    roll_under_way: bool,
+    roll_held: &[String],
 ) -> (Vec<CertificateStatus>, Vec<String>) {
     let Some(policy) = desired.tls_policy.as_ref() else {
         return (Vec::new(), Vec::new());
@@ -50,13 +50,14 @@ pub fn status(
         })
         .flat_map(|s| s.spec.as_ref().map(mounted).unwrap_or_default())
         .collect();
-    // Why a service that mounts `name` waits, if one does. A node a rolling
-    // change of the cluster holds for its turn is not blocked: its renewal
-    // is under way (late, after GRACE, all the same).
+    // Why a service that mounts `name` waits, if one does. A node the
+    // rolling change holds for its turn is not blocked: its renewal is under
+    // way (late, after GRACE, all the same).
     let held = |name: &str| {
         users.iter().find_map(|u| {
-            let why = desired.held.get(u.spec.name.as_ref()?)?;
-            let its_turn = roll_under_way && is_member(u);
+            let service = u.spec.name.as_ref()?;
+            let why = desired.held.get(service)?;
+            let its_turn = roll_held.contains(service);
             (mounted(&u.spec).iter().any(|n| n == name) && !its_turn).then(|| (u.key.clone(), why.clone()))
         })
     };
@@ -168,13 +169,6 @@ fn row(
     })
 }
 
-fn is_member(s: &crate::render::desired::DesiredService) -> bool {
-    s.spec
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(crate::plan::cluster::LABEL_ES_MEMBER_OF))
-}
-
 /// The config names a service spec mounts.
 fn mounted(spec: &bollard::models::ServiceSpec) -> Vec<String> {
     spec.task_template
@@ -220,7 +214,7 @@ mod tests {
     fn rows_say_when_each_certificate_ends_and_is_renewed() {
         let d = crate::render::test_desired("");
         let end = not_after(&d, crate::tls::HTTP);
-        let (rows, problems) = status(&d, &observed_from(&d), SystemTime::now(), false);
+        let (rows, problems) = status(&d, &observed_from(&d), SystemTime::now(), &[]);
         assert!(problems.is_empty(), "{problems:?}");
         let roles: Vec<(&str, &str)> = rows.iter().map(|r| (r.role.as_str(), r.state.as_str())).collect();
         assert_eq!(roles, vec![("ca", "ok"), ("http", "ok")]);
@@ -246,28 +240,28 @@ mod tests {
                 c.spec.name = Some("logging_es_http_crt_renewed".into());
             }
         }
-        let (rows, problems) = status(&next, &observed_from(&d), due, false);
+        let (rows, problems) = status(&next, &observed_from(&d), due, &[]);
         assert_eq!(rows[1].state, "rolling");
         assert!(problems.is_empty(), "{problems:?}");
         // Still in use well after: blocked.
-        let (rows, problems) = status(&next, &observed_from(&d), due + GRACE, false);
+        let (rows, problems) = status(&next, &observed_from(&d), due + GRACE, &[]);
         assert_eq!(rows[1].state, "blocked");
         assert!(problems[0].contains("still runs with it"), "{problems:?}");
         // Due with no next one desired (the last good desired state): blocked.
-        let (rows, problems) = status(&d, &observed_from(&d), due, false);
+        let (rows, problems) = status(&d, &observed_from(&d), due, &[]);
         assert_eq!(rows[1].state, "blocked");
         assert!(problems[0].contains("no new one was issued"), "{problems:?}");
         // Held (the preflight holds Elasticsearch): blocked at once, with why.
         let mut held = d.clone();
         held.held
             .insert("logging_elasticsearch".into(), "vm.max_map_count is too low".into());
-        let (_, problems) = status(&held, &observed_from(&d), due, false);
+        let (_, problems) = status(&held, &observed_from(&d), due, &[]);
         assert!(
             problems[0].contains("held with elasticsearch: vm.max_map_count"),
             "{problems:?}"
         );
         // Expired.
-        let (rows, problems) = status(&d, &observed_from(&d), not_after(&d, crate::tls::HTTP), false);
+        let (rows, problems) = status(&d, &observed_from(&d), not_after(&d, crate::tls::HTTP), &[]);
         assert_eq!(rows[1].state, "expired");
         assert!(problems[0].contains("expired"), "{problems:?}");
     }
@@ -288,7 +282,7 @@ mod tests {
             o.nodes.push(n);
         }
         let x = crate::plan::cluster::expand(&d, &o, Some("u1"));
-        let (rows, problems) = status(&x, &observed_from(&x), SystemTime::now(), false);
+        let (rows, problems) = status(&x, &observed_from(&x), SystemTime::now(), &[]);
         assert!(problems.is_empty(), "{problems:?}");
         let roles: Vec<&str> = rows.iter().map(|r| r.role.as_str()).collect();
         assert_eq!(
@@ -327,11 +321,12 @@ mod tests {
             next.held
                 .insert(m.into(), "one node at a time: logging_es_logger-1 first".into());
         }
-        let (rows, problems) = status(&next, &observed_from(&x), due, true);
+        let roll: Vec<String> = next.held.keys().cloned().collect();
+        let (rows, problems) = status(&next, &observed_from(&x), due, &roll);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(rows[1..].iter().all(|r| r.state == "rolling"), "{rows:?}");
         // The same holds without a roll under way: blocked, with why.
-        let (_, problems) = status(&next, &observed_from(&x), due, false);
+        let (_, problems) = status(&next, &observed_from(&x), due, &[]);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems[0].contains("node logging_es_logger-2's certificate"),
@@ -344,7 +339,7 @@ mod tests {
     fn security_off_has_no_certificate_rows() {
         let d = crate::render::test_desired("elasticsearch:\n  security: false\n");
         assert_eq!(
-            status(&d, &observed_from(&d), SystemTime::now(), false),
+            status(&d, &observed_from(&d), SystemTime::now(), &[]),
             (Vec::new(), Vec::new())
         );
     }

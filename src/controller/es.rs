@@ -99,7 +99,7 @@ pub struct Shared {
     /// yet; the newest is tried first).
     elastic_generation: std::sync::atomic::AtomicU32,
     view: RwLock<View>,
-    pub(super) rolling: AtomicBool,
+    rolling: AtomicBool,
     wake: tokio::sync::Notify,
 }
 
@@ -394,6 +394,9 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
         ..Default::default()
     };
     fill_from_view(&mut status, &view, hint.as_deref());
+    // The members a rolling change holds for their turn (this reconcile's
+    // decision; none on a standby or while the preflight holds them all).
+    let mut roll_held: Vec<String> = Vec::new();
     let (desired, problems) = match topology {
         Topology::Single => {
             let bases = if ctx.settings.es.urls.is_empty() {
@@ -530,6 +533,7 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                     }
                 }
                 ctx.es.rolling.store(decision.status.is_some(), Ordering::Relaxed);
+                roll_held = decision.held.keys().cloned().collect();
                 apply_decision(&mut expanded, &decision);
                 status.roll = decision.status.clone();
                 match &snap {
@@ -573,6 +577,7 @@ pub async fn step(ctx: &Context, role: Role, desired: DesiredState, observed: &O
                 read: view.security.as_ref(),
                 no_path: hint.as_deref(),
                 observed,
+                roll_held: &roll_held,
             },
             &mut desired,
             &mut status.security,

@@ -28,6 +28,8 @@ pub struct Seen<'a> {
     /// Why the operator has no path to Elasticsearch, if it has none.
     pub no_path: Option<&'a str>,
     pub observed: &'a Observed,
+    /// The cluster's members a rolling change holds for their turn.
+    pub roll_held: &'a [String],
 }
 
 /// The desired secret holding credential `logical`.
@@ -119,12 +121,8 @@ pub async fn step(
     desired: &mut DesiredState,
     status: &mut SecurityStatus,
 ) -> Vec<String> {
-    let (certificates, mut problems) = super::certificates::status(
-        desired,
-        seen.observed,
-        std::time::SystemTime::now(),
-        ctx.es.rolling.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let (certificates, mut problems) =
+        super::certificates::status(desired, seen.observed, std::time::SystemTime::now(), seen.roll_held);
     status.certificates = certificates;
     let Some(creds) = desired.credentials.clone() else {
         *status = SecurityStatus {

@@ -414,10 +414,38 @@ impl NodeCerts {
             )
             .map_err(|e| format!("its certificate could not be issued: {e}"))?;
         Ok(Some((
-            made_config(c, &format!("{name}_cert"), leaf.cert.data.as_bytes(), leaf.cert.labels),
-            made_secret(s, &format!("{name}_key"), leaf.key.data.as_bytes(), leaf.key.labels),
+            made_config(
+                c,
+                &object_base(name, "cert"),
+                leaf.cert.data.as_bytes(),
+                leaf.cert.labels,
+            ),
+            made_secret(s, &object_base(name, "key"), leaf.key.data.as_bytes(), leaf.key.labels),
         )))
     }
+}
+
+/// The engine's longest config or secret name.
+const MAX_OBJECT_NAME: usize = 64;
+
+/// The name, before its `_<hash8>` content suffix, of a member's config or
+/// secret: `<member>_<what>`; when that would pass the engine's limit, the
+/// member's name is cut and a hash of it keeps it apart from another's.
+fn object_base(member: &str, what: &str) -> String {
+    let full = format!("{member}_{what}");
+    // The content suffix: `_` and 8 hex digits.
+    if full.len() + 9 <= MAX_OBJECT_NAME {
+        return full;
+    }
+    use sha2::Digest as _;
+    let h: String = sha2::Sha256::digest(member.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keep = MAX_OBJECT_NAME - 9 - (1 + h.len()) - (1 + what.len());
+    let cut: String = member.chars().take(keep).collect();
+    format!("{cut}_{h}_{what}")
 }
 
 fn env_of(spec: &ServiceSpec) -> Vec<String> {
@@ -701,8 +729,6 @@ mod tests {
     /// A secured cluster's desired state, issued with the test root key and
     /// `existing` certificates at `now`.
     fn secured(existing: &[DesiredConfig], now: std::time::SystemTime) -> DesiredState {
-        let mut d =
-            crate::render::test_desired("elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n");
         let engine: Vec<bollard::models::Config> = existing
             .iter()
             .map(|c| bollard::models::Config {
@@ -710,20 +736,29 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let key = crate::security::RootKey::from_bytes(b"a test root key of 32 bytes .....").expect("a key");
-        let policy = d.tls_policy.clone().expect("a policy");
-        let names = crate::tls::http_names("logging", "elasticsearch");
-        let b = crate::tls::bundle(
-            &key,
-            "logging",
-            &names,
-            &crate::tls::Existing::from_configs(&engine),
-            now,
-            &policy,
-        )
-        .expect("a bundle");
-        d.tls_issuer = Some(b.issuer);
-        d
+        let found = crate::tls::Existing::from_configs(&engine);
+        // Rendered as the operator renders: the bundle from the swarm's
+        // certificates, at `now` (the CA config and the issuer agree).
+        let tls = |stack: &str, names: &[String], policy: &crate::tls::Policy| {
+            let key = crate::security::RootKey::from_bytes(b"a test root key of 32 bytes .....")?;
+            crate::tls::bundle(&key, stack, names, &found, now, policy).map(Some)
+        };
+        crate::render::chart::Chart::embedded()
+            .expect("chart")
+            .render(&crate::render::chart::RenderOptions {
+                values_files: vec![(
+                    "v.yaml".into(),
+                    "elasticsearch:\n  topology: cluster\n  preflight:\n    maxMapCount: 0\n".into(),
+                )],
+                set: Vec::new(),
+                stack: None,
+                env: &|_| None,
+                credential: &|_, _| Ok(b"test-password".to_vec()),
+                generations: &|_| Default::default(),
+                tls: &tls,
+            })
+            .expect("renders")
+            .desired
     }
 
     #[test]
@@ -749,7 +784,7 @@ mod tests {
             .any(|c| tls_role_of(c.spec.labels.as_ref()).as_deref() == Some(crate::tls::NODE_KEY)));
         let ca = x.tls_config(crate::tls::CA).expect("the CA");
         let ca_pem = data_of(ca.spec.data.as_ref());
-        let mut serials = std::collections::BTreeSet::new();
+        let mut pems = std::collections::BTreeSet::new();
         for m in ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"] {
             let ((cert, cert_target), (key, key_target)) = node_files(&x, m);
             assert!(cert.starts_with(&format!("{m}_cert_")), "{cert}");
@@ -775,7 +810,7 @@ mod tests {
                 &["logging_es_logger-9".into()],
                 now
             ));
-            assert!(serials.insert(pem), "each node's certificate is its own");
+            assert!(pems.insert(pem), "each node's certificate is its own");
             let k = x
                 .secrets
                 .iter()
@@ -823,10 +858,29 @@ mod tests {
             assert_ne!(a.0 .0, b.0 .0, "a new certificate");
             assert_ne!(a.1 .0, b.1 .0, "a new key");
         }
+        // Under the same CA: its config, and the issuer each node's
+        // certificate names.
         assert_eq!(
             renewed.tls_config(crate::tls::CA).and_then(|c| c.spec.name.clone()),
             first.tls_config(crate::tls::CA).and_then(|c| c.spec.name.clone()),
         );
+        let issuers = |x: &DesiredState| -> Vec<String> {
+            x.configs
+                .iter()
+                .filter(|c| tls_role_of(c.spec.labels.as_ref()).is_some_and(|r| r.starts_with("node:")))
+                .map(|c| c.spec.labels.as_ref().expect("labels")[crate::tls::LABEL_ISSUER].clone())
+                .collect()
+        };
+        let ca_id = first
+            .tls_config(crate::tls::CA)
+            .expect("the CA")
+            .spec
+            .labels
+            .as_ref()
+            .expect("labels")[crate::tls::LABEL_KEY_ID]
+            .clone();
+        assert_eq!(issuers(&renewed), vec![ca_id.clone(); 3]);
+        assert_eq!(issuers(&first), vec![ca_id; 3]);
     }
 
     #[test]
@@ -845,6 +899,21 @@ mod tests {
             "{:?}",
             x.held
         );
+    }
+
+    #[test]
+    fn a_long_nodes_certificate_names_stay_within_the_engines_limit() {
+        let long = format!("logging_es_{}", "ip-172-31-45-123-eu-central-1-compute-in");
+        let other = format!("{long}_abc123");
+        for what in ["cert", "key"] {
+            let a = object_base(&long, what);
+            let b = object_base(&other, what);
+            assert!(a.len() + 9 <= MAX_OBJECT_NAME, "{a}");
+            assert!(b.len() + 9 <= MAX_OBJECT_NAME, "{b}");
+            assert_ne!(a, b, "two members, two names");
+            assert!(a.ends_with(&format!("_{what}")), "{a}");
+        }
+        assert_eq!(object_base("logging_es_logger-1", "cert"), "logging_es_logger-1_cert");
     }
 
     #[test]
