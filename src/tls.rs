@@ -1159,7 +1159,10 @@ mod tests {
         assert_eq!(rolling.ca, published.ca);
         // Meanwhile the HTTP certificate, due but ending with its CA, is not
         // issued again hour after hour under the same CA.
-        assert!(published.issued_now.contains(&HTTP), "the one from a year ago had ended");
+        assert!(
+            published.issued_now.contains(&HTTP),
+            "the one from a year ago had ended"
+        );
         let hours_later = bundle(
             &root(),
             "logging",
