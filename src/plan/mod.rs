@@ -458,7 +458,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, opts: PlanOptions) -> P
     let net_names = networks::plan(&inputs, networks, &mut wanted, &mut p);
     files::plan(&inputs, configs, secrets, &mut wanted, &mut p);
     services::plan(&inputs, services, held, &net_names, &mut wanted, &mut p);
-    removals::plan(&inputs, held, &wanted, &mut p);
+    removals::plan(&inputs, services, held, &wanted, &mut p);
     p.sort();
     p
 }

@@ -1,17 +1,25 @@
 //! Plan, removals (pure): only what the stack owns and no longer wants.
 //! A plan that would remove every service of the stack is refused; configs
 //! and secrets still used by a service that stays as it is (another
-//! stack's, or a held one of ours) are kept; volumes are never touched.
+//! stack's, or a held one of ours) and those a service's spec to be written
+//! names (a cluster node the roll marks before its restart keeps its old
+//! files) are kept; volumes are never touched.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bollard::models::Service;
+use bollard::models::{Service, ServiceSpec};
 
 use super::files::{observed_configs, observed_secrets, FileObject};
 use super::{Action, Blocker, Inputs, Plan, Wanted};
-use crate::render::desired::{LABEL_COMPANION, LABEL_SPEC_HASH};
+use crate::render::desired::{DesiredService, LABEL_COMPANION, LABEL_SPEC_HASH};
 
-pub(super) fn plan(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wanted, p: &mut Plan) {
+pub(super) fn plan(
+    inputs: &Inputs,
+    desired: &[DesiredService],
+    held: &BTreeMap<String, String>,
+    wanted: &Wanted,
+    p: &mut Plan,
+) {
     let o = inputs.observed;
     services(inputs, held, wanted, p);
     // Services that keep running with the files they use now.
@@ -24,7 +32,12 @@ pub(super) fn plan(inputs: &Inputs, held: &BTreeMap<String, String>, wanted: &Wa
             is_held || !inputs.owns(spec.and_then(|s| s.labels.as_ref()))
         })
         .collect();
-    let (used_configs, used_secrets) = files_in_use(&staying);
+    let (mut used_configs, mut used_secrets) = files_in_use(staying.iter().filter_map(|s| s.spec.as_ref()));
+    // What the specs to be written name: the desired ones, and those the
+    // roll puts in their place (its label-only writes keep a node's files).
+    let (configs, secrets) = files_in_use(desired.iter().map(|d| &d.spec));
+    used_configs.extend(configs);
+    used_secrets.extend(secrets);
     for f in observed_configs(&o.configs) {
         if removable(inputs, &f, &wanted.configs, &used_configs) {
             p.actions.push(Action::RemoveConfig {
@@ -104,13 +117,10 @@ fn removable(inputs: &Inputs, f: &FileObject, wanted: &BTreeSet<String>, used: &
 }
 
 /// Names of the configs and of the secrets the given services use.
-fn files_in_use(services: &[&Service]) -> (BTreeSet<String>, BTreeSet<String>) {
+fn files_in_use<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut configs = BTreeSet::new();
     let mut secrets = BTreeSet::new();
-    for c in services
-        .iter()
-        .filter_map(|s| s.spec.as_ref()?.task_template.as_ref()?.container_spec.as_ref())
-    {
+    for c in specs.filter_map(|s| s.task_template.as_ref()?.container_spec.as_ref()) {
         configs.extend(c.configs.iter().flatten().filter_map(|r| r.config_name.clone()));
         secrets.extend(c.secrets.iter().flatten().filter_map(|r| r.secret_name.clone()));
     }

@@ -93,6 +93,13 @@ fn roll_label_at(observed: &Observed, name: &str) -> Option<u64> {
         .ok()
 }
 
+fn spec_hash(spec: &ServiceSpec) -> Option<&str> {
+    spec.labels
+        .as_ref()?
+        .get(crate::render::desired::LABEL_SPEC_HASH)
+        .map(String::as_str)
+}
+
 fn observed_spec<'a>(observed: &'a Observed, name: &str) -> Option<&'a ServiceSpec> {
     observed
         .services
@@ -292,16 +299,25 @@ pub fn decide(
     match current {
         Some((name, value)) if value == RESTART => {
             if order.contains(&name.as_str()) {
-                // Changed again while out: its update goes now, still marked,
-                // with the restart time it has (the same write each time if
-                // the engine keeps something else: the write-loop guard
-                // catches that, and the node's own restart is still later).
+                // Changed again while out: its update goes now, still marked.
+                // The node it brings up is the one to wait for, so the
+                // restart time is now: a process started after the first
+                // write (and up for less than since then) is the one this
+                // update stops, and must not pass as back. The same desired
+                // spec as written keeps its time (the engine keeps something
+                // else: the same write, which the write-loop guard catches).
                 hold_all(
                     &mut d,
                     Some(&name),
                     &format!("one node at a time: {name} is restarting"),
                 );
-                let at = roll_label_at(observed, &name).unwrap_or(now);
+                let written = observed_spec(observed, &name).and_then(spec_hash);
+                let at = roll_label_at(observed, &name)
+                    .filter(|at| {
+                        restart_spec(desired, &name, *at)
+                            .is_some_and(|s| spec_hash(&s).is_some() && spec_hash(&s) == written)
+                    })
+                    .unwrap_or(now);
                 if let Some(spec) = restart_spec(desired, &name, at) {
                     d.specs.insert(name.clone(), spec);
                 }
@@ -853,6 +869,92 @@ mod tests {
             n.version = "8.16.1".into();
         }
         let d = decide(&c, &desired, &o, &rest, Ok(&s), 1000);
+        assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
+    }
+
+    /// A node changed again while it is out for a restart (a renewed
+    /// certificate while the roll restarts it for the one before): the
+    /// process it runs is stopped by this update, so it is not "back" for
+    /// having started after the first write; the restart time is the new
+    /// write's. The same spec written again keeps its time.
+    #[test]
+    fn a_node_changed_again_while_out_waits_for_the_process_of_its_last_update() {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
+            .collect();
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..values("1")
+        });
+        o.nodes = nodes.clone();
+        let formed = expand(&values("1"), &o, Some("u1"));
+        let name = "logging_es_logger-1";
+        let three = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
+        let rest = vec!["logging_es_logger-2".to_string(), "logging_es_logger-3".to_string()];
+        // Restarted at 990 onto X=2, as the roll wrote it.
+        let mut o = observed_from(&formed);
+        o.nodes = nodes;
+        let c = cluster(&values("2"), &o).expect("a cluster");
+        let two = expand(&values("2"), &o, None);
+        let written = restart_spec(&two, name, 990).expect("a member");
+        let put = |o: &mut Observed, spec: &ServiceSpec| {
+            for s in o.services.iter_mut() {
+                if s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name) {
+                    s.spec = Some(spec.clone());
+                }
+            }
+        };
+        put(&mut o, &written);
+        // The same spec still differs (the engine keeps something else):
+        // written again with its time, so the write-loop guard sees it.
+        let mut pending = vec![name.to_string()];
+        pending.extend(rest.clone());
+        let d = decide(
+            &c,
+            &two,
+            &o,
+            &pending,
+            Ok(&snapshot(&three, Color::Yellow, Some("primaries"))),
+            1000,
+        );
+        let at = |spec: &ServiceSpec| spec.labels.as_ref().and_then(|l| l.get(LABEL_ES_ROLL_AT).cloned());
+        assert_eq!(at(&d.specs[name]).as_deref(), Some("990"));
+        assert_eq!(d.specs[name], written, "the same write");
+
+        // Changed again (X=3) while out: the update goes now, marked with now.
+        let three_values = values("3");
+        let desired = expand(&three_values, &o, None);
+        let d = decide(
+            &c,
+            &desired,
+            &o,
+            &pending,
+            Ok(&snapshot(&three, Color::Yellow, Some("primaries"))),
+            1000,
+        );
+        assert_eq!(d.held.len(), 2, "{d:?}");
+        let again = d.specs[name].clone();
+        assert_eq!(at(&again).as_deref(), Some("1000"));
+        assert!(env_of(&again).contains(&"X=3".to_string()));
+
+        // Written. The node that answers was started after the first write
+        // (up 5 s at 1003: since 998), before this one: the process this
+        // update stops. Not back, nothing released, the others wait.
+        put(&mut o, &again);
+        let mut s = snapshot(&three, Color::Green, Some("primaries"));
+        for n in s.nodes.iter_mut() {
+            n.uptime_secs = Some(if n.name == name { 5 } else { 900 });
+        }
+        let d = decide(&c, &desired, &o, &rest, Ok(&s), 1003);
+        assert_eq!(d.call, None, "the process before the last update is not back");
+        assert_eq!(d.held.len(), 2);
+        let why = d.status.and_then(|r| r.waiting_for).unwrap_or_default();
+        assert!(why.contains("to rejoin the cluster"), "{why}");
+        // Its own process, up 2 s at 1003: back.
+        for n in s.nodes.iter_mut().filter(|n| n.name == name) {
+            n.uptime_secs = Some(2);
+        }
+        let d = decide(&c, &desired, &o, &rest, Ok(&s), 1003);
         assert_eq!(d.call, Some(EsCall::ReleaseReplicas));
     }
 

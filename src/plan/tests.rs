@@ -346,6 +346,49 @@ fn pipeline_edit_creates_new_config_updates_logstash_then_removes_old() {
     assert_eq!(p.actions[1].name(), "logging_logstash");
 }
 
+/// A spec to be written that still names an old file (the roll's
+/// label-only mark of a cluster node keeps the node's files until its
+/// restart) keeps that file: the engine would refuse the removal, and the
+/// reconcile fail, while the node still mounts it.
+#[test]
+fn a_file_the_spec_to_be_written_names_is_not_removed() {
+    let old = desired();
+    let dir = std::env::temp_dir().join(format!("swarmlog-plan-keep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.conf");
+    std::fs::write(&file, "input { tcp { port => 9000 } }\n").unwrap();
+    let mut new = desired_with(&format!("logstash:\n  pipelineFile: {}\n", file.display()));
+    let observed = observed_from(&old);
+    // Logstash's spec as it runs now, with a label of the new state only.
+    let running = observed
+        .services
+        .iter()
+        .find_map(|s| s.spec.clone().filter(|s| s.name.as_deref() == Some("logging_logstash")))
+        .unwrap();
+    let mut marked = running.clone();
+    marked
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("io.swarmlog.test".into(), "1".into());
+    for s in new
+        .services
+        .iter_mut()
+        .filter(|s| s.spec.name.as_deref() == Some("logging_logstash"))
+    {
+        s.spec = marked.clone();
+    }
+    let p = plan(&new, &observed, PlanOptions::default());
+    let got: Vec<String> = p.actions.iter().map(|a| format!("{} {}", a.verb(), a.kind())).collect();
+    assert_eq!(got, ["create config", "update service"], "{:#?}", p.actions);
+    // Once the spec names the new file only, the old one goes.
+    let p = plan(
+        &desired_with(&format!("logstash:\n  pipelineFile: {}\n", file.display())),
+        &observed,
+        PlanOptions::default(),
+    );
+    assert_eq!(p.count("remove"), 1, "{:#?}", p.actions);
+}
+
 #[test]
 fn unowned_service_is_a_conflict_unless_adopted() {
     let d = desired();
