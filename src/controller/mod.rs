@@ -104,6 +104,9 @@ pub struct Context {
     /// The engine's time (ns) up to which a finished observe has seen every
     /// change an event could announce (0: none yet).
     covered: std::sync::atomic::AtomicI64,
+    /// When a relevant event last came that an observe had already read
+    /// (dropped): the engine is busy, which the batching must know.
+    covered_seen: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// What swarmlog last wrote per service (updates that do not stick are held).
     pub(crate) convergence: std::sync::Mutex<crate::plan::converge::Memory>,
     /// Elasticsearch as the poller reads it, and where it reads.
@@ -146,6 +149,7 @@ impl Context {
             all_services: std::sync::atomic::AtomicBool::new(true),
             rendered_from: Default::default(),
             covered: std::sync::atomic::AtomicI64::new(0),
+            covered_seen: std::sync::Mutex::new(None),
             convergence: std::sync::Mutex::new(Default::default()),
             es: Default::default(),
             own_networks: tokio::sync::OnceCell::new(),
@@ -179,6 +183,18 @@ impl Context {
     /// arrived after the reconcile that read its change).
     pub fn event_covered(&self, nanos: i64) -> bool {
         nanos < self.covered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A relevant event came that an observe had already read (dropped).
+    pub fn covered_event_seen(&self) {
+        if let Ok(mut t) = self.covered_seen.lock() {
+            *t = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// When a relevant event last came that was dropped as already read.
+    pub fn last_covered_event(&self) -> Option<tokio::time::Instant> {
+        self.covered_seen.lock().ok().and_then(|t| *t)
     }
 
     pub fn watched_names(&self) -> Vec<String> {
@@ -333,10 +349,11 @@ pub async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Trigger>, shutdown: C
     let mut timers = Timers::default();
     // When the last reconcile finished (the leading edge needs quiet since).
     let mut last_done = tokio::time::Instant::now();
+    let busy = || ctx.last_covered_event();
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => break,
-            b = triggers::next_batch(&mut rx, s.debounce, s.debounce_max, last_done) => match b {
+            b = triggers::next_batch(&mut rx, s.debounce, s.debounce_max, last_done, &busy) => match b {
                 Some(b) => b,
                 None => break,
             },

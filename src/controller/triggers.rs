@@ -149,18 +149,28 @@ pub fn describe(batch: &[Trigger]) -> String {
 }
 
 /// Waits for the next batch of triggers; `last_done`: when the last
-/// reconcile finished. `None` once every sender is gone.
+/// reconcile finished; `busy`: when an event last came that an observe had
+/// already read (dropped, not sent: the engine is busy all the same).
+/// `None` once every sender is gone.
 pub async fn next_batch(
     rx: &mut mpsc::Receiver<Trigger>,
     debounce: Duration,
     max_delay: Duration,
     last_done: Instant,
+    busy: &dyn Fn() -> Option<Instant>,
 ) -> Option<Vec<Trigger>> {
     let first = rx.recv().await?;
     let opened = Instant::now();
     let mut seen = std::collections::HashSet::from([first.clone()]);
     let mut batch = vec![first];
-    if opened.saturating_duration_since(last_done) >= debounce {
+    // Quiet means no event at all, not only none sent: each reconcile's
+    // observe covers the events still on their way, which are dropped, so
+    // under a steady stream the first one sent after a reconcile always
+    // came after a gap. Taken for quiet, that gap made every reconcile a
+    // leading edge (a stream of 1,000 unrelated events a second ran one
+    // reconcile after another, about 10 a second, not one per `max_delay`).
+    let quiet_since = busy().map_or(last_done, |b| b.max(last_done));
+    if opened.saturating_duration_since(quiet_since) >= debounce {
         // The leading edge: at once, with what is already there.
         while let Ok(t) = rx.try_recv() {
             if batch.len() < MAX_BATCH && seen.insert(t.clone()) {
@@ -169,18 +179,24 @@ pub async fn next_batch(
         }
         return Some(batch);
     }
+    // The batch closes after `debounce` with no event, sent or dropped.
+    let mut last = opened;
     loop {
-        let quiet = Instant::now() + debounce;
+        let quiet = busy().map_or(last, |b| b.max(last)) + debounce;
         let until = quiet.min(opened + max_delay);
         match tokio::time::timeout_at(until, rx.recv()).await {
             // A reconcile looks at everything anyway: beyond MAX_BATCH
             // distinct triggers, more only say "look again" once more.
             Ok(Some(t)) => {
+                last = Instant::now();
                 if batch.len() < MAX_BATCH && seen.insert(t.clone()) {
                     batch.push(t);
                 }
             }
-            Ok(None) | Err(_) => return Some(batch),
+            Ok(None) => return Some(batch),
+            // Quiet, unless an event was dropped meanwhile.
+            Err(_) if busy().is_some_and(|b| b + debounce > Instant::now()) => {}
+            Err(_) => return Some(batch),
         }
         if Instant::now() >= opened + max_delay {
             return Some(batch);
@@ -392,6 +408,7 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_secs(1),
             Instant::now(),
+            &|| None,
         )
         .await
         .unwrap();
@@ -403,6 +420,7 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_secs(1),
             Instant::now(),
+            &|| None,
         )
         .await
         .unwrap();
@@ -412,7 +430,8 @@ mod tests {
             &mut rx,
             Duration::from_millis(20),
             Duration::from_secs(1),
-            Instant::now()
+            Instant::now(),
+            &|| None,
         )
         .await
         .is_none());
@@ -431,9 +450,15 @@ mod tests {
         .unwrap();
         tx.send(Trigger::Resync).await.unwrap();
         let start = Instant::now();
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1), done)
-            .await
-            .unwrap();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            done,
+            &|| None,
+        )
+        .await
+        .unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO, "no debounce after quiet");
         assert_eq!(batch.len(), 2, "what was queued comes along: {batch:?}");
         // Right after that reconcile: the next trigger waits for the burst to end.
@@ -444,11 +469,111 @@ mod tests {
         })
         .await
         .unwrap();
-        let batch = next_batch(&mut rx, Duration::from_millis(20), Duration::from_secs(1), done)
-            .await
-            .unwrap();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            done,
+            &|| None,
+        )
+        .await
+        .unwrap();
         assert_eq!(batch.len(), 1);
         assert_eq!(start.elapsed(), Duration::from_millis(20), "trailing edge while busy");
+    }
+
+    /// Events an observe already read are dropped, not sent; they still
+    /// say the engine is busy: the first event sent after them is no
+    /// leading edge (under a steady stream every reconcile would be one).
+    #[tokio::test(start_paused = true)]
+    async fn events_dropped_as_read_are_no_quiet() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let done = Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The last dropped event came 5 ms ago.
+        let dropped = Instant::now() - Duration::from_millis(5);
+        let ev = |what: &str| Trigger::Event {
+            what: what.into(),
+            id: String::new(),
+        };
+        tx.send(ev("service update other_1")).await.unwrap();
+        let start = Instant::now();
+        let batch = next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            done,
+            &|| Some(dropped),
+        )
+        .await
+        .unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(20), "waits for quiet");
+        // The same with the last dropped event long ago: at once.
+        let dropped = Instant::now() - Duration::from_millis(300);
+        tx.send(ev("service update other_2")).await.unwrap();
+        let start = Instant::now();
+        next_batch(
+            &mut rx,
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            done,
+            &|| Some(dropped),
+        )
+        .await
+        .unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // A steady stream, 10 events every 10 ms; after each reconcile the
+        // events of the next 40 ms were read by its observe already and are
+        // dropped. One batch per `max_delay`, not one per reconcile.
+        let batches = |with_busy: bool| async move {
+            let (tx, mut rx) = mpsc::channel(64);
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+            let covered = std::sync::Arc::new(std::sync::Mutex::new(Instant::now()));
+            let feeder = {
+                let (seen, covered) = (seen.clone(), covered.clone());
+                tokio::spawn(async move {
+                    for i in 0..1_000u32 {
+                        let read = Instant::now() < *covered.lock().unwrap();
+                        for j in 0..10 {
+                            if read {
+                                *seen.lock().unwrap() = Some(Instant::now());
+                            } else if tx.send(ev(&format!("service update other_{i}_{j}"))).await.is_err() {
+                                return;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+            };
+            let start = Instant::now();
+            let mut n = 0;
+            let mut done = Instant::now();
+            while start.elapsed() < Duration::from_secs(2) {
+                let s = seen.clone();
+                let busy = move || if with_busy { *s.lock().unwrap() } else { None };
+                next_batch(
+                    &mut rx,
+                    Duration::from_millis(20),
+                    Duration::from_millis(500),
+                    done,
+                    &busy,
+                )
+                .await
+                .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(15)).await; // the reconcile
+                done = Instant::now();
+                *covered.lock().unwrap() = done + Duration::from_millis(40);
+            }
+            feeder.abort();
+            n
+        };
+        let n = batches(true).await;
+        assert!((3..=5).contains(&n), "{n} batches in 2 s at max 500 ms");
+        // Without what was dropped, every gap read as quiet.
+        let blind = batches(false).await;
+        assert!(blind > 20, "{blind}: the stream's gaps after each reconcile look quiet");
     }
 
     #[tokio::test(start_paused = true)]
@@ -468,6 +593,7 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_secs(1),
             Instant::now(),
+            &|| None,
         )
         .await
         .unwrap();
@@ -495,6 +621,7 @@ mod tests {
             Duration::from_millis(20),
             Duration::from_millis(200),
             Instant::now(),
+            &|| None,
         )
         .await
         .unwrap();

@@ -166,12 +166,15 @@ pub async fn watch_events(ctx: Arc<Context>, tx: mpsc::Sender<Trigger>, shutdown
                         if !cursor.first_time(&ev) {
                             continue;
                         }
-                        if event_nanos(&ev).is_some_and(|n| ctx.event_covered(n)) {
-                            continue;
-                        }
+                        let covered = event_nanos(&ev).is_some_and(|n| ctx.event_covered(n));
                         // Read per event: a new desired state names new objects at once.
                         let also = ctx.watched_names();
                         if let Some(what) = relevant(&ev, &ctx.stack(), &also, ctx.watches_all_services()) {
+                            if covered {
+                                // Read already: not sent, but the engine is busy.
+                                ctx.covered_event_seen();
+                                continue;
+                            }
                             tracing::debug!(event = %what, "event");
                             let id = ev.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();
                             if tx.send(Trigger::Event { what, id }).await.is_err() {
