@@ -583,6 +583,24 @@ mod tests {
         }
     }
 
+    /// A cluster of three logger nodes formed from `values` (with the
+    /// cluster UUID recorded when given): its desired state, and the swarm
+    /// that runs it.
+    fn three_nodes(values: &DesiredState, uuid: Option<&str>) -> (DesiredState, Observed) {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
+            .collect();
+        let mut o = observed_from(&DesiredState {
+            services: Vec::new(),
+            ..values.clone()
+        });
+        o.nodes = nodes.clone();
+        let formed = expand(values, &o, uuid);
+        let mut o = observed_from(&formed);
+        o.nodes = nodes;
+        (formed, o)
+    }
+
     fn set_label(o: &mut Observed, name: &str, value: Option<&str>) {
         for s in o.services.iter_mut() {
             if let Some(spec) = s.spec.as_mut().filter(|s| s.name.as_deref() == Some(name)) {
@@ -775,17 +793,7 @@ mod tests {
     /// may have made is reset, then the mark goes.
     #[test]
     fn a_prepared_roll_with_nothing_left_to_change_undoes_itself() {
-        let nodes: Vec<Node> = (1..=3)
-            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
-            .collect();
-        let mut o = observed_from(&DesiredState {
-            services: Vec::new(),
-            ..values("1")
-        });
-        o.nodes = nodes.clone();
-        let formed = expand(&values("1"), &o, Some("u1"));
-        let mut o = observed_from(&formed);
-        o.nodes = nodes;
+        let (formed, mut o) = three_nodes(&values("1"), Some("u1"));
         let c = cluster(&values("1"), &o).expect("a cluster");
         let name = "logging_es_logger-1";
         set_label(&mut o, name, Some(PREPARE));
@@ -879,21 +887,11 @@ mod tests {
     /// write's. The same spec written again keeps its time.
     #[test]
     fn a_node_changed_again_while_out_waits_for_the_process_of_its_last_update() {
-        let nodes: Vec<Node> = (1..=3)
-            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
-            .collect();
-        let mut o = observed_from(&DesiredState {
-            services: Vec::new(),
-            ..values("1")
-        });
-        o.nodes = nodes.clone();
-        let formed = expand(&values("1"), &o, Some("u1"));
+        let (_, mut o) = three_nodes(&values("1"), Some("u1"));
         let name = "logging_es_logger-1";
         let three = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
         let rest = vec!["logging_es_logger-2".to_string(), "logging_es_logger-3".to_string()];
         // Restarted at 990 onto X=2, as the roll wrote it.
-        let mut o = observed_from(&formed);
-        o.nodes = nodes;
         let c = cluster(&values("2"), &o).expect("a cluster");
         let two = expand(&values("2"), &o, None);
         let written = restart_spec(&two, name, 990).expect("a member");
@@ -962,18 +960,8 @@ mod tests {
     /// change was pending): the labels go first, nothing restarts.
     #[test]
     fn the_cluster_uuid_is_recorded_before_any_restart() {
-        let nodes: Vec<Node> = (1..=3)
-            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
-            .collect();
-        let mut o = observed_from(&DesiredState {
-            services: Vec::new(),
-            ..values("1")
-        });
-        o.nodes = nodes.clone();
         // Bootstrapped, UUID not recorded yet.
-        let bootstrapped = expand(&values("1"), &o, None);
-        let mut o = observed_from(&bootstrapped);
-        o.nodes = nodes;
+        let (_, o) = three_nodes(&values("1"), None);
         let desired = expand(&values("2"), &o, Some("u1"));
         let c = cluster(&values("2"), &o).expect("a cluster");
         let all = ["logging_es_logger-1", "logging_es_logger-2", "logging_es_logger-3"];
@@ -1001,17 +989,7 @@ mod tests {
     /// mark stays exactly as it is, its restart time too.
     #[test]
     fn a_mark_is_kept_whole_while_elasticsearch_cannot_be_read() {
-        let nodes: Vec<Node> = (1..=3)
-            .map(|i| node(&format!("id{i}"), &format!("logger-{i}")))
-            .collect();
-        let mut o = observed_from(&DesiredState {
-            services: Vec::new(),
-            ..values("1")
-        });
-        o.nodes = nodes.clone();
-        let formed = expand(&values("1"), &o, Some("u1"));
-        let mut o = observed_from(&formed);
-        o.nodes = nodes;
+        let (_, mut o) = three_nodes(&values("1"), Some("u1"));
         let desired = expand(&values("2"), &o, None);
         let c = cluster(&values("2"), &o).expect("a cluster");
         let name = "logging_es_logger-1";
